@@ -1,0 +1,32 @@
+"""Every Redis key, Celery task and queue name in one place (arq's habit).
+
+The tap and the workers run in different processes and often different deployments;
+they agree on these names and on ``shadowcanary.events`` and on nothing else.
+"""
+
+from __future__ import annotations
+
+# Celery task names (the tap sends by name, so it never imports the worker code).
+TASK_INGEST = "shadowcanary.ingest"  # args: [list[event dict]]
+TASK_REPLAY = "shadowcanary.replay"  # args: [list[event_id]]
+TASK_PURGE = "shadowcanary.purge"
+
+# Queues: ingest is cheap and must never wait behind slow replays.
+QUEUE_INGEST = "shadowcanary.ingest"
+QUEUE_REPLAY = "shadowcanary.replay"
+
+KEY_PREFIX = "shadowcanary:"
+
+
+def rate_limit_key(model: str, kind: str) -> str:
+    """Shared RPM/TPM window for one model; ``kind`` is 'rpm' or 'tpm'."""
+    return f"{KEY_PREFIX}ratelimit:{model}:{kind}"
+
+
+def budget_key(day: str, kind: str) -> str:
+    """Today's shadow spend; ``day`` is YYYY-MM-DD (UTC), ``kind`` 'tokens' or 'usd_micros'."""
+    return f"{KEY_PREFIX}budget:{day}:{kind}"
+
+
+def in_flight_key(worker: str) -> str:
+    return f"{KEY_PREFIX}inflight:{worker}"

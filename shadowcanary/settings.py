@@ -1,0 +1,190 @@
+"""Runtime configuration: one pydantic-settings ``Settings`` loaded where a process is wired.
+
+Environment variables use the prefix ``SHADOWCANARY_`` and ``__`` for nesting, e.g.
+``SHADOWCANARY_TAP__BUFFER_SIZE=20000`` or
+``SHADOWCANARY_MODELS='{"gpt-5.5": {"base_url": "https://api.openai.com/v1", ...}}'``.
+Unknown ``SHADOWCANARY_*`` variables are an error, not silently ignored: a typo in a
+budget or a URL must not quietly fall back to a default in production.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from shadowcanary.errors import ConfigError, UnknownModel
+
+ENV_PREFIX = "SHADOWCANARY_"
+SIMULATOR_URL = "http://127.0.0.1:8765/v1"
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ModelEndpoint(_Section):
+    """Where and how to call one model through an OpenAI-compatible API."""
+
+    base_url: str = SIMULATOR_URL
+    api_key: SecretStr = SecretStr("sim-key")
+    # The name sent upstream, when it differs from our key (e.g. an Azure deployment).
+    upstream_model: str | None = None
+    input_usd_per_mtok: float = Field(default=0.0, ge=0)
+    output_usd_per_mtok: float = Field(default=0.0, ge=0)
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    tokens_per_minute: int | None = Field(default=None, gt=0)
+    timeout_s: float = Field(default=60.0, gt=0)
+
+
+def _default_models() -> dict[str, ModelEndpoint]:
+    # Prices from the migration guides' cost model; both point at the local simulator.
+    return {
+        "gpt-5.2": ModelEndpoint(input_usd_per_mtok=1.75, output_usd_per_mtok=14.0),
+        "gpt-5.5": ModelEndpoint(input_usd_per_mtok=5.0, output_usd_per_mtok=30.0),
+    }
+
+
+class TapSettings(_Section):
+    """The live-path emitter inside services."""
+
+    buffer_size: int = Field(default=20_000, gt=0)
+    batch_size: int = Field(default=500, gt=0, le=10_000)
+    flush_interval_s: float = Field(default=0.05, gt=0)
+    publish_timeout_s: float = Field(default=0.5, gt=0)
+    max_event_bytes: int = Field(default=1_000_000, gt=0)
+    default_sample_rate: float = Field(default=1.0, ge=0, le=1)
+    # route -> share of calls captured, overriding default_sample_rate
+    sample_rates: dict[str, float] = Field(default_factory=dict)
+    # Extra regexes redacted on top of the built-in PII patterns.
+    redact_patterns: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _rates_are_probabilities(self) -> Self:
+        for route, rate in self.sample_rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"sample_rates[{route!r}]={rate} must be between 0 and 1")
+        return self
+
+
+class ReplaySettings(_Section):
+    """The shadow replays done by the workers."""
+
+    # Share of replayed prompts that are also sent to the baseline a second time.
+    noise_floor_rate: float = Field(default=0.2, ge=0, le=1)
+    max_attempts: int = Field(default=5, ge=1)
+    backoff_base_s: float = Field(default=1.0, gt=0)
+    backoff_max_s: float = Field(default=60.0, gt=0)
+    # Replays one worker process keeps in flight.
+    max_in_flight: int = Field(default=256, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    daily_token_budget: int | None = Field(default=None, gt=0)
+    daily_usd_budget: float | None = Field(default=None, gt=0)
+
+
+class Settings(BaseSettings):
+    """Everything a shadowcanary process needs to know."""
+
+    model_config = SettingsConfigDict(
+        env_prefix=ENV_PREFIX,
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    # None means "embedded": the CLI starts Postgres/Redis from wheels in data_dir.
+    database_url: str | None = None
+    redis_url: str | None = None
+    data_dir: Path = Path(".shadowcanary")
+    log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    # Salt for hashing user/conversation ids; set it per deployment.
+    stickiness_salt: SecretStr = SecretStr("shadowcanary-dev-salt")
+    retention_days: int = Field(default=14, gt=0)
+    embeddings_model: str | None = None
+    embeddings_base_url: str | None = None
+
+    baseline_model: str = "gpt-5.2"
+    candidate_model: str = "gpt-5.5"
+    models: dict[str, ModelEndpoint] = Field(default_factory=_default_models)
+
+    tap: TapSettings = Field(default_factory=TapSettings)
+    replay: ReplaySettings = Field(default_factory=ReplaySettings)
+
+    @model_validator(mode="after")
+    def _arms_are_configured(self) -> Self:
+        for role in ("baseline_model", "candidate_model"):
+            name = getattr(self, role)
+            if name not in self.models:
+                raise ValueError(
+                    f"{role}={name!r} has no endpoint; configured models: {sorted(self.models)}"
+                )
+        return self
+
+    def endpoint(self, model: str) -> ModelEndpoint:
+        """The endpoint for ``model``, or ``UnknownModel`` naming what is configured."""
+        try:
+            return self.models[model]
+        except KeyError:
+            raise UnknownModel(
+                f"model {model!r} is not configured (known: {', '.join(sorted(self.models))})",
+                hint=f"add it to {ENV_PREFIX}MODELS with its base_url, api_key and prices",
+            ) from None
+
+    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
+        """Dollar cost of one call at the configured prices."""
+        ep = self.endpoint(model)
+        return (prompt_tokens * ep.input_usd_per_mtok + completion_tokens * ep.output_usd_per_mtok) / 1e6
+
+
+def _check_unknown_env(environ: Mapping[str, str]) -> None:
+    fields = {name.upper() for name in Settings.model_fields}
+    for key in environ:
+        if not key.upper().startswith(ENV_PREFIX):
+            continue
+        head = key[len(ENV_PREFIX) :].split("__", 1)[0].upper()
+        if head not in fields:
+            close = difflib.get_close_matches(head, fields, n=1)
+            hint = (
+                f"did you mean {ENV_PREFIX}{close[0]}?"
+                if close
+                else f"known settings: {', '.join(ENV_PREFIX + f for f in sorted(fields))}"
+            )
+            raise ConfigError(f"unknown setting {key}", hint=hint)
+
+
+def _describe(exc: ValidationError) -> str:
+    parts = []
+    for err in exc.errors():
+        loc = "__".join(str(p) for p in err["loc"]).upper()
+        name = f"{ENV_PREFIX}{loc}" if loc else "settings"
+        parts.append(f"{name}: {err['msg']}")
+    return "; ".join(parts)
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Load and validate settings, raising ``ConfigError`` that names the bad variable."""
+    env = os.environ if environ is None else environ
+    _check_unknown_env(env)
+    try:
+        if environ is None:
+            return Settings(**overrides)
+        # Validate an explicit mapping (tests, subprocess wiring) the same way.
+        saved = dict(os.environ)
+        try:
+            for key in [k for k in os.environ if k.upper().startswith(ENV_PREFIX)]:
+                del os.environ[key]
+            os.environ.update(environ)
+            return Settings(**overrides)
+        finally:
+            os.environ.clear()
+            os.environ.update(saved)
+    except ValidationError as exc:
+        raise ConfigError(
+            f"invalid settings: {_describe(exc)}",
+            hint="fix the variable(s) named above; see README 'Configuration'",
+        ) from exc

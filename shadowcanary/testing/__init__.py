@@ -1,0 +1,1 @@
+"""Public test helpers: real throwaway servers and event factories for tests and benchmarks."""
