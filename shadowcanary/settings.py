@@ -85,6 +85,13 @@ class ReplaySettings(_Section):
     batch_size: int = Field(default=64, gt=0)
     daily_token_budget: int | None = Field(default=None, gt=0)
     daily_usd_budget: float | None = Field(default=None, gt=0)
+    # Stream replays so the candidate's time to first token is measured too.
+    stream: bool = True
+    # How long an unacknowledged task may stay with a worker before Redis hands it to
+    # another: the recovery time after a worker is killed. Must exceed the longest
+    # replay batch plus its retry countdown, or work is done twice (harmless: writes
+    # are idempotent, but it costs tokens).
+    visibility_timeout_s: int = Field(default=900, gt=0)
 
 
 class Settings(BaseSettings):
@@ -105,8 +112,10 @@ class Settings(BaseSettings):
     # Salt for hashing user/conversation ids; set it per deployment.
     stickiness_salt: SecretStr = SecretStr("shadowcanary-dev-salt")
     retention_days: int = Field(default=14, gt=0)
+    # Embedding similarity is computed when a model here is configured in ``models``.
     embeddings_model: str | None = None
-    embeddings_base_url: str | None = None
+    # Port for the Prometheus /metrics endpoint of workers (None: not served).
+    metrics_port: int | None = Field(default=None, gt=0, lt=65536)
 
     baseline_model: str = "gpt-5.2"
     candidate_model: str = "gpt-5.5"
@@ -117,9 +126,9 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _arms_are_configured(self) -> Self:
-        for role in ("baseline_model", "candidate_model"):
+        for role in ("baseline_model", "candidate_model", "embeddings_model"):
             name = getattr(self, role)
-            if name not in self.models:
+            if name is not None and name not in self.models:
                 raise ValueError(
                     f"{role}={name!r} has no endpoint; configured models: {sorted(self.models)}"
                 )

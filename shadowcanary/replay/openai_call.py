@@ -1,0 +1,207 @@
+"""One call to a model through the official ``openai`` SDK, mapped onto our types.
+
+Works against anything that speaks the OpenAI API (OpenAI, Azure OpenAI, vLLM,
+Ollama, a LiteLLM proxy, the simulator). SDK exceptions are translated into the
+shadowcanary error tree so retry decisions are made in one place.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+import openai
+
+from shadowcanary.errors import (
+    ShadowCanaryError,
+    UpstreamRateLimited,
+    UpstreamRejected,
+    UpstreamTimeout,
+    UpstreamUnavailable,
+)
+from shadowcanary.events import ModelRequest, ToolCall
+from shadowcanary.judge.types import CallOutput
+from shadowcanary.replay.backoff import parse_retry_after
+
+# Parameters of the live call that must not be replayed as they were: the replay
+# chooses its own streaming, and never asks for more than one choice.
+_DROPPED_PARAMETERS = frozenset({"stream", "stream_options", "n", "user", "model", "messages", "tools"})
+
+
+def request_kwargs(request: ModelRequest, *, stream: bool) -> dict[str, Any]:
+    """The ``chat.completions.create`` arguments that reproduce a captured request."""
+    messages: list[dict[str, Any]] = []
+    for message in request.messages:
+        item: dict[str, Any] = {"role": message.role}
+        if isinstance(message.content, list):
+            item["content"] = [p.model_dump(exclude_none=True) for p in message.content]
+        elif message.content is not None:
+            item["content"] = message.content
+        if message.name:
+            item["name"] = message.name
+        if message.tool_call_id:
+            item["tool_call_id"] = message.tool_call_id
+        if message.tool_calls:
+            item["tool_calls"] = [
+                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                for c in message.tool_calls
+            ]
+        messages.append(item)
+    kwargs: dict[str, Any] = {
+        k: v for k, v in request.parameters.items() if k not in _DROPPED_PARAMETERS
+    }
+    kwargs["messages"] = messages
+    if request.tools:
+        kwargs["tools"] = [
+            {
+                "type": "function",
+                "function": {
+                    "name": t.name,
+                    **({"description": t.description} if t.description else {}),
+                    "parameters": t.parameters,
+                },
+            }
+            for t in request.tools
+        ]
+    if stream:
+        kwargs["stream"] = True
+        kwargs["stream_options"] = {"include_usage": True}
+    return kwargs
+
+
+@dataclass(frozen=True, slots=True)
+class _Reassembled:
+    text: str | None
+    tool_calls: tuple[ToolCall, ...]
+    finish_reason: str | None
+    refusal: str | None
+    prompt_tokens: int | None
+    completion_tokens: int | None
+    ttft_ms: float | None
+
+
+async def _consume_stream(stream: Any, started: float) -> _Reassembled:
+    text: list[str] = []
+    refusal: list[str] = []
+    calls: dict[int, dict[str, str]] = {}
+    finish_reason = None
+    prompt_tokens = completion_tokens = None
+    ttft_ms = None
+    async for chunk in stream:
+        if chunk.usage is not None:
+            prompt_tokens = chunk.usage.prompt_tokens
+            completion_tokens = chunk.usage.completion_tokens
+        for choice in chunk.choices:
+            delta = choice.delta
+            if ttft_ms is None and (delta.content or delta.tool_calls):
+                ttft_ms = (time.perf_counter() - started) * 1000
+            if delta.content:
+                text.append(delta.content)
+            if getattr(delta, "refusal", None):
+                refusal.append(delta.refusal)
+            for tc in delta.tool_calls or ():
+                slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
+                if tc.id:
+                    slot["id"] = tc.id
+                if tc.function is not None:
+                    slot["name"] += tc.function.name or ""
+                    slot["arguments"] += tc.function.arguments or ""
+            if choice.finish_reason:
+                finish_reason = choice.finish_reason
+    return _Reassembled(
+        text="".join(text) if text else None,
+        tool_calls=tuple(
+            ToolCall(id=c["id"], name=c["name"] or "?", arguments=c["arguments"])
+            for _, c in sorted(calls.items())
+        ),
+        finish_reason=finish_reason,
+        refusal="".join(refusal) or None,
+        prompt_tokens=prompt_tokens,
+        completion_tokens=completion_tokens,
+        ttft_ms=ttft_ms,
+    )
+
+
+def _from_completion(completion: Any) -> _Reassembled:
+    choice = completion.choices[0]
+    message = choice.message
+    usage = completion.usage
+    return _Reassembled(
+        text=message.content,
+        tool_calls=tuple(
+            ToolCall(id=c.id or "", name=c.function.name or "?", arguments=c.function.arguments or "")
+            for c in (message.tool_calls or ())
+            if getattr(c, "function", None) is not None
+        ),
+        finish_reason=choice.finish_reason,
+        refusal=getattr(message, "refusal", None),
+        prompt_tokens=usage.prompt_tokens if usage else None,
+        completion_tokens=usage.completion_tokens if usage else None,
+        ttft_ms=None,
+    )
+
+
+def translate_error(exc: Exception, *, model: str, now: datetime | None = None) -> ShadowCanaryError:
+    """Map an ``openai`` SDK exception onto the error tree (transient vs permanent)."""
+    if isinstance(exc, openai.RateLimitError):
+        retry_after = parse_retry_after(exc.response.headers, now=now or datetime.now(UTC))
+        return UpstreamRateLimited(f"{model}: rate limited (429)", retry_after_s=retry_after)
+    if isinstance(exc, openai.APITimeoutError):
+        return UpstreamTimeout(f"{model}: timed out")
+    if isinstance(exc, openai.APIConnectionError):
+        return UpstreamUnavailable(f"{model}: connection failed: {type(exc.__cause__ or exc).__name__}")
+    if isinstance(exc, openai.APIStatusError):
+        if exc.status_code >= 500 or exc.status_code in (408, 409):
+            return UpstreamUnavailable(f"{model}: HTTP {exc.status_code}")
+        return UpstreamRejected(
+            f"{model}: HTTP {exc.status_code}: {exc.message[:300]}",
+            hint="the candidate rejected a prompt the baseline accepted; see the replay's error",
+        )
+    return UpstreamUnavailable(f"{model}: {type(exc).__name__}")
+
+
+async def call_model(
+    client: openai.AsyncOpenAI,
+    *,
+    model: str,
+    upstream_model: str,
+    request: ModelRequest,
+    stream: bool,
+    cost_per_token: tuple[float, float],
+) -> CallOutput:
+    """Send ``request`` to ``model`` and return what came back.
+
+    Raises:
+        TransientError: 429, 5xx, timeouts, connection failures (retry later).
+        UpstreamRejected: any other 4xx (recorded as a failed replay, not retried).
+    """
+    kwargs = request_kwargs(request, stream=stream)
+    started = time.perf_counter()
+    try:
+        if stream:
+            response = await client.chat.completions.create(model=upstream_model, **kwargs)
+            result = await _consume_stream(response, started)
+        else:
+            result = _from_completion(
+                await client.chat.completions.create(model=upstream_model, **kwargs)
+            )
+    except openai.OpenAIError as exc:
+        raise translate_error(exc, model=model) from exc
+    latency_ms = (time.perf_counter() - started) * 1000
+    cost = None
+    if result.prompt_tokens is not None and result.completion_tokens is not None:
+        cost = (result.prompt_tokens * cost_per_token[0] + result.completion_tokens * cost_per_token[1])
+    return CallOutput(
+        model=model,
+        text=result.text,
+        tool_calls=result.tool_calls,
+        finish_reason=result.finish_reason,
+        refusal=result.refusal,
+        latency_ms=latency_ms,
+        ttft_ms=result.ttft_ms,
+        prompt_tokens=result.prompt_tokens,
+        completion_tokens=result.completion_tokens,
+        cost_usd=cost,
+    )

@@ -1,0 +1,109 @@
+"""The asyncio side of a worker process: one event loop shared by every replay task.
+
+Celery runs tasks on a small thread pool; each replay task hands its batch to this
+loop and waits. All batches of the process then share one connection pool per model,
+one rate limiter and one in-flight semaphore, so a single process keeps hundreds of
+replays in flight while the Celery side stays simple and synchronous.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+import httpx
+import openai
+import redis.asyncio as aioredis
+
+from shadowcanary.replay.budget import DailyBudget
+from shadowcanary.replay.ratelimit import RateLimit, RedisRateLimiter
+from shadowcanary.settings import Settings
+
+T = TypeVar("T")
+
+
+@dataclass
+class ReplayResources:
+    """Objects that live on the runtime's loop; build and use them only from there."""
+
+    clients: dict[str, openai.AsyncOpenAI]
+    limiters: dict[str, RedisRateLimiter]
+    budget: DailyBudget
+    in_flight: asyncio.Semaphore
+    redis: aioredis.Redis
+
+
+class ReplayRuntime:
+    """An event loop in a daemon thread, with the clients replays need."""
+
+    def __init__(self, settings: Settings, redis_url: str) -> None:
+        self._settings = settings
+        self._redis_url = redis_url
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="replay-loop", daemon=True)
+        self._thread.start()
+        self.resources = self.run(self._build())
+
+    async def _build(self) -> ReplayResources:
+        settings = self._settings
+        limits = httpx.Limits(
+            max_connections=settings.replay.max_in_flight,
+            max_keepalive_connections=settings.replay.max_in_flight,
+        )
+        clients = {}
+        limiters = {}
+        redis = aioredis.Redis.from_url(self._redis_url)
+        for name, endpoint in settings.models.items():
+            clients[name] = openai.AsyncOpenAI(
+                base_url=endpoint.base_url,
+                api_key=endpoint.api_key.get_secret_value(),
+                timeout=endpoint.timeout_s,
+                # Retries are ours (Celery retry with backoff and a dead-letter table),
+                # not the SDK's silent ones.
+                max_retries=0,
+                http_client=httpx.AsyncClient(limits=limits, timeout=endpoint.timeout_s),
+            )
+            limiters[name] = RedisRateLimiter(
+                redis,
+                name,
+                RateLimit(
+                    requests_per_minute=endpoint.requests_per_minute,
+                    tokens_per_minute=endpoint.tokens_per_minute,
+                ),
+            )
+        budget = DailyBudget(
+            redis,
+            token_limit=settings.replay.daily_token_budget,
+            usd_limit=settings.replay.daily_usd_budget,
+        )
+        return ReplayResources(
+            clients=clients,
+            limiters=limiters,
+            budget=budget,
+            in_flight=asyncio.Semaphore(settings.replay.max_in_flight),
+            redis=redis,
+        )
+
+    def run(self, coro: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
+        """Run ``coro`` on the runtime's loop and wait for its result from this thread."""
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout_s)
+
+    def in_flight(self) -> int:
+        """Replays currently holding a slot."""
+        sem = self.resources.in_flight
+        return self._settings.replay.max_in_flight - sem._value  # noqa: SLF001 - read-only gauge
+
+    def close(self) -> None:
+        async def _close() -> None:
+            for client in self.resources.clients.values():
+                await client.close()
+            await self.resources.redis.aclose()
+
+        try:
+            self.run(_close(), timeout_s=5)
+        finally:
+            self._loop.call_soon_threadsafe(self._loop.stop)
+            self._thread.join(timeout=5)

@@ -1,0 +1,231 @@
+"""Replay captured prompts against the candidate and compare with the live answer.
+
+For each captured baseline call the candidate model gets the same request (C). On a
+deterministic sample the baseline gets it a second time too (B2): the noise floor, so
+a candidate difference only counts beyond the baseline's difference from itself.
+Tool calls in either answer are recorded and compared, never executed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import structlog
+
+from shadowcanary.errors import (
+    PermanentError,
+    ShadowCanaryError,
+    TransientError,
+    UpstreamRateLimited,
+)
+from shadowcanary.events import CapturedCall, now_utc
+from shadowcanary.judge import compare, output_from_capture
+from shadowcanary.judge.types import CallOutput
+from shadowcanary.replay.openai_call import call_model
+from shadowcanary.replay.records import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.replay.runtime import ReplayResources, ReplayRuntime
+from shadowcanary.settings import Settings
+from shadowcanary.store.repository import Store
+
+log = structlog.get_logger(__name__)
+
+_DEFAULT_OUTPUT_TOKENS = 256
+
+
+def in_noise_sample(event_id: str, rate: float) -> bool:
+    """Deterministic: the same event is in the noise-floor sample on every delivery."""
+    if rate <= 0:
+        return False
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8).digest()
+    return int.from_bytes(digest) / 2**64 < rate
+
+
+def estimate_tokens(event: CapturedCall) -> int:
+    """Tokens a replay will likely use, for the shared TPM limiter (before we know)."""
+    prompt = event.prompt_tokens or max(1, len(event.prompt_text()) // 4)
+    max_tokens = event.request.parameters.get("max_tokens") or event.request.parameters.get(
+        "max_completion_tokens"
+    )
+    output = event.completion_tokens or (max_tokens if isinstance(max_tokens, int) else None)
+    return prompt + (output or _DEFAULT_OUTPUT_TOKENS)
+
+
+@dataclass(frozen=True, slots=True)
+class BatchOutcome:
+    """What one replay task achieved; ``retry`` holds the events a later attempt may fix."""
+
+    recorded: int
+    skipped_budget: int
+    missing: tuple[str, ...]
+    retry: Mapping[str, TransientError] = field(default_factory=dict)
+
+    @property
+    def retry_after_s(self) -> float | None:
+        """The longest Retry-After the provider asked for among the events to retry."""
+        waits = [
+            e.retry_after_s for e in self.retry.values()
+            if isinstance(e, UpstreamRateLimited) and e.retry_after_s is not None
+        ]
+        return max(waits) if waits else None
+
+
+class ReplayService:
+    """Replays batches of captured events; synchronous facade over the async runtime."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: Store,
+        runtime: ReplayRuntime,
+        *,
+        clock: Callable[[], datetime] = now_utc,
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._runtime = runtime
+        self._clock = clock
+
+    def replay(self, event_ids: Sequence[str], *, attempt: int) -> BatchOutcome:
+        """Replay every event not yet replayed, record results, report what to retry."""
+        captures = self._store.get_captures(event_ids)
+        missing = tuple(i for i in event_ids if i not in captures)
+        if missing:
+            # Purged by retention before its replay ran, or never ingested: nothing to compare.
+            log.warning("replay.captures_missing", count=len(missing))
+        done = self._store.replays_done(list(captures))
+        work = {
+            event_id: kinds
+            for event_id, event in captures.items()
+            if (kinds := self._kinds_needed(event, done))
+        }
+        records, retry = self._runtime.run(self._replay_all(captures, work, attempt))
+        recorded = self._store.record_replays(records, recorded_at=self._clock())
+        skipped = sum(1 for r in records if r.status is ReplayStatus.SKIPPED_BUDGET)
+        return BatchOutcome(recorded=recorded, skipped_budget=skipped, missing=missing, retry=retry)
+
+    def dead_letter(self, errors: Mapping[str, ShadowCanaryError], *, attempts: int) -> None:
+        """Give up on events after their last attempt, keeping the reason for a person."""
+        letters = [
+            DeadLetter(
+                stage="replay",
+                error_class=type(error).__name__,
+                message=error.message,
+                attempts=attempts,
+                event_id=event_id,
+            )
+            for event_id, error in errors.items()
+        ]
+        self._store.record_dead_letters(letters, recorded_at=self._clock())
+
+    def _kinds_needed(
+        self, event: CapturedCall, done: set[tuple[str, ReplayKind]]
+    ) -> tuple[ReplayKind, ...]:
+        kinds = [ReplayKind.CANDIDATE]
+        if in_noise_sample(event.event_id, self._settings.replay.noise_floor_rate):
+            kinds.append(ReplayKind.NOISE)
+        return tuple(k for k in kinds if (event.event_id, k) not in done)
+
+    async def _replay_all(
+        self,
+        captures: Mapping[str, CapturedCall],
+        work: Mapping[str, tuple[ReplayKind, ...]],
+        attempt: int,
+    ) -> tuple[list[ReplayRecord], dict[str, TransientError]]:
+        res = self._runtime.resources
+        jobs = [
+            self._replay_one(res, captures[event_id], kind, attempt)
+            for event_id, kinds in work.items()
+            for kind in kinds
+        ]
+        records: list[ReplayRecord] = []
+        retry: dict[str, TransientError] = {}
+        for (event_id, _kind), outcome in zip(
+            [(e, k) for e, ks in work.items() for k in ks],
+            await asyncio.gather(*jobs),
+            strict=True,
+        ):
+            if isinstance(outcome, TransientError):
+                retry[event_id] = outcome
+            else:
+                records.append(outcome)
+        return records, retry
+
+    async def _replay_one(
+        self, res: ReplayResources, event: CapturedCall, kind: ReplayKind, attempt: int
+    ) -> ReplayRecord | TransientError:
+        settings = self._settings
+        model = settings.candidate_model if kind is ReplayKind.CANDIDATE else settings.baseline_model
+        endpoint = settings.endpoint(model)
+        status = await res.budget.exhausted(self._clock())
+        if status.exhausted:
+            return ReplayRecord(
+                event_id=event.event_id, kind=kind, status=ReplayStatus.SKIPPED_BUDGET,
+                output=None, comparison=None, attempts=attempt,
+                error_class="BudgetExhausted", error_message=status.reason,
+            )
+        try:
+            async with res.in_flight:
+                await res.limiters[model].acquire(estimate_tokens(event))
+                output = await call_model(
+                    res.clients[model],
+                    model=model,
+                    upstream_model=endpoint.upstream_model or model,
+                    request=event.request,
+                    stream=settings.replay.stream,
+                    cost_per_token=(endpoint.input_usd_per_mtok / 1e6, endpoint.output_usd_per_mtok / 1e6),
+                )
+        except UpstreamRateLimited as exc:
+            if exc.retry_after_s:
+                # Every worker should back off, not only the one that was told.
+                await res.limiters[model].penalize(exc.retry_after_s)
+            return exc
+        except TransientError as exc:
+            return exc
+        except PermanentError as exc:
+            return ReplayRecord(
+                event_id=event.event_id, kind=kind, status=ReplayStatus.FAILED,
+                output=None, comparison=None, attempts=attempt,
+                error_class=type(exc).__name__, error_message=exc.message,
+            )
+        await res.budget.charge(
+            (output.prompt_tokens or 0) + (output.completion_tokens or 0),
+            output.cost_usd or 0.0,
+            self._clock(),
+        )
+        reference = output_from_capture(event, self._live_cost(event))
+        embeddings = await self._embeddings(res, reference, output)
+        return ReplayRecord(
+            event_id=event.event_id,
+            kind=kind,
+            status=ReplayStatus.OK,
+            output=output,
+            comparison=compare(reference, output, event.request, embeddings=embeddings),
+            attempts=attempt,
+        )
+
+    def _live_cost(self, event: CapturedCall) -> float | None:
+        if event.prompt_tokens is None or event.completion_tokens is None:
+            return None
+        if event.model not in self._settings.models:
+            return None
+        return self._settings.cost_usd(event.model, event.prompt_tokens, event.completion_tokens)
+
+    async def _embeddings(
+        self, res: ReplayResources, reference: CallOutput, other: CallOutput
+    ) -> tuple[list[float], list[float]] | None:
+        model = self._settings.embeddings_model
+        if model is None or not reference.text or not other.text:
+            return None
+        endpoint = self._settings.endpoint(model)
+        try:
+            result = await res.clients[model].embeddings.create(
+                model=endpoint.upstream_model or model, input=[reference.text, other.text]
+            )
+        except Exception as exc:  # noqa: BLE001 - similarity is optional; the replay stands
+            log.warning("replay.embeddings_failed", error_class=type(exc).__name__)
+            return None
+        return list(result.data[0].embedding), list(result.data[1].embedding)

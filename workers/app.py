@@ -1,0 +1,129 @@
+"""The Celery app: where the worker process is wired to Redis, Postgres and the models.
+
+``celery -A workers.app worker`` finds ``app`` here. It is built on first access (not
+at import) from ``Settings``, so importing this module starts nothing.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+from datetime import timedelta
+from functools import cached_property
+from typing import Any
+
+from celery import Celery, signals
+from kombu import Queue
+
+from shadowcanary import constants
+from shadowcanary.embedded import ServiceUrls, resolve_urls
+from shadowcanary.events import now_utc
+from shadowcanary.logging import configure_logging
+from shadowcanary.replay.ingest import IngestService
+from shadowcanary.replay.runtime import ReplayRuntime
+from shadowcanary.replay.service import ReplayService
+from shadowcanary.settings import Settings, load_settings
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.repository import Store
+from workers import metrics
+from workers.tasks import register_tasks
+
+
+class WorkerContext:
+    """The services tasks use, built lazily once per worker process."""
+
+    def __init__(self, settings: Settings, urls: ServiceUrls, app: Celery) -> None:
+        self.settings = settings
+        self.urls = urls
+        self._app = app
+        self._lock = threading.Lock()
+
+    @cached_property
+    def store(self) -> Store:
+        return Store(make_engine(self.urls.database_url, pool_size=self.thread_count + 2))
+
+    @cached_property
+    def runtime(self) -> ReplayRuntime:
+        return ReplayRuntime(self.settings, self.urls.redis_url)
+
+    @cached_property
+    def ingest_service(self) -> IngestService:
+        with self._lock:
+            return IngestService(self.settings, self.store, self._schedule_replays)
+
+    @cached_property
+    def replay_service(self) -> ReplayService:
+        with self._lock:
+            return ReplayService(self.settings, self.store, self.runtime)
+
+    @property
+    def thread_count(self) -> int:
+        """Task threads: enough replay batches to fill the in-flight budget, plus ingest."""
+        replay = self.settings.replay
+        return math.ceil(replay.max_in_flight / replay.batch_size) + 2
+
+    def _schedule_replays(self, event_ids: list[str]) -> None:
+        self._app.send_task(constants.TASK_REPLAY, args=[event_ids], queue=constants.QUEUE_REPLAY)
+
+    def purge(self) -> dict[str, int]:
+        return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
+
+
+def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
+    """A Celery app for the shadow data path, with its tasks registered."""
+    app = Celery("shadowcanary", broker=urls.broker_url, set_as_current=False)
+    context = WorkerContext(settings, urls, app)
+    app.conf.update(
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        task_ignore_result=True,
+        task_default_queue=constants.QUEUE_INGEST,
+        task_queues=[Queue(constants.QUEUE_INGEST), Queue(constants.QUEUE_REPLAY)],
+        task_routes={
+            constants.TASK_INGEST: {"queue": constants.QUEUE_INGEST},
+            constants.TASK_REPLAY: {"queue": constants.QUEUE_REPLAY},
+            constants.TASK_PURGE: {"queue": constants.QUEUE_INGEST},
+        },
+        # Replays are I/O bound and share one asyncio loop per process (ReplayRuntime):
+        # a few threads hand batches to it; prefork would waste a process per call.
+        worker_pool="threads",
+        worker_concurrency=context.thread_count,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+        broker_connection_retry_on_startup=True,
+        broker_transport_options={"visibility_timeout": settings.replay.visibility_timeout_s},
+        beat_schedule={
+            "purge-daily": {"task": constants.TASK_PURGE, "schedule": timedelta(hours=24)},
+        },
+    )
+    app.shadowcanary_context = context  # type: ignore[attr-defined]
+    register_tasks(app, context)
+
+    @signals.worker_ready.connect(weak=False)
+    def _on_ready(**_: Any) -> None:
+        if settings.metrics_port:
+            from prometheus_client import start_http_server
+
+            start_http_server(settings.metrics_port)
+        metrics.IN_FLIGHT.set_function(lambda: context.runtime.in_flight())
+
+    return app
+
+
+def _build_default_app() -> Celery:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return create_app(settings, resolve_urls(settings))
+
+
+_app: Celery | None = None
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy so that importing workers.app (tests, the CLI) starts no servers.
+    global _app
+    if name == "app":
+        if _app is None:
+            _app = _build_default_app()
+        return _app
+    raise AttributeError(name)

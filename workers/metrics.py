@@ -1,0 +1,35 @@
+"""Prometheus metrics of the workers (served on ``Settings.metrics_port``)."""
+
+from __future__ import annotations
+
+from prometheus_client import Counter, Gauge, Histogram
+
+EVENTS_INGESTED = Counter(
+    "shadowcanary_worker_events_ingested_total",
+    "Captured events processed by ingest, by outcome",
+    ["outcome"],  # accepted | duplicate | rejected
+)
+REPLAYS = Counter(
+    "shadowcanary_worker_replays_total",
+    "Replays recorded, by kind (candidate/noise) and status",
+    ["kind", "status"],
+)
+RETRIES = Counter(
+    "shadowcanary_worker_replay_retries_total",
+    "Events sent back for another attempt, by error class",
+    ["error_class"],
+)
+DEAD_LETTERS = Counter(
+    "shadowcanary_worker_dead_letters_total",
+    "Events given up on, by stage",
+    ["stage"],
+)
+REPLAY_BATCH_SECONDS = Histogram(
+    "shadowcanary_worker_replay_batch_seconds",
+    "Wall time of one replay batch task",
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
+)
+IN_FLIGHT = Gauge(
+    "shadowcanary_worker_replays_in_flight",
+    "Replays currently waiting on a model in this process",
+)

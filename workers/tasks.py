@@ -1,0 +1,70 @@
+"""Thin Celery tasks: decode arguments, call the services in shadowcanary/, handle retries."""
+
+from __future__ import annotations
+
+import random
+import time
+from typing import TYPE_CHECKING, Any
+
+import structlog
+from celery import Celery, Task
+
+from shadowcanary import constants
+from shadowcanary.replay.backoff import retry_delay
+from workers import metrics
+
+if TYPE_CHECKING:
+    from workers.app import WorkerContext
+
+log = structlog.get_logger(__name__)
+
+
+def register_tasks(app: Celery, context: WorkerContext) -> None:
+    """Define the tasks on ``app``; they reach their services through ``context``."""
+    replay_settings = context.settings.replay
+
+    @app.task(name=constants.TASK_INGEST, acks_late=True, reject_on_worker_lost=True)
+    def ingest(raw_events: list[Any]) -> dict[str, int]:
+        result = context.ingest_service.ingest(raw_events)
+        metrics.EVENTS_INGESTED.labels("accepted").inc(result.accepted)
+        metrics.EVENTS_INGESTED.labels("duplicate").inc(result.duplicates)
+        metrics.EVENTS_INGESTED.labels("rejected").inc(result.rejected)
+        if result.rejected:
+            metrics.DEAD_LETTERS.labels("ingest").inc(result.rejected)
+        return {"accepted": result.accepted, "rejected": result.rejected}
+
+    @app.task(
+        name=constants.TASK_REPLAY,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=replay_settings.max_attempts - 1,
+    )
+    def replay(self: Task, event_ids: list[str]) -> dict[str, int]:
+        attempt = self.request.retries + 1
+        started = time.perf_counter()
+        outcome = context.replay_service.replay(event_ids, attempt=attempt)
+        metrics.REPLAY_BATCH_SECONDS.observe(time.perf_counter() - started)
+        if outcome.retry:
+            for error in outcome.retry.values():
+                metrics.RETRIES.labels(type(error).__name__).inc()
+            if attempt >= replay_settings.max_attempts:
+                context.replay_service.dead_letter(dict(outcome.retry), attempts=attempt)
+                metrics.DEAD_LETTERS.labels("replay").inc(len(outcome.retry))
+                log.warning("replay.dead_lettered", count=len(outcome.retry), attempts=attempt)
+            else:
+                delay = retry_delay(
+                    attempt,
+                    base_s=replay_settings.backoff_base_s,
+                    max_s=replay_settings.backoff_max_s,
+                    retry_after_s=outcome.retry_after_s,
+                    jitter=random.random(),
+                )
+                log.info("replay.retry", count=len(outcome.retry), attempt=attempt, delay_s=round(delay, 2))
+                # Only the events that failed go back, with Celery's retry count advanced.
+                raise self.retry(args=[list(outcome.retry)], countdown=delay)
+        return {"recorded": outcome.recorded, "retry": len(outcome.retry)}
+
+    @app.task(name=constants.TASK_PURGE)
+    def purge() -> dict[str, int]:
+        return context.purge()
