@@ -60,7 +60,12 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                     retry_after_s=outcome.retry_after_s,
                     jitter=random.random(),
                 )
-                log.info("replay.retry", count=len(outcome.retry), attempt=attempt, delay_s=round(delay, 2))
+                log.info(
+                    "replay.retry",
+                    count=len(outcome.retry),
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                )
                 # Only the events that failed go back, with Celery's retry count advanced.
                 raise self.retry(args=[list(outcome.retry)], countdown=delay)
         return {"recorded": outcome.recorded, "retry": len(outcome.retry)}

@@ -110,6 +110,8 @@ class IngestService:
         self._settings.endpoint(event.model)  # UnknownModel: no price, no replay target
         cost = None
         if event.prompt_tokens is not None and event.completion_tokens is not None:
-            cost = self._settings.cost_usd(event.model, event.prompt_tokens, event.completion_tokens)
+            cost = self._settings.cost_usd(
+                event.model, event.prompt_tokens, event.completion_tokens
+            )
         flags = assess(output_from_capture(event, cost), event.request) if event.response else None
         return AssessedCapture(event=event, flags=flags, cost_usd=cost)

@@ -27,7 +27,9 @@ from shadowcanary.replay.backoff import parse_retry_after
 
 # Parameters of the live call that must not be replayed as they were: the replay
 # chooses its own streaming, and never asks for more than one choice.
-_DROPPED_PARAMETERS = frozenset({"stream", "stream_options", "n", "user", "model", "messages", "tools"})
+_DROPPED_PARAMETERS = frozenset(
+    {"stream", "stream_options", "n", "user", "model", "messages", "tools"}
+)
 
 
 def request_kwargs(request: ModelRequest, *, stream: bool) -> dict[str, Any]:
@@ -45,7 +47,11 @@ def request_kwargs(request: ModelRequest, *, stream: bool) -> dict[str, Any]:
             item["tool_call_id"] = message.tool_call_id
         if message.tool_calls:
             item["tool_calls"] = [
-                {"id": c.id, "type": "function", "function": {"name": c.name, "arguments": c.arguments}}
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": c.arguments},
+                }
                 for c in message.tool_calls
             ]
         messages.append(item)
@@ -131,7 +137,9 @@ def _from_completion(completion: Any) -> _Reassembled:
     return _Reassembled(
         text=message.content,
         tool_calls=tuple(
-            ToolCall(id=c.id or "", name=c.function.name or "?", arguments=c.function.arguments or "")
+            ToolCall(
+                id=c.id or "", name=c.function.name or "?", arguments=c.function.arguments or ""
+            )
             for c in (message.tool_calls or ())
             if getattr(c, "function", None) is not None
         ),
@@ -143,7 +151,9 @@ def _from_completion(completion: Any) -> _Reassembled:
     )
 
 
-def translate_error(exc: Exception, *, model: str, now: datetime | None = None) -> ShadowCanaryError:
+def translate_error(
+    exc: Exception, *, model: str, now: datetime | None = None
+) -> ShadowCanaryError:
     """Map an ``openai`` SDK exception onto the error tree (transient vs permanent)."""
     if isinstance(exc, openai.RateLimitError):
         retry_after = parse_retry_after(exc.response.headers, now=now or datetime.now(UTC))
@@ -151,7 +161,9 @@ def translate_error(exc: Exception, *, model: str, now: datetime | None = None) 
     if isinstance(exc, openai.APITimeoutError):
         return UpstreamTimeout(f"{model}: timed out")
     if isinstance(exc, openai.APIConnectionError):
-        return UpstreamUnavailable(f"{model}: connection failed: {type(exc.__cause__ or exc).__name__}")
+        return UpstreamUnavailable(
+            f"{model}: connection failed: {type(exc.__cause__ or exc).__name__}"
+        )
     if isinstance(exc, openai.APIStatusError):
         if exc.status_code >= 500 or exc.status_code in (408, 409):
             return UpstreamUnavailable(f"{model}: HTTP {exc.status_code}")
@@ -192,7 +204,9 @@ async def call_model(
     latency_ms = (time.perf_counter() - started) * 1000
     cost = None
     if result.prompt_tokens is not None and result.completion_tokens is not None:
-        cost = (result.prompt_tokens * cost_per_token[0] + result.completion_tokens * cost_per_token[1])
+        cost = (
+            result.prompt_tokens * cost_per_token[0] + result.completion_tokens * cost_per_token[1]
+        )
     return CallOutput(
         model=model,
         text=result.text,

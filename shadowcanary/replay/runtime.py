@@ -43,7 +43,9 @@ class ReplayRuntime:
         self._settings = settings
         self._redis_url = redis_url
         self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="replay-loop", daemon=True)
+        self._thread = threading.Thread(
+            target=self._loop.run_forever, name="replay-loop", daemon=True
+        )
         self._thread.start()
         self.resources = self.run(self._build())
 
@@ -94,7 +96,7 @@ class ReplayRuntime:
     def in_flight(self) -> int:
         """Replays currently holding a slot."""
         sem = self.resources.in_flight
-        return self._settings.replay.max_in_flight - sem._value  # noqa: SLF001 - read-only gauge
+        return self._settings.replay.max_in_flight - sem._value
 
     def close(self) -> None:
         async def _close() -> None:

@@ -67,7 +67,8 @@ class BatchOutcome:
     def retry_after_s(self) -> float | None:
         """The longest Retry-After the provider asked for among the events to retry."""
         waits = [
-            e.retry_after_s for e in self.retry.values()
+            e.retry_after_s
+            for e in self.retry.values()
             if isinstance(e, UpstreamRateLimited) and e.retry_after_s is not None
         ]
         return max(waits) if waits else None
@@ -158,14 +159,21 @@ class ReplayService:
         self, res: ReplayResources, event: CapturedCall, kind: ReplayKind, attempt: int
     ) -> ReplayRecord | TransientError:
         settings = self._settings
-        model = settings.candidate_model if kind is ReplayKind.CANDIDATE else settings.baseline_model
+        model = (
+            settings.candidate_model if kind is ReplayKind.CANDIDATE else settings.baseline_model
+        )
         endpoint = settings.endpoint(model)
         status = await res.budget.exhausted(self._clock())
         if status.exhausted:
             return ReplayRecord(
-                event_id=event.event_id, kind=kind, status=ReplayStatus.SKIPPED_BUDGET,
-                output=None, comparison=None, attempts=attempt,
-                error_class="BudgetExhausted", error_message=status.reason,
+                event_id=event.event_id,
+                kind=kind,
+                status=ReplayStatus.SKIPPED_BUDGET,
+                output=None,
+                comparison=None,
+                attempts=attempt,
+                error_class="BudgetExhausted",
+                error_message=status.reason,
             )
         try:
             async with res.in_flight:
@@ -176,7 +184,10 @@ class ReplayService:
                     upstream_model=endpoint.upstream_model or model,
                     request=event.request,
                     stream=settings.replay.stream,
-                    cost_per_token=(endpoint.input_usd_per_mtok / 1e6, endpoint.output_usd_per_mtok / 1e6),
+                    cost_per_token=(
+                        endpoint.input_usd_per_mtok / 1e6,
+                        endpoint.output_usd_per_mtok / 1e6,
+                    ),
                 )
         except UpstreamRateLimited as exc:
             if exc.retry_after_s:
@@ -187,9 +198,14 @@ class ReplayService:
             return exc
         except PermanentError as exc:
             return ReplayRecord(
-                event_id=event.event_id, kind=kind, status=ReplayStatus.FAILED,
-                output=None, comparison=None, attempts=attempt,
-                error_class=type(exc).__name__, error_message=exc.message,
+                event_id=event.event_id,
+                kind=kind,
+                status=ReplayStatus.FAILED,
+                output=None,
+                comparison=None,
+                attempts=attempt,
+                error_class=type(exc).__name__,
+                error_message=exc.message,
             )
         await res.budget.charge(
             (output.prompt_tokens or 0) + (output.completion_tokens or 0),

@@ -1,0 +1,279 @@
+"""The ``shadowcanary`` command line: where a process is wired to concrete adapters.
+
+Every command loads ``Settings`` once (a bad variable fails here, with its name) and
+turns shadowcanary errors into one clear line plus a hint, never a traceback.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Callable
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from rich.console import Console
+
+from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
+from shadowcanary.errors import ShadowCanaryError
+from shadowcanary.logging import configure_logging
+from shadowcanary.settings import Settings, load_settings
+
+app = typer.Typer(
+    name="shadowcanary",
+    help="Shadow traffic, canary steps and automatic rollback for LLM model migrations.",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+services_app = typer.Typer(help="The embedded Postgres and Redis (used when no URLs are set).")
+app.add_typer(services_app, name="services")
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+
+EXIT_USAGE = 2
+EXIT_FAILURE = 1
+
+
+def _friendly_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ShadowCanaryError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}")
+            if exc.hint:
+                err_console.print(f"[dim]hint: {exc.hint}[/]")
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _settings() -> Settings:
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    return settings
+
+
+def _urls(settings: Settings) -> ServiceUrls:
+    from shadowcanary.store.db import migrate
+
+    urls = resolve_urls(settings)
+    migrate(urls.database_url)
+    return urls
+
+
+def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
+    """Environment for child processes (worker, simulator): same settings, resolved URLs."""
+    env = dict(os.environ)
+    env["SHADOWCANARY_DATABASE_URL"] = urls.database_url
+    env["SHADOWCANARY_REDIS_URL"] = urls.redis_url
+    return env
+
+
+@app.command()
+@_friendly_errors
+def migrate() -> None:
+    """Create or upgrade the database schema (alembic upgrade head)."""
+    settings = _settings()
+    _urls(settings)
+    console.print("[green]database schema is up to date[/]")
+
+
+@app.command()
+@_friendly_errors
+def sim(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
+    profiles: Annotated[Path | None, typer.Option(help="YAML file of model profiles.")] = None,
+    admin_token: Annotated[
+        str, typer.Option(envvar="SIM_ADMIN_TOKEN", help="Bearer token for /admin.")
+    ] = "sim-admin",
+    seed: Annotated[int, typer.Option(help="Seed for latency/error draws.")] = 0,
+) -> None:
+    """Run the OpenAI-compatible model SIMULATOR (a stand-in for the vendor API, not a model).
+
+    Example: shadowcanary sim --port 8765
+    """
+    from shadowcanary.sim import serve
+
+    serve(host=host, port=port, profiles=profiles, admin_token=admin_token, seed=seed)
+
+
+@app.command()
+@_friendly_errors
+def worker(
+    concurrency: Annotated[
+        int | None, typer.Option(help="Task threads (default: from settings).")
+    ] = None,
+    queues: Annotated[
+        str, typer.Option(help="Comma-separated queues.")
+    ] = "shadowcanary.ingest,shadowcanary.replay",
+) -> None:
+    """Run a Celery worker for ingest and replays (embedded services if no URLs are set).
+
+    Example: shadowcanary worker
+    """
+    settings = _settings()
+    urls = _urls(settings)
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        queues,
+        "-l",
+        "info",
+    ]
+    if concurrency:
+        cmd += ["-c", str(concurrency)]
+    raise typer.Exit(subprocess.call(cmd, env=child_env(settings, urls)))  # noqa: S603
+
+
+def collect_status(settings: Settings, urls: ServiceUrls, rollout: str | None) -> dict[str, Any]:
+    """Counts and headline figures, as plain data (for --json and the live view)."""
+    import redis
+
+    from shadowcanary.store.db import make_engine
+    from shadowcanary.store.repository import Store
+    from shadowcanary.tap.stats import read_shared_tap_stats
+
+    store = Store(make_engine(urls.database_url, pool_size=1))
+    client = redis.Redis.from_url(urls.redis_url, socket_timeout=2)
+    try:
+        return {
+            "counts": dataclasses.asdict(store.counts()),
+            "headline": dataclasses.asdict(store.headline(rollout)),
+            "tap": read_shared_tap_stats(client),
+        }
+    finally:
+        client.close()
+
+
+@app.command()
+@_friendly_errors
+def status(
+    rollout: Annotated[
+        str | None, typer.Option(help="Limit headline figures to one rollout.")
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Show captured, replayed, compared, dropped and dead-lettered counts and headline figures.
+
+    Example: shadowcanary status --json
+    """
+    settings = _settings()
+    data = collect_status(settings, _urls(settings), rollout)
+    if as_json:
+        typer.echo(json.dumps(data, default=str, indent=2))
+        return
+    from shadowcanary.status_view import render_status
+
+    console.print(render_status(data))
+
+
+@app.command()
+@_friendly_errors
+def purge(
+    days: Annotated[
+        int | None, typer.Option(help="Keep this many days (default: settings).")
+    ] = None,
+) -> None:
+    """Delete raw captures, replays and comparisons older than the retention (rollups stay)."""
+    from datetime import timedelta
+
+    from shadowcanary.events import now_utc
+    from shadowcanary.store.db import make_engine
+    from shadowcanary.store.repository import Store
+
+    settings = _settings()
+    urls = _urls(settings)
+    keep = days if days is not None else settings.retention_days
+    deleted = Store(make_engine(urls.database_url, pool_size=1)).purge(
+        now_utc() - timedelta(days=keep)
+    )
+    console.print(f"purged rows older than {keep} days: {deleted}")
+
+
+@app.command()
+@_friendly_errors
+def up(
+    duration: Annotated[
+        float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
+    ] = None,
+    rate: Annotated[
+        float, typer.Option(help="Live calls per second from the traffic generator.")
+    ] = 20.0,
+    canary_percent: Annotated[
+        float, typer.Option(help="Share of users served by the candidate live.")
+    ] = 10.0,
+    sim_port: Annotated[int, typer.Option(help="Port for the model simulator.")] = 8765,
+) -> None:
+    """Run the whole data path locally: simulator, worker, and a traffic generator feeding the tap.
+
+    Uses the embedded Postgres and Redis unless SHADOWCANARY_DATABASE_URL / _REDIS_URL are set.
+
+    Example: shadowcanary up --duration 60
+    """
+    from shadowcanary.local_stack import run_local_stack
+
+    settings = _settings()
+    urls = _urls(settings)
+    run_local_stack(
+        settings,
+        urls,
+        env=child_env(settings, urls),
+        duration_s=duration,
+        rate=rate,
+        canary_percent=canary_percent,
+        sim_port=sim_port,
+        console=console,
+    )
+
+
+@app.command()
+@_friendly_errors
+def demo(
+    fast: Annotated[bool, typer.Option(help="A short run (CI).")] = False,
+) -> None:
+    """The demo: the local stack for a minute (30 s with --fast), then the status.
+
+    Example: shadowcanary demo
+    """
+    up(duration=30.0 if fast else 60.0, rate=20.0, canary_percent=10.0, sim_port=8765)
+
+
+@services_app.command("start")
+@_friendly_errors
+def services_start() -> None:
+    """Start (or attach to) the embedded Postgres and Redis in the data directory."""
+    settings = _settings()
+    urls = EmbeddedServices(settings.data_dir).start()
+    console.print(f"postgres: {urls.database_url}\nredis:    {urls.redis_url}")
+
+
+@services_app.command("stop")
+@_friendly_errors
+def services_stop() -> None:
+    """Stop the embedded Postgres and Redis."""
+    settings = _settings()
+    EmbeddedServices(settings.data_dir).stop()
+    console.print("embedded services stopped")
+
+
+def main() -> None:
+    """Console-script entry point."""
+    try:
+        app()
+    except ShadowCanaryError as exc:  # settings errors raised before a command runs
+        err_console.print(f"[bold red]error:[/] {exc}")
+        sys.exit(EXIT_FAILURE)

@@ -1,0 +1,122 @@
+"""Run a real Celery worker process for tests and benchmarks."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from shadowcanary import constants
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class WorkerProcess:
+    """A ``celery worker`` subprocess whose output is collected for assertions."""
+
+    proc: subprocess.Popen[str]
+    lines: list[str] = field(default_factory=list)
+
+    def _pump(self) -> None:
+        assert self.proc.stdout is not None
+        for line in self.proc.stdout:
+            self.lines.append(line)
+
+    def output(self) -> str:
+        return "".join(self.lines)
+
+    def wait_for(self, text: str, timeout_s: float = 30.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if any(text in line for line in self.lines):
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(
+                    f"worker exited with {self.proc.returncode}:\n{self.output()[-4000:]}"
+                )
+            time.sleep(0.05)
+        raise TimeoutError(
+            f"worker did not print {text!r} in {timeout_s}s:\n{self.output()[-4000:]}"
+        )
+
+    def kill9(self) -> None:
+        """SIGKILL the worker: no shutdown hooks, no acks: the crash case."""
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+def worker_command(
+    *,
+    name: str = "worker",
+    queues: Sequence[str] = (constants.QUEUE_INGEST, constants.QUEUE_REPLAY),
+    pool: str | None = None,
+    concurrency: int | None = None,
+) -> list[str]:
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        f"{name}@%h",
+        "-l",
+        "info",
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    if pool:
+        cmd += ["-P", pool]
+    if concurrency:
+        cmd += ["-c", str(concurrency)]
+    return cmd
+
+
+@contextmanager
+def run_worker(
+    env: Mapping[str, str],
+    *,
+    name: str = "worker",
+    queues: Sequence[str] = (constants.QUEUE_INGEST, constants.QUEUE_REPLAY),
+    pool: str | None = None,
+    concurrency: int | None = None,
+    ready_timeout_s: float = 60.0,
+) -> Iterator[WorkerProcess]:
+    """Start a worker with ``env`` added to the environment; wait until it is ready."""
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
+    full_env.update(env)
+    proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
+        worker_command(name=name, queues=queues, pool=pool, concurrency=concurrency),
+        cwd=REPO_ROOT,
+        env=full_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    worker = WorkerProcess(proc)
+    threading.Thread(target=worker._pump, daemon=True).start()
+    try:
+        worker.wait_for("ready.", timeout_s=ready_timeout_s)
+        yield worker
+    finally:
+        worker.stop()
