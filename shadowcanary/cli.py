@@ -94,7 +94,7 @@ def sim(
     profiles: Annotated[Path | None, typer.Option(help="YAML file of model profiles.")] = None,
     admin_token: Annotated[
         str, typer.Option(envvar="SIM_ADMIN_TOKEN", help="Bearer token for /admin.")
-    ] = "sim-admin",
+    ] = "sim-admin",  # noqa: S107 - the local simulator's default, overridable
     seed: Annotated[int, typer.Option(help="Seed for latency/error draws.")] = 0,
 ) -> None:
     """Run the OpenAI-compatible model SIMULATOR (a stand-in for the vendor API, not a model).
