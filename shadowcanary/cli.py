@@ -277,3 +277,7 @@ def main() -> None:
     except ShadowCanaryError as exc:  # settings errors raised before a command runs
         err_console.print(f"[bold red]error:[/] {exc}")
         sys.exit(EXIT_FAILURE)
+
+
+if __name__ == "__main__":
+    main()

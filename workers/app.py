@@ -69,6 +69,17 @@ class WorkerContext:
         return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
 
 
+def _transport_options(visibility_timeout_s: int) -> dict[str, int]:
+    # kombu redelivers a dead worker's unacked tasks once they are older than the
+    # visibility timeout, checked every interval x throttle seconds; check often
+    # (throttle 1) so recovery takes about the visibility timeout, not ten times it.
+    return {
+        "visibility_timeout": visibility_timeout_s,
+        "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 4)),
+        "unacked_restore_throttle": 1,
+    }
+
+
 def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
     """A Celery app for the shadow data path, with its tasks registered."""
     app = Celery("shadowcanary", broker=urls.broker_url, set_as_current=False)
@@ -91,7 +102,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options={"visibility_timeout": settings.replay.visibility_timeout_s},
+        broker_transport_options=_transport_options(settings.replay.visibility_timeout_s),
         beat_schedule={
             "purge-daily": {"task": constants.TASK_PURGE, "schedule": timedelta(hours=24)},
         },
