@@ -1,0 +1,68 @@
+"""The judge: pure scoring and (later) sequential statistics and ``decide()``.
+
+Nothing in this package does I/O, reads a clock or draws random numbers.
+"""
+
+from shadowcanary.judge.compare import (
+    DEFAULT_SCORERS,
+    Inspection,
+    Scorer,
+    ScoringInput,
+    assess,
+    compare,
+    inspect_output,
+    output_from_capture,
+    paired_difference,
+)
+from shadowcanary.judge.structured import (
+    SchemaCheck,
+    ToolCallCheck,
+    ToolProblem,
+    check_tool_call,
+    json_expected,
+    json_valid,
+    response_schema_errors,
+    tool_args_schema_errors,
+    tool_calls_agree,
+)
+from shadowcanary.judge.text import (
+    cosine_similarity,
+    exact_match,
+    length_ratio,
+    lexical_similarity,
+    looks_like_refusal,
+    normalize,
+    normalized_match,
+)
+from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
+
+__all__ = [
+    "DEFAULT_SCORERS",
+    "CallOutput",
+    "Comparison",
+    "Inspection",
+    "OutputFlags",
+    "SchemaCheck",
+    "Scorer",
+    "ScoringInput",
+    "ToolCallCheck",
+    "ToolProblem",
+    "assess",
+    "check_tool_call",
+    "compare",
+    "cosine_similarity",
+    "exact_match",
+    "inspect_output",
+    "json_expected",
+    "json_valid",
+    "length_ratio",
+    "lexical_similarity",
+    "looks_like_refusal",
+    "normalize",
+    "normalized_match",
+    "output_from_capture",
+    "paired_difference",
+    "response_schema_errors",
+    "tool_args_schema_errors",
+    "tool_calls_agree",
+]
