@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import pytest
 
@@ -216,7 +217,7 @@ def test_cosine_similarity(u: list[float], v: list[float], expected: float) -> N
         ([1.0, 1.0], [float("inf"), 1.0], "NaN or infinite"),
     ],
 )
-def test_cosine_similarity_rejects_bad_vectors(u: list, v: list, message: str) -> None:
+def test_cosine_similarity_rejects_bad_vectors(u: list[Any], v: list[Any], message: str) -> None:
     """Mismatched, non-flat or non-finite vectors raise ValueError naming the problem."""
     with pytest.raises(ValueError, match=message):
         cosine_similarity(u, v)
