@@ -5,6 +5,7 @@ Nothing in this package does I/O, reads a clock or draws random numbers.
 
 from shadowcanary.judge.compare import (
     DEFAULT_SCORERS,
+    Fields,
     Inspection,
     Scorer,
     ScoringInput,
@@ -38,6 +39,7 @@ from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
 
 __all__ = [
     "DEFAULT_SCORERS",
+    "Fields",
     "CallOutput",
     "Comparison",
     "Inspection",
