@@ -39,9 +39,9 @@ from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
 
 __all__ = [
     "DEFAULT_SCORERS",
-    "Fields",
     "CallOutput",
     "Comparison",
+    "Fields",
     "Inspection",
     "OutputFlags",
     "SchemaCheck",
