@@ -17,7 +17,7 @@ import hmac
 import json
 from datetime import UTC, datetime
 from enum import StrEnum
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Final, Literal
 
 from pydantic import (
     BaseModel,
@@ -32,7 +32,7 @@ from pydantic import (
 
 from shadowcanary.errors import InvalidEvent, PayloadTooLarge
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Final = 1
 DEFAULT_MAX_EVENT_BYTES = 1_000_000
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\w.:/@+-]+$")]
