@@ -1,0 +1,27 @@
+"""A SIMULATOR of an OpenAI-compatible model API. It is not a model.
+
+It answers ``/v1/chat/completions`` (streamed or not), ``/v1/responses``,
+``/v1/embeddings`` and ``/v1/models`` in exactly OpenAI's wire shapes, so the
+official ``openai`` SDK and anything speaking the API work against it unchanged.
+The text it returns is generated from fixed word lists: a deterministic function of
+the prompt and the model's profile, with no meaning. It stands in for the vendor API
+in tests, the demo and benchmarks; never point production traffic at it expecting
+answers.
+
+Per-model profiles (``profiles.ModelProfile``) set latency (lognormal through a
+median and a p99), time to first token, streaming pace, HTTP 500 and 429 rates,
+how far a model's answers diverge from another model's, verbosity, and the rates of
+invalid JSON, wrong tool calls, refusals and truncation. Latency and error draws
+come from a seeded RNG; the text never does. Profiles change at run time through
+``/admin`` (bearer admin token).
+
+Start one: ``python -m shadowcanary.sim --port 8765 --admin-token T`` or
+``serve(...)``; in tests: ``shadowcanary.testing.sim.run_simulator()``.
+"""
+
+from __future__ import annotations
+
+from shadowcanary.sim.profiles import ModelProfile, ProfileSet, default_profiles, load_profiles
+from shadowcanary.sim.server import serve
+
+__all__ = ["ModelProfile", "ProfileSet", "default_profiles", "load_profiles", "serve"]

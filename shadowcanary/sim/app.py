@@ -1,0 +1,327 @@
+"""The simulator's Starlette app: the OpenAI API surface plus /healthz and /admin.
+
+Per request the work is: parse, look up the profile, two RNG draws, a cached pure
+answer, one ``asyncio.sleep`` (or a few while streaming). No per-request logging.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import math
+import time
+from collections.abc import AsyncIterator
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response, StreamingResponse
+from starlette.routing import Route
+
+from shadowcanary.sim import shapes
+from shadowcanary.sim.admin import admin_routes
+from shadowcanary.sim.embeddings import embed, encode_base64
+from shadowcanary.sim.profiles import ModelProfile, ProfileSet, describe_validation_error
+from shadowcanary.sim.prompt import SimPrompt, count_tokens
+from shadowcanary.sim.reject import JSON_MEDIA, Reject, endpoint
+from shadowcanary.sim.requests import (
+    ChatRequest,
+    EmbeddingsRequest,
+    RequestProblem,
+    ResponsesRequest,
+)
+from shadowcanary.sim.state import (
+    DEFAULT_MAX_BODY_BYTES,
+    UNKNOWN_MODEL,
+    Fault,
+    SimState,
+    Timing,
+)
+
+# Below this gap between stream chunks, chunks are sent in groups: fewer timer wake-ups.
+_MIN_STREAM_GAP_S = 0.005
+_Body = TypeVar("_Body", bound=BaseModel)
+# A body over the limit is still read (and dropped) up to this size, so the client
+# sees the 413 instead of a reset connection while it is still sending.
+_DRAIN_FACTOR = 8
+
+
+def _require_api_key(request: Request) -> None:
+    auth = request.headers.get("authorization", "")
+    scheme, _, token = auth.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return
+    if request.headers.get("api-key", "").strip():  # Azure-style clients
+        return
+    raise Reject(
+        401,
+        "You didn't provide an API key. Send 'Authorization: Bearer <any non-empty key>' "
+        "(this is the shadowcanary simulator: any key works).",
+        code="invalid_api_key",
+    )
+
+
+async def _read_json(request: Request, sim: SimState) -> dict[str, Any]:
+    limit = sim.max_body_bytes
+    declared = request.headers.get("content-length")
+    too_large = declared is not None and declared.isdigit() and int(declared) > limit
+    chunks: list[bytes] = []
+    size = 0
+    if not (too_large and int(declared or 0) > limit * _DRAIN_FACTOR):
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                too_large = True
+                if size > limit * _DRAIN_FACTOR:
+                    break
+                continue
+            chunks.append(chunk)
+    if too_large:
+        raise Reject(
+            413,
+            f"Request body is larger than the simulator's limit of {limit} bytes; "
+            "send a smaller body or start the simulator with a higher limit.",
+            code="request_too_large",
+        )
+    try:
+        body = json.loads(b"".join(chunks))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise Reject(
+            400, f"We could not parse the JSON body of your request ({exc}). Send a JSON object."
+        ) from None
+    if not isinstance(body, dict):
+        raise Reject(400, f"The request body must be a JSON object, not {type(body).__name__}.")
+    return body
+
+
+def _validated(kind: type[_Body], body: dict[str, Any], sim: SimState) -> _Body:
+    try:
+        return kind.model_validate(body)
+    except ValidationError as exc:
+        first = exc.errors()[0]["loc"]
+        model = body.get("model")
+        raise Reject(
+            400,
+            f"Invalid request: {describe_validation_error(exc)}",
+            param=".".join(str(p) for p in first) or None,
+            model=model if isinstance(model, str) and model in sim.profiles else UNKNOWN_MODEL,
+        ) from None
+
+
+def _profile(sim: SimState, model: str) -> ModelProfile:
+    profile = sim.profiles.get(model)
+    if profile is None:
+        known = sim.profiles.names()
+        raise Reject(
+            404,
+            f"The model `{model}` does not exist or you do not have access to it. "
+            f"Models known to this simulator: {', '.join(known)}.",
+            code="model_not_found",
+            param="model",
+            model=UNKNOWN_MODEL,
+            extra={"known_models": known},
+        )
+    return profile
+
+
+def _to_prompt(request_model: ChatRequest | ResponsesRequest) -> SimPrompt:
+    try:
+        return request_model.to_prompt()
+    except RequestProblem as exc:
+        raise Reject(400, exc.message, param=exc.param, model=request_model.model) from None
+
+
+async def _apply_fault(sim: SimState, model: str, profile: ModelProfile, timing: Timing) -> None:
+    fault = sim.draw_fault(profile)
+    if fault == Fault.RATE_LIMITED:
+        wait = profile.retry_after_s
+        raise Reject(
+            429,
+            f"Rate limit reached for {model} (simulated). Please try again in {wait:g}s.",
+            "requests",
+            code="rate_limit_exceeded",
+            model=model,
+            headers={
+                "retry-after": str(math.ceil(wait)),
+                "retry-after-ms": str(round(wait * 1000)),
+            },
+        )
+    if fault == Fault.SERVER_ERROR:
+        await asyncio.sleep(timing.ttft_s)
+        raise Reject(
+            500,
+            "The server had an error while processing your request (simulated). Sorry about that!",
+            "server_error",
+            model=model,
+        )
+
+
+def _headers(rid: str, timing: Timing) -> dict[str, str]:
+    return {
+        "x-request-id": f"req_{rid}",
+        "openai-processing-ms": str(round(timing.latency_s * 1000)),
+    }
+
+
+async def _pace(
+    frames: list[tuple[bool, bytes]], eager: int, timing: Timing
+) -> AsyncIterator[bytes]:
+    """Send ``frames`` so the first delta lands at TTFT and the last at the latency."""
+    if eager:
+        yield b"".join(f for _, f in frames[:eager])
+    groups: list[bytes] = []
+    pending: list[bytes] = []
+    for is_delta, frame in frames[eager:]:
+        pending.append(frame)
+        if is_delta:
+            groups.append(b"".join(pending))
+            pending = []
+    tail = b"".join(pending)
+    await asyncio.sleep(timing.ttft_s)
+    rest = max(0.0, timing.latency_s - timing.ttft_s)
+    if len(groups) <= 1:
+        if groups:
+            yield groups[0]
+        await asyncio.sleep(rest)
+        yield tail
+        return
+    yield groups[0]
+    gap = rest / (len(groups) - 1)
+    step = max(1, math.ceil(_MIN_STREAM_GAP_S / gap)) if gap > 0 else len(groups)
+    for start in range(1, len(groups), step):
+        batch = groups[start : start + step]
+        await asyncio.sleep(gap * len(batch))
+        yield b"".join(batch) + (tail if start + step >= len(groups) else b"")
+
+
+async def _chat_completions(request: Request, sim: SimState) -> Response:
+    _require_api_key(request)
+    body = await _read_json(request, sim)
+    req = _validated(ChatRequest, body, sim)
+    profile = _profile(sim, req.model)
+    prompt = _to_prompt(req)
+    timing = sim.draw_timing(profile)
+    await _apply_fault(sim, req.model, profile, timing)
+    answer = sim.answer(req.model, prompt)
+    rid, created = sim.new_id(), int(time.time())
+    sim.record(req.model, 200)
+    if not req.stream:
+        await asyncio.sleep(timing.latency_s)
+        payload = shapes.chat_completion(f"chatcmpl-{rid}", created, req.model, answer)
+        return Response(shapes.dumps(payload), headers=_headers(rid, timing), media_type=JSON_MEDIA)
+    chunks = shapes.ChatChunks(
+        f"chatcmpl-{rid}", created, req.model, answer, include_usage=req.include_usage
+    )
+    deltas = chunks.deltas(profile.stream_words_per_chunk)
+    # The role chunk travels with the first content delta, both at TTFT.
+    frames = [(False, deltas[0])] + [(True, d) for d in deltas[1:-1]]
+    frames += [(False, deltas[-1])] + [(False, c) for c in chunks.closing()]
+    return StreamingResponse(
+        _pace(frames, 0, timing), headers=_headers(rid, timing), media_type="text/event-stream"
+    )
+
+
+async def _responses(request: Request, sim: SimState) -> Response:
+    _require_api_key(request)
+    body = await _read_json(request, sim)
+    req = _validated(ResponsesRequest, body, sim)
+    profile = _profile(sim, req.model)
+    prompt = _to_prompt(req)
+    timing = sim.draw_timing(profile)
+    await _apply_fault(sim, req.model, profile, timing)
+    answer = sim.answer(req.model, prompt)
+    rid, created = sim.new_id(), int(time.time())
+    sim.record(req.model, 200)
+    if not req.stream:
+        await asyncio.sleep(timing.latency_s)
+        payload = shapes.response_object(rid, created, req.model, answer, body)
+        return Response(shapes.dumps(payload), headers=_headers(rid, timing), media_type=JSON_MEDIA)
+    events = list(
+        shapes.response_events(
+            rid, created, req.model, answer, body, profile.stream_words_per_chunk
+        )
+    )
+    return StreamingResponse(
+        _pace(events, 2, timing), headers=_headers(rid, timing), media_type="text/event-stream"
+    )
+
+
+async def _embeddings(request: Request, sim: SimState) -> Response:
+    _require_api_key(request)
+    body = await _read_json(request, sim)
+    req = _validated(EmbeddingsRequest, body, sim)
+    profile = _profile(sim, req.model)
+    try:
+        texts = req.texts()
+    except RequestProblem as exc:
+        raise Reject(400, exc.message, param=exc.param, model=req.model) from None
+    timing = sim.draw_timing(profile)
+    await _apply_fault(sim, req.model, profile, timing)
+    dims = req.dimensions or profile.embedding_dimensions
+    vectors: list[Any] = [embed(t, dims) for t in texts]
+    if req.encoding_format == "base64":
+        vectors = [encode_base64(v) for v in vectors]
+    sim.record(req.model, 200)
+    await asyncio.sleep(timing.latency_s)
+    tokens = sum(count_tokens(t) for t in texts)
+    payload = shapes.embeddings_body(req.model, vectors, tokens)
+    return Response(
+        shapes.dumps(payload), headers=_headers(sim.new_id(), timing), media_type=JSON_MEDIA
+    )
+
+
+async def _models(request: Request, sim: SimState) -> Response:
+    _require_api_key(request)
+    created = int(sim.started_at)
+    data = [shapes.model_entry(n, created) for n in sim.profiles.names()]
+    return Response(shapes.dumps({"object": "list", "data": data}), media_type=JSON_MEDIA)
+
+
+async def _model(request: Request, sim: SimState) -> Response:
+    _require_api_key(request)
+    name = request.path_params["model"]
+    _profile(sim, name)
+    entry = shapes.model_entry(name, int(sim.started_at))
+    return Response(shapes.dumps(entry), media_type=JSON_MEDIA)
+
+
+async def _healthz(request: Request, sim: SimState) -> Response:
+    body = {"status": "ok", "simulator": True, "models": sim.profiles.names()}
+    return Response(shapes.dumps(body), media_type=JSON_MEDIA)
+
+
+async def _not_found(request: Request, exc: Exception) -> Response:
+    body = shapes.error_body(
+        f"Unknown path {request.method} {request.url.path} (shadowcanary simulator: "
+        "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /healthz, /admin/...)",
+        "invalid_request_error",
+    )
+    status = getattr(exc, "status_code", 404)
+    return Response(shapes.dumps(body), status, media_type=JSON_MEDIA)
+
+
+def create_app(
+    profiles: ProfileSet,
+    *,
+    admin_token: str | None,
+    seed: int = 0,
+    max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+) -> Starlette:
+    """The simulator as an ASGI app (serve it with uvicorn; see ``sim.server.serve``).
+
+    ``admin_token=None`` disables the /admin API.
+    """
+    state = SimState(profiles, admin_token=admin_token, seed=seed, max_body_bytes=max_body_bytes)
+    routes = [
+        Route("/v1/chat/completions", endpoint(_chat_completions), methods=["POST"]),
+        Route("/v1/responses", endpoint(_responses), methods=["POST"]),
+        Route("/v1/embeddings", endpoint(_embeddings), methods=["POST"]),
+        Route("/v1/models", endpoint(_models), methods=["GET"]),
+        Route("/v1/models/{model:path}", endpoint(_model), methods=["GET"]),
+        Route("/healthz", endpoint(_healthz), methods=["GET"]),
+        *admin_routes(),
+    ]
+    app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
+    app.state.sim = state
+    return app
