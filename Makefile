@@ -1,0 +1,97 @@
+# shadowcanary developer commands. Each target works from a fresh clone: it creates
+# .venv and installs the project when they are missing or pyproject.toml changed.
+#
+#   make demo     the local stack with embedded Postgres/Redis and the model simulator
+#   make test     the whole test suite (real Redis/Postgres; apt-installs them as root)
+#   make lint     ruff check + ruff format --check + mypy
+#   make bench    every benchmark in bench/ (prints ratios measured side by side)
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+# Touched after a successful install; older than pyproject.toml means "reinstall".
+INSTALLED := $(VENV)/.installed
+PYTEST_ARGS ?=
+DEMO_ARGS ?=
+# Benchmarks are the bench/ modules that run as scripts (helpers such as naive_app don't).
+BENCHES := $(basename $(notdir $(shell grep -l '__main__' bench/*.py 2>/dev/null)))
+
+.PHONY: help venv demo down test test-servers lint fmt bench compose-check clean
+
+help:  ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+venv: $(INSTALLED)  ## create .venv and install shadowcanary[dev] (editable)
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
+	  echo "shadowcanary needs Python >= 3.11; $(PYTHON) is $$($(PYTHON) -V 2>&1)." \
+	       "Run: make PYTHON=python3.11 ..." >&2; exit 1; }
+	@if ! $(PYTHON) -c 'import ensurepip, venv' 2>/dev/null; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv >/dev/null; \
+	  else \
+	    echo "$(PYTHON) cannot create virtualenvs. Run: sudo apt-get install python3-venv" >&2; \
+	    exit 1; \
+	  fi; \
+	fi
+	$(PYTHON) -m venv $(VENV)
+
+$(INSTALLED): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --disable-pip-version-check --no-input -q -e '.[dev]'
+	@touch $@
+
+demo: venv  ## run the demo (embedded Postgres + Redis, simulated models)
+	$(BIN)/shadowcanary demo $(DEMO_ARGS)
+
+down: venv  ## stop the embedded Postgres and Redis started by demo/up
+	$(BIN)/shadowcanary services stop
+
+test: venv test-servers  ## run the test suite (fails when no test ran)
+	@rc=0; $(BIN)/pytest -q $(PYTEST_ARGS) || rc=$$?; \
+	if [ $$rc -eq 5 ]; then \
+	  echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; \
+	fi; \
+	exit $$rc
+
+# The integration fixtures start real redis-server and PostgreSQL from Debian's binaries.
+# Installed here when missing and we may (root with apt); otherwise those tests skip
+# locally, and fail under CI=true so CI can never go green by skipping them.
+test-servers:
+	@if command -v redis-server >/dev/null && \
+	    { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null; }; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing postgresql and redis-server with apt-get (needed by the integration tests)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    postgresql redis-server >/dev/null; \
+	else \
+	  echo "warning: redis-server/PostgreSQL binaries not found; integration tests will be" \
+	       "skipped. Install them: sudo apt-get install postgresql redis-server" >&2; \
+	fi
+
+lint: venv  ## ruff check, ruff format --check, mypy (strict)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+fmt: venv  ## apply ruff's fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: venv test-servers  ## run every benchmark in bench/
+	@for name in $(BENCHES); do \
+	  echo "== bench.$$name"; \
+	  $(BIN)/python -m bench.$$name || exit $$?; \
+	done
+
+compose-check:  ## validate docker-compose.yml (needs the docker compose plugin)
+	docker compose config -q && echo "docker-compose.yml is valid"
+
+clean:  ## remove caches and build output (keeps .venv and .shadowcanary)
+	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
+	find . -name __pycache__ -type d -not -path './.venv/*' -prune -exec rm -rf {} +
