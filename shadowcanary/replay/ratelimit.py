@@ -176,7 +176,10 @@ class _Reservation:
 
 
 class RedisRateLimiter:
-    """The shared RPM + TPM limiter of one model; one instance per event loop is enough.
+    """The shared RPM + TPM limiter of one model, for all coroutines of a worker process.
+
+    Build the Redis client on ``redis.asyncio.BlockingConnectionPool``: redis-py's
+    default async pool fails at 100 connections instead of waiting for one.
 
     Token counts are the caller's estimate (prompt + max output tokens). That is also
     what OpenAI counts against TPM when the request arrives, so nothing is refunded

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
+from pathlib import Path
 
 import pytest
 import redis.asyncio
@@ -35,10 +36,10 @@ def run(url: str, scenario: Callable[[redis.asyncio.Redis], Awaitable[None]]) ->
     asyncio.run(main())
 
 
-def test_charges_accumulate_per_day(redis_url):
+def test_charges_accumulate_per_day(redis_url: str) -> None:
     """Each charge adds to the day's tokens and dollars and returns the new total."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=None, usd_limit=None)
         assert await budget.spent(NOON.date()) == Spend(0, 0.0)
         assert await budget.charge(100, 0.25, NOON) == Spend(100, 0.25)
@@ -53,10 +54,10 @@ def test_charges_accumulate_per_day(redis_url):
     run(redis_url, scenario)
 
 
-def test_token_limit_exhausts_with_numbers_in_the_reason(redis_url):
+def test_token_limit_exhausts_with_numbers_in_the_reason(redis_url: str) -> None:
     """Reaching the token cap reports exhausted, naming the cap, the spend and the reset."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=1_000_000, usd_limit=100.0)
         await budget.charge(999_999, 1.0, NOON)
         assert not (await budget.exhausted(NOON)).exhausted
@@ -73,10 +74,10 @@ def test_token_limit_exhausts_with_numbers_in_the_reason(redis_url):
     run(redis_url, scenario)
 
 
-def test_dollar_limit_exhausts_with_numbers_in_the_reason(redis_url):
+def test_dollar_limit_exhausts_with_numbers_in_the_reason(redis_url: str) -> None:
     """Reaching the dollar cap reports exhausted with the dollars spent and the cap."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=10_000_000, usd_limit=50.0)
         await budget.charge(1000, 49.99, NOON)
         assert not (await budget.exhausted(NOON)).exhausted
@@ -90,10 +91,10 @@ def test_dollar_limit_exhausts_with_numbers_in_the_reason(redis_url):
     run(redis_url, scenario)
 
 
-def test_both_limits_hit_are_both_named(redis_url):
+def test_both_limits_hit_are_both_named(redis_url: str) -> None:
     """When tokens and dollars are both spent, the reason names both."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=10, usd_limit=1.0)
         await budget.charge(10, 1.0, NOON)
         status = await budget.exhausted(NOON)
@@ -104,10 +105,10 @@ def test_both_limits_hit_are_both_named(redis_url):
     run(redis_url, scenario)
 
 
-def test_a_new_utc_day_starts_from_zero(redis_url):
+def test_a_new_utc_day_starts_from_zero(redis_url: str) -> None:
     """Spend at 23:59:59 UTC does not count against the day starting one second later."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=100, usd_limit=None)
         last_second = datetime(2025, 3, 1, 23, 59, 59, tzinfo=UTC)
         await budget.charge(150, 0.0, last_second)
@@ -124,10 +125,10 @@ def test_a_new_utc_day_starts_from_zero(redis_url):
     run(redis_url, scenario)
 
 
-def test_days_are_utc_days_whatever_the_callers_timezone(redis_url):
+def test_days_are_utc_days_whatever_the_callers_timezone(redis_url: str) -> None:
     """01:00 on 2 March in UTC+2 is 23:00 on 1 March UTC, so it charges 1 March."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=None, usd_limit=None)
         local = datetime(2025, 3, 2, 1, 0, tzinfo=timezone(timedelta(hours=2)))
         await budget.charge(5, 0.0, local)
@@ -139,10 +140,10 @@ def test_days_are_utc_days_whatever_the_callers_timezone(redis_url):
     run(redis_url, scenario)
 
 
-def test_concurrent_charges_add_up_exactly(redis_url):
+def test_concurrent_charges_add_up_exactly(redis_url: str) -> None:
     """400 concurrent charges over two clients' connections lose nothing and round nothing away."""
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=None, usd_limit=None)
         other = client(redis_url)
         try:
@@ -158,20 +159,22 @@ def test_concurrent_charges_add_up_exactly(redis_url):
 @pytest.mark.parametrize(
     ("token_limit", "usd_limit"), [(0, None), (-5, None), (None, 0.0), (None, -1.0)]
 )
-def test_nonsense_limits_are_config_errors(redis_url, token_limit, usd_limit):
+def test_nonsense_limits_are_config_errors(
+    redis_url: str, token_limit: int | None, usd_limit: float | None
+) -> None:
     """A zero or negative cap is refused with a ConfigError naming the setting."""
     with pytest.raises(ConfigError, match=r"daily \w+ budget must be > 0") as err:
         DailyBudget(client(redis_url), token_limit=token_limit, usd_limit=usd_limit)
     assert "SHADOWCANARY_REPLAY__DAILY_" in (err.value.hint or "")
 
 
-def test_redis_down_is_a_transient_service_error(tmp_path):
+def test_redis_down_is_a_transient_service_error(tmp_path: Path) -> None:
     """With Redis unreachable, charge and exhausted raise ServiceUnavailable (retry can fix it)."""
     # A socket nobody listens on: unlike a stopped server's TCP port, no other test
     # process can take it over meanwhile.
     url = f"unix://{tmp_path / 'no-redis.sock'}"
 
-    async def scenario(r):
+    async def scenario(r: redis.asyncio.Redis) -> None:
         budget = DailyBudget(r, token_limit=10, usd_limit=None)
         with pytest.raises(ServiceUnavailable, match="shadow budget cannot reach Redis"):
             await budget.charge(1, 0.0, NOON)
