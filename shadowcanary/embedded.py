@@ -136,6 +136,8 @@ class EmbeddedServices:
 
     def stop(self) -> None:
         """Stop both servers (fast shutdown, data kept) and remove the state file."""
+        if not self.data_dir.is_dir():
+            return  # nothing was ever started here; don't create the directory to say so
         with self._locked():
             redis_pid = self._redis_pid()
             if redis_pid is not None:

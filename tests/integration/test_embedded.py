@@ -183,3 +183,9 @@ def test_resolve_urls_starts_only_the_missing_server(data_dir, redis_url):
     assert urls.redis_url == urls.broker_url == redis_url
     assert _scalar(urls.database_url, "SELECT 1") == 1
     assert EmbeddedServices(data_dir)._redis_pid() is None
+
+
+def test_stop_on_an_unused_data_dir_does_nothing(tmp_path):
+    """stop() where nothing was started neither fails nor creates the directory."""
+    EmbeddedServices(tmp_path / "never-used").stop()
+    assert not (tmp_path / "never-used").exists()
