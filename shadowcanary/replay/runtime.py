@@ -57,7 +57,13 @@ class ReplayRuntime:
         )
         clients = {}
         limiters = {}
-        redis = aioredis.Redis.from_url(self._redis_url)
+        # Blocking pool: with hundreds of replays in flight, wait for a connection
+        # instead of failing with "Too many connections".
+        redis = aioredis.Redis(
+            connection_pool=aioredis.BlockingConnectionPool.from_url(
+                self._redis_url, max_connections=64, timeout=30
+            )
+        )
         for name, endpoint in settings.models.items():
             clients[name] = openai.AsyncOpenAI(
                 base_url=endpoint.base_url,
@@ -68,19 +74,8 @@ class ReplayRuntime:
                 max_retries=0,
                 http_client=httpx.AsyncClient(limits=limits, timeout=endpoint.timeout_s),
             )
-            limiters[name] = RedisRateLimiter(
-                redis,
-                name,
-                RateLimit(
-                    requests_per_minute=endpoint.requests_per_minute,
-                    tokens_per_minute=endpoint.tokens_per_minute,
-                ),
-            )
-        budget = DailyBudget(
-            redis,
-            token_limit=settings.replay.daily_token_budget,
-            usd_limit=settings.replay.daily_usd_budget,
-        )
+            limiters[name] = RedisRateLimiter(redis, name, RateLimit.from_endpoint(endpoint))
+        budget = DailyBudget.from_settings(redis, settings.replay)
         return ReplayResources(
             clients=clients,
             limiters=limiters,
