@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 
 from celery import Celery, signals
-from kombu import Queue
+from kombu.entity import Queue
 from shadowcanary.logging import configure_logging
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
@@ -107,7 +107,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
             "purge-daily": {"task": constants.TASK_PURGE, "schedule": timedelta(hours=24)},
         },
     )
-    app.shadowcanary_context = context  # type: ignore[attr-defined]
+    app.shadowcanary_context = context
     register_tasks(app, context)
 
     @signals.worker_ready.connect(weak=False)

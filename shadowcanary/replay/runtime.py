@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-import httpx
+import httpx2
 import openai
 import redis.asyncio as aioredis
 
@@ -51,7 +51,9 @@ class ReplayRuntime:
 
     async def _build(self) -> ReplayResources:
         settings = self._settings
-        limits = httpx.Limits(
+        # One connection pool per model, sized for the in-flight budget (the SDK's
+        # default caps connections far lower and would queue replays behind it).
+        limits = httpx2.Limits(
             max_connections=settings.replay.max_in_flight,
             max_keepalive_connections=settings.replay.max_in_flight,
         )
@@ -72,7 +74,7 @@ class ReplayRuntime:
                 # Retries are ours (Celery retry with backoff and a dead-letter table),
                 # not the SDK's silent ones.
                 max_retries=0,
-                http_client=httpx.AsyncClient(limits=limits, timeout=endpoint.timeout_s),
+                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=endpoint.timeout_s),
             )
             limiters[name] = RedisRateLimiter(redis, name, RateLimit.from_endpoint(endpoint))
         budget = DailyBudget.from_settings(redis, settings.replay)
