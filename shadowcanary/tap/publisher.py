@@ -1,0 +1,121 @@
+"""Publishes batches of serialised events to the ingest queue as single Celery messages.
+
+The tap sends by task name with a private, minimal ``Celery`` instance (broker only,
+short socket timeouts, no connection or publish retries), so a dead or frozen Redis
+costs one attempt of about ``timeout_s`` on the tap's own thread and never the caller.
+The next batch simply tries again; kombu reconnects on use.
+
+Events arrive already serialised by orjson (their byte size had to be checked
+anyway); they are spliced into the message as ``orjson.Fragment`` by an encoder
+registered under its own name, so nothing is encoded twice. The content type stays
+``application/json``: workers decode these messages like any other.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Sequence
+from typing import Any
+
+import orjson
+from celery import Celery
+from kombu import compression as kombu_compression
+from kombu import serialization
+
+from shadowcanary import constants
+from shadowcanary.errors import ServiceUnavailable
+
+SERIALIZER = "shadowcanary-orjson"
+_CONTENT_TYPE = "application/json"
+
+
+def _register_serializer() -> None:
+    """Make SERIALIZER available to kombu without changing how JSON is decoded."""
+    registry = serialization.registry
+    previous = registry.type_to_name.get(_CONTENT_TYPE)
+    # Encoder only (decoder=None): decoding application/json stays kombu's own json.
+    serialization.register(  # type: ignore[no-untyped-call]
+        SERIALIZER, orjson.dumps, None, content_type=_CONTENT_TYPE
+    )
+    if previous is not None:
+        # register() also makes our name the default *reply* serializer for the content
+        # type; restore it so RPC replies elsewhere in the process are unaffected.
+        registry.type_to_name[_CONTENT_TYPE] = previous
+
+
+class BatchPublisher:
+    """Sends one Celery ingest message per batch; raises ``ServiceUnavailable`` on failure."""
+
+    def __init__(self, redis_url: str, *, timeout_s: float) -> None:
+        self._redis_url = redis_url
+        self._timeout_s = timeout_s
+        self._app: Celery | None = None
+
+    def _celery(self) -> Celery:
+        if self._app is None:
+            _register_serializer()
+            app = Celery(
+                "shadowcanary-tap", broker=self._redis_url, set_as_current=False, fixups=[]
+            )
+            app.conf.update(
+                broker_connection_timeout=self._timeout_s,
+                broker_connection_retry=False,
+                broker_connection_retry_on_startup=False,
+                broker_connection_max_retries=0,
+                broker_transport_options={
+                    "socket_timeout": self._timeout_s,
+                    "socket_connect_timeout": self._timeout_s,
+                    "max_retries": 0,
+                },
+                task_publish_retry=False,
+                task_serializer=SERIALIZER,
+            )
+            self._app = app
+        return self._app
+
+    def publish(self, events_json: Sequence[bytes]) -> None:
+        """Publish the already-serialised events as ONE message on the ingest queue."""
+        try:
+            self._celery().send_task(
+                constants.TASK_INGEST,
+                args=[[orjson.Fragment(raw) for raw in events_json]],
+                queue=constants.QUEUE_INGEST,
+                retry=False,
+                serializer=SERIALIZER,
+                # Prompts repeat (system prompts, JSON keys): zlib shrinks a batch ~5-30x, which
+                # costs less CPU than base64 + JSON-wrapping + sending the raw bytes, and keeps
+                # Redis small while workers are behind. Workers decompress transparently.
+                compression="zlib",
+                # Celery would otherwise put a repr of every event (prompts!) in the headers.
+                argsrepr=f"[<{len(events_json)} events>]",
+                kwargsrepr="{}",
+            )
+        except Exception as exc:  # kombu and redis raise many types; all mean "not sent"
+            # redis-py already dropped the broken socket; the next publish reconnects.
+            raise ServiceUnavailable(
+                f"could not publish {len(events_json)} events to Redis: {type(exc).__name__}",
+                hint="check that Redis at the tap's broker URL is reachable; "
+                "events are dropped meanwhile",
+            ) from exc
+
+    def close(self) -> None:
+        """Release the broker connections."""
+        if self._app is not None:
+            self._app.close()
+            self._app = None
+
+
+def decode_ingest_message(raw: bytes) -> list[dict[str, Any]]:
+    """The event dicts inside one ingest message as it sits in the Redis list.
+
+    Celery workers do this themselves; this is for tests, benchmarks and debugging
+    (``redis-cli lrange shadowcanary.ingest 0 0``).
+    """
+    envelope = orjson.loads(raw)
+    body = base64.b64decode(envelope["body"])
+    compression = envelope["headers"].get("compression")
+    if compression:
+        body = kombu_compression.decompress(body, compression)  # type: ignore[no-untyped-call]
+    args, _kwargs, _embed = orjson.loads(body)
+    events: list[dict[str, Any]] = args[0]
+    return events
