@@ -26,3 +26,11 @@ def scalar(engine: Engine, sql: str, **params: Any) -> Any:
 def rows(engine: Engine, sql: str, **params: Any) -> list[Any]:
     with engine.connect() as conn:
         return list(conn.execute(text(sql), params))
+
+
+def sim_calls(sim: Any, model: str, status: int | None = None) -> int:
+    """Requests the simulator answered for ``model`` (all statuses, or one)."""
+    counts = sim.stats()["requests"].get(model, {})
+    if status is not None:
+        return int(counts.get(str(status), 0))
+    return int(sum(counts.values()))

@@ -10,7 +10,7 @@ from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.worker import run_worker
 from tests.integration.conftest import models_setting
-from tests.integration.pipeline import rows, scalar, send_ingest
+from tests.integration.pipeline import rows, scalar, send_ingest, sim_calls
 
 RPM = 1_200  # 20 requests/s shared by every worker
 
@@ -21,7 +21,8 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
     """Under 40 % 429s, two workers retry with backoff, stay under the shared RPM, and replay every event."""
     engine = make_engine(database_url)
     sim.set_profile("gpt-5.5", rate_limit_rate=0.4, retry_after_s=0.3)
-    before = sim.stats()
+    calls_before = sim_calls(sim, "gpt-5.5")
+    limited_before = sim_calls(sim, "gpt-5.5", 429)
     env = {
         **worker_env,
         "SHADOWCANARY_MODELS": models_setting(sim.base_url, requests_per_minute=RPM),
@@ -40,9 +41,8 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
         elapsed = time.monotonic() - started
     sim.set_profile("gpt-5.5", rate_limit_rate=0.0)
 
-    after = sim.stats()
-    calls = after["gpt-5.5"]["total"] - before.get("gpt-5.5", {}).get("total", 0)
-    limited = after["gpt-5.5"]["by_status"].get("429", 0) - before.get("gpt-5.5", {}).get("by_status", {}).get("429", 0)
+    calls = sim_calls(sim, "gpt-5.5") - calls_before
+    limited = sim_calls(sim, "gpt-5.5", 429) - limited_before
     assert limited > 10, "the storm must actually have happened"
     # The shared limiter held: calls over the run never beat RPM by more than one burst.
     assert calls <= RPM / 60 * elapsed + RPM / 60 + 5

@@ -7,7 +7,7 @@ from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.worker import run_worker
-from tests.integration.pipeline import rows, scalar, send_ingest
+from tests.integration.pipeline import rows, scalar, send_ingest, sim_calls
 
 
 def test_kill9_mid_replay_then_restart_gives_exactly_one_comparison_each(
@@ -23,7 +23,7 @@ def test_kill9_mid_replay_then_restart_gives_exactly_one_comparison_each(
 
     with run_worker(env, name="first") as first:
         wait_until(
-            lambda: sim.stats().get("gpt-5.5", {}).get("total", 0) >= 20,
+            lambda: sim_calls(sim, "gpt-5.5") >= 20,
             timeout_s=30, what="candidate calls in flight",
         )
         first.kill9()
