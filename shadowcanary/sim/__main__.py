@@ -31,6 +31,11 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument(
         "--log-level", default="warning", choices=["debug", "info", "warning", "error"]
     )
+    parser.add_argument(
+        "--exit-with-parent",
+        action="store_true",
+        help="stop when the process that started the simulator exits",
+    )
     return parser
 
 
@@ -46,6 +51,7 @@ def main(argv: list[str] | None = None) -> int:
             max_body_bytes=args.max_body_bytes,
             port_file=args.port_file,
             log_level=args.log_level,
+            exit_with_parent=args.exit_with_parent,
         )
     except ConfigError as exc:
         print(f"error: {exc}", file=sys.stderr)

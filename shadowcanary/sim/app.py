@@ -10,13 +10,12 @@ import asyncio
 import json
 import math
 import time
-from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response, StreamingResponse
+from starlette.responses import Response
 from starlette.routing import Route
 
 from shadowcanary.sim import shapes
@@ -36,11 +35,9 @@ from shadowcanary.sim.state import (
     UNKNOWN_MODEL,
     Fault,
     SimState,
-    Timing,
 )
+from shadowcanary.sim.streaming import EventStream, Timing, paced
 
-# Below this gap between stream chunks, chunks are sent in groups: fewer timer wake-ups.
-_MIN_STREAM_GAP_S = 0.005
 _Body = TypeVar("_Body", bound=BaseModel)
 # A body over the limit is still read (and dropped) up to this size, so the client
 # sees the 413 instead of a reset connection while it is still sending.
@@ -164,37 +161,6 @@ def _headers(rid: str, timing: Timing) -> dict[str, str]:
     }
 
 
-async def _pace(
-    frames: list[tuple[bool, bytes]], eager: int, timing: Timing
-) -> AsyncIterator[bytes]:
-    """Send ``frames`` so the first delta lands at TTFT and the last at the latency."""
-    if eager:
-        yield b"".join(f for _, f in frames[:eager])
-    groups: list[bytes] = []
-    pending: list[bytes] = []
-    for is_delta, frame in frames[eager:]:
-        pending.append(frame)
-        if is_delta:
-            groups.append(b"".join(pending))
-            pending = []
-    tail = b"".join(pending)
-    await asyncio.sleep(timing.ttft_s)
-    rest = max(0.0, timing.latency_s - timing.ttft_s)
-    if len(groups) <= 1:
-        if groups:
-            yield groups[0]
-        await asyncio.sleep(rest)
-        yield tail
-        return
-    yield groups[0]
-    gap = rest / (len(groups) - 1)
-    step = max(1, math.ceil(_MIN_STREAM_GAP_S / gap)) if gap > 0 else len(groups)
-    for start in range(1, len(groups), step):
-        batch = groups[start : start + step]
-        await asyncio.sleep(gap * len(batch))
-        yield b"".join(batch) + (tail if start + step >= len(groups) else b"")
-
-
 async def _chat_completions(request: Request, sim: SimState) -> Response:
     _require_api_key(request)
     body = await _read_json(request, sim)
@@ -217,9 +183,7 @@ async def _chat_completions(request: Request, sim: SimState) -> Response:
     # The role chunk travels with the first content delta, both at TTFT.
     frames = [(False, deltas[0])] + [(True, d) for d in deltas[1:-1]]
     frames += [(False, deltas[-1])] + [(False, c) for c in chunks.closing()]
-    return StreamingResponse(
-        _pace(frames, 0, timing), headers=_headers(rid, timing), media_type="text/event-stream"
-    )
+    return EventStream(paced(frames, 0, timing), _headers(rid, timing))
 
 
 async def _responses(request: Request, sim: SimState) -> Response:
@@ -242,9 +206,7 @@ async def _responses(request: Request, sim: SimState) -> Response:
             rid, created, req.model, answer, body, profile.stream_words_per_chunk
         )
     )
-    return StreamingResponse(
-        _pace(events, 2, timing), headers=_headers(rid, timing), media_type="text/event-stream"
-    )
+    return EventStream(paced(events, 2, timing), _headers(rid, timing))
 
 
 async def _embeddings(request: Request, sim: SimState) -> Response:

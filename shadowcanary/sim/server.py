@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import os
+import signal
 import socket
+import threading
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -51,6 +54,15 @@ def bind_socket(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _exit_when_orphaned(parent_pid: int) -> None:
+    # Re-parenting means whoever started us is gone (a killed test run): stop
+    # gracefully instead of holding a port forever.
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    log.warning("simulator parent exited; stopping", parent_pid=parent_pid)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
 def serve(
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
@@ -61,11 +73,13 @@ def serve(
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
     port_file: Path | None = None,
     log_level: str = "warning",
+    exit_with_parent: bool = False,
 ) -> None:
     """Serve the simulator until interrupted (SIGINT/SIGTERM stop it gracefully).
 
     ``port_file``, when given, receives the bound port once the socket listens
-    (useful with ``port=0``); it is written atomically.
+    (useful with ``port=0``); it is written atomically. ``exit_with_parent`` stops
+    the server when the process that started it dies (used by the test helper).
     """
     profile_set = as_profile_set(profiles)
     app = create_app(profile_set, admin_token=admin_token, seed=seed, max_body_bytes=max_body_bytes)
@@ -92,4 +106,9 @@ def serve(
         timeout_graceful_shutdown=3,
         server_header=False,
     )
+    if exit_with_parent:
+        watcher = threading.Thread(
+            target=_exit_when_orphaned, args=(os.getppid(),), name="sim-orphan-watch", daemon=True
+        )
+        watcher.start()
     uvicorn.Server(config).run(sockets=[sock])

@@ -18,6 +18,10 @@ def dumps(body: Any) -> bytes:
     return json.dumps(body, separators=(",", ":"), ensure_ascii=False).encode()
 
 
+def _json_str(text: str) -> bytes:
+    return json.dumps(text, ensure_ascii=False).encode()
+
+
 def error_body(message: str, kind: str, code: str | None = None, param: str | None = None) -> Any:
     return {"error": {"message": message, "type": kind, "param": param, "code": code}}
 
@@ -101,24 +105,32 @@ class ChatChunks:
         }
         self._answer = answer
         self._include_usage = include_usage
+        self._prefix = b"data: " + dumps(self._head)[:-1] + b',"choices":[{"index":0,"delta":'
+        self._suffix = b"}]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
 
-    def _chunk(self, delta: dict[str, Any], finish: str | None = None) -> bytes:
-        body: dict[str, Any] = {
-            **self._head,
-            "choices": [{"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish}],
-        }
-        if self._include_usage:
-            body["usage"] = None
-        return b"data: " + dumps(body) + b"\n\n"
+    def _chunk(self, delta: dict[str, Any] | bytes, finish: str | None = None) -> bytes:
+        # Only the delta is serialised per chunk; the fixed parts are bytes already.
+        body = delta if isinstance(delta, bytes) else dumps(delta)
+        reason = b"null" if finish is None else dumps(finish)
+        return b"".join(
+            (self._prefix, body, b',"logprobs":null,"finish_reason":', reason, self._suffix)
+        )
+
+    def _text_chunks(self, key: bytes, text: str, words_per_piece: int) -> list[bytes]:
+        # json.dumps of a bare str takes the C fast path; a dict per delta does not.
+        return [
+            self._chunk(b'{"' + key + b'":' + _json_str(piece) + b"}")
+            for piece in split_pieces(text, words_per_piece)
+        ]
 
     def deltas(self, words_per_piece: int) -> list[bytes]:
         """Every chunk up to and including the one with ``finish_reason``."""
         a = self._answer
         out = [self._chunk({"role": "assistant", "content": "", "refusal": None})]
         if a.content:
-            out += [self._chunk({"content": p}) for p in split_pieces(a.content, words_per_piece)]
+            out += self._text_chunks(b"content", a.content, words_per_piece)
         elif a.refusal:
-            out += [self._chunk({"refusal": p}) for p in split_pieces(a.refusal, words_per_piece)]
+            out += self._text_chunks(b"refusal", a.refusal, words_per_piece)
         for index, call in enumerate(a.tool_calls):
             first = {
                 "id": call.id,

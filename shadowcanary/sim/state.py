@@ -11,11 +11,11 @@ import random
 import secrets
 import time
 from collections import Counter, OrderedDict, defaultdict
-from dataclasses import dataclass
 
 from shadowcanary.sim.output import SimAnswer, add_sampling_noise, simulate
 from shadowcanary.sim.profiles import ModelProfile, ProfileSet
 from shadowcanary.sim.prompt import SimPrompt
+from shadowcanary.sim.streaming import Timing
 
 DEFAULT_MAX_BODY_BYTES = 2 * 1024 * 1024
 _CACHE_ENTRIES = 8_192
@@ -29,12 +29,6 @@ class Fault:
     NONE = "none"
     RATE_LIMITED = "rate_limited"
     SERVER_ERROR = "server_error"
-
-
-@dataclass(frozen=True, slots=True)
-class Timing:
-    latency_s: float
-    ttft_s: float
 
 
 class SimState:

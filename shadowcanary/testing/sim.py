@@ -7,13 +7,12 @@
 
 The simulator listens on a port it picks itself (``--port 0``) and reports it through
 a file, so parallel test runs never race for a port. The process is stopped on exit
-from the ``with`` block, and also when the process that started it dies (Linux).
+from the ``with`` block, and by itself when the process that started it dies.
 """
 
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import os
 import shutil
@@ -21,7 +20,6 @@ import signal
 import subprocess
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -34,7 +32,6 @@ import shadowcanary
 from shadowcanary.errors import ConfigError
 
 SIM_API_KEY = "sim-key"
-_PR_SET_PDEATHSIG = 1
 
 
 class SimulatorFailed(RuntimeError):
@@ -98,13 +95,6 @@ class SimHandle:
         return int(self.stats()["requests"].get(model, {}).get(str(status), 0))
 
 
-def _die_with_parent() -> None:
-    # Runs in the child before exec: ask the kernel to SIGTERM it when we die, so a
-    # crashed or killed test run leaves no simulator behind.
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL("libc.so.6", use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
-
-
 def _log_tail(path: Path, lines: int = 30) -> str:
     try:
         return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
@@ -165,7 +155,8 @@ def run_simulator(
     log_path = workdir / "sim.log"
     cmd = [sys.executable, "-m", "shadowcanary.sim", "--host", "127.0.0.1"]
     cmd += ["--port", str(port or 0), "--port-file", str(port_file)]
-    cmd += ["--admin-token", admin_token, "--seed", str(seed)]
+    # --exit-with-parent: a crashed or killed test run leaves no simulator behind.
+    cmd += ["--admin-token", admin_token, "--seed", str(seed), "--exit-with-parent"]
     if profiles is not None:
         profiles_path = workdir / "profiles.yaml"
         # JSON is valid YAML, and exact for floats.
@@ -176,7 +167,6 @@ def run_simulator(
     env = dict(os.environ)
     package_root = str(Path(shadowcanary.__file__).resolve().parent.parent)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    in_main_thread = threading.current_thread() is threading.main_thread()
     with log_path.open("wb") as log:
         proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
             cmd,
@@ -184,8 +174,6 @@ def run_simulator(
             stdout=log,
             stderr=subprocess.STDOUT,
             env=env,
-            # PDEATHSIG fires when the starting *thread* exits: only safe from main.
-            preexec_fn=_die_with_parent if in_main_thread and sys.platform == "linux" else None,
         )
     try:
         bound = _wait_until_healthy(proc, port_file, log_path, time.monotonic() + startup_timeout_s)

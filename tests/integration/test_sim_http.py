@@ -249,6 +249,19 @@ def test_stream_pacing_follows_ttft_and_latency(sim: SimHandle, client: openai.O
     assert total >= 0.195 and first_content_at < total
 
 
+def test_client_closing_a_stream_early_leaves_the_server_healthy(
+    sim: SimHandle, client: openai.OpenAI
+) -> None:
+    """Abandoning a slow stream after one chunk logs no error and later calls succeed."""
+    model = own_model(sim, "abandoned", median_ms=300, p99_ms=300, ttft_share=0.1)
+    for _ in range(3):
+        stream = client.chat.completions.create(model=model, messages=ASK, stream=True)
+        next(iter(stream))
+        stream.close()
+    assert client.chat.completions.create(model="base", messages=ASK).choices[0].message.content
+    assert "Traceback" not in sim.log_path.read_text()
+
+
 def test_admin_requires_the_token_and_validates_fields(sim: SimHandle) -> None:
     """No or wrong token is 401; an unknown field or bad value is 422 naming it."""
     url = f"{sim.root_url}/admin/profiles"
