@@ -20,7 +20,7 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
 ) -> None:
     """Under 40 % 429s, two workers retry with backoff, stay under the shared RPM, and replay every event."""
     engine = make_engine(database_url)
-    sim.set_profile("gpt-5.5", rate_limit_rate=0.4, retry_after_s=0.3)
+    sim.set_profile("gpt-5.5", rate_limit_rate=0.4, retry_after_s=0.05)
     calls_before = sim_calls(sim, "gpt-5.5")
     limited_before = sim_calls(sim, "gpt-5.5", 429)
     env = {
@@ -30,7 +30,7 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
         "SHADOWCANARY_REPLAY__MAX_ATTEMPTS": "15",
         "SHADOWCANARY_REPLAY__BATCH_SIZE": "8",
     }
-    events = [make_event(model="gpt-5.2", rollout="storm") for _ in range(100)]
+    events = [make_event(model="gpt-5.2", rollout="storm") for _ in range(60)]
     with run_worker(env, name="a"), run_worker(env, name="b"):
         started = time.monotonic()
         send_ingest(redis_url, [e.model_dump(mode="json") for e in events])
@@ -43,7 +43,7 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
 
     calls = sim_calls(sim, "gpt-5.5") - calls_before
     limited = sim_calls(sim, "gpt-5.5", 429) - limited_before
-    assert limited > 10, "the storm must actually have happened"
+    assert limited > 8, "the storm must actually have happened"
     # The shared limiter held: calls over the run never beat RPM by more than one burst.
     assert calls <= RPM / 60 * elapsed + RPM / 60 + 5
     attempts = [r[0] for r in rows(engine, "select attempts from replays")]
