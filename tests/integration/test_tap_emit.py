@@ -1,0 +1,335 @@
+"""The tap's emitter against a real Redis: delivery, outages, bounds, redaction, sampling."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from datetime import timedelta
+
+import orjson
+import pytest
+import redis
+from prometheus_client import REGISTRY
+from structlog.testing import capture_logs
+
+from shadowcanary import constants
+from shadowcanary.events import (
+    CapturedCall,
+    ChatMessage,
+    ContentPart,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    now_utc,
+    parse_event,
+)
+from shadowcanary.settings import TapSettings
+from shadowcanary.tap import DropReason, Sampler, Tap
+from shadowcanary.tap.publisher import decode_ingest_message
+from shadowcanary.testing.servers import RedisServer
+
+pytestmark = pytest.mark.integration
+
+
+def make_event(
+    text: str = "hello", *, route: str = "default", response: str = "hi there"
+) -> CapturedCall:
+    start = now_utc()
+    return CapturedCall(
+        event_id=uuid.uuid4().hex,
+        started_at=start,
+        ended_at=start + timedelta(milliseconds=5),
+        route=route,
+        model="gpt-5.2",
+        request=ModelRequest(messages=[ChatMessage(role="user", content=text)]),
+        response=ModelResponse(text=response, finish_reason="stop"),
+        latency_ms=5.0,
+    )
+
+
+def queued_raw(url: str) -> list[bytes]:
+    client = redis.Redis.from_url(url)
+    try:
+        return list(client.lrange(constants.QUEUE_INGEST, 0, -1))
+    finally:
+        client.close()
+
+
+def queued_events(url: str) -> list[dict]:
+    return [event for raw in queued_raw(url) for event in decode_ingest_message(raw)]
+
+
+def wait_for(predicate: Callable[[], bool], timeout_s: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.01)
+    raise AssertionError(f"condition not met within {timeout_s}s")
+
+
+@pytest.fixture
+def fast_settings() -> TapSettings:
+    return TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
+
+
+@pytest.fixture
+def tap(fast_settings: TapSettings, redis_url: str) -> Iterator[Tap]:
+    with Tap(fast_settings, redis_url) as tap:
+        yield tap
+
+
+def test_events_land_as_one_celery_message_per_batch(tap: Tap, redis_url: str) -> None:
+    """Emitted events arrive on the ingest queue as a Celery ingest task with the events as args."""
+    sent = [make_event(f"question {i}") for i in range(3)]
+    for event in sent:
+        tap.emit(event)
+    wait_for(lambda: len(queued_events(redis_url)) == 3)
+
+    raw = queued_raw(redis_url)
+    assert len(raw) == 1
+    envelope = orjson.loads(raw[0])
+    assert envelope["headers"]["task"] == constants.TASK_INGEST
+    assert envelope["properties"]["delivery_info"]["routing_key"] == constants.QUEUE_INGEST
+    assert envelope["content-type"] == "application/json"
+    assert envelope["headers"]["argsrepr"] == "[<3 events>]"  # never the prompts
+    received = {
+        parse_event(event).event_id: parse_event(event) for event in queued_events(redis_url)
+    }
+    assert received == {event.event_id: event for event in sent}
+
+
+def test_flush_on_close_delivers_everything_buffered(redis_url: str) -> None:
+    """close() publishes what is still buffered even though no flush was due."""
+    settings = TapSettings(flush_interval_s=60, batch_size=1_000, buffer_size=10_000)
+    tap = Tap(settings, redis_url)
+    for i in range(2_500):
+        tap.emit(make_event(f"q{i}"))
+    tap.close(timeout_s=10)
+    assert len(queued_events(redis_url)) == 2_500
+    stats = tap.stats()
+    assert (stats.published, stats.buffer_depth, stats.dropped_total) == (2_500, 0, 0)
+
+
+def test_full_buffer_drops_and_counts_and_stays_bounded(redis_url: str) -> None:
+    """Past buffer_size, emit drops (counted buffer_full) instead of growing memory."""
+    # batch_size > buffer_size and a long interval: nothing drains until close().
+    settings = TapSettings(buffer_size=100, batch_size=1_000, flush_interval_s=60)
+    tap = Tap(settings, redis_url)
+    for i in range(1_000):
+        tap.emit(make_event(f"q{i}"))
+    stats = tap.stats()
+    assert stats.buffer_depth == 100
+    assert stats.dropped[DropReason.BUFFER_FULL] == 900
+    tap.close(timeout_s=10)
+    assert len(queued_events(redis_url)) == 100
+
+
+def test_redis_down_costs_the_caller_nothing_and_recovers(own_redis: RedisServer) -> None:
+    """With Redis stopped, a 10k burst of emits returns at once; events flow again after restart."""
+    settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
+    with Tap(settings, own_redis.url) as tap:
+        tap.emit(make_event("before"))
+        wait_for(lambda: tap.stats().published == 1)
+        own_redis.stop()
+
+        events = [make_event(f"during {i}") for i in range(10_000)]
+        started = time.perf_counter()
+        for event in events:
+            tap.emit(event)
+        burst_s = time.perf_counter() - started
+        assert burst_s < 1.0, f"10k emits took {burst_s:.3f}s with Redis down"
+        wait_for(lambda: tap.stats().dropped[DropReason.PUBLISH_FAILED] == 10_000)
+
+        own_redis.start()
+
+        def new_events_land() -> bool:
+            tap.emit(make_event("after"))
+            return tap.stats().published > 1
+
+        wait_for(new_events_land, timeout_s=15)
+    # The restarted Redis is empty (no persistence): only what was sent after it came back.
+    landed = queued_events(own_redis.url)
+    assert "after" in {e["request"]["messages"][0]["content"] for e in landed}
+
+
+def test_frozen_redis_costs_the_background_thread_one_timeout(own_redis: RedisServer) -> None:
+    """A Redis that accepts but never answers (SIGSTOP) never blocks emit; delivery resumes."""
+    settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
+    pid = int(own_redis.pidfile.read_text())
+    with Tap(settings, own_redis.url) as tap:
+        tap.emit(make_event("warm up"))
+        wait_for(lambda: tap.stats().published == 1)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            started = time.perf_counter()
+            for i in range(1_000):
+                tap.emit(make_event(f"frozen {i}"))
+            assert time.perf_counter() - started < 0.5
+            wait_for(lambda: tap.stats().dropped[DropReason.PUBLISH_FAILED] > 0, timeout_s=5)
+        finally:
+            os.kill(pid, signal.SIGCONT)
+
+        def flows_again() -> bool:
+            before = tap.stats().published
+            tap.emit(make_event("thawed"))
+            time.sleep(0.05)
+            return tap.stats().published > before
+
+        wait_for(flows_again, timeout_s=15)
+
+
+def test_publish_failure_is_logged_with_counts_only(own_redis: RedisServer) -> None:
+    """A failed publish logs a warning with counts, never prompt text."""
+    settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
+    own_redis.stop()
+    with capture_logs() as logs, Tap(settings, own_redis.url) as tap:
+        tap.emit(make_event("my secret prompt"))
+        wait_for(lambda: tap.stats().dropped[DropReason.PUBLISH_FAILED] == 1)
+    failures = [entry for entry in logs if entry["event"] == "tap_publish_failed"]
+    assert failures and failures[0]["log_level"] == "warning"
+    assert failures[0]["events"] == 1
+    assert "my secret prompt" not in repr(logs)
+
+
+PII = {
+    "email": "jane.doe@example.com",
+    "phone": "+44 20 7946 0958",
+    "us_phone": "(415) 555-0100",
+    "card": "4111 1111 1111 1111",
+    "openai_key": "sk-proj-Abcdefghijklmnopqrstuvwx0123",
+    "aws_key": "AKIAIOSFODNN7EXAMPLE",
+    "github": "ghp_abcdefghijklmnopqrstuvwxyz0123456789",
+    "password": "hunter2hunter2",
+}
+
+
+def pii_event() -> CapturedCall:
+    """An event carrying PII in every field a prompt or an answer can reach."""
+    start = now_utc()
+    p = PII
+    return CapturedCall(
+        event_id=uuid.uuid4().hex,
+        started_at=start,
+        ended_at=start + timedelta(milliseconds=5),
+        model="gpt-5.2",
+        request=ModelRequest(
+            messages=[
+                ChatMessage(role="system", content=f"Escalate to {p['email']}"),
+                ChatMessage(
+                    role="user",
+                    content=[
+                        ContentPart(
+                            type="text", text=f"call me on {p['phone']} or {p['us_phone']}"
+                        ),
+                        ContentPart(
+                            type="image_url", image_url={"url": "https://example.org/cat.png"}
+                        ),
+                    ],
+                ),
+                ChatMessage(
+                    role="assistant",
+                    tool_calls=[
+                        ToolCall(
+                            id="c1",
+                            name="charge",
+                            arguments=orjson.dumps({"card": p["card"]}).decode(),
+                        )
+                    ],
+                ),
+                ChatMessage(
+                    role="tool", tool_call_id="c1", content=f"charged; key {p['openai_key']}"
+                ),
+            ],
+            parameters={"metadata": {"note": f"aws {p['aws_key']}"}, "stop": [p["github"]]},
+        ),
+        response=ModelResponse(
+            text=f"Done. Your password: {p['password']}",
+            refusal=f"I cannot share {p['email']}",
+            tool_calls=[ToolCall(id="c2", name="notify", arguments=f'{{"to": "{p["email"]}"}}')],
+            finish_reason="stop",
+        ),
+        latency_ms=5.0,
+    )
+
+
+def test_pii_never_reaches_redis(tap: Tap, redis_url: str) -> None:
+    """Emails, phones, cards and keys in any field are redacted before they leave the process."""
+    tap.emit(pii_event())
+    wait_for(lambda: len(queued_events(redis_url)) == 1)
+
+    raw = b"".join(queued_raw(redis_url))
+    decoded = orjson.dumps(queued_events(redis_url))
+    for kind, value in PII.items():
+        for form in {value, value.replace(" ", "")}:
+            assert form.encode() not in raw, kind
+            assert form.encode() not in decoded, kind
+    for placeholder in (b"[EMAIL]", b"[PHONE]", b"[CARD]", b"[SECRET]"):
+        assert placeholder in decoded
+    assert b"https://example.org/cat.png" in decoded  # non-text parts are left alone
+
+
+def test_oversized_events_are_dropped_and_counted(redis_url: str) -> None:
+    """An event serialising to more than max_event_bytes is dropped as too_large; others pass."""
+    settings = TapSettings(flush_interval_s=0.01, max_event_bytes=2_000)
+    with Tap(settings, redis_url) as tap:
+        tap.emit(make_event("x" * 5_000))
+        tap.emit(make_event("small"))
+        wait_for(lambda: tap.stats().published == 1)
+        assert tap.stats().dropped[DropReason.TOO_LARGE] == 1
+    assert [e["request"]["messages"][0]["content"] for e in queued_events(redis_url)] == ["small"]
+
+
+def test_sampling_per_route(redis_url: str) -> None:
+    """Routes sampled at 0.0, 0.5 and 1.0 deliver none, the hashed half, and all of their events."""
+    rates = {"none": 0.0, "half": 0.5, "all": 1.0}
+    settings = TapSettings(flush_interval_s=0.01, sample_rates=rates, default_sample_rate=0.0)
+    sampler = Sampler(0.0, rates)
+    sent = {route: [make_event(route=route) for _ in range(1_000)] for route in rates}
+    with Tap(settings, redis_url) as tap:
+        for events in sent.values():
+            for event in events:
+                tap.emit(event)
+    landed = {e["event_id"] for e in queued_events(redis_url)}
+    expected_half = {e.event_id for e in sent["half"] if sampler.keep("half", e.event_id)}
+    assert landed == {e.event_id for e in sent["all"]} | expected_half
+    assert 400 < len(expected_half) < 600
+    assert tap.stats().sampled_out == 2_000 - len(expected_half)
+
+
+def test_counters_add_up_and_reach_prometheus(redis_url: str) -> None:
+    """After close, emitted = sampled_out + dropped + published, and Prometheus saw the same."""
+
+    def metric(name: str, **labels: str) -> float:
+        return REGISTRY.get_sample_value(name, labels) or 0.0
+
+    before = (
+        metric("shadowcanary_tap_events_emitted_total"),
+        metric("shadowcanary_tap_events_published_total"),
+        metric("shadowcanary_tap_events_dropped_total", reason="closed"),
+    )
+    tap = Tap(TapSettings(flush_interval_s=0.01), redis_url)
+    for i in range(50):
+        tap.emit(make_event(f"q{i}"))
+    tap.close()
+    tap.emit(make_event("late"))  # after close: dropped, counted, no exception
+    tap.close()
+
+    stats = tap.stats()
+    assert stats.emitted == 51
+    assert stats.dropped[DropReason.CLOSED] == 1
+    assert stats.emitted == stats.sampled_out + stats.dropped_total + stats.published
+    assert metric("shadowcanary_tap_events_emitted_total") - before[0] >= 50
+    assert metric("shadowcanary_tap_events_published_total") - before[1] >= 50
+    assert REGISTRY.get_sample_value("shadowcanary_tap_publish_seconds_count") is not None
+    assert before[2] <= metric("shadowcanary_tap_events_dropped_total", reason="closed")
+
+
+def test_emit_never_raises_on_garbage() -> None:
+    """Passing something that is not a CapturedCall is counted as tap_error, not raised."""
+    with Tap(TapSettings(), "redis://127.0.0.1:1/0") as tap:
+        tap.emit(object())  # type: ignore[arg-type]
+        assert tap.stats().dropped[DropReason.TAP_ERROR] == 1
