@@ -8,6 +8,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -23,7 +24,8 @@ class WorkerProcess:
     """A ``celery worker`` subprocess whose output is collected for assertions."""
 
     proc: subprocess.Popen[str]
-    lines: list[str] = field(default_factory=list)
+    # The most recent output only: a long-running worker must not grow without bound.
+    lines: deque[str] = field(default_factory=lambda: deque(maxlen=5000))
 
     def _pump(self) -> None:
         assert self.proc.stdout is not None
@@ -36,7 +38,7 @@ class WorkerProcess:
     def wait_for(self, text: str, timeout_s: float = 30.0) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if any(text in line for line in self.lines):
+            if any(text in line for line in list(self.lines)):
                 return
             if self.proc.poll() is not None:
                 raise RuntimeError(
