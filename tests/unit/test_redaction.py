@@ -1,0 +1,185 @@
+"""Redaction: what is replaced, what is left alone, and every field of an event is covered."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+
+import pytest
+
+from shadowcanary.errors import ConfigError
+from shadowcanary.events import (
+    CapturedCall,
+    ChatMessage,
+    ContentPart,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    now_utc,
+)
+from shadowcanary.tap.redaction import Redactor, luhn_valid
+
+
+@pytest.fixture(scope="module")
+def redactor() -> Redactor:
+    return Redactor()
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        # emails
+        ("mail jane.doe+tag@example.co.uk now", "mail [EMAIL] now"),
+        ("<a.b@c-d.io>", "<[EMAIL]>"),
+        ("two: x@y.com, z_9@sub.example.org.", "two: [EMAIL], [EMAIL]."),
+        # phones: international and US formats
+        ("call +44 20 7946 0958 today", "call [PHONE] today"),
+        ("call +14155550100", "call [PHONE]"),
+        ("(415) 555-0100", "[PHONE]"),
+        ("415-555-0100 or 415.555.0100 or 415 555 0100", "[PHONE] or [PHONE] or [PHONE]"),
+        ("1-800-555-0100", "[PHONE]"),
+        ("+33 (0)1 23 45 67 89", "[PHONE]"),
+        # payment cards, Luhn-valid, any grouping
+        ("card 4111 1111 1111 1111 ok", "card [CARD] ok"),
+        ("4111-1111-1111-1111", "[CARD]"),
+        ("5500005555555559", "[CARD]"),
+        ("amex 3782 822463 10005", "amex [CARD]"),
+        ("ref 12345 4111 1111 1111 1111", "ref 12345 [CARD]"),
+        # keys and secrets
+        ("key sk-proj-Abcdefghijklmnop0123456789", "key [SECRET]"),
+        ("sk-ant-api03-abcdefghijklmnopqrstu", "[SECRET]"),
+        ("aws AKIAIOSFODNN7EXAMPLE.", "aws [SECRET]."),
+        ("ghp_abcdefghijklmnopqrstuvwxyz0123456789", "[SECRET]"),
+        ("github_pat_11ABCDEFG0123456789_abcdefghijklmnop", "[SECRET]"),
+        ("xoxb-1234567890-abcdefghij", "[SECRET]"),
+        ("stripe sk_live_abcdefghijklmnop1234", "stripe [SECRET]"),
+        ("Authorization: Bearer abc.def-ghi_jkl", "Authorization: Bearer [SECRET]"),
+        ("api_key=abc123", "api_key=[SECRET]"),
+        ("API-KEY: zzz", "API-KEY: [SECRET]"),
+        ('password: "hunter 2"', 'password: "[SECRET]"'),
+        ('{"password": "pw", "token":"t0k"}', '{"password": "[SECRET]", "token":"[SECRET]"}'),
+        ("client_secret='s3cr3t'", "client_secret='[SECRET]'"),
+        (
+            "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
+            "[SECRET]",
+        ),
+    ],
+)
+def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
+    """Each kind of PII or secret is replaced by its typed placeholder, the rest kept."""
+    assert redactor.redact_text(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "order 1234567890123 shipped",  # 13 digits, not Luhn-valid
+        "order number 4111111111111112",  # 16 digits, Luhn fails
+        "on 2024-01-15 at 10:30 we sold 1,234 units for $5,000.00",
+        "version 1.2.3 build 20240115",
+        "id 550e8400-e29b-41d4-a716-446655440000",
+        "max_tokens=100, tokens: 500, keyboard: yes",
+        "the key point is speed",
+        "answer = 42; 3 + 4 = 7",
+        "user@localhost has no domain",
+        "a very-long-hyphenated-identifier-without-secrets",
+        "",
+    ],
+)
+def test_leaves_ordinary_text_alone(redactor: Redactor, text: str) -> None:
+    """Order numbers, dates, versions, ids and prose that merely mentions keys are not redacted."""
+    assert redactor.redact_text(text) == text
+
+
+def test_luhn() -> None:
+    """The Luhn check accepts real test card numbers and rejects a changed digit."""
+    assert luhn_valid("4111111111111111")
+    assert not luhn_valid("4111111111111112")
+
+
+def test_custom_patterns_are_applied() -> None:
+    """Configured regexes are redacted as [REDACTED] on top of the built-in patterns."""
+    redactor = Redactor([r"ACME-\d{6}", r"(?i)project\s+falcon"])
+    assert redactor.redact_text("ticket ACME-123456 for Project Falcon, x@y.com") == (
+        "ticket [REDACTED] for [REDACTED], [EMAIL]"
+    )
+
+
+@pytest.mark.parametrize("pattern", ["(unclosed", "a{2,1}", "x*"])
+def test_invalid_custom_pattern_is_a_config_error_naming_it(pattern: str) -> None:
+    """A bad regex (or one matching the empty string) fails at startup, naming the pattern."""
+    with pytest.raises(ConfigError) as info:
+        Redactor(["ok-\\d+", pattern])
+    assert repr(pattern) in str(info.value)
+    assert "REDACT_PATTERNS" in str(info.value) or "empty" in str(info.value)
+
+
+def test_long_unbroken_input_is_handled(redactor: Redactor) -> None:
+    """Long strings without separators (base64 blobs, digit runs) are processed, not hung on."""
+    blob = "A" * 200_000 + "@" + "b" * 1_000
+    assert redactor.redact_text(blob) == blob
+    digits = "7" * 100_000
+    assert redactor.redact_text(digits) == digits
+    assert redactor.redact_text("a@" * 50_000) == "a@" * 50_000
+
+
+def _event(**overrides: object) -> CapturedCall:
+    start = now_utc()
+    fields: dict[str, object] = {
+        "event_id": uuid.uuid4().hex,
+        "started_at": start,
+        "ended_at": start + timedelta(milliseconds=3),
+        "model": "gpt-5.2",
+        "request": ModelRequest(messages=[ChatMessage(role="user", content="hello")]),
+        "response": ModelResponse(text="hi", finish_reason="stop"),
+        "latency_ms": 3.0,
+    }
+    fields.update(overrides)
+    return CapturedCall(**fields)  # type: ignore[arg-type]
+
+
+def test_redact_event_covers_every_text_field(redactor: Redactor) -> None:
+    """Contents, text parts, names, file names, tool traffic, response and string parameters."""
+    mail = "jane@example.com"
+    event = _event(
+        request=ModelRequest(
+            messages=[
+                ChatMessage(role="system", content=f"owner {mail}"),
+                ChatMessage(
+                    role="user",
+                    name=mail,
+                    content=[
+                        ContentPart(type="text", text=f"me: {mail}"),
+                        ContentPart(type="file", file={"filename": f"{mail}.pdf", "file_id": "f1"}),
+                        ContentPart(type="image_url", image_url={"url": "https://x.org/a.png"}),
+                    ],
+                ),
+                ChatMessage(
+                    role="assistant",
+                    tool_calls=[ToolCall(id="1", name="send", arguments=f'{{"to": "{mail}"}}')],
+                ),
+                ChatMessage(role="tool", tool_call_id="1", content=f"sent to {mail}"),
+            ],
+            parameters={"metadata": {"who": mail}, "stop": [mail], "temperature": 0.2},
+        ),
+        response=ModelResponse(
+            text=f"done {mail}",
+            refusal=f"no {mail}",
+            tool_calls=[ToolCall(id="2", name="cc", arguments=f'["{mail}"]')],
+            finish_reason="stop",
+        ),
+    )
+    redacted = redactor.redact_event(event)
+    dumped = redacted.model_dump_json()
+    assert mail not in dumped
+    assert dumped.count("[EMAIL]") == 11
+    assert "https://x.org/a.png" in dumped and '"file_id":"f1"' in dumped
+    assert redacted.request.parameters["temperature"] == 0.2
+    assert redacted.event_id == event.event_id
+    assert mail in event.model_dump_json()  # the original is untouched
+
+
+def test_clean_event_comes_back_as_the_same_object(redactor: Redactor) -> None:
+    """An event without PII is returned as is: no copy on the hot path of the publisher."""
+    event = _event()
+    assert redactor.redact_event(event) is event
