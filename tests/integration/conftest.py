@@ -13,7 +13,11 @@ from shadowcanary.testing.sim import SimHandle, run_simulator
 FAST_PROFILES = {
     "gpt-5.2": {"median_ms": 5, "p99_ms": 20, "sampling_noise": 0.0},
     "gpt-5.5": {
-        "median_ms": 5, "p99_ms": 20, "diverge_from": "gpt-5.2", "divergence": 0.0, "verbosity": 1.0,
+        "median_ms": 5,
+        "p99_ms": 20,
+        "diverge_from": "gpt-5.2",
+        "divergence": 0.0,
+        "verbosity": 1.0,
     },
 }
 
@@ -29,9 +33,15 @@ def models_setting(base_url: str, **candidate: object) -> str:
     """SHADOWCANARY_MODELS pointing both arms at the simulator."""
     return json.dumps(
         {
-            "gpt-5.2": {"base_url": base_url, "input_usd_per_mtok": 1.75, "output_usd_per_mtok": 14.0},
+            "gpt-5.2": {
+                "base_url": base_url,
+                "input_usd_per_mtok": 1.75,
+                "output_usd_per_mtok": 14.0,
+            },
             "gpt-5.5": {
-                "base_url": base_url, "input_usd_per_mtok": 5.0, "output_usd_per_mtok": 30.0,
+                "base_url": base_url,
+                "input_usd_per_mtok": 5.0,
+                "output_usd_per_mtok": 30.0,
                 **candidate,
             },
         }

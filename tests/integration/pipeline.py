@@ -15,7 +15,9 @@ def send_ingest(redis_url: str, events: list[Any]) -> None:
     """Publish one ingest batch exactly as the tap does (by task name)."""
     app = Celery("test-producer", broker=redis_url, set_as_current=False)
     with app.connection_for_write() as conn:
-        app.send_task(constants.TASK_INGEST, args=[events], queue=constants.QUEUE_INGEST, connection=conn)
+        app.send_task(
+            constants.TASK_INGEST, args=[events], queue=constants.QUEUE_INGEST, connection=conn
+        )
 
 
 def scalar(engine: Engine, sql: str, **params: Any) -> Any:

@@ -26,19 +26,34 @@ def test_a_batch_with_bad_events_keeps_the_good_ones_and_dead_letters_each_bad_o
     unknown_model = make_event(model="gpt-4o-mini").model_dump(mode="json")
     future = make_event().model_dump(mode="json") | {"schema_version": 9}
     batch = [
-        good[0].model_dump(mode="json"), "not an event", wrong_type, good[1].model_dump(mode="json"),
-        missing, oversized, unknown_model, future, good[2].model_dump(mode="json"),
+        good[0].model_dump(mode="json"),
+        "not an event",
+        wrong_type,
+        good[1].model_dump(mode="json"),
+        missing,
+        oversized,
+        unknown_model,
+        future,
+        good[2].model_dump(mode="json"),
     ]
     env = {**worker_env, "SHADOWCANARY_TAP__MAX_EVENT_BYTES": "20000"}
     with run_worker(env) as worker:
         send_ingest(redis_url, batch)
         wait_until(
-            lambda: scalar(engine, "select count(*) from comparisons where kind = 'candidate'") == 3,
-            timeout_s=30, what="the good events replayed",
+            lambda: (
+                scalar(engine, "select count(*) from comparisons where kind = 'candidate'") == 3
+            ),
+            timeout_s=30,
+            what="the good events replayed",
         )
         assert worker.proc.poll() is None, "the worker must survive bad input"
-    letters = {r[0]: r for r in rows(engine, "select error_class, message, payload from dead_letters order by id")}
-    messages = [r[1] for r in rows(engine, "select error_class, message from dead_letters order by id")]
+    letters = {
+        r[0]: r
+        for r in rows(engine, "select error_class, message, payload from dead_letters order by id")
+    }
+    messages = [
+        r[1] for r in rows(engine, "select error_class, message from dead_letters order by id")
+    ]
     assert scalar(engine, "select count(*) from dead_letters") == 6
     assert any("JSON object" in m for m in messages)
     assert any("latency_ms" in m for m in messages)
@@ -61,7 +76,10 @@ def test_cli_refuses_to_start_on_invalid_settings_and_names_the_variable(tmp_pat
         result = subprocess.run(
             [sys.executable, "-m", "shadowcanary.cli", "status"],
             env={"PATH": "/usr/bin:/bin", name: value, "SHADOWCANARY_DATA_DIR": str(tmp_path)},
-            cwd=REPO_ROOT, capture_output=True, text=True, timeout=60,
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=60,
         )
         assert result.returncode == 1, result.stderr
         assert expected in result.stderr

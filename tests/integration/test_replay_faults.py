@@ -36,7 +36,8 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
         send_ingest(redis_url, [e.model_dump(mode="json") for e in events])
         wait_until(
             lambda: scalar(engine, "select count(*) from comparisons") == len(events),
-            timeout_s=90, what="all events compared despite 429s",
+            timeout_s=90,
+            what="all events compared despite 429s",
         )
         elapsed = time.monotonic() - started
     sim.set_profile("gpt-5.5", rate_limit_rate=0.0)
@@ -57,14 +58,21 @@ def test_server_errors_exhaust_attempts_into_dead_letters_with_the_error(
     """A candidate that always answers 500 sends the event to the dead-letter table after N attempts."""
     engine = make_engine(database_url)
     sim.set_profile("gpt-5.5", error_rate=1.0)
-    env = {**worker_env, "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0", "SHADOWCANARY_REPLAY__MAX_ATTEMPTS": "3"}
+    env = {
+        **worker_env,
+        "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0",
+        "SHADOWCANARY_REPLAY__MAX_ATTEMPTS": "3",
+    }
     events = [make_event(model="gpt-5.2") for _ in range(5)]
     try:
         with run_worker(env):
             send_ingest(redis_url, [e.model_dump(mode="json") for e in events])
             wait_until(
-                lambda: scalar(engine, "select count(*) from dead_letters where stage = 'replay'") == 5,
-                timeout_s=60, what="dead letters after the last attempt",
+                lambda: (
+                    scalar(engine, "select count(*) from dead_letters where stage = 'replay'") == 5
+                ),
+                timeout_s=60,
+                what="dead letters after the last attempt",
             )
     finally:
         sim.set_profile("gpt-5.5", error_rate=0.0)

@@ -333,3 +333,24 @@ def test_emit_never_raises_on_garbage() -> None:
     with Tap(TapSettings(), "redis://127.0.0.1:1/0") as tap:
         tap.emit(object())  # type: ignore[arg-type]
         assert tap.stats().dropped[DropReason.TAP_ERROR] == 1
+
+
+def test_forked_child_gets_its_own_working_tap(redis_url: str) -> None:
+    """After os.fork() (pre-forking servers), the child's emits are published by the child."""
+    with Tap(TapSettings(flush_interval_s=0.01), redis_url) as tap:
+        tap.emit(make_event("parent"))
+        wait_for(lambda: tap.stats().published == 1)
+        pid = os.fork()
+        if pid == 0:  # the child: never return into pytest
+            code = 1
+            try:
+                tap.emit(make_event("child"))
+                tap.close(timeout_s=5)
+                stats = tap.stats()
+                code = 0 if (stats.emitted, stats.published) == (1, 1) else 2
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    contents = sorted(e["request"]["messages"][0]["content"] for e in queued_events(redis_url))
+    assert contents == ["child", "parent"]
