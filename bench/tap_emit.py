@@ -48,11 +48,16 @@ SYSTEM_PROMPT = (
 )
 
 
-def realistic_events(n: int) -> list[CapturedCall]:
-    """Small chat events like a support bot's: constant system prompt, varying user text."""
+def realistic_events(n: int, pii_share: float = 1.0) -> list[CapturedCall]:
+    """Small chat events like a support bot's: constant system prompt, varying user text.
+
+    A ``pii_share`` of the user messages carry an email address (redacted on the way).
+    """
     start = now_utc()
     events = []
+    every = max(1, round(1 / pii_share)) if pii_share > 0 else n + 1
     for i in range(n):
+        contact = f"customer{i}@example.com" if i % every == 0 else "the number on my account"
         events.append(
             CapturedCall(
                 event_id=uuid.uuid4().hex,
@@ -68,8 +73,7 @@ def realistic_events(n: int) -> list[CapturedCall]:
                         ChatMessage(
                             role="user",
                             content=f"Hi, my order #{1000 + i} placed last Tuesday has not arrived "
-                            f"yet. Can you check where it is? You can reach me at "
-                            f"customer{i}@example.com.",
+                            f"yet. Can you check where it is? You can reach me at {contact}.",
                         ),
                     ],
                     parameters={"temperature": 0.2, "max_tokens": 256},
@@ -140,13 +144,15 @@ def measure_throughput(url: str, events: list[CapturedCall], total: int) -> tupl
             while tap.stats().buffer_depth > high_water:
                 time.sleep(0.0005)
     tap.close(timeout_s=120)
+    # A publish returns once Redis has acknowledged the LPUSH: the clock stops here, and
+    # what actually landed is then counted from the queue itself (not timed).
+    elapsed = time.perf_counter() - started
     stats = tap.stats()
     deadline = time.monotonic() + 60
     landed = landed_events(client)
     while landed < stats.published and time.monotonic() < deadline:
         time.sleep(0.05)
         landed = landed_events(client)
-    elapsed = time.perf_counter() - started
     client.close()
     return landed / elapsed, {
         "landed": landed,
@@ -193,7 +199,7 @@ def main() -> None:
     directory = Path(tempfile.mkdtemp(prefix="sc-bench-redis-"))
     server = RedisServer(directory).start()
     try:
-        events = realistic_events(args.distinct)
+        events = realistic_events(args.distinct, args.pii_share)
         emit_p50, emit_p99, emit_info = measure_emit(server.url, events, args.emit_calls)
         print(f"(a) Tap.emit: p50 {emit_p50:.2f} us, p99 {emit_p99:.2f} us  {emit_info}")
         events_per_s, info = measure_throughput(server.url, events, args.events)

@@ -193,9 +193,14 @@ class Tap:
             with self._lock:
                 events, self._buffer = self._buffer, []
                 stopping = self._closed
-            if events:
-                self._deliver(events)
-            self._report_metrics()
+            try:
+                if events:
+                    self._deliver(events)
+                self._report_metrics()
+            except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread for good
+                self._count_drops(DropReason.TAP_ERROR, len(events))
+                # The class only: exception texts (e.g. validation errors) can quote prompts.
+                log.error("tap_drain_failed", events=len(events), error=type(exc).__name__)
             if stopping:
                 with self._lock:
                     if not self._buffer:
@@ -299,8 +304,11 @@ class Tap:
         self._reported = current
 
     def _after_fork(self) -> None:
-        # The parent's thread and sockets do not exist here, and its buffered events are
-        # the parent's to publish: start empty with a fresh runtime.
+        # The parent's thread and sockets do not exist here, and its buffered events and
+        # counts are the parent's: start empty with a fresh runtime.
+        self._emitted = self._sampled_out = self._published = 0
+        self._drops = dict.fromkeys(DropReason, 0)
+        self._reported = self._metric_values()
         self._start_runtime()
 
 

@@ -26,7 +26,7 @@ from collections.abc import Iterable
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.events import CapturedCall
-from shadowcanary.tap.event_texts import map_event_texts
+from shadowcanary.tap.event_texts import collect_texts, replace_texts
 
 EMAIL = "[EMAIL]"
 PHONE = "[PHONE]"
@@ -293,13 +293,7 @@ class Redactor:
         Covers message contents and text parts, names, file names, tool-call arguments,
         tool results, the response text and refusal, and string request parameters.
         """
-        texts: list[str] = []
-
-        def collect(text: str) -> str:
-            texts.append(text)
-            return text
-
-        map_event_texts(event, collect)
+        texts = collect_texts(event)
         if not texts:
             return event
         redacted = {
@@ -307,9 +301,7 @@ class Redactor:
             for text, new in zip(texts, self._redact_many(texts), strict=True)
             if new != text
         }
-        if not redacted:
-            return event
-        return map_event_texts(event, lambda text: redacted.get(text, text))
+        return replace_texts(event, redacted) if redacted else event
 
     def _redact_many(self, texts: list[str]) -> list[str]:
         cache = self._cache
