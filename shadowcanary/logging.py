@@ -40,7 +40,13 @@ _LEADING_FIELDS = ("timestamp", "level", "logger", "event")
 
 # Third-party loggers whose INFO lines are noise for an operator (pgserver logs every
 # command line it runs).
-_QUIET_LOGGERS = {"pgserver": logging.WARNING}
+_QUIET_LOGGERS = {
+    "pgserver": logging.WARNING,
+    # One line per HTTP request to the model API: metrics carry this, logs need not.
+    "httpx": logging.WARNING,
+    "httpx2": logging.WARNING,
+    "openai": logging.WARNING,
+}
 
 
 class _ShadowcanaryHandler(logging.StreamHandler[TextIO]):
