@@ -29,10 +29,28 @@ def _section(title: str, data: dict[str, Any]) -> Table:
     return table
 
 
+def _arms(arms: dict[str, dict[str, Any]]) -> Table:
+    """Live figures side by side: one column per arm."""
+    table = Table(title="Live traffic per arm", title_justify="left", min_width=50)
+    names = list(arms)
+    table.add_column("")
+    for name in names:
+        table.add_column(str(name), justify="right")
+    metrics = list(next(iter(arms.values()), {}))
+    for metric in metrics:
+        table.add_row(metric.replace("_", " "), *(_fmt(arms[n].get(metric)) for n in names))
+    return table
+
+
 def render_status(data: dict[str, Any]) -> Group:
     """Counts, tap health and headline comparison figures as tables."""
-    return Group(
+    headline = dict(data.get("headline", {}))
+    arms = headline.pop("arms", None)
+    parts: list[Table] = [
         _section("Pipeline counts", data.get("counts", {})),
         _section("Tap (live path)", data.get("tap", {})),
-        _section("Headline figures", data.get("headline", {})),
-    )
+        _section("Shadow comparisons (candidate vs live baseline, and the noise floor)", headline),
+    ]
+    if isinstance(arms, dict) and arms:
+        parts.append(_arms(arms))
+    return Group(*parts)
