@@ -76,3 +76,65 @@ def postgres_server() -> Iterator[PostgresServer]:
     yield server
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)
+
+
+# --- Postgres databases for store tests (shadowcanary.store) --------------------------
+
+SC_TEMPLATE_DB = "sc_template"
+
+
+def _pg_admin(server: PostgresServer, *statements: str) -> None:
+    """Run statements on the server's 'postgres' database outside any transaction."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.pool import NullPool
+
+    # AUTOCOMMIT: CREATE/DROP DATABASE cannot run inside a transaction.
+    engine = create_engine(server.url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            for statement in statements:
+                conn.execute(text(statement))
+    finally:
+        engine.dispose()
+
+
+def _database_url(server: PostgresServer, name: str) -> str:
+    return server.url.rsplit("/", 1)[0] + f"/{name}"
+
+
+@pytest.fixture(scope="session")
+def migrated_template(postgres_server: PostgresServer) -> str:
+    """URL of database sc_template on the session Postgres, migrated to head (a TEMPLATE)."""
+    from shadowcanary.store.db import migrate
+
+    _pg_admin(
+        postgres_server,
+        f'DROP DATABASE IF EXISTS "{SC_TEMPLATE_DB}" WITH (FORCE)',
+        f'CREATE DATABASE "{SC_TEMPLATE_DB}"',
+    )
+    url = _database_url(postgres_server, SC_TEMPLATE_DB)
+    # migrate() uses a NullPool engine: no session is left on the template afterwards.
+    migrate(url)
+    return url
+
+
+@pytest.fixture
+def database_url(postgres_server: PostgresServer, migrated_template: str) -> Iterator[str]:
+    """A fresh migrated database for this test (a copy of sc_template), dropped afterwards."""
+    import uuid
+
+    name = f"test_{uuid.uuid4().hex}"
+    _pg_admin(postgres_server, f'CREATE DATABASE "{name}" TEMPLATE "{SC_TEMPLATE_DB}"')
+    yield _database_url(postgres_server, name)
+    _pg_admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def empty_database_url(postgres_server: PostgresServer) -> Iterator[str]:
+    """A fresh database with no schema at all (for migration tests), dropped afterwards."""
+    import uuid
+
+    name = f"empty_{uuid.uuid4().hex}"
+    _pg_admin(postgres_server, f'CREATE DATABASE "{name}"')
+    yield _database_url(postgres_server, name)
+    _pg_admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

@@ -1,0 +1,122 @@
+"""Connecting to Postgres (psycopg 3) and bringing its schema to the Alembic head."""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import structlog
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Engine, create_engine
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError, SQLAlchemyError
+
+from shadowcanary.errors import ConfigError, ServiceUnavailable
+
+log = structlog.get_logger(__name__)
+
+DRIVER = "postgresql+psycopg"
+# migrations/ sits at the repository root, next to the shadowcanary package.
+MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
+_POSTGRES_BACKENDS = {"postgresql", "postgres"}
+# Alembic's `context`/`op` are process-wide proxies, so two migrations in one process
+# must not overlap. Across processes, env.py serialises them with an advisory lock.
+_ALEMBIC_IN_PROCESS = threading.Lock()
+
+
+def normalise_database_url(database_url: str) -> URL:
+    """Parse a Postgres URL and pin the psycopg 3 driver.
+
+    Accepts ``postgresql://``, ``postgres://``, ``postgresql+<any driver>://`` and
+    unix-socket URIs such as pgserver's ``postgresql://postgres:@/postgres?host=/tmp/dir``.
+
+    Raises:
+        ConfigError: not a URL, or not a PostgreSQL one.
+    """
+    try:
+        url = make_url(database_url)
+    except ArgumentError as exc:
+        raise ConfigError(
+            "SHADOWCANARY_DATABASE_URL is not a database URL",
+            hint="use postgresql://user:password@host:5432/dbname",
+        ) from exc
+    backend = url.drivername.split("+", 1)[0]
+    if backend not in _POSTGRES_BACKENDS:
+        raise ConfigError(
+            f"database URL uses {backend!r}; shadowcanary stores its data in PostgreSQL only",
+            hint="set SHADOWCANARY_DATABASE_URL=postgresql://user:password@host:5432/dbname, "
+            "or leave it unset to use the embedded Postgres",
+        )
+    return url.set(drivername=DRIVER)
+
+
+def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
+    """An engine on psycopg 3 with a connection pool sized for one worker process."""
+    url = normalise_database_url(database_url)
+    return create_engine(
+        url,
+        pool_size=pool_size,
+        max_overflow=pool_size,
+        # A restarted or failed-over Postgres leaves dead connections in the pool.
+        pool_pre_ping=True,
+        pool_recycle=1800,
+        connect_args={"application_name": "shadowcanary", "connect_timeout": 10},
+    )
+
+
+def alembic_config(database_url: str | None = None) -> Config:
+    """An Alembic Config built in code (no alembic.ini needed), optionally bound to a URL."""
+    if not (MIGRATIONS_DIR / "env.py").is_file():
+        raise ConfigError(
+            f"Alembic migrations not found at {MIGRATIONS_DIR}",
+            hint="run shadowcanary from a source checkout (or an editable install) "
+            "that contains migrations/",
+        )
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    if database_url is not None:
+        # Passed as an attribute, not a main option: configparser would choke on '%'.
+        url = normalise_database_url(database_url)
+        config.attributes["database_url"] = url.render_as_string(hide_password=False)
+    return config
+
+
+def migrate(database_url: str) -> None:
+    """``alembic upgrade head`` on ``database_url``; safe to run from many processes at once.
+
+    Raises:
+        ServiceUnavailable: Postgres could not be reached.
+    """
+    config = alembic_config(database_url)
+    try:
+        with _ALEMBIC_IN_PROCESS:
+            command.upgrade(config, "head")
+    except SQLAlchemyError as exc:
+        raise ServiceUnavailable(
+            f"could not migrate the database: {exc.__class__.__name__}: {exc}",
+            hint="check that Postgres is running and SHADOWCANARY_DATABASE_URL is right",
+        ) from exc
+    log.info("database migrated", head=head_revision())
+
+
+def head_revision() -> str | None:
+    """The newest revision in migrations/."""
+    return ScriptDirectory.from_config(alembic_config()).get_current_head()
+
+
+def database_ready(engine: Engine) -> bool:
+    """True when Postgres answers and its schema is at the migrations' head."""
+    try:
+        with engine.connect() as conn:
+            current = set(MigrationContext.configure(conn).get_current_heads())
+    except SQLAlchemyError as exc:
+        log.warning("database not ready", error=exc.__class__.__name__)
+        return False
+    expected = set(ScriptDirectory.from_config(alembic_config()).get_heads())
+    if current != expected:
+        log.warning("database schema not at head", current=sorted(current), head=sorted(expected))
+        return False
+    return True

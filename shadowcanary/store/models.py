@@ -1,0 +1,269 @@
+"""The Postgres schema: raw rows (captures, replays, comparisons, dead letters) and rollups.
+
+Raw rows are kept for the retention period so a person can look at any single
+event. Decisions read only the per-minute rollups, which are additive (counters and
+sums) or mergeable (latency sketches), so a controller tick costs O(buckets).
+
+The schema is owned by Alembic (``migrations/``); a test fails when these models and
+the migrations drift apart.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    Double,
+    ForeignKey,
+    ForeignKeyConstraint,
+    Index,
+    Integer,
+    MetaData,
+    SmallInteger,
+    String,
+    Text,
+)
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+# Stable constraint names, so migrations can refer to them.
+NAMING_CONVENTION = {
+    "ix": "ix_%(table_name)s_%(column_0_N_name)s",
+    "uq": "uq_%(table_name)s_%(column_0_N_name)s",
+    "ck": "ck_%(table_name)s_%(constraint_name)s",
+    "fk": "fk_%(table_name)s_%(column_0_N_name)s_%(referred_table_name)s",
+    "pk": "pk_%(table_name)s",
+}
+
+NAME = 200  # max length of a route/tenant/rollout/model name (events.Name)
+
+
+class Base(DeclarativeBase):
+    metadata = MetaData(naming_convention=NAMING_CONVENTION)
+    type_annotation_map = {
+        datetime: DateTime(timezone=True),
+        float: Double(),
+        int: BigInteger(),
+        dict[str, Any]: JSONB(),
+    }
+
+
+class CaptureRow(Base):
+    """One live call as captured (already redacted), with its output flags."""
+
+    __tablename__ = "captures"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    started_at: Mapped[datetime]
+    rollout: Mapped[str | None] = mapped_column(String(NAME))
+    route: Mapped[str] = mapped_column(String(NAME))
+    tenant: Mapped[str] = mapped_column(String(NAME))
+    arm: Mapped[str] = mapped_column(String(16))
+    model: Mapped[str] = mapped_column(String(NAME))
+    status: Mapped[str] = mapped_column(String(32))
+    error_class: Mapped[str | None] = mapped_column(String(NAME))
+    http_status: Mapped[int | None] = mapped_column(SmallInteger)
+    latency_ms: Mapped[float]
+    ttft_ms: Mapped[float | None]
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None]
+    stickiness_key: Mapped[str | None] = mapped_column(String(64))
+    # OutputFlags of the live answer; NULL when the judge did not assess it.
+    empty: Mapped[bool | None]
+    truncated: Mapped[bool | None]
+    refusal: Mapped[bool | None]
+    json_expected: Mapped[bool | None]
+    json_invalid: Mapped[bool | None]
+    tool_schema_invalid: Mapped[bool | None]
+    tool_unknown: Mapped[bool | None]
+    # The full event as model_dump(mode="json"); the source of truth for replays.
+    event: Mapped[dict[str, Any]]
+
+    __table_args__ = (Index("ix_captures_rollout_started_at", "rollout", "started_at"),)
+
+
+class ReplayRow(Base):
+    """One shadow replay of a capture: the candidate (C) or the baseline again (B2)."""
+
+    __tablename__ = "replays"
+
+    event_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("captures.event_id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    status: Mapped[str] = mapped_column(String(32))
+    model: Mapped[str | None] = mapped_column(String(NAME))
+    # {"text", "tool_calls", "finish_reason", "refusal"}; NULL when there was no answer.
+    output: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    latency_ms: Mapped[float | None]
+    ttft_ms: Mapped[float | None]
+    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
+    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    cost_usd: Mapped[float | None]
+    attempts: Mapped[int] = mapped_column(Integer)
+    error_class: Mapped[str | None] = mapped_column(String(NAME))
+    error_message: Mapped[str | None] = mapped_column(Text)
+    recorded_at: Mapped[datetime] = mapped_column(index=True)
+
+
+class ComparisonRow(Base):
+    """How one replay differs from the live answer (every field of judge.types.Comparison)."""
+
+    __tablename__ = "comparisons"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rollout: Mapped[str | None] = mapped_column(String(NAME))
+    recorded_at: Mapped[datetime] = mapped_column(index=True)
+    exact_match: Mapped[bool]
+    normalized_match: Mapped[bool]
+    lexical_similarity: Mapped[float]
+    embedding_similarity: Mapped[float | None]
+    tool_name_agreement: Mapped[bool | None]
+    tool_args_agreement: Mapped[bool | None]
+    length_ratio: Mapped[float | None]
+    latency_delta_ms: Mapped[float | None]
+    ttft_delta_ms: Mapped[float | None]
+    completion_token_delta: Mapped[int | None]
+    cost_delta_usd: Mapped[float | None]
+    reference_empty: Mapped[bool]
+    reference_truncated: Mapped[bool]
+    reference_refusal: Mapped[bool]
+    reference_json_expected: Mapped[bool]
+    reference_json_invalid: Mapped[bool]
+    reference_tool_schema_invalid: Mapped[bool]
+    reference_tool_unknown: Mapped[bool]
+    other_empty: Mapped[bool]
+    other_truncated: Mapped[bool]
+    other_refusal: Mapped[bool]
+    other_json_expected: Mapped[bool]
+    other_json_invalid: Mapped[bool]
+    other_tool_schema_invalid: Mapped[bool]
+    other_tool_unknown: Mapped[bool]
+    notes: Mapped[list[str]] = mapped_column(ARRAY(Text))
+
+    __table_args__ = (
+        ForeignKeyConstraint(
+            ["event_id", "kind"], ["replays.event_id", "replays.kind"], ondelete="CASCADE"
+        ),
+    )
+
+
+class DeadLetterRow(Base):
+    """An event that could not be processed, kept for a person to look at."""
+
+    __tablename__ = "dead_letters"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    recorded_at: Mapped[datetime] = mapped_column(index=True)
+    stage: Mapped[str] = mapped_column(String(32))
+    # No foreign key: the event may never have validated, or may be purged first.
+    event_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    error_class: Mapped[str] = mapped_column(String(NAME))
+    message: Mapped[str] = mapped_column(Text)
+    attempts: Mapped[int] = mapped_column(Integer)
+    payload: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+class LiveRollupRow(Base):
+    """Live outcomes of one arm of one rollout in one minute (by the call's started_at).
+
+    ``rollout`` is '' for traffic outside any rollout, so the key has no NULLs.
+    Means and variances come from the ``*_sum``/``*_sq_sum`` pairs; ``*_n`` count
+    how many calls reported an optional figure (TTFT, tokens, cost).
+    """
+
+    __tablename__ = "live_rollups"
+
+    rollout: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    arm: Mapped[str] = mapped_column(String(16), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    requests: Mapped[int]
+    failures: Mapped[int]  # status != ok
+    errors: Mapped[int]
+    timeouts: Mapped[int]
+    rate_limited: Mapped[int]
+    cancelled: Mapped[int]
+    assessed: Mapped[int]  # calls with OutputFlags; the denominator of the flag counts
+    truncated: Mapped[int]
+    refusals: Mapped[int]
+    empty: Mapped[int]
+    json_expected: Mapped[int]
+    json_invalid: Mapped[int]
+    tool_schema_invalid: Mapped[int]
+    tool_unknown: Mapped[int]
+    latency_sum: Mapped[float]
+    latency_sq_sum: Mapped[float]
+    ttft_n: Mapped[int]
+    ttft_sum: Mapped[float]
+    ttft_sq_sum: Mapped[float]
+    tokens_n: Mapped[int]
+    prompt_tokens_sum: Mapped[int]
+    completion_tokens_sum: Mapped[int]
+    completion_tokens_sq_sum: Mapped[float]
+    cost_n: Mapped[int]
+    cost_usd_sum: Mapped[float]
+    cost_usd_sq_sum: Mapped[float]
+    # shadowcanary.store.sketch.QuantileSketch.to_json() documents
+    latency_sketch: Mapped[dict[str, Any]]
+    ttft_sketch: Mapped[dict[str, Any]]
+
+
+class ShadowRollupRow(Base):
+    """Replays and comparisons of one kind for one rollout in one minute of the live call.
+
+    ``paired_*`` (kind 'candidate' only) accumulate, once per event that has both a
+    candidate and a noise comparison, D = candidate lexical similarity - noise lexical
+    similarity: the candidate's difference beyond the baseline-vs-itself difference.
+    """
+
+    __tablename__ = "shadow_rollups"
+
+    rollout: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    replays: Mapped[int]
+    other_failed: Mapped[int]  # replay status 'failed'
+    skipped_budget: Mapped[int]
+    n: Mapped[int]  # comparisons
+    exact_matches: Mapped[int]
+    normalized_matches: Mapped[int]
+    lexical_sum: Mapped[float]
+    lexical_sq_sum: Mapped[float]
+    embedding_n: Mapped[int]
+    embedding_sum: Mapped[float]
+    embedding_sq_sum: Mapped[float]
+    other_empty: Mapped[int]
+    other_truncated: Mapped[int]
+    other_refusal: Mapped[int]
+    other_json_invalid: Mapped[int]
+    other_tool_schema_invalid: Mapped[int]
+    other_tool_unknown: Mapped[int]
+    tool_compared_n: Mapped[int]  # comparisons where a tool was called on either side
+    tool_name_disagree: Mapped[int]
+    tool_args_disagree: Mapped[int]
+    latency_delta_n: Mapped[int]
+    latency_delta_sum: Mapped[float]
+    latency_delta_sq_sum: Mapped[float]
+    cost_delta_n: Mapped[int]
+    cost_delta_sum: Mapped[float]
+    completion_token_delta_n: Mapped[int]
+    completion_token_delta_sum: Mapped[int]
+    paired_n: Mapped[int]
+    paired_diff_sum: Mapped[float]
+    paired_diff_sq_sum: Mapped[float]
+
+
+LIVE_COUNTERS: tuple[str, ...] = tuple(
+    c.name
+    for c in LiveRollupRow.__table__.columns
+    if not c.primary_key and not c.name.endswith("_sketch")
+)
+SHADOW_COUNTERS: tuple[str, ...] = tuple(
+    c.name for c in ShadowRollupRow.__table__.columns if not c.primary_key
+)

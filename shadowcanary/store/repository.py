@@ -1,0 +1,335 @@
+"""The store: idempotent batched writes of raw rows plus their rollups, and rollup reads.
+
+Delivery is at-least-once, so every write is keyed (event id; event id and replay
+kind) and inserted with ``ON CONFLICT DO NOTHING ... RETURNING``: only rows new to
+the database feed the rollups, in the same transaction, so a redelivered batch
+changes nothing (exactly-once effect).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import datetime
+from typing import TypeVar
+
+import structlog
+from psycopg import errors as pg_errors
+from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.exc import DBAPIError, OperationalError
+
+from shadowcanary.errors import ServiceUnavailable
+from shadowcanary.events import Arm, CapturedCall
+from shadowcanary.replay.records import DeadLetter, ReplayKind, ReplayRecord
+from shadowcanary.store import purge, reads, rows
+from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.models import (
+    CaptureRow,
+    ComparisonRow,
+    DeadLetterRow,
+    ReplayRow,
+)
+from shadowcanary.store.rollups import (
+    RollupKey,
+    add_paired_difference,
+    add_replay,
+    live_buckets,
+    shadow_bucket,
+    upsert_live,
+    upsert_shadow,
+)
+from shadowcanary.store.totals import Headline, LiveTotals, ShadowTotals, StoreCounts
+
+__all__ = ["AssessedCapture", "Store"]
+
+log = structlog.get_logger(__name__)
+T = TypeVar("T")
+
+CAPTURES: Table = CaptureRow.__table__  # type: ignore[assignment]
+REPLAYS: Table = ReplayRow.__table__  # type: ignore[assignment]
+COMPARISONS: Table = ComparisonRow.__table__  # type: ignore[assignment]
+DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
+
+# Lock conflicts Postgres resolves by aborting one transaction: retrying is the fix.
+_RETRYABLE = (pg_errors.DeadlockDetected, pg_errors.SerializationFailure)
+_ATTEMPTS = 4
+
+
+class Store:
+    """Everything shadowcanary keeps in Postgres, behind one object per process."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+
+    # -- writes -----------------------------------------------------------------------
+
+    def insert_captures(
+        self, captures: Sequence[AssessedCapture], *, received_at: datetime
+    ) -> list[str]:
+        """Store live calls and roll up the ones new to the database; returns their ids."""
+        unique: dict[str, AssessedCapture] = {}
+        for capture in captures:
+            unique.setdefault(capture.event.event_id, capture)
+        if not unique:
+            return []
+        # Sorted: concurrent batches with overlapping ids then wait instead of deadlocking.
+        ordered = [unique[event_id] for event_id in sorted(unique)]
+        values = [rows.capture_row(c, received_at) for c in ordered]
+
+        def work(conn: Connection) -> set[str]:
+            stmt = (
+                pg_insert(CAPTURES)
+                .on_conflict_do_nothing(index_elements=["event_id"])
+                .returning(CAPTURES.c.event_id)
+            )
+            new = set(conn.execute(stmt, values).scalars())
+            upsert_live(conn, live_buckets(c for c in ordered if c.event.event_id in new))
+            return new
+
+        new = self._transaction("inserting captures", work)
+        log.debug("captures stored", received=len(captures), new=len(new))
+        return [event_id for event_id in unique if event_id in new]
+
+    def record_replays(self, records: Sequence[ReplayRecord], *, recorded_at: datetime) -> int:
+        """Store replays and comparisons, rolling up the new ones; returns how many were new.
+
+        An event whose capture is gone (purged) is skipped with a warning.
+        """
+        unique: dict[tuple[str, str], ReplayRecord] = {}
+        for record in records:
+            unique.setdefault((record.event_id, record.kind.value), record)
+        if not unique:
+            return 0
+        ordered = [unique[key] for key in sorted(unique)]
+        event_ids = sorted({record.event_id for record in ordered})
+
+        def work(conn: Connection) -> int:
+            # Lock the captures first, in id order: two workers recording the candidate
+            # and the noise replay of one event run one after the other, so the second
+            # sees the first's comparison and the paired difference is added exactly once.
+            captured = {
+                row.event_id: row
+                for row in conn.execute(
+                    select(CAPTURES.c.event_id, CAPTURES.c.rollout, CAPTURES.c.started_at)
+                    .where(CAPTURES.c.event_id.in_(event_ids))
+                    .order_by(CAPTURES.c.event_id)
+                    .with_for_update(key_share=True)
+                )
+            }
+            kept = [r for r in ordered if r.event_id in captured]
+            if len(kept) < len(ordered):
+                missing = sorted({r.event_id for r in ordered} - captured.keys())
+                log.warning(
+                    "replays for unknown captures skipped",
+                    count=len(missing),
+                    event_ids=missing[:10],
+                )
+            if not kept:
+                return 0
+            stmt = (
+                pg_insert(REPLAYS)
+                .on_conflict_do_nothing(index_elements=["event_id", "kind"])
+                .returning(REPLAYS.c.event_id, REPLAYS.c.kind)
+            )
+            new_keys = {
+                (e, k)
+                for e, k in conn.execute(stmt, [rows.replay_row(r, recorded_at) for r in kept])
+            }
+            new = [r for r in kept if (r.event_id, r.kind.value) in new_keys]
+            compared = [r for r in new if r.comparison is not None]
+            if compared:
+                conn.execute(
+                    pg_insert(COMPARISONS).on_conflict_do_nothing(
+                        index_elements=["event_id", "kind"]
+                    ),
+                    [
+                        rows.comparison_row(r, cmp, captured[r.event_id].rollout, recorded_at)
+                        for r in compared
+                        if (cmp := r.comparison) is not None
+                    ],
+                )
+            buckets: dict[RollupKey, dict[str, float]] = {}
+            for record in new:
+                capture = captured[record.event_id]
+                add_replay(
+                    shadow_bucket(buckets, capture.rollout, record.kind, capture.started_at), record
+                )
+            for event_id, difference in _completed_pairs(conn, {r.event_id for r in compared}):
+                capture = captured[event_id]
+                bucket = shadow_bucket(
+                    buckets, capture.rollout, ReplayKind.CANDIDATE, capture.started_at
+                )
+                add_paired_difference(bucket, difference)
+            upsert_shadow(conn, buckets)
+            return len(new)
+
+        new_count = self._transaction("recording replays", work)
+        log.debug("replays stored", received=len(records), new=new_count)
+        return new_count
+
+    def record_dead_letters(self, letters: Sequence[DeadLetter], *, recorded_at: datetime) -> None:
+        """Keep events that could not be processed, with the reason, for a person to look at."""
+        if not letters:
+            return
+        values = [rows.dead_letter_row(letter, recorded_at) for letter in letters]
+        self._transaction(
+            "recording dead letters", lambda conn: conn.execute(pg_insert(DEAD_LETTERS), values)
+        )
+        log.info(
+            "dead letters recorded",
+            count=len(values),
+            stages=sorted({letter.stage for letter in letters}),
+        )
+
+    def purge(
+        self,
+        older_than: datetime,
+        *,
+        rollups_older_than: datetime | None = None,
+        batch_size: int = 5_000,
+    ) -> dict[str, int]:
+        """Delete raw rows older than ``older_than`` in batches; keep rollups unless told.
+
+        Captures go by ``received_at`` (their replays and comparisons with them), dead
+        letters by ``recorded_at``, rollups (only when ``rollups_older_than`` is given)
+        by their minute. Rows locked by a writer right now are left for the next run.
+        Returns the number of rows deleted per table.
+        """
+        deleted = dict.fromkeys(purge.PURGED_TABLES, 0)
+        steps: list[tuple[str, Callable[[Connection], dict[str, int]]]] = [
+            ("captures", lambda c: purge.captures_batch(c, older_than, batch_size)),
+            ("dead_letters", lambda c: purge.dead_letters_batch(c, older_than, batch_size)),
+        ]
+        if rollups_older_than is not None:
+            cutoff = rollups_older_than
+            steps.append(("rollups", lambda c: purge.rollups_batch(c, cutoff, batch_size)))
+        for what, batch in steps:
+            while True:
+                counts = self._transaction(f"purging {what}", batch)
+                for table, n in counts.items():
+                    deleted[table] += n
+                if max(counts.values()) < batch_size:
+                    break
+        log.info("purged", older_than=older_than.isoformat(), **deleted)
+        return deleted
+
+    # -- reads ------------------------------------------------------------------------
+
+    def get_captures(self, event_ids: Sequence[str]) -> dict[str, CapturedCall]:
+        """The stored events by id (ids not found are absent from the result)."""
+        if not event_ids:
+            return {}
+        stmt = select(CAPTURES.c.event_id, CAPTURES.c.event).where(
+            CAPTURES.c.event_id.in_(list(event_ids))
+        )
+        rows = self._read("reading captures", lambda conn: conn.execute(stmt).all())
+        return {event_id: CapturedCall.model_validate(event) for event_id, event in rows}
+
+    def replays_done(self, event_ids: Sequence[str]) -> set[tuple[str, ReplayKind]]:
+        """Which (event, kind) replays are already stored: the workers skip those."""
+        if not event_ids:
+            return set()
+        stmt = select(REPLAYS.c.event_id, REPLAYS.c.kind).where(
+            REPLAYS.c.event_id.in_(list(event_ids))
+        )
+        rows = self._read("reading replays", lambda conn: conn.execute(stmt).all())
+        return {(event_id, ReplayKind(kind)) for event_id, kind in rows}
+
+    def counts(self) -> StoreCounts:
+        """Totals from the rollups (and the small dead-letter table): cheap at any size."""
+        return self._read("counting", reads.counts)
+
+    def live_totals(
+        self, rollout: str | None, since: datetime, until: datetime
+    ) -> dict[Arm, LiveTotals]:
+        """Live outcomes per arm over minutes in [since, until), every arm present.
+
+        ``rollout=None`` merges every rollout; '' is traffic outside any rollout.
+        """
+        return self._read(
+            "reading live rollups", lambda c: reads.live_totals(c, rollout, since, until)
+        )
+
+    def shadow_totals(
+        self, rollout: str | None, since: datetime, until: datetime
+    ) -> dict[ReplayKind, ShadowTotals]:
+        """Replay and comparison totals per kind over minutes in [since, until)."""
+        return self._read(
+            "reading shadow rollups", lambda c: reads.shadow_totals(c, rollout, since, until)
+        )
+
+    def headline(self, rollout: str | None = None) -> Headline:
+        """The figures an operator looks at first, over all stored rollups of ``rollout``."""
+
+        def work(conn: Connection) -> Headline:
+            shadow = reads.shadow_totals(conn, rollout, None, None)
+            live = reads.live_totals(conn, rollout, None, None)
+            return Headline.of(rollout, shadow, live)
+
+        return self._read("reading the headline", work)
+
+    # -- plumbing ---------------------------------------------------------------------
+
+    def _transaction(self, what: str, work: Callable[[Connection], T]) -> T:
+        """Run ``work`` in one transaction, retrying lock conflicts Postgres aborted.
+
+        Raises:
+            ServiceUnavailable: Postgres is unreachable or kept aborting the transaction.
+        """
+        for attempt in range(1, _ATTEMPTS + 1):
+            try:
+                with self._engine.begin() as conn:
+                    return work(conn)
+            except OperationalError as exc:
+                if isinstance(exc.orig, _RETRYABLE) and attempt < _ATTEMPTS:
+                    log.info(
+                        "transaction retried",
+                        what=what,
+                        attempt=attempt,
+                        error=type(exc.orig).__name__,
+                    )
+                    continue
+                raise _unavailable(what, exc) from exc
+            except DBAPIError as exc:
+                if exc.connection_invalidated:
+                    raise _unavailable(what, exc) from exc
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _read(self, what: str, work: Callable[[Connection], T]) -> T:
+        try:
+            with self._engine.connect() as conn:
+                return work(conn)
+        except OperationalError as exc:
+            raise _unavailable(what, exc) from exc
+
+
+def _unavailable(what: str, exc: DBAPIError) -> ServiceUnavailable:
+    return ServiceUnavailable(
+        f"Postgres failed while {what}: {type(exc.orig).__name__}: {exc.orig}",
+        hint="check that Postgres is up and SHADOWCANARY_DATABASE_URL points at it; "
+        "the task will be retried",
+    )
+
+
+def _completed_pairs(conn: Connection, event_ids: set[str]) -> list[tuple[str, float]]:
+    """D = candidate - noise lexical similarity for events that now have both comparisons.
+
+    Only events that got a new comparison in this transaction are asked about, and
+    their capture rows are locked, so each pair is found complete exactly once.
+    """
+    if not event_ids:
+        return []
+    rows = conn.execute(
+        select(COMPARISONS.c.event_id, COMPARISONS.c.kind, COMPARISONS.c.lexical_similarity).where(
+            COMPARISONS.c.event_id.in_(sorted(event_ids))
+        )
+    ).all()
+    by_event: dict[str, dict[str, float]] = {}
+    for event_id, kind, similarity in rows:
+        by_event.setdefault(event_id, {})[kind] = similarity
+    return [
+        (event_id, sims[ReplayKind.CANDIDATE.value] - sims[ReplayKind.NOISE.value])
+        for event_id, sims in sorted(by_event.items())
+        if ReplayKind.CANDIDATE.value in sims and ReplayKind.NOISE.value in sims
+    ]
