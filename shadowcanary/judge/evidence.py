@@ -1,0 +1,346 @@
+"""What the judge decides from: per-minute counts per arm, shadow figures, rollout state.
+
+Independent of the store: the controller converts its rollups into these values. They
+are plain frozen data and serialise to JSON (``to_jsonable`` / ``from_jsonable``) so an
+audit row holds everything needed to recompute a decision exactly.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import types
+from collections.abc import Sequence
+from dataclasses import dataclass, fields, is_dataclass
+from datetime import datetime
+from enum import Enum
+from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
+
+import numpy as np
+import numpy.typing as npt
+from pydantic import BaseModel
+
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True, slots=True)
+class Moments:
+    """Count, sum and sum of squares of a measure: mergeable, enough for mean and variance."""
+
+    n: int = 0
+    total: float = 0.0
+    sq_total: float = 0.0
+
+    def __add__(self, other: Moments) -> Moments:
+        return Moments(self.n + other.n, self.total + other.total, self.sq_total + other.sq_total)
+
+    @property
+    def mean(self) -> float | None:
+        return self.total / self.n if self.n else None
+
+    @property
+    def variance(self) -> float | None:
+        """Sample variance; None below two values."""
+        if self.n < 2:
+            return None
+        # max(): rounding can push a zero variance a hair below zero.
+        return max(0.0, (self.sq_total - self.total * self.total / self.n) / (self.n - 1))
+
+
+@dataclass(frozen=True, slots=True)
+class ArmCounts:
+    """Live outcomes of one arm (baseline or candidate) in one minute."""
+
+    requests: int = 0
+    failures: int = 0  # status not ok: errors, timeouts, rate limits, cancellations
+    truncated: int = 0  # finish_reason == "length"
+    refusals: int = 0
+    json_expected: int = 0
+    json_invalid: int = 0
+    tool_schema_invalid: int = 0
+    # Requests slower than Evidence.slow_threshold_ms, among the latency_ms.n measured.
+    slow: int = 0
+    latency_ms: Moments = Moments()
+    ttft_ms: Moments = Moments()
+    completion_tokens: Moments = Moments()
+    cost_usd: Moments = Moments()
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowCounts:
+    """Shadow replays of one minute, compared against the live baseline answer B1."""
+
+    # D = sim(C, B1) - sim(B2, B1) per prompt sampled for the noise floor.
+    similarity_diff: Moments = Moments()
+    # Judge score of C minus judge score of B2 (0..1 scale), when a judge is configured.
+    judge_diff: Moments = Moments()
+    # JSON validity of candidate replays against the baseline on the same kind of prompts.
+    candidate_replays: int = 0
+    candidate_json_invalid: int = 0
+    baseline_replays: int = 0
+    baseline_json_invalid: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Bucket:
+    """One minute of evidence. ``canary_percent`` is what the flag said in that minute."""
+
+    start: datetime
+    canary_percent: float
+    baseline: ArmCounts = ArmCounts()
+    candidate: ArmCounts = ArmCounts()
+    shadow: ShadowCounts = ShadowCounts()
+
+
+@dataclass(frozen=True, slots=True)
+class Evidence:
+    """Buckets since the rollout started, oldest first."""
+
+    buckets: tuple[Bucket, ...] = ()
+    # The latency the controller counted ``slow`` requests against (its sketch, this value).
+    slow_threshold_ms: float | None = None
+
+    def problems(self, table: EvidenceTable | None = None) -> list[str]:
+        """Why these numbers cannot be trusted (empty when they can).
+
+        ``table`` is ``EvidenceTable.of(self.buckets)`` when the caller has built it.
+        """
+        found: list[str] = []
+        previous: datetime | None = None
+        for bucket in self.buckets:
+            if bucket.start.tzinfo is None:
+                return [f"bucket {bucket.start.isoformat()}: start has no timezone"]
+            if previous is not None and bucket.start <= previous:
+                found.append(f"bucket {bucket.start.isoformat()}: not after the bucket before it")
+            previous = bucket.start
+        if self.slow_threshold_ms is not None and not math.isfinite(self.slow_threshold_ms):
+            found.append(f"slow_threshold_ms is {self.slow_threshold_ms}")
+        table = EvidenceTable.of(self.buckets) if table is None else table
+        bad_rows = np.flatnonzero(table.bad_rows())
+        for row in bad_rows[:3]:
+            found.append(f"bucket {self.buckets[row].start.isoformat()}: {table.describe(row)}")
+        if len(bad_rows) > 3:
+            found.append(f"and {len(bad_rows) - 3} more buckets with impossible numbers")
+        return found
+
+
+_MOMENTS = ("n", "total", "sq_total")
+_ARM_COUNTS = (
+    "requests",
+    "failures",
+    "truncated",
+    "refusals",
+    "json_expected",
+    "json_invalid",
+    "tool_schema_invalid",
+    "slow",
+)
+_ARM_MOMENTS = ("latency_ms", "ttft_ms", "completion_tokens", "cost_usd")
+_SHADOW_COUNTS = (
+    "candidate_replays",
+    "candidate_json_invalid",
+    "baseline_replays",
+    "baseline_json_invalid",
+)
+_SHADOW_MOMENTS = ("similarity_diff", "judge_diff")
+
+
+def _arm_columns(arm: str) -> tuple[str, ...]:
+    return tuple(f"{arm}.{c}" for c in _ARM_COUNTS) + tuple(
+        f"{arm}.{m}.{p}" for m in _ARM_MOMENTS for p in _MOMENTS
+    )
+
+
+COLUMNS: tuple[str, ...] = (
+    "canary_percent",
+    *_arm_columns("baseline"),
+    *_arm_columns("candidate"),
+    *(f"shadow.{c}" for c in _SHADOW_COUNTS),
+    *(f"shadow.{m}.{p}" for m in _SHADOW_MOMENTS for p in _MOMENTS),
+)
+_INDEX = {name: i for i, name in enumerate(COLUMNS)}
+# Columns that hold counts (never negative); the others are sums, finite but any sign
+# (a quality difference D sums to a negative total when the candidate is worse).
+_COUNT_COLUMNS = np.array([not name.endswith((".total",)) for name in COLUMNS], dtype=bool)
+# (numerator, denominator) column pairs that cannot exceed one another.
+_AT_MOST = (
+    tuple(
+        (f"{arm}.{part}", f"{arm}.requests")
+        for arm in ("baseline", "candidate")
+        for part in ("failures", "truncated", "refusals", "json_expected")
+    )
+    + tuple(
+        (f"{arm}.{a}", f"{arm}.{b}")
+        for arm in ("baseline", "candidate")
+        for a, b in (("json_invalid", "json_expected"), ("slow", "latency_ms.n"))
+    )
+    + (
+        ("shadow.candidate_json_invalid", "shadow.candidate_replays"),
+        ("shadow.baseline_json_invalid", "shadow.baseline_replays"),
+    )
+)
+
+
+def _moments(m: Moments) -> tuple[float, float, float]:
+    return (m.n, m.total, m.sq_total)
+
+
+def _arm_row(a: ArmCounts) -> tuple[float, ...]:
+    return (
+        a.requests,
+        a.failures,
+        a.truncated,
+        a.refusals,
+        a.json_expected,
+        a.json_invalid,
+        a.tool_schema_invalid,
+        a.slow,
+        *_moments(a.latency_ms),
+        *_moments(a.ttft_ms),
+        *_moments(a.completion_tokens),
+        *_moments(a.cost_usd),
+    )
+
+
+def _row(b: Bucket) -> tuple[float, ...]:
+    s = b.shadow
+    return (
+        b.canary_percent,
+        *_arm_row(b.baseline),
+        *_arm_row(b.candidate),
+        s.candidate_replays,
+        s.candidate_json_invalid,
+        s.baseline_replays,
+        s.baseline_json_invalid,
+        *_moments(s.similarity_diff),
+        *_moments(s.judge_diff),
+    )
+
+
+@dataclass(frozen=True, slots=True, eq=False)
+class EvidenceTable:
+    """Every number of a run of buckets as one float matrix: a row per bucket.
+
+    Built once per decision so each trigger sums columns instead of walking objects.
+    """
+
+    values: npt.NDArray[np.float64]
+
+    @classmethod
+    def of(cls, buckets: Sequence[Bucket]) -> EvidenceTable:
+        rows = [_row(b) for b in buckets]
+        return cls(np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS)))
+
+    def rows(self, keep: npt.NDArray[np.bool_]) -> EvidenceTable:
+        """The table of the buckets where ``keep`` is true."""
+        return EvidenceTable(self.values[keep])
+
+    def column(self, name: str) -> npt.NDArray[np.float64]:
+        return self.values[:, _INDEX[name]]
+
+    def total(self, name: str) -> float:
+        return float(self.column(name).sum())
+
+    def moments(self, prefix: str) -> Moments:
+        """The merged Moments of a measure, e.g. ``candidate.ttft_ms``."""
+        n, total, sq = (self.total(f"{prefix}.{p}") for p in _MOMENTS)
+        return Moments(int(n), total, sq)
+
+    def bad_rows(self) -> npt.NDArray[np.bool_]:
+        """Rows with a non-finite number, a negative count or a part above its whole."""
+        v = self.values
+        bad = ~np.isfinite(v).all(axis=1) | (v[:, _COUNT_COLUMNS] < 0).any(axis=1)
+        bad |= v[:, 0] > 100.0
+        for part, whole in _AT_MOST:
+            bad |= self.column(part) > self.column(whole)
+        return np.asarray(bad)
+
+    def describe(self, row: int) -> str:
+        """What is wrong with one row, in words."""
+        v = self.values[row]
+        wrong = [f"{name} is {v[i]}" for i, name in enumerate(COLUMNS) if not math.isfinite(v[i])]
+        wrong += [
+            f"{name} is negative ({v[i]:g})"
+            for i, name in enumerate(COLUMNS)
+            if _COUNT_COLUMNS[i] and v[i] < 0
+        ]
+        if v[0] > 100.0:
+            wrong.append(f"canary_percent {v[0]:g} is above 100")
+        wrong += [
+            f"{part} ({v[_INDEX[part]]:g}) exceeds {whole} ({v[_INDEX[whole]]:g})"
+            for part, whole in _AT_MOST
+            if v[_INDEX[part]] > v[_INDEX[whole]]
+        ]
+        return "; ".join(wrong)
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutState:
+    """Where the rollout stands, as the controller last recorded it."""
+
+    step_index: int  # index into plan.steps
+    step_percent: int  # the canary percentage the controller set for this step
+    rollout_started_at: datetime
+    step_started_at: datetime
+    # Baseline p99 latency frozen before the first canary step (None until measured).
+    baseline_p99_ms: float | None = None
+    last_data_at: datetime | None = None  # newest data the controller has seen
+    paused: bool = False
+    overridden: bool = False  # someone changed the flag outside the controller
+
+
+# JSON codec for frozen dataclasses (and the pydantic plan inside them). Floats that are
+# not finite travel as the strings "NaN" / "Infinity" so the JSON stays standard.
+_NON_FINITE = {"NaN": math.nan, "Infinity": math.inf, "-Infinity": -math.inf}
+
+
+def to_jsonable(value: Any) -> Any:
+    """A JSON-compatible form of ``value`` that ``from_jsonable`` turns back into it."""
+    if is_dataclass(value) and not isinstance(value, type):
+        return {item.name: to_jsonable(getattr(value, item.name)) for item in fields(value)}
+    if isinstance(value, BaseModel):
+        return value.model_dump(mode="json")
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if isinstance(value, tuple | list):
+        return [to_jsonable(item) for item in value]
+    if isinstance(value, dict):
+        return {str(key): to_jsonable(item) for key, item in value.items()}
+    return value
+
+
+def from_jsonable(cls: type[_T], data: Any) -> _T:
+    """Rebuild a dataclass (or pydantic model) written by ``to_jsonable``."""
+    return _load(cls, data)  # type: ignore[no-any-return]
+
+
+def _load(kind: Any, data: Any) -> Any:
+    origin = get_origin(kind)
+    if origin in (Union, types.UnionType):
+        options = [arg for arg in get_args(kind) if arg is not type(None)]
+        return None if data is None else _load(options[0], data)
+    if origin is tuple:
+        return tuple(_load(get_args(kind)[0], item) for item in data)
+    if origin is dict:
+        return {key: _load(get_args(kind)[1], item) for key, item in data.items()}
+    if isinstance(kind, type) and issubclass(kind, BaseModel):
+        return kind.model_validate(data)
+    if isinstance(kind, type) and dataclasses.is_dataclass(kind):
+        hints = get_type_hints(kind)
+        known = {item.name for item in fields(kind)}
+        return kind(
+            **{name: _load(hints[name], value) for name, value in data.items() if name in known}
+        )
+    if kind is datetime:
+        return datetime.fromisoformat(data)
+    if isinstance(kind, type) and issubclass(kind, Enum):
+        return kind(data)
+    if kind is float:
+        return _NON_FINITE[data] if isinstance(data, str) else float(data)
+    if kind is int:
+        return int(data)
+    return data
