@@ -194,6 +194,9 @@ def main() -> None:
     parser.add_argument(
         "--distinct", type=int, default=5_000, help="distinct events cycled through"
     )
+    parser.add_argument(
+        "--pii-share", type=float, default=1.0, help="share of events carrying an email (0..1)"
+    )
     args = parser.parse_args()
 
     directory = Path(tempfile.mkdtemp(prefix="sc-bench-redis-"))
