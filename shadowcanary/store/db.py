@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 from pathlib import Path
+from typing import Any
 
 import structlog
 from alembic import command
@@ -53,6 +56,19 @@ def normalise_database_url(database_url: str) -> URL:
     return url.set(drivername=DRIVER)
 
 
+# A JSON-escaped NUL (\u0000) not itself preceded by an escaping backslash.
+_ESCAPED_NUL = re.compile(r"(?<!\\)((?:\\\\)*)\\u0000")
+
+
+def json_for_postgres(value: Any) -> str:
+    """JSON text Postgres accepts: jsonb rejects NUL characters, so they become U+FFFD.
+
+    Model output can contain NUL; without this one such event would fail its whole batch
+    forever (a poison batch).
+    """
+    return _ESCAPED_NUL.sub(r"\1\\ufffd", json.dumps(value))
+
+
 def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     """An engine on psycopg 3 with a connection pool sized for one worker process."""
     url = normalise_database_url(database_url)
@@ -63,6 +79,7 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         # A restarted or failed-over Postgres leaves dead connections in the pool.
         pool_pre_ping=True,
         pool_recycle=1800,
+        json_serializer=json_for_postgres,
         connect_args={"application_name": "shadowcanary", "connect_timeout": 10},
     )
 

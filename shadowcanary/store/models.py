@@ -69,8 +69,8 @@ class CaptureRow(Base):
     http_status: Mapped[int | None] = mapped_column(SmallInteger)
     latency_ms: Mapped[float]
     ttft_ms: Mapped[float | None]
-    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
-    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
     cost_usd: Mapped[float | None]
     stickiness_key: Mapped[str | None] = mapped_column(String(64))
     # OutputFlags of the live answer; NULL when the judge did not assess it.
@@ -102,8 +102,8 @@ class ReplayRow(Base):
     output: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
     latency_ms: Mapped[float | None]
     ttft_ms: Mapped[float | None]
-    prompt_tokens: Mapped[int | None] = mapped_column(Integer)
-    completion_tokens: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int | None]
+    completion_tokens: Mapped[int | None]
     cost_usd: Mapped[float | None]
     attempts: Mapped[int] = mapped_column(Integer)
     error_class: Mapped[str | None] = mapped_column(String(NAME))

@@ -67,6 +67,7 @@ class Store:
         self, captures: Sequence[AssessedCapture], *, received_at: datetime
     ) -> list[str]:
         """Store live calls and roll up the ones new to the database; returns their ids."""
+        _require_aware(received_at=received_at)
         unique: dict[str, AssessedCapture] = {}
         for capture in captures:
             unique.setdefault(capture.event.event_id, capture)
@@ -93,8 +94,10 @@ class Store:
     def record_replays(self, records: Sequence[ReplayRecord], *, recorded_at: datetime) -> int:
         """Store replays and comparisons, rolling up the new ones; returns how many were new.
 
-        An event whose capture is gone (purged) is skipped with a warning.
+        Call it after the captures' ``insert_captures`` committed: a replay whose capture
+        is not stored (never inserted, or purged) is skipped with a warning.
         """
+        _require_aware(recorded_at=recorded_at)
         unique: dict[tuple[str, str], ReplayRecord] = {}
         for record in records:
             unique.setdefault((record.event_id, record.kind.value), record)
@@ -169,6 +172,7 @@ class Store:
 
     def record_dead_letters(self, letters: Sequence[DeadLetter], *, recorded_at: datetime) -> None:
         """Keep events that could not be processed, with the reason, for a person to look at."""
+        _require_aware(recorded_at=recorded_at)
         if not letters:
             return
         values = [rows.dead_letter_row(letter, recorded_at) for letter in letters]
@@ -195,6 +199,7 @@ class Store:
         by their minute. Rows locked by a writer right now are left for the next run.
         Returns the number of rows deleted per table.
         """
+        _require_aware(older_than=older_than, rollups_older_than=rollups_older_than)
         deleted = dict.fromkeys(purge.PURGED_TABLES, 0)
         steps: list[tuple[str, Callable[[Connection], dict[str, int]]]] = [
             ("captures", lambda c: purge.captures_batch(c, older_than, batch_size)),
@@ -246,6 +251,7 @@ class Store:
 
         ``rollout=None`` merges every rollout; '' is traffic outside any rollout.
         """
+        _require_aware(since=since, until=until)
         return self._read(
             "reading live rollups", lambda c: reads.live_totals(c, rollout, since, until)
         )
@@ -254,6 +260,7 @@ class Store:
         self, rollout: str | None, since: datetime, until: datetime
     ) -> dict[ReplayKind, ShadowTotals]:
         """Replay and comparison totals per kind over minutes in [since, until)."""
+        _require_aware(since=since, until=until)
         return self._read(
             "reading shadow rollups", lambda c: reads.shadow_totals(c, rollout, since, until)
         )
@@ -302,6 +309,15 @@ class Store:
                 return work(conn)
         except OperationalError as exc:
             raise _unavailable(what, exc) from exc
+
+
+def _require_aware(**moments: datetime | None) -> None:
+    # A naive datetime would be read in the Postgres session's time zone: silently wrong.
+    for name, moment in moments.items():
+        if moment is not None and moment.tzinfo is None:
+            raise ValueError(
+                f"{name} must be timezone-aware (e.g. datetime.now(UTC)), got {moment}"
+            )
 
 
 def _unavailable(what: str, exc: DBAPIError) -> ServiceUnavailable:

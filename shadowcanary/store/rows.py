@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, overload
 
 from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
 from shadowcanary.replay.records import DeadLetter, ReplayRecord
 from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.models import NAME
 
 MAX_MESSAGE_CHARS = 10_000
 FLAG_NAMES = (
@@ -19,6 +20,17 @@ FLAG_NAMES = (
     "tool_schema_invalid",
     "tool_unknown",
 )
+
+
+@overload
+def clean_text(text: str, limit: int = MAX_MESSAGE_CHARS) -> str: ...
+@overload
+def clean_text(text: None, limit: int = MAX_MESSAGE_CHARS) -> None: ...
+def clean_text(text: str | None, limit: int = MAX_MESSAGE_CHARS) -> str | None:
+    """Free text as Postgres stores it: capped, NUL (rejected by text columns) -> U+FFFD."""
+    if text is None:
+        return None
+    return text[:limit].replace("\x00", "\ufffd")
 
 
 def capture_row(capture: AssessedCapture, received_at: datetime) -> dict[str, Any]:
@@ -34,7 +46,7 @@ def capture_row(capture: AssessedCapture, received_at: datetime) -> dict[str, An
         "arm": event.arm.value,
         "model": event.model,
         "status": event.status.value,
-        "error_class": event.error_class,
+        "error_class": clean_text(event.error_class, NAME),
         "http_status": event.http_status,
         "latency_ms": event.latency_ms,
         "ttft_ms": event.ttft_ms,
@@ -70,10 +82,8 @@ def replay_row(record: ReplayRecord, recorded_at: datetime) -> dict[str, Any]:
         "completion_tokens": None if out is None else out.completion_tokens,
         "cost_usd": None if out is None else out.cost_usd,
         "attempts": record.attempts,
-        "error_class": record.error_class,
-        "error_message": None
-        if record.error_message is None
-        else record.error_message[:MAX_MESSAGE_CHARS],
+        "error_class": clean_text(record.error_class, NAME),
+        "error_message": clean_text(record.error_message),
         "recorded_at": recorded_at,
     }
 
@@ -99,17 +109,17 @@ def comparison_row(
         "cost_delta_usd": cmp.cost_delta_usd,
         **{f"reference_{n}": getattr(cmp.reference_flags, n) for n in FLAG_NAMES},
         **{f"other_{n}": getattr(cmp.other_flags, n) for n in FLAG_NAMES},
-        "notes": list(cmp.notes),
+        "notes": [clean_text(note) for note in cmp.notes],
     }
 
 
 def dead_letter_row(letter: DeadLetter, recorded_at: datetime) -> dict[str, Any]:
     return {
         "recorded_at": recorded_at,
-        "stage": letter.stage,
+        "stage": clean_text(letter.stage, 32),
         "event_id": letter.event_id,
-        "error_class": letter.error_class,
-        "message": letter.message[:MAX_MESSAGE_CHARS],
+        "error_class": clean_text(letter.error_class, NAME),
+        "message": clean_text(letter.message),
         "attempts": letter.attempts,
         "payload": letter.payload,
     }

@@ -19,6 +19,7 @@ from shadowcanary.replay.records import ReplayKind, ReplayStatus
 from shadowcanary.store import (
     AssessedCapture,
     LiveTotals,
+    QuantileSketch,
     ShadowTotals,
     Store,
     database_ready,
@@ -99,19 +100,60 @@ def test_inserted_capture_reads_back_identical(store: Store) -> None:
     assert store.get_captures([original.event_id, "missing-id-1"]) == {original.event_id: original}
 
 
+def count_statements(engine: Engine) -> tuple[list[str], Callable[[], None]]:
+    statements: list[str] = []
+
+    def listener(conn: Any, cursor: Any, statement: str, *rest: Any) -> None:
+        statements.append(statement)
+
+    event.listen(engine, "before_cursor_execute", listener)
+    return statements, lambda: event.remove(engine, "before_cursor_execute", listener)
+
+
+def test_writes_are_batched_not_per_row(store: Store, engine: Engine) -> None:
+    """A 300-event batch and its replays cost a handful of statements, not one per row."""
+    items = batch(150, minute=0) + batch(150, minute=1, arm=Arm.CANDIDATE)
+    statements, stop = count_statements(engine)
+    try:
+        store.insert_captures(items, received_at=NOW)
+        capture_statements = len(statements)
+        ids = [c.event.event_id for c in items]
+        store.record_replays(
+            [make_replay(i) for i in ids] + [make_replay(i, ReplayKind.NOISE) for i in ids],
+            recorded_at=NOW,
+        )
+    finally:
+        stop()
+    assert capture_statements <= 5, statements[:capture_statements]
+    assert len(statements) - capture_statements <= 8, statements[capture_statements:]
+
+
+def test_nul_characters_do_not_poison_a_batch(store: Store, engine: Engine) -> None:
+    """Text with NUL (which Postgres rejects) is stored with U+FFFD instead of failing the batch."""
+    response = {"text": "binary\x00junk", "finish_reason": "stop"}
+    evil = make_event(started_at=at(0), response=response, error_class=None)
+    assert store.insert_captures([assessed(evil)], received_at=NOW) == [evil.event_id]
+    stored = store.get_captures([evil.event_id])[evil.event_id]
+    assert stored.response is not None and stored.response.text == "binary\ufffdjunk"
+    store.record_dead_letters(
+        [make_dead_letter(message="bad\x00byte", payload={"raw": "a\x00b"})], recorded_at=NOW
+    )
+    with engine.connect() as conn:
+        message, payload = conn.execute(text("SELECT message, payload FROM dead_letters")).one()
+    assert (message, payload) == ("bad\ufffdbyte", {"raw": "a\ufffdb"})
+
+
 def test_get_captures_is_one_query(store: Store, engine: Engine) -> None:
     """Reading many captures costs one SQL statement, not one per id."""
     items = batch(30)
     store.insert_captures(items, received_at=NOW)
-    statements: list[str] = []
-    listener = lambda *args: statements.append(args[2])  # noqa: E731
-    event.listen(engine, "before_cursor_execute", listener)
+    statements, stop = count_statements(engine)
     try:
         found = store.get_captures([c.event.event_id for c in items])
     finally:
-        event.remove(engine, "before_cursor_execute", listener)
+        stop()
     assert len(found) == 30
-    assert len([s for s in statements if "captures" in s]) == 1
+    assert len(statements) == 1
 
 
 def test_redelivered_batch_changes_nothing(store: Store, engine: Engine) -> None:
@@ -519,6 +561,14 @@ def test_make_engine_accepts_common_url_forms(
             engine.dispose()
 
 
+def test_naive_timestamps_are_refused(store: Store) -> None:
+    """A naive datetime is refused instead of being read in the server's time zone."""
+    with pytest.raises(ValueError, match="received_at must be timezone-aware"):
+        store.insert_captures(batch(1), received_at=datetime(2026, 3, 2, 9, 0))
+    with pytest.raises(ValueError, match="since"):
+        store.live_totals(None, datetime(2026, 3, 2), NOW)
+
+
 def test_make_engine_rejects_other_databases() -> None:
     """A non-Postgres URL is a ConfigError that says what to set."""
     with pytest.raises(ConfigError, match="PostgreSQL only"):
@@ -545,3 +595,21 @@ def test_unreachable_database_raises_service_unavailable() -> None:
             Store(engine).insert_captures(batch(1), received_at=NOW)
     finally:
         engine.dispose()
+
+
+def test_sketch_matches_ddsketch_and_merges_losslessly() -> None:
+    """Stored sketches give DDSketch's quantiles, survive JSON, and merge like one sketch."""
+    from ddsketch import DDSketch
+
+    rng = np.random.default_rng(3)
+    left, right = rng.exponential(400, 300), rng.exponential(900, 200)
+    reference = DDSketch(0.01)
+    for value in [*left, *right]:
+        reference.add(float(value))
+    merged = QuantileSketch.from_json(QuantileSketch.of(left).to_json()).merge(
+        QuantileSketch.of(right)
+    )
+    assert merged == QuantileSketch.of([*left, *right])
+    for q in (0.0, 0.5, 0.95, 0.99, 1.0):
+        assert merged.quantile(q) == pytest.approx(reference.get_quantile_value(q))
+    assert QuantileSketch().quantile(0.5) is None
