@@ -36,13 +36,13 @@ from dataclasses import dataclass
 from importlib.util import find_spec
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
 
 import psutil
 import structlog
 
 from shadowcanary.errors import ConfigError, ServiceUnavailable
 from shadowcanary.settings import Settings
+from shadowcanary.urls import broker_url_for, redis_py_url
 
 log = structlog.get_logger(__name__)
 
@@ -67,25 +67,6 @@ class ServiceUrls:
     def of(cls, database_url: str, redis_url: str) -> ServiceUrls:
         """Build from a database URL and a Redis URL in either redis-py or kombu form."""
         return cls(database_url, redis_py_url(redis_url), broker_url_for(redis_url))
-
-
-def broker_url_for(redis_url: str) -> str:
-    """The kombu/Celery spelling of a Redis URL (kombu has no ``unix://`` transport)."""
-    return _with_socket_scheme(redis_url, from_schemes=("unix",), to_scheme="redis+socket")
-
-
-def redis_py_url(redis_url: str) -> str:
-    """The redis-py spelling of a Redis URL (redis-py has no ``redis+socket://``)."""
-    return _with_socket_scheme(redis_url, from_schemes=("redis+socket", "socket"), to_scheme="unix")
-
-
-def _with_socket_scheme(url: str, *, from_schemes: tuple[str, ...], to_scheme: str) -> str:
-    parts = urlsplit(url)
-    if parts.scheme not in from_schemes:
-        return url
-    # Built by hand: urlunsplit drops the "//" of an empty host ("unix:/path").
-    query = f"?{parts.query}" if parts.query else ""
-    return f"{to_scheme}://{parts.netloc}{parts.path}{query}"
 
 
 def resolve_urls(settings: Settings) -> ServiceUrls:

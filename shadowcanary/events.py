@@ -14,11 +14,11 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
 
+import orjson
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -119,7 +119,9 @@ class ModelRequest(_Wire):
 class ModelResponse(_Wire):
     text: str | None = None
     tool_calls: list[ToolCall] = Field(default_factory=list)
-    finish_reason: Literal["stop", "length", "tool_calls", "content_filter", "function_call"] | None = None
+    finish_reason: (
+        Literal["stop", "length", "tool_calls", "content_filter", "function_call"] | None
+    ) = None
     refusal: str | None = None
 
 
@@ -191,7 +193,9 @@ def _describe(exc: ValidationError) -> str:
     return "; ".join(parts) + (f"; and {more} more" if more > 0 else "")
 
 
-def parse_event(raw: bytes | str | dict[str, Any], *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES) -> CapturedCall:
+def parse_event(
+    raw: bytes | str | dict[str, Any], *, max_bytes: int = DEFAULT_MAX_EVENT_BYTES
+) -> CapturedCall:
     """Validate one event from the wire.
 
     Raises:
@@ -205,7 +209,8 @@ def parse_event(raw: bytes | str | dict[str, Any], *, max_bytes: int = DEFAULT_M
                 f"schema_version {version!r} is not supported (this reader knows {SCHEMA_VERSION})",
                 hint="upgrade the reader or emit with a matching shadowcanary version",
             )
-        size = len(json.dumps(raw, default=str)) if max_bytes else 0
+        # Compact JSON bytes: the same measure the tap applies before publishing.
+        size = len(orjson.dumps(raw, default=str))
     else:
         size = len(raw)
     if size > max_bytes:

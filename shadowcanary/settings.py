@@ -147,7 +147,9 @@ class Settings(BaseSettings):
     def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
         """Dollar cost of one call at the configured prices."""
         ep = self.endpoint(model)
-        return (prompt_tokens * ep.input_usd_per_mtok + completion_tokens * ep.output_usd_per_mtok) / 1e6
+        return (
+            prompt_tokens * ep.input_usd_per_mtok + completion_tokens * ep.output_usd_per_mtok
+        ) / 1e6
 
 
 def _check_unknown_env(environ: Mapping[str, str]) -> None:

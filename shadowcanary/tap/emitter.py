@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import os
+import socket
 import threading
 import time
 import weakref
@@ -24,6 +25,7 @@ from enum import StrEnum
 from types import MappingProxyType, TracebackType
 from typing import Self
 
+import redis
 import structlog
 
 from shadowcanary.errors import ServiceUnavailable
@@ -33,10 +35,13 @@ from shadowcanary.tap import metrics
 from shadowcanary.tap.publisher import BatchPublisher
 from shadowcanary.tap.redaction import Redactor
 from shadowcanary.tap.sampling import Sampler
+from shadowcanary.tap.stats import publish_tap_stats
+from shadowcanary.urls import redis_py_url
 
 log = structlog.get_logger(__name__)
 
 _FAILURE_LOG_EVERY_S = 10.0
+_SHARE_EVERY_S = 2.0
 
 
 class DropReason(StrEnum):
@@ -88,6 +93,9 @@ class Tap:
         self._drops = dict.fromkeys(DropReason, 0)
         self._reported = self._metric_values()
         self._failing_since: float | None = None
+        self._last_shared = 0.0
+        self._stats_client: redis.Redis | None = None
+        self._instance = f"{socket.gethostname()}:{os.getpid()}:{id(self):x}"
         self._last_failure_log = 0.0
         self._start_runtime()
         atexit.register(self.close)
@@ -197,6 +205,7 @@ class Tap:
                 if events:
                     self._deliver(events)
                 self._report_metrics()
+                self._maybe_share_stats(force=stopping)
             except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread for good
                 self._count_drops(DropReason.TAP_ERROR, len(events))
                 # The class only: exception texts (e.g. validation errors) can quote prompts.
@@ -302,6 +311,33 @@ class Tap:
                 metrics.EVENTS_DROPPED.labels(reason=reason.value).inc(count - last_drops[reason])
         metrics.BUFFER_DEPTH.set(depth)
         self._reported = current
+
+    def _maybe_share_stats(self, *, force: bool = False) -> None:
+        """Every few seconds, leave this tap's counters in Redis for ``shadowcanary status``."""
+        now = time.monotonic()
+        if self._failing_since is not None or (
+            not force and now - self._last_shared < _SHARE_EVERY_S
+        ):
+            return  # Redis is down: publishing is what matters when it returns
+        self._last_shared = now
+        stats = self.stats()
+        counters = {
+            "emitted": stats.emitted,
+            "published": stats.published,
+            "sampled_out": stats.sampled_out,
+            "dropped": stats.dropped_total,
+            "buffered": stats.buffer_depth,
+        }
+        try:
+            if self._stats_client is None:
+                self._stats_client = redis.Redis.from_url(
+                    redis_py_url(self._redis_url),
+                    socket_timeout=self._settings.publish_timeout_s,
+                    socket_connect_timeout=self._settings.publish_timeout_s,
+                )
+            publish_tap_stats(self._stats_client, self._instance, counters)
+        except redis.RedisError:
+            pass  # best effort: the counters are also Prometheus metrics
 
     def _after_fork(self) -> None:
         # The parent's thread and sockets do not exist here, and its buffered events and

@@ -61,9 +61,23 @@ class RedisServer:
         self.directory.mkdir(parents=True, exist_ok=True)
         subprocess.run(
             [
-                binary, "--bind", "127.0.0.1", "--port", str(self.port), "--daemonize", "yes",
-                "--dir", str(self.directory), "--pidfile", str(self.pidfile),
-                "--save", "", "--appendonly", "no", "--logfile", str(self.directory / "redis.log"),
+                binary,
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+                "--daemonize",
+                "yes",
+                "--dir",
+                str(self.directory),
+                "--pidfile",
+                str(self.pidfile),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+                "--logfile",
+                str(self.directory / "redis.log"),
             ],
             check=True,
         )
@@ -121,10 +135,18 @@ class PostgresServer:
             self.directory.mkdir(parents=True, exist_ok=True)
             if os.geteuid() == 0:
                 shutil.chown(self.directory, "postgres", "postgres")
-            self._run(self._bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8")
+            self._run(
+                self._bin("initdb"), "-D", str(data), "-U", "postgres", "--auth=trust", "-E", "UTF8"
+            )
         self._run(
-            self._bin("pg_ctl"), "-D", str(data), "-l", str(self.directory / "pg.log"), "-w",
-            "-o", f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
+            self._bin("pg_ctl"),
+            "-D",
+            str(data),
+            "-l",
+            str(self.directory / "pg.log"),
+            "-w",
+            "-o",
+            f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.directory} "
             "-c fsync=off -c synchronous_commit=off -c full_page_writes=off -c max_connections=300",
             "start",
         )
