@@ -216,7 +216,7 @@ def parse_event(
     if size > max_bytes:
         raise PayloadTooLarge(
             f"event is {size} bytes, over the {max_bytes}-byte limit",
-            hint="raise SHADOWCANARY_TAP__MAX_EVENT_BYTES or trim large attachments before emitting",
+            hint="raise SHADOWCANARY_TAP__MAX_EVENT_BYTES or trim attachments before emitting",
         )
     try:
         if isinstance(raw, dict):

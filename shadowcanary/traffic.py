@@ -86,7 +86,8 @@ class TrafficMix:
         contact = ""
         if rng.random() < 0.3:
             # PII on purpose: it must never leave the service unredacted.
-            contact = f" You can reach me at {name.lower()}{rng.randint(1, 99)}@example.com or +1 415 555 {rng.randint(1000, 9999)}."
+            email = f"{name.lower()}{rng.randint(1, 99)}@example.com"
+            contact = f" You can reach me at {email} or +1 415 555 {rng.randint(1000, 9999)}."
         return {
             "messages": [
                 {"role": "system", "content": "You are a concise, friendly support agent."},
@@ -109,7 +110,7 @@ class TrafficMix:
         return {
             "messages": [
                 {"role": "system", "content": "Extract the fields as JSON: name, topic, urgency."},
-                {"role": "user", "content": f"{name} writes about {rng.choice(_TOPICS)}; it is urgent."},
+                {"role": "user", "content": f"{name} writes about {rng.choice(_TOPICS)}; urgent."},
             ],
             "response_format": {"type": "json_object"},
             "max_tokens": 200,

@@ -14,17 +14,17 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu.entity import Queue
-from shadowcanary.logging import configure_logging
-from shadowcanary.store.db import make_engine
-from shadowcanary.store.repository import Store
 
 from shadowcanary import constants
 from shadowcanary.embedded import ServiceUrls, resolve_urls
 from shadowcanary.events import now_utc
+from shadowcanary.logging import configure_logging
 from shadowcanary.replay.ingest import IngestService
 from shadowcanary.replay.runtime import ReplayRuntime
 from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.repository import Store
 from workers import metrics
 from workers.tasks import register_tasks
 

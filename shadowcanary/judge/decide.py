@@ -134,8 +134,9 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
     hold = _Holder(plan, state, now)
     table = EvidenceTable.of(evidence.buckets)
     problems = _input_problems(plan, state, evidence, table, now)
-    if problems:
-        return hold("inputs cannot be trusted: " + "; ".join(problems[:5]), escalate=True)
+    if problems:  # no deadline arithmetic here: the clocks themselves may be the problem
+        reason = "inputs cannot be trusted: " + "; ".join(problems[:5])
+        return hold.make(DecisionKind.HOLD, reason, None, escalate=True)
     exposure = plan.exposure_at(state.step_index)
     # Only closed minutes since the rollout started: an open bucket still changes.
     started = _minute(state.rollout_started_at)

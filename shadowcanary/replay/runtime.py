@@ -74,7 +74,9 @@ class ReplayRuntime:
                 # Retries are ours (Celery retry with backoff and a dead-letter table),
                 # not the SDK's silent ones.
                 max_retries=0,
-                http_client=openai.DefaultAsyncHttpxClient(limits=limits, timeout=endpoint.timeout_s),
+                http_client=openai.DefaultAsyncHttpxClient(
+                    limits=limits, timeout=endpoint.timeout_s
+                ),
             )
             limiters[name] = RedisRateLimiter(redis, name, RateLimit.from_endpoint(endpoint))
         budget = DailyBudget.from_settings(redis, settings.replay)

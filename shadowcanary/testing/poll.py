@@ -10,7 +10,11 @@ T = TypeVar("T")
 
 
 def wait_until(
-    probe: Callable[[], T], *, timeout_s: float = 30.0, interval_s: float = 0.05, what: str = "condition"
+    probe: Callable[[], T],
+    *,
+    timeout_s: float = 30.0,
+    interval_s: float = 0.05,
+    what: str = "condition",
 ) -> T:
     """Call ``probe`` until it returns something truthy; return that, or fail at the deadline."""
     deadline = time.monotonic() + timeout_s

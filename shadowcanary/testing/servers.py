@@ -7,6 +7,7 @@ is a fake: tests get the same servers production runs.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
@@ -59,7 +60,7 @@ class RedisServer:
         if binary is None:
             raise ServerUnavailable("redis-server not found (apt-get install redis-server)")
         self.directory.mkdir(parents=True, exist_ok=True)
-        subprocess.run(
+        subprocess.run(  # noqa: S603 - our own fixed arguments
             [
                 binary,
                 "--bind",
@@ -89,10 +90,8 @@ class RedisServer:
         if not self.pidfile.exists():
             return
         pid = int(self.pidfile.read_text().strip())
-        try:
+        with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
@@ -118,7 +117,7 @@ class PostgresServer:
         cmd = list(args)
         if os.geteuid() == 0:
             cmd = ["runuser", "-u", "postgres", "--", *cmd]
-        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)  # noqa: S603
 
     def _bin(self, name: str) -> str:
         for d in PG_BIN_DIRS:
