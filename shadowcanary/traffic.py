@@ -16,14 +16,26 @@ from typing import Any
 from shadowcanary.events import Arm
 
 _TOPICS = (
-    "resetting a password", "a late delivery", "a double charge on my card", "exporting my data",
-    "upgrading my plan", "an API timeout", "a broken invoice PDF", "two-factor login",
-    "a refund for order 1182", "deleting my account", "slow search results", "webhook retries",
+    "resetting a password",
+    "a late delivery",
+    "a double charge on my card",
+    "exporting my data",
+    "upgrading my plan",
+    "an API timeout",
+    "a broken invoice PDF",
+    "two-factor login",
+    "a refund for order 1182",
+    "deleting my account",
+    "slow search results",
+    "webhook retries",
 )
 _CODE_TASKS = (
-    "reverse a linked list in Python", "debounce a function in TypeScript",
-    "parse ISO dates in Go", "write a SQL query for the top 5 customers by revenue",
-    "explain a race condition in this counter", "add retries with backoff to an HTTP call",
+    "reverse a linked list in Python",
+    "debounce a function in TypeScript",
+    "parse ISO dates in Go",
+    "write a SQL query for the top 5 customers by revenue",
+    "explain a race condition in this counter",
+    "add retries with backoff to an HTTP call",
 )
 _NAMES = ("Ana", "Bo", "Chen", "Dara", "Eli", "Femi", "Gus", "Hana", "Ivo", "Jun")
 
