@@ -238,12 +238,17 @@ def summary(aa: list[RunResult], reg: list[RunResult]) -> dict[str, float | int]
     rule_detect = np.array([r.rule_rollback_at(n) for r in reg])
     certified = np.array([c for r in aa for c in r.certified_at], dtype=float)
     beyond = np.array([c for r in aa for c in r.beyond_exposure], dtype=float)
+    # The first step is where certification waits on data; later ones reuse its evidence.
+    first = np.array([r.beyond_exposure[0] for r in aa if r.beyond_exposure], dtype=float)
     judge_aa = float(np.mean([r.judge_rollback_at < math.inf for r in aa]))
     matched = _matched_failed_checks(aa, max(judge_aa, 0.01))
     matched_detect = np.array([r.rule_rollback_at(matched) for r in reg])
 
     def median(values: np.ndarray) -> float:
         return float(np.median(values)) if len(values) else math.inf
+
+    def percentile(values: np.ndarray, q: float) -> float:
+        return float(np.percentile(values, q)) if len(values) else math.inf
 
     return {
         "aa_false_rollback_rate": judge_aa,
@@ -258,9 +263,8 @@ def summary(aa: list[RunResult], reg: list[RunResult]) -> dict[str, float | int]
         # Context for the figures above.
         "detect_1to3pct_p90_canary_requests": float(np.percentile(judge_detect, 90)),
         "certify_median_canary_requests_beyond_min_exposure": median(beyond),
-        "certify_max_canary_requests_beyond_min_exposure": float(beyond.max())
-        if len(beyond)
-        else math.inf,
+        "certify_first_step_median_beyond_min_exposure": median(first),
+        "certify_first_step_p90_beyond_min_exposure": percentile(first, 90),
         "aa_completed_rate": float(np.mean([r.completed for r in aa])),
         "threshold_rule_failed_checks": n,
         "threshold_rule_detect_power": float(np.mean(rule_detect <= DETECT_WITHIN)),
@@ -317,8 +321,9 @@ def main() -> None:
         medians = ", ".join(f"{p} %: {m:.0f}" for p, m in zip((10, 30, 50), per_step, strict=True))
         print(
             f"certified after (median canary requests per step) {medians}; beyond the minimum "
-            f"exposure: median {r['certify_median_canary_requests_beyond_min_exposure']:.0f}, "
-            f"max {r['certify_max_canary_requests_beyond_min_exposure']:.0f}"
+            f"exposure at the first step: median "
+            f"{r['certify_first_step_median_beyond_min_exposure']:.0f}, "
+            f"p90 {r['certify_first_step_p90_beyond_min_exposure']:.0f}"
         )
     print(json.dumps(result))
 

@@ -1,4 +1,4 @@
-"""The judge: pure scoring and (later) sequential statistics and ``decide()``.
+"""The judge: pure scoring, anytime-valid sequential statistics and ``decide()``.
 
 Nothing in this package does I/O, reads a clock or draws random numbers.
 """
@@ -14,6 +14,22 @@ from shadowcanary.judge.compare import (
     inspect_output,
     output_from_capture,
     paired_difference,
+)
+from shadowcanary.judge.decide import (
+    Check,
+    Decision,
+    DecisionInputs,
+    DecisionKind,
+    decide,
+    slow_threshold_ms,
+)
+from shadowcanary.judge.evidence import (
+    ArmCounts,
+    Bucket,
+    Evidence,
+    Moments,
+    RolloutState,
+    ShadowCounts,
 )
 from shadowcanary.judge.structured import (
     SchemaCheck,
@@ -35,24 +51,38 @@ from shadowcanary.judge.text import (
     normalize,
     normalized_match,
 )
+from shadowcanary.judge.triggers import TriggerResult, Verdict, trigger_alpha
 from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
 
 __all__ = [
     "DEFAULT_SCORERS",
+    "ArmCounts",
+    "Bucket",
     "CallOutput",
+    "Check",
     "Comparison",
+    "Decision",
+    "DecisionInputs",
+    "DecisionKind",
+    "Evidence",
     "Fields",
     "Inspection",
+    "Moments",
     "OutputFlags",
+    "RolloutState",
     "SchemaCheck",
     "Scorer",
     "ScoringInput",
+    "ShadowCounts",
     "ToolCallCheck",
     "ToolProblem",
+    "TriggerResult",
+    "Verdict",
     "assess",
     "check_tool_call",
     "compare",
     "cosine_similarity",
+    "decide",
     "exact_match",
     "inspect_output",
     "json_expected",
@@ -65,6 +95,8 @@ __all__ = [
     "output_from_capture",
     "paired_difference",
     "response_schema_errors",
+    "slow_threshold_ms",
     "tool_args_schema_errors",
     "tool_calls_agree",
+    "trigger_alpha",
 ]

@@ -360,7 +360,7 @@ def _flag_agrees(state: RolloutState, step_buckets: tuple[Bucket, ...]) -> Check
         return Check(
             "flag_percent",
             False,
-            f"the flag reported {other} % during a "
+            f"the flag reported {', '.join(f'{p:g}' for p in other)} % during a "
             f"{state.step_percent} % step; check the flag in Unleash",
         )
     return Check(

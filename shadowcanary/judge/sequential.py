@@ -35,7 +35,7 @@ RATE_MULTIPLIERS: tuple[float, ...] = (1.5, 2.0, 3.0, 5.0, 10.0)
 RATE_WEIGHTS: tuple[float, ...] = (0.2, 0.2, 0.2, 0.2, 0.2)
 
 
-def _log_mix(log_values: FloatArray, weights: Sequence[float] | FloatArray) -> float:
+def _log_mix(log_values: FloatArray, weights: npt.ArrayLike) -> float:
     """log sum_k w_k exp(x_k), without overflow (scipy's logsumexp costs 100x more here)."""
     top = float(np.max(log_values))
     return top + math.log(float(np.dot(weights, np.exp(log_values - top))))
@@ -47,9 +47,9 @@ def _share_under(share: FloatArray, ratio: FloatArray | float) -> FloatArray:
 
 
 def count_log_e(
-    canary_events: Sequence[float] | FloatArray,
-    baseline_events: Sequence[float] | FloatArray,
-    canary_share: Sequence[float] | FloatArray,
+    canary_events: npt.ArrayLike,
+    baseline_events: npt.ArrayLike,
+    canary_share: npt.ArrayLike,
     null_ratio: float = 1.0,
     multipliers: Sequence[float] = RATIO_MULTIPLIERS,
     weights: Sequence[float] = RATIO_WEIGHTS,
@@ -172,9 +172,9 @@ def rate_difference_variance(
 
 
 def sample_ratio_log_e(
-    canary_requests: Sequence[float] | FloatArray,
-    baseline_requests: Sequence[float] | FloatArray,
-    flag_share: Sequence[float] | FloatArray,
+    canary_requests: npt.ArrayLike,
+    baseline_requests: npt.ArrayLike,
+    flag_share: npt.ArrayLike,
     max_odds_ratio: float,
 ) -> float:
     """log E of a two-sided sample-ratio-mismatch test with a tolerance band.
