@@ -150,12 +150,12 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         exposure.min_events_per_arm,
     )
     hold = replace(hold, triggers=results)
+    # A person already holds these rollouts: no deadline escalation on top.
     if state.paused:
-        return hold("paused by an operator; resume to continue")
+        return hold.make(DecisionKind.HOLD, "paused by an operator; resume to continue", None)
     if state.overridden:
-        return hold(
-            "the flag was changed outside the controller (manual override); resume to continue"
-        )
+        reason = "the flag was changed outside the controller (manual override); resume to continue"
+        return hold.make(DecisionKind.HOLD, reason, None)
     if state.step_index == len(plan.steps) - 1:
         return hold.make(DecisionKind.COMPLETE, "the candidate serves 100 % of users", 100)
     if not closed:

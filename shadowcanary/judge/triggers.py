@@ -11,11 +11,17 @@ baseline), a tail share, a mean increase, or a quality drop below the noise floo
 - ``not_applicable``: no observations at all on either arm (e.g. no JSON traffic),
   unless the trigger is ``required``.
 
-Choice for rates (documented as asked): the rollback test is the count e-process on
-the rate *ratio* (robust across traffic splits); the ADVANCE bound is the normal
-mixture confidence sequence on the rate *difference* p_C - p_B (smoothed variances),
-because a margin in points stays meaningful at rare rates where a ratio never can be
-bounded by a few thousand requests.
+Rates: the rollback test is the count e-process on the rate *ratio* (valid however
+the split moves); the ADVANCE bound is the normal-mixture confidence sequence on the
+rate *difference* p_C - p_B (smoothed variances), because a margin in points stays
+meaningful at rare rates, where a ratio cannot be bounded by a few thousand requests.
+Events are counted per request, not per user: failures that cluster on a few heavy
+users make the test anti-conservative (JUDGE.md: "with per-user routing, count per
+user"), which needs per-user rollups the store does not keep yet.
+
+Tail latency: "p99 + margin" is tested as the canary's share of requests slower than
+T = (baseline p99 frozen before the canary) + margin against 1 %, a one-sample
+e-process; the concurrent baseline's share above T is reported next to it.
 """
 
 from __future__ import annotations

@@ -336,6 +336,14 @@ def test_impossible_evidence_holds_and_escalates(bad: dict[str, Any], fragment: 
     assert "inputs cannot be trusted" in decision.reason and fragment in decision.reason
 
 
+def test_paused_past_the_deadline_does_not_escalate() -> None:
+    """A rollout a person paused is not escalated again when its step deadline passes."""
+    inputs = scenario(plan_extra="exposure: {deadline: 30m}\n", paused=True)
+    decision = inputs.decide()
+    assert decision.kind is DecisionKind.HOLD and not decision.escalate
+    assert decision.reason.startswith("paused")
+
+
 def test_naive_clock_holds() -> None:
     """A timezone-less ``now`` is refused rather than compared wrongly."""
     inputs = scenario()
