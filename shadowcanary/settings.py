@@ -85,8 +85,10 @@ class ReplaySettings(_Section):
     batch_size: int = Field(default=64, gt=0)
     daily_token_budget: int | None = Field(default=None, gt=0)
     daily_usd_budget: float | None = Field(default=None, gt=0)
-    # Stream replays so the candidate's time to first token is measured too.
-    stream: bool = True
+    # Stream replays to measure the candidate's time to first token too. Off by
+    # default: reassembling a stream costs the worker about twice the CPU of a plain
+    # call, and live canary traffic already measures TTFT where it matters.
+    stream: bool = False
     # How long an unacknowledged task may stay with a worker before Redis hands it to
     # another: the recovery time after a worker is killed. Must exceed the longest
     # replay batch plus its retry countdown, or work is done twice (harmless: writes

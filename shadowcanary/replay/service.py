@@ -54,6 +54,19 @@ def estimate_tokens(event: CapturedCall) -> int:
     return prompt + (output or _DEFAULT_OUTPUT_TOKENS)
 
 
+def _skipped(event_id: str, kind: ReplayKind, attempt: int, reason: str | None) -> ReplayRecord:
+    return ReplayRecord(
+        event_id=event_id,
+        kind=kind,
+        status=ReplayStatus.SKIPPED_BUDGET,
+        output=None,
+        comparison=None,
+        attempts=attempt,
+        error_class="BudgetExhausted",
+        error_message=reason,
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class BatchOutcome:
     """What one replay task achieved; ``retry`` holds the events a later attempt may fix."""
@@ -137,22 +150,31 @@ class ReplayService:
         attempt: int,
     ) -> tuple[list[ReplayRecord], dict[str, TransientError]]:
         res = self._runtime.resources
-        jobs = [
-            self._replay_one(res, captures[event_id], kind, attempt)
-            for event_id, kinds in work.items()
-            for kind in kinds
-        ]
+        pairs = [(event_id, kind) for event_id, kinds in work.items() for kind in kinds]
+        # The budget is checked and charged once per batch, not per call: a batch can
+        # overshoot the daily limit by at most its own size, and it saves two Redis
+        # round trips per replay.
+        budget = await res.budget.exhausted(self._clock())
+        if budget.exhausted:
+            log.warning("replay.budget_exhausted", skipped=len(pairs))
+            return [_skipped(e, k, attempt, budget.reason) for e, k in pairs], {}
+        outcomes = await asyncio.gather(
+            *(self._replay_one(res, captures[e], k, attempt) for e, k in pairs)
+        )
         records: list[ReplayRecord] = []
         retry: dict[str, TransientError] = {}
-        for (event_id, _kind), outcome in zip(
-            [(e, k) for e, ks in work.items() for k in ks],
-            await asyncio.gather(*jobs),
-            strict=True,
-        ):
+        for (event_id, _kind), outcome in zip(pairs, outcomes, strict=True):
             if isinstance(outcome, TransientError):
                 retry[event_id] = outcome
             else:
                 records.append(outcome)
+        spent = [r.output for r in records if r.output is not None]
+        if spent:
+            await res.budget.charge(
+                sum((o.prompt_tokens or 0) + (o.completion_tokens or 0) for o in spent),
+                sum(o.cost_usd or 0.0 for o in spent),
+                self._clock(),
+            )
         return records, retry
 
     async def _replay_one(
@@ -163,18 +185,6 @@ class ReplayService:
             settings.candidate_model if kind is ReplayKind.CANDIDATE else settings.baseline_model
         )
         endpoint = settings.endpoint(model)
-        status = await res.budget.exhausted(self._clock())
-        if status.exhausted:
-            return ReplayRecord(
-                event_id=event.event_id,
-                kind=kind,
-                status=ReplayStatus.SKIPPED_BUDGET,
-                output=None,
-                comparison=None,
-                attempts=attempt,
-                error_class="BudgetExhausted",
-                error_message=status.reason,
-            )
         try:
             async with res.in_flight:
                 await res.limiters[model].acquire(estimate_tokens(event))
@@ -207,11 +217,6 @@ class ReplayService:
                 error_class=type(exc).__name__,
                 error_message=exc.message,
             )
-        await res.budget.charge(
-            (output.prompt_tokens or 0) + (output.completion_tokens or 0),
-            output.cost_usd or 0.0,
-            self._clock(),
-        )
         reference = output_from_capture(event, self._live_cost(event))
         embeddings = await self._embeddings(res, reference, output)
         return ReplayRecord(
