@@ -76,7 +76,9 @@ def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
     divergent = [
         f"Divergent question number {i} about shipping and returns policy" for i in range(6)
     ]
-    with run_worker(worker_env), Tap(TapSettings(), redis_url) as tap:
+    # Streamed replays here (the other data-path tests use the default, non-streamed).
+    env = {**worker_env, "SHADOWCANARY_REPLAY__STREAM": "true"}
+    with run_worker(env), Tap(TapSettings(), redis_url) as tap:
         _tapped_calls(sim, tap, identical, stream=False)
         wait_until(
             lambda: scalar(engine, "select count(*) from comparisons where kind='candidate'") == 6,
@@ -119,6 +121,10 @@ def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
     # Streamed live calls carry a time to first token; the rollups saw every live call.
     assert scalar(engine, "select count(*) from captures where ttft_ms is not null") == 6
     assert scalar(engine, "select sum(requests) from live_rollups where rollout='e2e'") == 12
+    # Streamed replays measure the candidate's TTFT, so the comparison has a TTFT delta.
+    assert scalar(engine, "select count(*) from replays where ttft_ms is null") == 0
+    ttft_deltas = "select count(*) from comparisons where kind='candidate' and ttft_delta_ms is not null"
+    assert scalar(engine, ttft_deltas) == 6  # the streamed live calls
 
 
 def test_pii_never_reaches_redis_or_postgres_unredacted(
