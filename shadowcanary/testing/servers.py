@@ -83,13 +83,28 @@ class RedisServer:
             check=True,
         )
         wait_for_port(self.port)
+        # --daemonize writes the pid file a moment after the port opens; stop() and the
+        # tests that signal the server need it.
+        deadline = time.monotonic() + 10
+        while not self.pid():
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"redis-server wrote no pid file at {self.pidfile}")
+            time.sleep(0.01)
         return self
+
+    def pid(self) -> int | None:
+        """The server's pid from its pid file, or None while it is not written."""
+        try:
+            text = self.pidfile.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else None
 
     def stop(self) -> None:
         """Stop the server and wait until the port is closed."""
-        if not self.pidfile.exists():
+        pid = self.pid()
+        if pid is None:
             return
-        pid = int(self.pidfile.read_text().strip())
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
         deadline = time.monotonic() + 10

@@ -159,7 +159,8 @@ def test_redis_down_costs_the_caller_nothing_and_recovers(own_redis: RedisServer
 def test_frozen_redis_costs_the_background_thread_one_timeout(own_redis: RedisServer) -> None:
     """A Redis that accepts but never answers (SIGSTOP) never blocks emit; delivery resumes."""
     settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
-    pid = int(own_redis.pidfile.read_text())
+    pid = own_redis.pid()
+    assert pid is not None
     with Tap(settings, own_redis.url) as tap:
         tap.emit(make_event("warm up"))
         wait_for(lambda: tap.stats().published == 1)
