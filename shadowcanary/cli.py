@@ -69,6 +69,16 @@ def _urls(settings: Settings) -> ServiceUrls:
     return urls
 
 
+def _display_url(url: str) -> str:
+    """A URL without its password, for printing."""
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # noqa: BLE001 - not a SQLAlchemy URL (e.g. redis): no password to hide
+        return url.split("@")[-1] if "@" in url else url
+
+
 def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
     """Environment for child processes (worker, simulator): same settings, resolved URLs."""
     env = dict(os.environ)
@@ -237,6 +247,12 @@ def up(
         canary_percent=canary_percent,
         sim_port=sim_port,
         console=console,
+    )
+    console.print(
+        f"\n[bold]Data:[/] Postgres {_display_url(urls.database_url)}, "
+        f"Redis {_display_url(urls.redis_url)}"
+        "\n[bold]Next:[/] `shadowcanary status` (add --json for machines); "
+        "`make down` (or `shadowcanary services stop`) stops the embedded servers."
     )
 
 
