@@ -15,7 +15,11 @@ that matters is whether a retry can fix it::
         ├── PayloadTooLarge       an event or body over the configured limit
         ├── UnknownModel          a model name that no endpoint is configured for
         ├── UpstreamRejected      HTTP 4xx other than 429 (bad request, auth, ...)
-        └── BudgetExhausted       today's shadow budget is spent; replays stop
+        ├── BudgetExhausted       today's shadow budget is spent; replays stop
+        ├── FlagNotFound          the feature flag (or its strategy) does not exist
+        └── FlagRejected          the flag service refused a change (auth, validation)
+
+``PlanError`` (shadowcanary.plan) is a ``ConfigError`` for rollout plan files.
 
 User-facing messages say what was wrong and how to fix it (``hint``).
 """
@@ -87,3 +91,11 @@ class UpstreamRejected(PermanentError):
 
 class BudgetExhausted(PermanentError):
     """Today's shadow budget (tokens or dollars) is spent."""
+
+
+class FlagNotFound(PermanentError):
+    """The feature flag, its environment or its rollout strategy does not exist."""
+
+
+class FlagRejected(PermanentError):
+    """The flag service refused a read or change (bad token, validation error)."""
