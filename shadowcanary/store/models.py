@@ -267,3 +267,22 @@ LIVE_COUNTERS: tuple[str, ...] = tuple(
 SHADOW_COUNTERS: tuple[str, ...] = tuple(
     c.name for c in ShadowRollupRow.__table__.columns if not c.primary_key
 )
+
+
+class FlagRow(Base):
+    """A flag of the embedded backend (flags/embedded.py): its Unleash feature JSON.
+
+    ``feature`` is one entry of the Unleash client API's ``features`` list, so the
+    evaluator hands it to yggdrasil-engine exactly as UnleashClient would. ``revision``
+    goes up by one on every change: evaluators re-read only when it moved.
+    """
+
+    __tablename__ = "flags"
+
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    project: Mapped[str] = mapped_column(String(NAME))
+    environment: Mapped[str] = mapped_column(String(NAME))
+    feature: Mapped[dict[str, Any]]
+    revision: Mapped[int]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
