@@ -132,20 +132,9 @@ def worker(
     """
     settings = _settings()
     urls = _urls(settings)
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.app",
-        "worker",
-        "-Q",
-        queues,
-        "-l",
-        "info",
-    ]
-    if concurrency:
-        cmd += ["-c", str(concurrency)]
+    from workers.command import worker_command
+
+    cmd = worker_command(name="shadowcanary", queues=queues.split(","), concurrency=concurrency)
     raise typer.Exit(subprocess.call(cmd, env=child_env(settings, urls)))  # noqa: S603
 
 

@@ -8,7 +8,6 @@ shadowcanary error tree so retry decisions are made in one place.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
@@ -21,9 +20,10 @@ from shadowcanary.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from shadowcanary.events import ModelRequest, ToolCall
+from shadowcanary.events import ModelRequest
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.replay.backoff import parse_retry_after
+from shadowcanary.tap.capture import StreamAssembly, response_from_completion, usage_of
 
 # Parameters of the live call that must not be replayed as they were: the replay
 # chooses its own streaming, and never asks for more than one choice.
@@ -77,80 +77,6 @@ def request_kwargs(request: ModelRequest, *, stream: bool) -> dict[str, Any]:
     return kwargs
 
 
-@dataclass(frozen=True, slots=True)
-class _Reassembled:
-    text: str | None
-    tool_calls: tuple[ToolCall, ...]
-    finish_reason: str | None
-    refusal: str | None
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    ttft_ms: float | None
-
-
-async def _consume_stream(stream: Any, started: float) -> _Reassembled:
-    text: list[str] = []
-    refusal: list[str] = []
-    calls: dict[int, dict[str, str]] = {}
-    finish_reason = None
-    prompt_tokens = completion_tokens = None
-    ttft_ms = None
-    async for chunk in stream:
-        if chunk.usage is not None:
-            prompt_tokens = chunk.usage.prompt_tokens
-            completion_tokens = chunk.usage.completion_tokens
-        for choice in chunk.choices:
-            delta = choice.delta
-            if ttft_ms is None and (delta.content or delta.tool_calls):
-                ttft_ms = (time.perf_counter() - started) * 1000
-            if delta.content:
-                text.append(delta.content)
-            if getattr(delta, "refusal", None):
-                refusal.append(delta.refusal)
-            for tc in delta.tool_calls or ():
-                slot = calls.setdefault(tc.index, {"id": "", "name": "", "arguments": ""})
-                if tc.id:
-                    slot["id"] = tc.id
-                if tc.function is not None:
-                    slot["name"] += tc.function.name or ""
-                    slot["arguments"] += tc.function.arguments or ""
-            if choice.finish_reason:
-                finish_reason = choice.finish_reason
-    return _Reassembled(
-        text="".join(text) if text else None,
-        tool_calls=tuple(
-            ToolCall(id=c["id"], name=c["name"] or "?", arguments=c["arguments"])
-            for _, c in sorted(calls.items())
-        ),
-        finish_reason=finish_reason,
-        refusal="".join(refusal) or None,
-        prompt_tokens=prompt_tokens,
-        completion_tokens=completion_tokens,
-        ttft_ms=ttft_ms,
-    )
-
-
-def _from_completion(completion: Any) -> _Reassembled:
-    choice = completion.choices[0]
-    message = choice.message
-    usage = completion.usage
-    return _Reassembled(
-        text=message.content,
-        tool_calls=tuple(
-            ToolCall(
-                id=c.id or "", name=c.function.name or "?", arguments=c.function.arguments or ""
-            )
-            for c in (message.tool_calls or ())
-            if getattr(c, "function", None) is not None
-        ),
-        finish_reason=choice.finish_reason,
-        refusal=getattr(message, "refusal", None),
-        prompt_tokens=usage.prompt_tokens if usage else None,
-        completion_tokens=usage.completion_tokens if usage else None,
-        ttft_ms=None,
-    )
-
-
 def translate_error(
     exc: Exception, *, model: str, now: datetime | None = None
 ) -> ShadowCanaryError:
@@ -191,31 +117,34 @@ async def call_model(
     """
     kwargs = request_kwargs(request, stream=stream)
     started = time.perf_counter()
+    ttft_ms = None
     try:
         if stream:
-            response = await client.chat.completions.create(model=upstream_model, **kwargs)
-            result = await _consume_stream(response, started)
+            # The same reassembly the tap applies to live streams.
+            assembly = StreamAssembly()
+            async for chunk in await client.chat.completions.create(model=upstream_model, **kwargs):
+                assembly.add(chunk, time.perf_counter())
+            response, usage = assembly.response(), assembly.usage
+            if assembly.first_content_at is not None:
+                ttft_ms = (assembly.first_content_at - started) * 1000
         else:
-            result = _from_completion(
-                await client.chat.completions.create(model=upstream_model, **kwargs)
-            )
+            completion = await client.chat.completions.create(model=upstream_model, **kwargs)
+            response, usage = response_from_completion(completion), usage_of(completion)
     except openai.OpenAIError as exc:
         raise translate_error(exc, model=model) from exc
     latency_ms = (time.perf_counter() - started) * 1000
     cost = None
-    if result.prompt_tokens is not None and result.completion_tokens is not None:
-        cost = (
-            result.prompt_tokens * cost_per_token[0] + result.completion_tokens * cost_per_token[1]
-        )
+    if usage.prompt_tokens is not None and usage.completion_tokens is not None:
+        cost = usage.prompt_tokens * cost_per_token[0] + usage.completion_tokens * cost_per_token[1]
     return CallOutput(
         model=model,
-        text=result.text,
-        tool_calls=result.tool_calls,
-        finish_reason=result.finish_reason,
-        refusal=result.refusal,
+        text=response.text,
+        tool_calls=tuple(response.tool_calls),
+        finish_reason=response.finish_reason,
+        refusal=response.refusal,
         latency_ms=latency_ms,
-        ttft_ms=result.ttft_ms,
-        prompt_tokens=result.prompt_tokens,
-        completion_tokens=result.completion_tokens,
+        ttft_ms=ttft_ms,
+        prompt_tokens=usage.prompt_tokens,
+        completion_tokens=usage.completion_tokens,
         cost_usd=cost,
     )

@@ -5,7 +5,6 @@ from __future__ import annotations
 import os
 import signal
 import subprocess
-import sys
 import threading
 import time
 from collections import deque
@@ -15,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from shadowcanary import constants
+from workers.command import worker_command
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 
@@ -61,37 +61,6 @@ class WorkerProcess:
                 self.proc.wait(timeout=15)
             except subprocess.TimeoutExpired:
                 self.kill9()
-
-
-def worker_command(
-    *,
-    name: str = "worker",
-    queues: Sequence[str] = (constants.QUEUE_INGEST, constants.QUEUE_REPLAY),
-    pool: str | None = None,
-    concurrency: int | None = None,
-) -> list[str]:
-    cmd = [
-        sys.executable,
-        "-m",
-        "celery",
-        "-A",
-        "workers.app",
-        "worker",
-        "-Q",
-        ",".join(queues),
-        "-n",
-        f"{name}@%h",
-        "-l",
-        "info",
-        "--without-gossip",
-        "--without-mingle",
-        "--without-heartbeat",
-    ]
-    if pool:
-        cmd += ["-P", pool]
-    if concurrency:
-        cmd += ["-c", str(concurrency)]
-    return cmd
 
 
 @contextmanager
