@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 import threading
+from dataclasses import dataclass
 from datetime import timedelta
-from functools import cached_property
 from typing import Any
 
 from celery import Celery, signals
@@ -29,32 +29,56 @@ from workers import metrics
 from workers.tasks import register_tasks
 
 
+@dataclass(frozen=True, slots=True)
+class _Services:
+    store: Store
+    runtime: ReplayRuntime
+    ingest: IngestService
+    replay: ReplayService
+
+
 class WorkerContext:
-    """The services tasks use, built lazily once per worker process."""
+    """The services tasks use, built once per worker process on first use.
+
+    Task threads race for the first task; the lock makes sure one asyncio runtime
+    and one connection pool are built, not one per thread.
+    """
 
     def __init__(self, settings: Settings, urls: ServiceUrls, app: Celery) -> None:
         self.settings = settings
         self.urls = urls
         self._app = app
         self._lock = threading.Lock()
+        self._services: _Services | None = None
 
-    @cached_property
+    def _get(self) -> _Services:
+        with self._lock:
+            if self._services is None:
+                store = Store(make_engine(self.urls.database_url, pool_size=self.thread_count + 2))
+                runtime = ReplayRuntime(self.settings, self.urls.redis_url)
+                self._services = _Services(
+                    store=store,
+                    runtime=runtime,
+                    ingest=IngestService(self.settings, store, self._schedule_replays),
+                    replay=ReplayService(self.settings, store, runtime),
+                )
+            return self._services
+
+    @property
     def store(self) -> Store:
-        return Store(make_engine(self.urls.database_url, pool_size=self.thread_count + 2))
+        return self._get().store
 
-    @cached_property
+    @property
     def runtime(self) -> ReplayRuntime:
-        return ReplayRuntime(self.settings, self.urls.redis_url)
+        return self._get().runtime
 
-    @cached_property
+    @property
     def ingest_service(self) -> IngestService:
-        with self._lock:
-            return IngestService(self.settings, self.store, self._schedule_replays)
+        return self._get().ingest
 
-    @cached_property
+    @property
     def replay_service(self) -> ReplayService:
-        with self._lock:
-            return ReplayService(self.settings, self.store, self.runtime)
+        return self._get().replay
 
     @property
     def thread_count(self) -> int:
