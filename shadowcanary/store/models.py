@@ -286,3 +286,47 @@ class FlagRow(Base):
     revision: Mapped[int]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+
+
+class RolloutRow(Base):
+    """A rollout the controller drives (shadowcanary.controller.store), one row per name.
+
+    ``plan`` is ``RolloutPlan.model_dump(mode="json")``. ``version`` goes up by one on
+    every write: a writer that read an older version loses (optimistic concurrency).
+    """
+
+    __tablename__ = "rollouts"
+
+    name: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    plan: Mapped[dict[str, Any]]
+    status: Mapped[str] = mapped_column(String(32))
+    step_index: Mapped[int] = mapped_column(Integer)  # -1 before the first step
+    percent: Mapped[int] = mapped_column(SmallInteger)  # what the controller last set
+    started_at: Mapped[datetime]
+    step_started_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    baseline_p99_ms: Mapped[float | None]
+    version: Mapped[int]
+
+
+class RolloutAuditRow(Base):
+    """One entry of a rollout's audit log; append-only (a database trigger refuses changes).
+
+    ``decision`` is ``Decision.to_dict()`` and ``inputs`` the ``DecisionInputs`` JSON, so
+    the decision can be recomputed exactly from this row alone.
+    """
+
+    __tablename__ = "rollout_audit"
+
+    id: Mapped[int] = mapped_column(primary_key=True, autoincrement=True)
+    at: Mapped[datetime]
+    rollout: Mapped[str] = mapped_column(String(NAME), ForeignKey("rollouts.name"))
+    actor: Mapped[str] = mapped_column(String(NAME))
+    action: Mapped[str] = mapped_column(String(32))
+    from_percent: Mapped[int | None] = mapped_column(SmallInteger)
+    to_percent: Mapped[int | None] = mapped_column(SmallInteger)
+    reason: Mapped[str] = mapped_column(Text)
+    decision: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+    inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+    __table_args__ = (Index("ix_rollout_audit_rollout_at", "rollout", "at"),)

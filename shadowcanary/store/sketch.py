@@ -79,6 +79,15 @@ class QuantileSketch:
         value = sketch.get_quantile_value(q)
         return None if value is None else float(value)
 
+    def count_above(self, threshold: float) -> int:
+        """How many values the sketch reports above ``threshold`` (>= 0), within 1 %.
+
+        A value counts when its bin's representative value (what ``quantile``
+        reports) is above the threshold, so "slower than T" agrees with the quantiles.
+        """
+        first = first_key_above(threshold)
+        return sum(count for key, count in self.bins.items() if key >= first)
+
     def to_json(self) -> dict[str, Any]:
         return {
             "v": SKETCH_FORMAT_VERSION,
@@ -110,3 +119,15 @@ def merge_all(sketches: Iterable[QuantileSketch]) -> QuantileSketch:
         zero += sketch.zero_count
         bins.update(sketch.bins)
     return QuantileSketch(zero_count=zero, bins=dict(bins))
+
+
+def first_key_above(threshold: float) -> int:
+    """The lowest bin key whose representative value is above ``threshold`` (>= 0).
+
+    ``count_above`` in SQL is the sum of the stored ``bins`` with a key at least this.
+    """
+    if threshold < 0 or threshold != threshold:
+        raise ValueError(f"threshold must be a non-negative number, got {threshold}")
+    # x lies in bin key(x); the bin below represents less than x, the bin above more.
+    key = int(_MAPPING.key(max(threshold, _MAPPING.min_possible)))
+    return key if _MAPPING.value(key) > threshold else key + 1
