@@ -29,6 +29,12 @@ REPLAY_BATCH_SECONDS = Histogram(
     "Wall time of one replay batch task",
     buckets=(0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120),
 )
+REPLAY_SECONDS = Histogram(
+    "shadowcanary_worker_replay_seconds",
+    "Latency of one replay call to a model, by kind",
+    ["kind"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 16, 32, 64),
+)
 IN_FLIGHT = Gauge(
     "shadowcanary_worker_replays_in_flight",
     "Replays currently waiting on a model in this process",

@@ -45,6 +45,12 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
         started = time.perf_counter()
         outcome = context.replay_service.replay(event_ids, attempt=attempt)
         metrics.REPLAY_BATCH_SECONDS.observe(time.perf_counter() - started)
+        for record in outcome.records:
+            metrics.REPLAYS.labels(record.kind.value, record.status.value).inc()
+            if record.output is not None and record.output.latency_ms is not None:
+                metrics.REPLAY_SECONDS.labels(record.kind.value).observe(
+                    record.output.latency_ms / 1000
+                )
         if outcome.retry:
             for error in outcome.retry.values():
                 metrics.RETRIES.labels(type(error).__name__).inc()

@@ -75,6 +75,8 @@ class BatchOutcome:
     skipped_budget: int
     missing: tuple[str, ...]
     retry: Mapping[str, TransientError] = field(default_factory=dict)
+    # Every finished replay of the batch (recorded now or raced by a redelivery).
+    records: tuple[ReplayRecord, ...] = ()
 
     @property
     def retry_after_s(self) -> float | None:
@@ -119,7 +121,13 @@ class ReplayService:
         records, retry = self._runtime.run(self._replay_all(captures, work, attempt))
         recorded = self._store.record_replays(records, recorded_at=self._clock())
         skipped = sum(1 for r in records if r.status is ReplayStatus.SKIPPED_BUDGET)
-        return BatchOutcome(recorded=recorded, skipped_budget=skipped, missing=missing, retry=retry)
+        return BatchOutcome(
+            recorded=recorded,
+            skipped_budget=skipped,
+            missing=missing,
+            retry=retry,
+            records=tuple(records),
+        )
 
     def dead_letter(self, errors: Mapping[str, ShadowCanaryError], *, attempts: int) -> None:
         """Give up on events after their last attempt, keeping the reason for a person."""

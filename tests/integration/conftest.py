@@ -11,6 +11,7 @@ from shadowcanary.testing.sim import SimHandle, run_simulator
 
 # Fast, fault-free simulated models: the tests inject faults explicitly.
 FAST_PROFILES = {
+    "text-embedding-3-small": {"median_ms": 2, "p99_ms": 10},
     "gpt-5.2": {"median_ms": 5, "p99_ms": 20, "sampling_noise": 0.0},
     "gpt-5.5": {
         "median_ms": 5,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import openai
 import redis
@@ -18,6 +19,8 @@ from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.worker import run_worker
+from shadowcanary.testing.servers import free_port
+from tests.integration.conftest import models_setting
 from tests.integration.pipeline import rows, scalar
 
 PII_PROMPTS = [
@@ -123,7 +126,9 @@ def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
     assert scalar(engine, "select sum(requests) from live_rollups where rollout='e2e'") == 12
     # Streamed replays measure the candidate's TTFT, so the comparison has a TTFT delta.
     assert scalar(engine, "select count(*) from replays where ttft_ms is null") == 0
-    ttft_deltas = "select count(*) from comparisons where kind='candidate' and ttft_delta_ms is not null"
+    ttft_deltas = (
+        "select count(*) from comparisons where kind='candidate' and ttft_delta_ms is not null"
+    )
     assert scalar(engine, ttft_deltas) == 6  # the streamed live calls
 
 
@@ -155,3 +160,36 @@ def test_pii_never_reaches_redis_or_postgres_unredacted(
         assert all(fragment.encode() not in raw for raw in seen_in_redis), fragment
         assert fragment not in stored, fragment
     assert "[EMAIL]" in stored and "[CARD]" in stored
+
+
+def test_worker_exposes_metrics_and_computes_embedding_similarity(
+    worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
+) -> None:
+    """With an embeddings model configured, comparisons carry a cosine; /metrics counts the replays."""
+    engine = make_engine(database_url)
+    port = free_port()
+    models = json.loads(models_setting(sim.base_url))
+    models["text-embedding-3-small"] = {"base_url": sim.base_url}
+    env = {
+        **worker_env,
+        "SHADOWCANARY_MODELS": json.dumps(models),
+        "SHADOWCANARY_EMBEDDINGS_MODEL": "text-embedding-3-small",
+        "SHADOWCANARY_METRICS_PORT": str(port),
+        "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0",
+    }
+    sim.set_profile("gpt-5.5", divergence=0.3)
+    with run_worker(env), Tap(TapSettings(), redis_url) as tap:
+        _tapped_calls(
+            sim, tap, [f"Embedding question {i} on refunds" for i in range(5)], stream=False
+        )
+        wait_until(
+            lambda: scalar(engine, "select count(*) from comparisons") == 5,
+            timeout_s=30,
+            what="comparisons",
+        )
+        body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5).read().decode()
+    sims = [r[0] for r in rows(engine, "select embedding_similarity from comparisons")]
+    assert all(s is not None and 0.0 < s < 1.0 for s in sims), sims
+    assert 'shadowcanary_worker_replays_total{kind="candidate",status="ok"} 5.0' in body
+    assert "shadowcanary_worker_replay_seconds_count" in body
+    assert "shadowcanary_worker_replays_in_flight" in body
