@@ -166,8 +166,18 @@ class ReplayService:
         if budget.exhausted:
             log.warning("replay.budget_exhausted", skipped=len(pairs))
             return [_skipped(e, k, attempt, budget.reason) for e, k in pairs], {}
+        # A model with no RPM/TPM limit only has the shared 429 pause to respect. The
+        # batch's calls all start together, so one check of it covers them all (and
+        # saves a Redis round trip per call).
+        paced: set[str] = set()
+        for model in {self._model_for(k) for _, k in pairs}:
+            limit = res.limiters[model].limit
+            if limit.requests_per_minute is None and limit.tokens_per_minute is None:
+                await res.limiters[model].acquire(0)
+            else:
+                paced.add(model)
         outcomes = await asyncio.gather(
-            *(self._replay_one(res, captures[e], k, attempt) for e, k in pairs)
+            *(self._replay_one(res, captures[e], k, attempt, paced) for e, k in pairs)
         )
         records: list[ReplayRecord] = []
         retry: dict[str, TransientError] = {}
@@ -185,17 +195,26 @@ class ReplayService:
             )
         return records, retry
 
+    def _model_for(self, kind: ReplayKind) -> str:
+        if kind is ReplayKind.CANDIDATE:
+            return self._settings.candidate_model
+        return self._settings.baseline_model
+
     async def _replay_one(
-        self, res: ReplayResources, event: CapturedCall, kind: ReplayKind, attempt: int
+        self,
+        res: ReplayResources,
+        event: CapturedCall,
+        kind: ReplayKind,
+        attempt: int,
+        paced: set[str],
     ) -> ReplayRecord | TransientError:
         settings = self._settings
-        model = (
-            settings.candidate_model if kind is ReplayKind.CANDIDATE else settings.baseline_model
-        )
+        model = self._model_for(kind)
         endpoint = settings.endpoint(model)
         try:
             async with res.in_flight:
-                await res.limiters[model].acquire(estimate_tokens(event))
+                if model in paced:
+                    await res.limiters[model].acquire(estimate_tokens(event))
                 output = await call_model(
                     res.clients[model],
                     model=model,
