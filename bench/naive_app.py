@@ -13,8 +13,8 @@ import openai
 from celery import Celery
 
 from shadowcanary.judge import compare, output_from_capture
-from shadowcanary.replay.openai_call import request_kwargs
 from shadowcanary.judge.types import CallOutput
+from shadowcanary.replay.openai_call import request_kwargs
 from shadowcanary.replay.records import ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
@@ -28,7 +28,9 @@ _state: dict[str, object] = {}
 def _deps() -> tuple[Store, openai.OpenAI]:
     if not _state:
         _state["store"] = Store(make_engine(os.environ["NAIVE_DATABASE_URL"], pool_size=1))
-        _state["client"] = openai.OpenAI(base_url=os.environ["NAIVE_BASE_URL"], api_key="sim", max_retries=0)
+        _state["client"] = openai.OpenAI(
+            base_url=os.environ["NAIVE_BASE_URL"], api_key="sim", max_retries=0
+        )
     return _state["store"], _state["client"]  # type: ignore[return-value]
 
 
@@ -36,9 +38,14 @@ def _deps() -> tuple[Store, openai.OpenAI]:
 def replay(event_id: str) -> None:
     store, client = _deps()
     event = store.get_captures([event_id])[event_id]
-    completion = client.chat.completions.create(model="gpt-5.5", **request_kwargs(event.request, stream=False))
-    output = CallOutput(model="gpt-5.5", text=completion.choices[0].message.content,
-                        finish_reason=completion.choices[0].finish_reason)
+    completion = client.chat.completions.create(
+        model="gpt-5.5", **request_kwargs(event.request, stream=False)
+    )
+    output = CallOutput(
+        model="gpt-5.5",
+        text=completion.choices[0].message.content,
+        finish_reason=completion.choices[0].finish_reason,
+    )
     comparison = compare(output_from_capture(event, None), output, event.request)
     store.record_replays(
         [ReplayRecord(event_id, ReplayKind.CANDIDATE, ReplayStatus.OK, output, comparison, 1)],

@@ -58,7 +58,9 @@ def _seed(url: str, n: int) -> list[str]:
     events = [make_event(model="gpt-5.2", rollout="bench") for _ in range(n)]
     for start in range(0, n, 1000):
         chunk = events[start : start + 1000]
-        store.insert_captures([AssessedCapture(e, None, None) for e in chunk], received_at=now_utc())
+        store.insert_captures(
+            [AssessedCapture(e, None, None) for e in chunk], received_at=now_utc()
+        )
     return [e.event_id for e in events]
 
 
@@ -83,7 +85,11 @@ def _poll_in_flight(port: int, stop: threading.Event, seen: list[float]) -> None
     pattern = re.compile(r"^shadowcanary_worker_replays_in_flight (\S+)$", re.M)
     while not stop.is_set():
         try:
-            body = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1).read().decode()  # noqa: S310
+            body = (
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=1)
+                .read()
+                .decode()
+            )
             match = pattern.search(body)
             if match:
                 seen.append(float(match.group(1)))
@@ -99,14 +105,18 @@ def run_ours(url: str, redis_url: str, base_url: str, n: int) -> tuple[float, fl
     with producer.connection_for_write() as conn:
         for start in range(0, n, batch):
             producer.send_task(
-                constants.TASK_REPLAY, args=[ids[start : start + batch]],
-                queue=constants.QUEUE_REPLAY, connection=conn,
+                constants.TASK_REPLAY,
+                args=[ids[start : start + batch]],
+                queue=constants.QUEUE_REPLAY,
+                connection=conn,
             )
     metrics_port = free_port()
     env = {
         "SHADOWCANARY_DATABASE_URL": url,
         "SHADOWCANARY_REDIS_URL": redis_url,
-        "SHADOWCANARY_MODELS": json.dumps({"gpt-5.2": {"base_url": base_url}, "gpt-5.5": {"base_url": base_url}}),
+        "SHADOWCANARY_MODELS": json.dumps(
+            {"gpt-5.2": {"base_url": base_url}, "gpt-5.5": {"base_url": base_url}}
+        ),
         "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0",
         "SHADOWCANARY_REPLAY__BATCH_SIZE": str(batch),
         "SHADOWCANARY_METRICS_PORT": str(metrics_port),
@@ -116,7 +126,9 @@ def run_ours(url: str, redis_url: str, base_url: str, n: int) -> tuple[float, fl
     stop = threading.Event()
     with run_worker(env, queues=[constants.QUEUE_REPLAY], ready_timeout_s=60):
         started = time.monotonic()
-        poller = threading.Thread(target=_poll_in_flight, args=(metrics_port, stop, seen), daemon=True)
+        poller = threading.Thread(
+            target=_poll_in_flight, args=(metrics_port, stop, seen), daemon=True
+        )
         poller.start()
         finished = _wait_replayed(url, n, timeout_s=300)
         stop.set()
@@ -132,12 +144,32 @@ def run_naive(url: str, redis_url: str, base_url: str, seconds: float) -> float:
             producer.send_task("naive.replay", args=[event_id], connection=conn)
     env = {
         **{k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")},
-        "NAIVE_BROKER_URL": redis_url, "NAIVE_DATABASE_URL": url, "NAIVE_BASE_URL": base_url,
+        "NAIVE_BROKER_URL": redis_url,
+        "NAIVE_DATABASE_URL": url,
+        "NAIVE_BASE_URL": base_url,
     }
-    proc = subprocess.Popen(  # noqa: S603
-        [sys.executable, "-m", "celery", "-A", "bench.naive_app", "worker", "-P", "prefork", "-c", "2",
-         "-l", "warning", "--without-gossip", "--without-mingle", "--without-heartbeat"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "bench.naive_app",
+            "worker",
+            "-P",
+            "prefork",
+            "-c",
+            "2",
+            "-l",
+            "warning",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+        ],
+        cwd=REPO_ROOT,
+        env=env,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     try:
         deadline = time.monotonic() + 60
@@ -165,19 +197,26 @@ def main() -> None:
             ours_url = _create_database(pg, "bench_ours")
             naive_url = _create_database(pg, "bench_naive")
             replays_per_s, in_flight_max = run_ours(ours_url, redis.url, sim.base_url, args.events)
-            print(f"shadowcanary worker: {replays_per_s:,.0f} replays/s, in flight max {in_flight_max:.0f}")
+            print(
+                f"shadowcanary worker: {replays_per_s:,.0f} replays/s, "
+                f"in flight max {in_flight_max:.0f}"
+            )
             naive = run_naive(naive_url, redis.url, sim.base_url, args.naive_seconds)
             print(f"naive prefork -c 2:  {naive:,.1f} replays/s")
     finally:
         redis.stop()
         pg.stop()
         shutil.rmtree(scratch, ignore_errors=True)
-    print(json.dumps({
-        "replays_per_s": round(replays_per_s, 1),
-        "in_flight_max": in_flight_max,
-        "naive_replays_per_s": round(naive, 2),
-        "speedup": round(replays_per_s / naive, 1) if naive else None,
-    }))
+    print(
+        json.dumps(
+            {
+                "replays_per_s": round(replays_per_s, 1),
+                "in_flight_max": in_flight_max,
+                "naive_replays_per_s": round(naive, 2),
+                "speedup": round(replays_per_s / naive, 1) if naive else None,
+            }
+        )
+    )
 
 
 if __name__ == "__main__":

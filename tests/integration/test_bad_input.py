@@ -16,7 +16,7 @@ from tests.integration.pipeline import rows, scalar, send_ingest
 def test_a_batch_with_bad_events_keeps_the_good_ones_and_dead_letters_each_bad_one(
     worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
 ) -> None:
-    """Malformed, mistyped, oversized and unknown-model events are dead-lettered with reasons; good ones flow."""
+    """Malformed, mistyped, oversized, unknown-model events are dead-lettered; good ones flow."""
     engine = make_engine(database_url)
     good = [make_event(model="gpt-5.2") for _ in range(3)]
     wrong_type = make_event().model_dump(mode="json") | {"latency_ms": "fast"}

@@ -17,9 +17,9 @@ from shadowcanary.store.repository import Store
 from shadowcanary.tap.emitter import Tap
 from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.testing.poll import wait_until
+from shadowcanary.testing.servers import free_port
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.worker import run_worker
-from shadowcanary.testing.servers import free_port
 from tests.integration.conftest import models_setting
 from tests.integration.pipeline import rows, scalar
 
@@ -29,6 +29,10 @@ PII_PROMPTS = [
     "Charge card 4111 1111 1111 1111 for the upgrade please.",
     "Our key is sk-proj-abcdefghijklmnopqrstuvwxyz123456, is it leaked?",
 ]
+COMPARISON_OF_EVENT = (
+    "select exact_match, lexical_similarity from comparisons "
+    "where event_id = :e and kind = 'candidate'"
+)
 PII_FRAGMENTS = [
     "jane.doe@example.com",
     "555 0134",
@@ -71,7 +75,7 @@ def _candidate_output(sim: SimHandle, request: ModelRequest) -> CallOutput:
 def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
     worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
 ) -> None:
-    """Calls through the tapped client land in Postgres with comparisons matching a direct computation."""
+    """Tapped calls land in Postgres with comparisons equal to a direct computation."""
     engine = make_engine(database_url)
     store = Store(engine)
     sim.set_profile("gpt-5.5", divergence=0.0)
@@ -104,7 +108,7 @@ def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
     for prompt in identical:
         (exact, lexical) = rows(
             engine,
-            "select exact_match, lexical_similarity from comparisons where event_id=:e and kind='candidate'",
+            COMPARISON_OF_EVENT,
             e=by_prompt[prompt].event_id,
         )[0]
         assert exact is True and lexical == 1.0
@@ -115,7 +119,7 @@ def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
         )
         (exact, lexical) = rows(
             engine,
-            "select exact_match, lexical_similarity from comparisons where event_id=:e and kind='candidate'",
+            COMPARISON_OF_EVENT,
             e=event.event_id,
         )[0]
         assert exact is False
@@ -135,7 +139,7 @@ def test_tapped_calls_are_replayed_and_compared_with_the_right_values(
 def test_pii_never_reaches_redis_or_postgres_unredacted(
     worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
 ) -> None:
-    """Prompts with emails, phones, cards and keys are redacted before Redis and so never stored raw."""
+    """Emails, phones, cards and keys are redacted before Redis, so never stored raw."""
     engine = make_engine(database_url)
     client = redis.Redis.from_url(redis_url)
     seen_in_redis: list[bytes] = []
@@ -154,7 +158,7 @@ def test_pii_never_reaches_redis_or_postgres_unredacted(
     stored = " ".join(
         json.dumps(dict(r._mapping), default=str)
         for table in ("captures", "replays", "comparisons", "dead_letters")
-        for r in rows(engine, f"select * from {table}")  # noqa: S608 - fixed table names
+        for r in rows(engine, f"select * from {table}")
     )
     for fragment in PII_FRAGMENTS:
         assert all(fragment.encode() not in raw for raw in seen_in_redis), fragment
@@ -165,7 +169,7 @@ def test_pii_never_reaches_redis_or_postgres_unredacted(
 def test_worker_exposes_metrics_and_computes_embedding_similarity(
     worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
 ) -> None:
-    """With an embeddings model configured, comparisons carry a cosine; /metrics counts the replays."""
+    """With an embeddings model, comparisons carry a cosine; /metrics counts replays."""
     engine = make_engine(database_url)
     port = free_port()
     models = json.loads(models_setting(sim.base_url))

@@ -18,7 +18,7 @@ RPM = 1_200  # 20 requests/s shared by every worker
 def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
     worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
 ) -> None:
-    """Under 40 % 429s, two workers retry with backoff, stay under the shared RPM, and replay every event."""
+    """Under 40 % 429s two workers back off, share the RPM limit, and replay every event."""
     engine = make_engine(database_url)
     sim.set_profile("gpt-5.5", rate_limit_rate=0.4, retry_after_s=0.05)
     calls_before = sim_calls(sim, "gpt-5.5")
@@ -55,7 +55,7 @@ def test_429_storm_backs_off_shares_the_rate_limit_and_loses_nothing(
 def test_server_errors_exhaust_attempts_into_dead_letters_with_the_error(
     worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
 ) -> None:
-    """A candidate that always answers 500 sends the event to the dead-letter table after N attempts."""
+    """A candidate that always answers 500 dead-letters the event after N attempts."""
     engine = make_engine(database_url)
     sim.set_profile("gpt-5.5", error_rate=1.0)
     env = {
