@@ -1,0 +1,286 @@
+"""``shadowcanary rollout ...`` and ``shadowcanary controller run``: steering rollouts.
+
+Mounted in ``shadowcanary.cli``::
+
+    app.add_typer(rollout_app, name="rollout")
+    app.add_typer(controller_app, name="controller")
+
+Exit codes scripts can rely on: 0 done, 1 failed (one error line and a hint on
+stderr), 2 usage (a bad argument or option). Operator commands are recorded in the
+audit log as ``cli:$USER``.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+from collections.abc import Callable
+from datetime import timedelta
+from functools import wraps
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import TypeAdapter, ValidationError
+from rich.console import Console
+
+from shadowcanary.errors import ShadowCanaryError
+from shadowcanary.plan import Duration
+
+rollout_app = typer.Typer(
+    help="Start and steer rollouts: start, pause, resume, promote, rollback, abort, status, "
+    "history.",
+    no_args_is_help=True,
+)
+controller_app = typer.Typer(help="The rollout controller.", no_args_is_help=True)
+
+console = Console()
+err_console = Console(stderr=True)
+F = TypeVar("F", bound=Callable[..., Any])
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def _friendly_errors(func: F) -> F:
+    @wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ShadowCanaryError as exc:
+            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+            if exc.hint:
+                err_console.print(f"[dim]hint: {exc.hint}[/]", highlight=False)
+            raise typer.Exit(EXIT_FAILURE) from None
+
+    return wrapper  # type: ignore[return-value]
+
+
+class _Context:
+    """Settings, database and flag backend, wired once per command."""
+
+    def __init__(self, flags: str | None = None, unleash_url: str | None = None) -> None:
+        from dataclasses import replace
+
+        from shadowcanary.controller.lock import lock_engine
+        from shadowcanary.controller.wiring import FlagsConfig, flags_factory
+        from shadowcanary.embedded import EmbeddedServices
+        from shadowcanary.logging import configure_logging
+        from shadowcanary.settings import load_settings
+        from shadowcanary.store.db import make_engine, migrate
+
+        self.settings = load_settings()
+        configure_logging(self.settings.log_level)
+        settings = self.settings
+        url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
+        migrate(url)
+        self.database_url = url
+        self.engine = make_engine(url, pool_size=2)
+        self.lock_engine = lock_engine(url)
+        config = FlagsConfig.from_settings(self.settings)
+        if flags is not None:
+            config = replace(config, backend=flags)  # type: ignore[arg-type]
+        if unleash_url is not None:
+            config = replace(config, unleash_url=unleash_url)
+        self.flags_for = flags_factory(config, self.engine)
+
+    def ports(self, actor: str | None = None) -> Any:
+        from shadowcanary.controller.notify import WebhookNotifier
+        from shadowcanary.controller.wiring import build_ports
+
+        return build_ports(
+            engine=self.engine,
+            lock_engine=self.lock_engine,
+            flags_for=self.flags_for,
+            notifier=WebhookNotifier(),
+            actor=actor,
+        )
+
+    def operator(self) -> Any:
+        from shadowcanary.controller.operator import Operator, cli_actor
+
+        return Operator(self.ports(cli_actor()))
+
+
+def _done(message: str) -> None:
+    console.print(f"[green]{message}[/]", highlight=False)
+
+
+@rollout_app.command()
+@_friendly_errors
+def start(
+    plan_file: Annotated[Path, typer.Argument(help="The rollout plan (YAML).", metavar="PLAN")],
+) -> None:
+    """Start a rollout from a plan file; a running controller takes it from there.
+
+    Example: shadowcanary rollout start checkout-gpt55.yaml
+    """
+    from shadowcanary.plan import load_plan
+
+    plan = load_plan(plan_file)
+    record = _Context().operator().start(plan)
+    steps = " -> ".join(f"{p} %" for p in plan.step_percents)
+    _done(f"rollout {record.name} started on flag {plan.flag}: {steps}")
+    console.print(
+        "the flag is at 0 % until a controller freezes the baseline p99 and moves to the "
+        "first step: `shadowcanary controller run --all`",
+        highlight=False,
+    )
+
+
+@rollout_app.command()
+@_friendly_errors
+def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
+    """Stop the controller acting on a rollout (the flag stays where it is)."""
+    record = _Context().operator().pause(name)
+    _done(f"rollout {name} is {record.status.value} at {record.percent} %")
+
+
+@rollout_app.command()
+@_friendly_errors
+def resume(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
+    """Hand a paused or overridden rollout back to the controller."""
+    record = _Context().operator().resume(name)
+    _done(f"rollout {name} is {record.status.value} at {record.percent} %")
+
+
+@rollout_app.command()
+@_friendly_errors
+def promote(
+    name: Annotated[str, typer.Argument(help="The rollout.")],
+    to: Annotated[
+        int | None,
+        typer.Option("--to", min=1, max=100, help="A step of the plan (default: the next one)."),
+    ] = None,
+) -> None:
+    """Move a rollout to its next step (or --to a step) now."""
+    record = _Context().operator().promote(name, to)
+    _done(f"rollout {name} promoted to {record.percent} %")
+
+
+@rollout_app.command()
+@_friendly_errors
+def rollback(
+    name: Annotated[str, typer.Argument(help="The rollout.")],
+    reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
+) -> None:
+    """Set the flag to 0 % now (every user on the baseline); safe to repeat."""
+    record = _Context().operator().rollback(name, reason)
+    _done(f"rollout {name} is {record.status.value}: the flag is at 0 %")
+
+
+@rollout_app.command()
+@_friendly_errors
+def abort(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
+    """End a rollout without touching the flag; the controller lets go of it."""
+    record = _Context().operator().abort(name)
+    _done(f"rollout {name} is {record.status.value}; the flag stays at {record.percent} %")
+
+
+@rollout_app.command()
+@_friendly_errors
+def status(
+    name: Annotated[str | None, typer.Argument(help="One rollout (default: all).")] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """Rollouts, their step and percentage, and the last decision with its numbers."""
+    from shadowcanary.controller.views import render_rollout, render_rollouts, status_data
+
+    ctx = _Context()
+    store = ctx.ports().store
+    records = [store.get(name)] if name else store.list()
+    data = status_data(store, records)
+    if as_json:
+        typer.echo(json.dumps(data, indent=2, default=str))
+    elif name:
+        console.print(render_rollout(data[0]))
+    else:
+        console.print(render_rollouts(data))
+
+
+@rollout_app.command()
+@_friendly_errors
+def history(
+    name: Annotated[str, typer.Argument(help="The rollout.")],
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+    limit: Annotated[int, typer.Option(min=1, max=10_000, help="Newest entries.")] = 50,
+    with_inputs: Annotated[
+        bool, typer.Option(help="Include each decision's full inputs (large).")
+    ] = False,
+) -> None:
+    """The audit log of a rollout, newest first: who did what, when, and why."""
+    from shadowcanary.controller.views import entry_data, render_history
+
+    store = _Context().ports().store
+    entries = store.history(name, limit=limit)
+    if as_json:
+        rows = [entry_data(e, with_inputs=with_inputs) for e in entries]
+        typer.echo(json.dumps(rows, indent=2, default=str))
+    else:
+        console.print(render_history(name, entries))
+
+
+def parse_interval(text: str) -> float:
+    """'10s', '1m', '500ms' or seconds as a number; usage error otherwise."""
+    try:
+        span: timedelta = TypeAdapter(Duration).validate_python(text)
+    except ValidationError as exc:
+        raise typer.BadParameter(f"{text!r} is not a duration; write e.g. 10s or 1m") from exc
+    if span.total_seconds() <= 0:
+        raise typer.BadParameter("must be positive, e.g. 10s")
+    return span.total_seconds()
+
+
+@controller_app.command("run")
+@_friendly_errors
+def run(
+    rollout: Annotated[
+        list[str] | None, typer.Option("--rollout", help="Drive this rollout (repeatable).")
+    ] = None,
+    all_rollouts: Annotated[
+        bool, typer.Option("--all", help="Drive every rollout that needs a controller.")
+    ] = False,
+    interval: Annotated[str, typer.Option(help="Time between ticks, e.g. 10s.")] = "10s",
+    max_backoff: Annotated[
+        str, typer.Option(help="Longest wait between retries when a dependency is down.")
+    ] = "60s",
+    flags: Annotated[
+        str | None, typer.Option(help="Flag backend: embedded or unleash (default: settings).")
+    ] = None,
+    unleash_url: Annotated[
+        str | None, typer.Option(help="Unleash server URL (default: settings).")
+    ] = None,
+    metrics_port: Annotated[
+        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+    ] = None,
+) -> None:
+    """Run the controller until SIGTERM: one active controller per rollout (advisory lock).
+
+    Example: shadowcanary controller run --all --interval 10s
+    """
+    if bool(rollout) == all_rollouts:
+        raise typer.BadParameter("give --rollout NAME (repeatable) or --all, not both")
+    if flags not in (None, "embedded", "unleash"):
+        raise typer.BadParameter(f"--flags must be embedded or unleash, not {flags!r}")
+    from shadowcanary.controller.loop import ControllerLoop, LoopConfig
+
+    ctx = _Context(flags=flags, unleash_url=unleash_url)
+    port = metrics_port or ctx.settings.metrics_port
+    if port:
+        from prometheus_client import start_http_server
+
+        start_http_server(port)
+    config = LoopConfig(
+        interval_s=parse_interval(interval),
+        rollouts=tuple(rollout) if rollout else None,
+        max_backoff_s=parse_interval(max_backoff),
+    )
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        err_console.print(f"{signal.Signals(signum).name}: stopping after this tick")
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    ControllerLoop(ctx.ports(), ctx.lock_engine, config).run(stop)

@@ -1,0 +1,174 @@
+"""The controller process: tick every rollout it holds the lock of, every interval.
+
+``shadowcanary controller run [--rollout NAME | --all] [--interval 10s]``. Any number
+of controller processes may run; per rollout, the one holding its advisory lock acts
+and the others stand by, trying the lock every interval, and take over when the
+holder dies (Postgres frees a dead session's locks at once).
+
+A tick held by an unreachable dependency is retried with exponential backoff (fast
+at first so a blip costs little, then slower); the first good tick resets it. On
+SIGTERM the loop finishes the tick in progress, releases its locks (a standby takes
+over within its interval) and returns.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import structlog
+from sqlalchemy import Engine
+
+from shadowcanary.controller import metrics
+from shadowcanary.controller.lock import LockState, RolloutLock
+from shadowcanary.controller.policy import TickMemory
+from shadowcanary.controller.records import RolloutStatus
+from shadowcanary.controller.tick import TickOutcome, TickPorts, TickResult, held_unreachable, tick
+from shadowcanary.errors import ServiceUnavailable, ShadowCanaryError
+
+log = structlog.get_logger(__name__)
+
+# Statuses that need a controller: active ones, and rolled-back ones (kept at 0 %).
+CONTROLLED = frozenset(
+    {
+        RolloutStatus.RUNNING,
+        RolloutStatus.PAUSED,
+        RolloutStatus.OVERRIDDEN,
+        RolloutStatus.ROLLED_BACK,
+    }
+)
+
+
+def backoff_s(failures: int, interval_s: float, max_backoff_s: float) -> float:
+    """Wait before the next try after ``failures`` held ticks in a row: 1 s, 2 s, 4 s, ..."""
+    if failures <= 0:
+        return interval_s
+    first = min(1.0, interval_s)
+    return float(min(max_backoff_s, first * 2 ** min(failures - 1, 30)))
+
+
+@dataclass(frozen=True, slots=True)
+class LoopConfig:
+    interval_s: float = 10.0
+    rollouts: tuple[str, ...] | None = None  # None: every rollout that needs a controller
+    max_backoff_s: float = 60.0
+
+
+@dataclass(slots=True)
+class _Slot:
+    """One rollout as this process sees it."""
+
+    lock: RolloutLock
+    memory: TickMemory = field(default_factory=TickMemory)
+    failures: int = 0
+    due: float = 0.0  # monotonic time of the next tick
+
+
+class ControllerLoop:
+    """Ticks the rollouts this process holds the lock of; stands by for the others."""
+
+    def __init__(
+        self,
+        ports: TickPorts,
+        lock_engine: Engine,
+        config: LoopConfig,
+        *,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._ports = ports
+        self._lock_engine = lock_engine
+        self._config = config
+        self._monotonic = monotonic
+        self._slots: dict[str, _Slot] = {}
+
+    def run(self, stop: threading.Event) -> None:
+        """Tick until ``stop`` is set; then release every lock."""
+        log.info(
+            "controller started",
+            actor=self._ports.actor,
+            interval_s=self._config.interval_s,
+            rollouts=list(self._config.rollouts or ["--all"]),
+        )
+        try:
+            while not stop.is_set():
+                self.run_once()
+                stop.wait(self._sleep_s())
+        finally:
+            self.release()
+            log.info("controller stopped", actor=self._ports.actor)
+
+    def run_once(self, *, force: bool = False) -> list[TickResult]:
+        """One pass: tick every rollout that is due (all of them with ``force``)."""
+        now = self._monotonic()
+        results = []
+        for name in self._names():
+            slot = self._slot(name)
+            if not force and slot.due > now:
+                continue
+            result = self._tick_one(name, slot)
+            if result is not None:
+                results.append(result)
+        return results
+
+    def holds(self, name: str) -> bool:
+        slot = self._slots.get(name)
+        return slot is not None and slot.lock.held
+
+    def release(self) -> None:
+        for slot in self._slots.values():
+            slot.lock.release()
+
+    # -- internals -----------------------------------------------------------------
+
+    def _names(self) -> Sequence[str]:
+        if self._config.rollouts is not None:
+            return self._config.rollouts
+        try:
+            records = self._ports.store.list()
+        except ServiceUnavailable:
+            # Keep ticking what we know: each tick then reports the outage and holds.
+            return list(self._slots)
+        wanted = [r.name for r in records if r.status in CONTROLLED]
+        for gone in set(self._slots) - set(wanted):
+            self._slots.pop(gone).lock.release()
+        return wanted
+
+    def _slot(self, name: str) -> _Slot:
+        if name not in self._slots:
+            self._slots[name] = _Slot(RolloutLock(self._lock_engine, name))
+        return self._slots[name]
+
+    def _tick_one(self, name: str, slot: _Slot) -> TickResult | None:
+        state = slot.lock.try_acquire()
+        if state is LockState.TAKEN:
+            slot.due = self._monotonic() + self._config.interval_s
+            return None
+        if state is LockState.UNREACHABLE:
+            # Whoever held the lock cannot act either (no record without Postgres); only
+            # a controller that knew the rollout reports the outage.
+            result = held_unreachable(self._ports, name, slot.memory)
+        else:
+            started = time.perf_counter()
+            try:
+                result = tick(self._ports, name, slot.memory)
+            except ShadowCanaryError as exc:
+                # A permanent problem (bad config, a stale save): log it and try again
+                # next interval; never let one rollout stop the controller.
+                log.error(
+                    "tick failed", rollout=name, error=type(exc).__name__, message=exc.message
+                )
+                result = TickResult(name, TickOutcome.UNAVAILABLE, detail=exc.message)
+            finally:
+                metrics.TICK_SECONDS.observe(time.perf_counter() - started)
+        slot.failures = slot.failures + 1 if result.outcome is TickOutcome.UNAVAILABLE else 0
+        slot.due = self._monotonic() + backoff_s(
+            slot.failures, self._config.interval_s, self._config.max_backoff_s
+        )
+        return result
+
+    def _sleep_s(self) -> float:
+        now = self._monotonic()
+        next_due = min((slot.due for slot in self._slots.values()), default=now)
+        return max(0.01, min(self._config.interval_s, next_due - now))

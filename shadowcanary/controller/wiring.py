@@ -1,0 +1,134 @@
+"""Build the controller's ports from settings: flag backend, store, evidence, locks.
+
+The one place (besides the CLI) that picks concrete adapters for the controller and
+the operator commands, so both act on a rollout through exactly the same objects.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Literal
+
+from sqlalchemy import Engine
+
+from flags.base import FlagBackend
+from runbooks.hook import regenerate_runbook
+from shadowcanary.controller.evidence import freeze_baseline_p99, load_evidence
+from shadowcanary.controller.lock import operation_lock
+from shadowcanary.controller.notify import Notifier
+from shadowcanary.controller.policy import controller_actor
+from shadowcanary.controller.records import RolloutRecord
+from shadowcanary.controller.store import ControllerStore
+from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
+from shadowcanary.errors import ConfigError
+from shadowcanary.judge.evidence import Evidence
+from shadowcanary.plan import RolloutPlan
+
+FlagBackendName = Literal["embedded", "unleash"]
+
+
+@dataclass(frozen=True, slots=True)
+class FlagsConfig:
+    """Which flag backend the controller drives. Project and environment come per plan."""
+
+    backend: FlagBackendName = "embedded"
+    unleash_url: str | None = None
+    unleash_admin_token: str | None = field(default=None, repr=False)
+    timeout_s: float = 5.0
+
+    @classmethod
+    def from_settings(cls, settings: Any) -> FlagsConfig:
+        """Read ``flags``, ``unleash_url`` and ``unleash_admin_token`` from Settings.
+
+        Missing fields mean the embedded backend, so this works before Settings has them.
+        """
+        token = getattr(settings, "unleash_admin_token", None)
+        if token is not None and hasattr(token, "get_secret_value"):
+            token = token.get_secret_value()
+        return cls(
+            backend=getattr(settings, "flags", "embedded"),
+            unleash_url=getattr(settings, "unleash_url", None),
+            unleash_admin_token=token,
+        )
+
+
+def flags_factory(config: FlagsConfig, engine: Engine) -> Callable[[RolloutPlan], FlagBackend]:
+    """A function giving each plan its backend (one Unleash client per project/environment).
+
+    Raises:
+        ConfigError: the Unleash backend is chosen without its URL or admin token.
+    """
+    if config.backend == "embedded":
+        from flags.embedded import EmbeddedFlags
+
+        embedded = EmbeddedFlags(engine)
+        return lambda _plan: embedded
+    if not config.unleash_url or not config.unleash_admin_token:
+        raise ConfigError(
+            "the Unleash flag backend needs its URL and an admin API token",
+            hint="set SHADOWCANARY_UNLEASH_URL and SHADOWCANARY_UNLEASH_ADMIN_TOKEN, "
+            "or SHADOWCANARY_FLAGS=embedded",
+        )
+    from flags.unleash import UnleashFlags
+
+    url, token = config.unleash_url, config.unleash_admin_token
+    clients: dict[tuple[str, str], FlagBackend] = {}
+
+    def for_plan(plan: RolloutPlan) -> FlagBackend:
+        key = (plan.unleash.project, plan.unleash.environment)
+        if key not in clients:
+            clients[key] = UnleashFlags(
+                url, token, project=key[0], environment=key[1], timeout_s=config.timeout_s
+            )
+        return clients[key]
+
+    return for_plan
+
+
+def instance_name() -> str:
+    """``host:pid``: tells controller instances apart in the audit log."""
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def build_ports(
+    *,
+    engine: Engine,
+    lock_engine: Engine,
+    flags_for: Callable[[RolloutPlan], FlagBackend],
+    notifier: Notifier,
+    clock: Callable[[], datetime] = utc_now,
+    actor: str | None = None,
+) -> TickPorts:
+    """The ports of a tick (or an operator command when ``actor`` is ``cli:<user>``)."""
+
+    def evidence_for(record: RolloutRecord, now: datetime) -> Evidence:
+        return load_evidence(engine, record, now=now)
+
+    def baseline_p99_for(record: RolloutRecord, now: datetime) -> float | None:
+        return freeze_baseline_p99(
+            engine,
+            record.name,
+            since=record.started_at - PRE_CANARY_LOOKBACK,
+            until=now,
+            quantile=record.plan.triggers.p99_latency.quantile,
+        )
+
+    return TickPorts(
+        store=ControllerStore(engine),
+        flags_for=flags_for,
+        notifier=notifier,
+        clock=clock,
+        evidence_for=evidence_for,
+        baseline_p99_for=baseline_p99_for,
+        runbook=regenerate_runbook,
+        operation_lock=lambda name: operation_lock(lock_engine, name),
+        actor=actor or controller_actor(instance_name()),
+    )
