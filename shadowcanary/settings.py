@@ -13,7 +13,7 @@ import difflib
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -119,12 +119,29 @@ class Settings(BaseSettings):
     # Port for the Prometheus /metrics endpoint of workers (None: not served).
     metrics_port: int | None = Field(default=None, gt=0, lt=65536)
 
+    # Where rollout flags live: "embedded" (Postgres, evaluated with Unleash's engine)
+    # or "unleash" (a real Unleash server driven through its Admin API).
+    flags: Literal["embedded", "unleash"] = "embedded"
+    unleash_url: str | None = None  # e.g. http://unleash:4242 (without /api)
+    unleash_admin_token: SecretStr | None = None
+    controller_interval_s: float = Field(default=10.0, gt=0)
+
     baseline_model: str = "gpt-5.2"
     candidate_model: str = "gpt-5.5"
     models: dict[str, ModelEndpoint] = Field(default_factory=_default_models)
 
     tap: TapSettings = Field(default_factory=TapSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+
+    @model_validator(mode="after")
+    def _unleash_is_reachable(self) -> Self:
+        if self.flags == "unleash" and (
+            self.unleash_url is None or self.unleash_admin_token is None
+        ):
+            raise ValueError(
+                "flags='unleash' needs SHADOWCANARY_UNLEASH_URL and SHADOWCANARY_UNLEASH_ADMIN_TOKEN"
+            )
+        return self
 
     @model_validator(mode="after")
     def _arms_are_configured(self) -> Self:
