@@ -139,7 +139,8 @@ class Settings(BaseSettings):
             self.unleash_url is None or self.unleash_admin_token is None
         ):
             raise ValueError(
-                "flags='unleash' needs SHADOWCANARY_UNLEASH_URL and SHADOWCANARY_UNLEASH_ADMIN_TOKEN"
+                "flags='unleash' needs SHADOWCANARY_UNLEASH_URL and "
+                "SHADOWCANARY_UNLEASH_ADMIN_TOKEN"
             )
         return self
 
