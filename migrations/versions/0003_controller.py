@@ -65,6 +65,13 @@ def upgrade() -> None:
         sa.PrimaryKeyConstraint("id", name=op.f("pk_rollout_audit")),
     )
     op.create_index("ix_rollout_audit_rollout_at", "rollout_audit", ["rollout", "at"], unique=False)
+    op.create_index(
+        "ix_rollout_audit_percent_changes",
+        "rollout_audit",
+        ["rollout", "at"],
+        unique=False,
+        postgresql_where=sa.text("to_percent IS NOT NULL"),
+    )
     op.execute(_REFUSE_CHANGES)
     op.execute(
         "CREATE TRIGGER rollout_audit_no_change BEFORE UPDATE OR DELETE ON rollout_audit "
@@ -77,6 +84,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    op.drop_index("ix_rollout_audit_percent_changes", table_name="rollout_audit")
     op.drop_index("ix_rollout_audit_rollout_at", table_name="rollout_audit")
     op.drop_table("rollout_audit")  # its triggers go with it
     op.execute("DROP FUNCTION rollout_audit_append_only()")

@@ -17,7 +17,7 @@ from __future__ import annotations
 import builtins
 from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
 from sqlalchemy import Connection, Engine, Row, Table, select, update
@@ -33,6 +33,9 @@ from shadowcanary.controller.records import (
 from shadowcanary.errors import PermanentError, ServiceUnavailable
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.store.models import RolloutAuditRow, RolloutRow
+
+if TYPE_CHECKING:
+    from shadowcanary.controller.evidence import EvidenceCache
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -63,6 +66,8 @@ class ControllerStore:
 
     def __init__(self, engine: Engine) -> None:
         self._engine = engine
+        # load_evidence's memory of unchanged minutes, per rollout (see controller.evidence).
+        self.evidence_cache: dict[str, EvidenceCache] = {}
 
     @property
     def engine(self) -> Engine:

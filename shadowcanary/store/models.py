@@ -330,3 +330,12 @@ class RolloutAuditRow(Base):
     inputs: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
 
     __table_args__ = (Index("ix_rollout_audit_rollout_at", "rollout", "at"),)
+
+
+# The flag's timeline (every controller tick reads it) skips the many HOLD entries.
+Index(
+    "ix_rollout_audit_percent_changes",
+    RolloutAuditRow.rollout,
+    RolloutAuditRow.at,
+    postgresql_where=RolloutAuditRow.to_percent.is_not(None),
+)

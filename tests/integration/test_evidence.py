@@ -278,25 +278,92 @@ def test_decide_accepts_the_evidence_and_replays_from_the_audit_row(
     assert replayed == Decision.from_dict(row.decision) == decision
 
 
-def test_a_tick_reads_three_ranges_and_never_raw_captures(
-    engine: Engine, rollout: RolloutRecord, traffic: dict[str, list[str]]
-) -> None:
-    """load_evidence runs exactly three SELECTs: audit, live_rollups, shadow_rollups."""
-    statements: list[str] = []
+class Statements:
+    """The SELECTs an engine runs while the block is open."""
 
-    def record(conn: object, cursor: object, statement: str, *args: object) -> None:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.seen: list[str] = []
+
+    def _record(self, conn: object, cursor: object, statement: str, *args: object) -> None:
         if statement.lstrip().upper().startswith("SELECT"):
-            statements.append(statement)
+            self.seen.append(statement)
 
-    event.listen(engine, "before_cursor_execute", record)
-    try:
-        load_evidence(engine, rollout, now=NOW)
-    finally:
-        event.remove(engine, "before_cursor_execute", record)
-    assert len(statements) == 3
-    assert not any("captures" in s or "replays " in s or "comparisons" in s for s in statements)
-    for table in ("rollout_audit", "live_rollups", "shadow_rollups"):
-        assert sum(table in s for s in statements) == 1, table
+    def __enter__(self) -> list[str]:
+        event.listen(self.engine, "before_cursor_execute", self._record)
+        return self.seen
+
+    def __exit__(self, *exc: object) -> None:
+        event.remove(self.engine, "before_cursor_execute", self._record)
+
+
+def test_a_tick_reads_rollup_ranges_and_never_raw_captures(
+    engine: Engine,
+    controller_store: ControllerStore,
+    rollout: RolloutRecord,
+    traffic: dict[str, list[str]],
+) -> None:
+    """A tick reads audit and rollup ranges only; an unchanged hour is not read again."""
+    with Statements(engine) as first:
+        load_evidence(controller_store, rollout, now=NOW)
+    assert not any("captures" in s or "comparisons" in s for s in first)
+    assert sum("rollout_audit" in s for s in first) == 1
+    assert sum("live_rollups" in s for s in first) == 2  # hourly signatures, then the rows
+    assert sum("shadow_rollups" in s for s in first) == 2
+    assert sum("jsonb_each_text" in s for s in first) == 1
+    with Statements(engine) as second:
+        load_evidence(controller_store, rollout, now=NOW)
+    assert len(second) == 3  # timeline and the two signature queries: nothing changed
+    assert not any("jsonb_each_text" in s for s in second)
+
+
+def test_only_changed_hours_are_read_again(
+    engine: Engine,
+    store: Store,
+    controller_store: ControllerStore,
+    rollout: RolloutRecord,
+    traffic: dict[str, list[str]],
+) -> None:
+    """Late data in an old minute is seen; hours without changes are reused, not re-read."""
+    later = minute(150)  # hours 0 (minutes 0-59), 1 (60-119) and 2 (120-150, open)
+    store.insert_captures(
+        [capture(Arm.CANDIDATE, minute(70), 1500.0), capture(Arm.BASELINE, minute(130))],
+        received_at=later,
+    )
+    before = load_evidence(controller_store, rollout, now=later)
+    store.insert_captures([capture(Arm.CANDIDATE, minute(1, 55), 5000.0)], received_at=later)
+    with Statements(engine) as seen:
+        after = load_evidence(controller_store, rollout, now=later)
+    assert after == load_evidence(engine, rollout, now=later)  # same as an uncached read
+    assert (after.buckets[1].candidate.requests, after.buckets[1].candidate.slow) == (2, 2)
+    assert after.buckets[70] is before.buckets[70] and after.buckets[130] is before.buckets[130]
+    assert after.buckets[1] is not before.buckets[1]
+    (rows,) = [s for s in seen if "jsonb_each_text" in s]
+    assert rows.count("live_rollups.minute >=") == 2  # the whole range, and hour 0 alone
+    next_minute = load_evidence(controller_store, rollout, now=later + timedelta(minutes=1))
+    assert len(next_minute.buckets) == len(after.buckets) + 1
+    assert next_minute.buckets[70] is after.buckets[70]
+
+
+def test_a_new_threshold_recounts_every_minute(
+    controller_store: ControllerStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
+) -> None:
+    """Re-freezing the baseline p99 changes the threshold: slow counts follow at once."""
+    load_evidence(controller_store, rollout, now=NOW)
+    refrozen = controller_store.save(dataclasses.replace(rollout, baseline_p99_ms=4000.0))
+    recounted = load_evidence(controller_store, refrozen, now=NOW)
+    assert recounted.slow_threshold_ms == 4200.0
+    assert [b.candidate.slow for b in recounted.buckets] == [0, 0, 0, 0, 0, 0]
+    assert [b.baseline.slow for b in recounted.buckets] == [0, 0, 0, 0, 0, 0]
+    again = controller_store.save(dataclasses.replace(refrozen, baseline_p99_ms=P99))
+    assert [b.candidate.slow for b in load_evidence(controller_store, again, now=NOW).buckets] == [
+        0,
+        1,
+        0,
+        1,
+        4,
+        0,
+    ]
 
 
 def test_before_the_first_minute_there_is_no_evidence(
