@@ -35,6 +35,11 @@ rollout_app = typer.Typer(
 )
 controller_app = typer.Typer(help="The rollout controller.", no_args_is_help=True)
 
+
+@controller_app.callback()
+def _controller_group() -> None:
+    """The rollout controller (a group, so `controller run` reads the same standalone)."""
+
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])

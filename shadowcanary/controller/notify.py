@@ -31,6 +31,7 @@ DEFAULT_TIMEOUT_S = 3.0
 _MAX_TEXT = 2_900
 _MAX_TRIGGER_LINES = 8
 
+_TITLES = {"override": "MANUAL OVERRIDE"}
 _ICONS = {
     "advance": ":arrow_up:",
     "complete": ":white_check_mark:",
@@ -38,7 +39,11 @@ _ICONS = {
     "hold": ":pause_button:",
     "override": ":raised_hand:",
     "alert": ":warning:",
-    "operator": ":bust_in_silhouette:",
+    "start": ":rocket:",
+    "pause": ":double_vertical_bar:",
+    "resume": ":arrow_forward:",
+    "promote": ":fast_forward:",
+    "abort": ":octagonal_sign:",
 }
 
 
@@ -90,11 +95,17 @@ class Notification:
         to_percent: int | None,
     ) -> Notification:
         """A change that is not the judge's: an override found, an operator's command."""
-        moved = f"{from_percent} % -> {to_percent} %" if to_percent is not None else ""
+        title = _TITLES.get(event, event.upper())
+        if to_percent is None:
+            moved = f"at {from_percent} %" if from_percent is not None else ""
+        elif from_percent is None or from_percent == to_percent:
+            moved = f"{to_percent} %"
+        else:
+            moved = f"{from_percent} % -> {to_percent} %"
         return cls(
             rollout=record.name,
             event=event,
-            summary=f"{event.upper().replace('_', ' ')} {record.name}: {moved}".rstrip(": "),
+            summary=f"{title} {record.name}: {moved}".rstrip(": "),
             reason=reason,
             actor=actor,
             from_percent=from_percent,
@@ -240,7 +251,7 @@ class WebhookNotifier:
                     "webhook sent",
                     rollout=message.rollout,
                     webhook=_where(url),
-                    event=message.event,
+                    kind=message.event,
                 )
 
     def close(self) -> None:
