@@ -56,9 +56,9 @@ _err_console = Console(stderr=True)
 
 
 def _fail(message: str, hint: str | None = None, code: int = EXIT_USAGE) -> NoReturn:
-    _err_console.print(f"[bold red]error:[/] {message}", highlight=False)
+    _err_console.print(f"[bold red]error:[/] {message}", highlight=False, soft_wrap=True)
     if hint:
-        _err_console.print(f"[dim]hint: {hint}[/]", highlight=False)
+        _err_console.print(f"[dim]hint: {hint}[/]", highlight=False, soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -294,18 +294,34 @@ def compare_command(
         float | None,
         typer.Option(help="Minimum similarity for cases that set none.", min=0, max=1),
     ] = None,
-    max_success_drop: Annotated[float, typer.Option(min=0, max=1)] = DEFAULT_MAX_DROPS[
-        Metric.SUCCESS
-    ],
-    max_valid_drop: Annotated[float, typer.Option(min=0, max=1)] = DEFAULT_MAX_DROPS[Metric.VALID],
-    max_clean_drop: Annotated[float, typer.Option(min=0, max=1)] = DEFAULT_MAX_DROPS[Metric.CLEAN],
-    max_expected_drop: Annotated[float, typer.Option(min=0, max=1)] = DEFAULT_MAX_DROPS[
-        Metric.EXPECTED
-    ],
-    max_tool_drop: Annotated[float, typer.Option(min=0, max=1)] = DEFAULT_MAX_DROPS[Metric.TOOL],
-    max_similarity_drop: Annotated[float, typer.Option(min=0, max=1)] = DEFAULT_MAX_DROPS[
-        Metric.SIMILARITY
-    ],
+    max_success_drop: Annotated[
+        float,
+        typer.Option(help="Allowed drop of the success rate (0.02 = 2 points).", min=0, max=1),
+    ] = DEFAULT_MAX_DROPS[Metric.SUCCESS],
+    max_valid_drop: Annotated[
+        float,
+        typer.Option(help="Allowed drop of the JSON/tool/schema validity rate.", min=0, max=1),
+    ] = DEFAULT_MAX_DROPS[Metric.VALID],
+    max_clean_drop: Annotated[
+        float,
+        typer.Option(
+            help="Allowed drop of the rate of answers not empty, truncated or refused.",
+            min=0,
+            max=1,
+        ),
+    ] = DEFAULT_MAX_DROPS[Metric.CLEAN],
+    max_expected_drop: Annotated[
+        float, typer.Option(help="Allowed drop of the expected-output match rate.", min=0, max=1)
+    ] = DEFAULT_MAX_DROPS[Metric.EXPECTED],
+    max_tool_drop: Annotated[
+        float, typer.Option(help="Allowed drop of the expected-tool rate.", min=0, max=1)
+    ] = DEFAULT_MAX_DROPS[Metric.TOOL],
+    max_similarity_drop: Annotated[
+        float,
+        typer.Option(
+            help="Allowed drop of similarity to the baseline, beyond its noise floor.", min=0, max=1
+        ),
+    ] = DEFAULT_MAX_DROPS[Metric.SIMILARITY],
     max_below_min_similarity: Annotated[
         float, typer.Option(help="Share of cases allowed below their min_similarity.", min=0)
     ] = 0.0,

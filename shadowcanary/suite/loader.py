@@ -55,6 +55,11 @@ class SuiteFileError(ConfigError):
     """A suite file is unreadable or has invalid cases; the message names the lines."""
 
 
+def _json_problem(exc: json.JSONDecodeError) -> str:
+    # Not json's own "line 1 column 5": the file's line number is given separately.
+    return f"not valid JSON ({exc.msg} at character {exc.pos + 1})"
+
+
 def _schema_problem(schema: Mapping[str, Any]) -> str | None:
     try:
         validator_for(schema, default=Draft202012Validator).check_schema(dict(schema))
@@ -146,8 +151,10 @@ class _CaseRow(BaseModel):
         if self.match is MatchMode.JSON and self.expected_output is not None:
             try:
                 json.loads(self.expected_output)
-            except ValueError as exc:
-                raise ValueError(f"match 'json' needs expected_output to be JSON ({exc})") from None
+            except json.JSONDecodeError as exc:
+                raise ValueError(
+                    f"match 'json' needs expected_output to be JSON: {_json_problem(exc)}"
+                ) from None
         return self
 
     def to_case(self, default_id: str, source: str) -> SuiteCase:
@@ -205,21 +212,28 @@ def _decode(path: Path) -> str:
         ) from exc
 
 
-def _jsonl_rows(text: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, fields) per non-blank line, or (line, problem) when it does not parse."""
+# (line, fields, problem): fields hold what could be read (at least the id, if any);
+# problem says why the line cannot be a case before validation even starts.
+_Row = tuple[int, dict[str, Any], str | None]
+
+
+def _jsonl_rows(text: str) -> Iterator[_Row]:
     for number, line in enumerate(text.splitlines(), start=1):
         if not line.strip():
             continue
         try:
             value = json.loads(line)
-        except ValueError as exc:
-            yield number, f"not valid JSON ({exc})"
+        except json.JSONDecodeError as exc:
+            yield number, {}, _json_problem(exc)
             continue
-        yield number, value if isinstance(value, dict) else "each line must be a JSON object"
+        if isinstance(value, dict):
+            yield number, value, None
+        else:
+            yield number, {}, "each line must be a JSON object"
 
 
-def _csv_rows(text: str, name: str) -> Iterator[tuple[int, dict[str, Any] | str]]:
-    """(line, fields) per CSV record; JSON cells parsed, empty cells left out."""
+def _csv_rows(text: str, name: str) -> Iterator[_Row]:
+    """One row per CSV record; JSON cells parsed, empty cells left out."""
     reader = csv.DictReader(io.StringIO(text, newline=""))
     header = reader.fieldnames or []
     known = set(_CaseRow.model_fields) - {"output_schema"} | {"schema"}
@@ -232,23 +246,21 @@ def _csv_rows(text: str, name: str) -> Iterator[tuple[int, dict[str, Any] | str]
     start = reader.line_num + 1
     for record in reader:
         line, start = start, reader.line_num + 1  # a quoted cell may span lines
-        if None in record:
-            yield line, f"more cells than the {len(header)} columns of the header"
-            continue
         fields: dict[str, Any] = {}
         problem = None
+        if None in record:
+            problem = f"more cells than the {len(header)} columns of the header"
         for column, cell in record.items():
-            if cell is None or cell.strip() == "":
+            if column is None or not isinstance(cell, str) or cell.strip() == "":
                 continue
             if column in _JSON_CELLS and cell.lstrip()[:1] in "[{":
                 try:
                     fields[column] = json.loads(cell)
-                except ValueError as exc:
-                    problem = f"{column}: not valid JSON ({exc})"
-                    break
+                except json.JSONDecodeError as exc:
+                    problem = problem or f"{column}: {_json_problem(exc)}"
             else:
                 fields[column] = cell
-        yield line, problem if problem else fields
+        yield line, fields, problem
 
 
 def load_suite(path: Path) -> list[SuiteCase]:
@@ -269,12 +281,12 @@ def load_suite(path: Path) -> list[SuiteCase]:
     cases: list[SuiteCase] = []
     problems: list[str] = []
     first_line: dict[str, int] = {}
-    for line, fields in rows:
-        case_id = fields.get("id") if isinstance(fields, dict) else None
+    for line, fields, problem in rows:
+        case_id = fields.get("id")
         label = f"line {line}" + (f" (case {case_id!r})" if isinstance(case_id, str) else "")
         try:
-            if isinstance(fields, str):
-                raise ValueError(fields)
+            if problem is not None:
+                raise ValueError(problem)
             case = _CaseRow.model_validate(fields).to_case(f"line-{line}", f"{path.name}:{line}")
         except ValidationError as exc:
             problems.append(f"{label}: {_describe(exc)}")
