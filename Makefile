@@ -16,6 +16,10 @@ BIN := $(VENV)/bin
 INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 DEMO_ARGS ?=
+# The real Unleash server for the flag tests (npm, pinned by its package-lock.json).
+UNLEASH_DIR := .ci/unleash
+# npm writes this on every install: older than package-lock.json means "reinstall".
+UNLEASH_INSTALLED := $(UNLEASH_DIR)/node_modules/.package-lock.json
 # Benchmarks are the bench/ modules that run as scripts (helpers such as naive_app don't).
 BENCHES := $(basename $(notdir $(shell grep -l '__main__' bench/*.py 2>/dev/null)))
 
@@ -57,10 +61,11 @@ test: venv test-servers  ## run the test suite (fails when no test ran)
 	fi; \
 	exit $$rc
 
-# The integration fixtures start real redis-server and PostgreSQL from Debian's binaries.
-# Installed here when missing and we may (root with apt); otherwise those tests skip
-# locally, and fail under CI=true so CI can never go green by skipping them.
-test-servers:
+# The integration fixtures start real redis-server and PostgreSQL from Debian's binaries,
+# and Unleash from $(UNLEASH_DIR). Installed here when missing and we may (root with apt;
+# npm); otherwise those tests skip locally, and fail under CI=true so CI can never go
+# green by skipping them.
+test-servers: $(UNLEASH_INSTALLED)
 	@if command -v redis-server >/dev/null && \
 	    { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null; }; then \
 	  exit 0; \
@@ -72,6 +77,15 @@ test-servers:
 	else \
 	  echo "warning: redis-server/PostgreSQL binaries not found; integration tests will be" \
 	       "skipped. Install them: sudo apt-get install postgresql redis-server" >&2; \
+	fi
+
+$(UNLEASH_INSTALLED): $(UNLEASH_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  echo "installing unleash-server into $(UNLEASH_DIR) with npm ci (needed by the flag tests)"; \
+	  npm ci --prefix $(UNLEASH_DIR) --no-audit --no-fund --loglevel=error; \
+	else \
+	  echo "warning: npm not found; the Unleash tests will be skipped. Install Node 20" \
+	       "and npm, then: npm ci --prefix $(UNLEASH_DIR)" >&2; \
 	fi
 
 lint: venv  ## ruff check, ruff format --check, mypy (strict)

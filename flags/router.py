@@ -26,6 +26,7 @@ different arms on different paths. ``model_for`` hashes raw ids itself, so
 from __future__ import annotations
 
 import json
+import logging
 import threading
 import uuid
 from collections.abc import Mapping
@@ -267,6 +268,9 @@ class UnleashClientEvaluator:
             cache_directory=cache_directory,
             disable_metrics=not send_metrics,
             multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
+            # The SDK logs each evaluation of a flag it does not know at this level;
+            # before a rollout creates its flag that is every request.
+            verbose_log_level=logging.DEBUG,
         )
 
     def __repr__(self) -> str:
