@@ -105,12 +105,13 @@ _TAIL = r"(?:-[a-z0-9]+|\.\d+)*(?:::?[a-z0-9][a-z0-9_.-]*)*"
 _FAMILIES: tuple[tuple[str, str], ...] = (
     ("openai", r"(?:ft:)?(?:chat)?gpt-(?:3\.5|4(?:\.\d+)?o?|5(?:\.\d+)?|oss|image|realtime|audio)"),
     ("openai", r"o[134](?:-(?:mini|pro|preview|deep-research))"),
+    ("google", r"text-embedding-gecko"),  # before OpenAI's text-embedding-*: its vendor
     ("openai", r"text-(?:embedding|davinci|curie|babbage|ada|moderation)-[a-z0-9]+"),
     ("openai", r"(?:omni-moderation|whisper-\d|tts-1|dall-e-[23]|davinci-002|babbage-002)"),
     ("openai", r"codex-mini"),
     ("anthropic", r"claude-(?:instant|opus|sonnet|haiku|v?\d)"),
     ("google", r"gemini-(?:\d|pro|ultra|nano|flash|exp|embedding)"),
-    ("google", r"(?:text-embedding-gecko|gemma-?\d)"),
+    ("google", r"gemma-?\d"),
     ("meta", r"(?:code)?llama-?\d"),
     ("mistral", r"(?:mistral|mixtral)(?=:[a-z0-9])"),
     ("mistral", r"(?:open-)?(?:mistral|mixtral|ministral|codestral|pixtral|magistral|devstral)-"
@@ -208,18 +209,17 @@ def identifier_pattern(extra_literals: tuple[str, ...] = ()) -> re.Pattern[str]:
     return re.compile(f"(?=[{first_class}])(?:{'|'.join(alternatives)})", re.IGNORECASE)
 
 
-@functools.lru_cache(maxsize=64)
-def _vendor_pattern(vendor: str) -> re.Pattern[str]:
-    alternatives = "|".join(p for v, p in _FAMILIES if v == vendor)
-    return re.compile(f"(?:{alternatives})", re.IGNORECASE)
+@functools.lru_cache(maxsize=1)
+def _family_patterns() -> tuple[tuple[str, re.Pattern[str]], ...]:
+    return tuple((vendor, re.compile(pattern, re.IGNORECASE)) for vendor, pattern in _FAMILIES)
 
 
 def vendor_of(identifier: str) -> str:
-    """The vendor whose family names ``identifier``; "custom" for extra literals."""
+    """The vendor of the first family naming ``identifier``; "custom" for extra literals."""
     if re.fullmatch(r"o[134]", identifier, re.IGNORECASE):
         return "openai"
-    for vendor in dict.fromkeys(v for v, _ in _FAMILIES):
-        if _vendor_pattern(vendor).match(identifier):
+    for vendor, pattern in _family_patterns():
+        if pattern.match(identifier):
             return vendor
     return "custom"
 
@@ -319,7 +319,7 @@ class _Walker:
             kept = []
             for name in sorted(dirnames):
                 if self._tooling_dir(directory / name):
-                    self.skipped["skipped directory"] += 1
+                    self.skipped["dependency/build/cache dirs"] += 1
                 elif self._ignored(directory / name, specs):
                     self.skipped["gitignored"] += 1
                 else:
@@ -333,9 +333,9 @@ class _Walker:
     def _keep_file(self, path: Path, specs: list[tuple[Path, pathspec.GitIgnoreSpec]]) -> bool:
         reason = None
         if path.name in SKIPPED_FILES or path.suffix == ".lock":
-            reason = "lockfile"
+            reason = "lockfiles"
         elif path.suffix.lower() in _BINARY_SUFFIXES or path.is_symlink():
-            reason = "binary or link"
+            reason = "binaries and links"
         elif file_kind(path) is not FileKind.ENV and self._ignored(path, specs):
             reason = "gitignored"
         if reason:
@@ -346,14 +346,14 @@ class _Walker:
         """The file's text, or None (counted) when it is too big, binary or unreadable."""
         try:
             if path.stat().st_size > self.max_file_bytes:
-                self.skipped["larger than the size limit"] += 1
+                self.skipped["over the size limit"] += 1
                 return None
             data = path.read_bytes()
         except OSError:
             self.skipped["unreadable"] += 1
             return None
         if b"\0" in data[:_BINARY_PROBE_BYTES]:
-            self.skipped["binary or link"] += 1
+            self.skipped["binaries and links"] += 1
             return None
         # Undecodable bytes become U+FFFD: an odd Latin-1 config still gets scanned.
         return data.decode("utf-8", errors="replace")

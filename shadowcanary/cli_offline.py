@@ -25,8 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from shadowcanary.audit import AuditResult, Finding, audit_tree
-from shadowcanary.errors import ConfigError, ShadowCanaryError
-from shadowcanary.events import now_utc
+from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.suite import (
@@ -37,13 +36,12 @@ from shadowcanary.suite import (
     SuiteArm,
     SuiteCase,
     build_report,
-    cases_from_captures,
+    load_capture_cases,
     load_suite,
-    parse_since,
     planned_calls,
-    read_captures,
     render_report,
     report_json,
+    require_answers,
     run_cases,
 )
 
@@ -115,14 +113,17 @@ def _render_audit(result: AuditResult, *, summary_only: bool) -> None:
                 if f.identifier.lower() == row.identifier:
                     table.add_row(f.location, f.kind.value, f.excerpt)
             _console.print(table)
-    summary = Table(title="Model identifiers", title_justify="left")
-    for column in ("identifier", "vendor", "count", "files", "kinds"):
-        summary.add_column(column, justify="right" if column in {"count", "files"} else "left")
-    for row in rows:
-        kinds = ", ".join(k.value for k in row.kinds)
-        summary.add_row(row.identifier, row.vendor, str(row.count), str(row.files), kinds)
-    _console.print(summary)
-    skipped = ", ".join(f"{n} {reason}" for reason, n in result.skipped.items()) or "nothing"
+    if rows:
+        summary = Table(title="Model identifiers", title_justify="left")
+        for column in ("identifier", "vendor", "count", "files", "kinds"):
+            summary.add_column(column, justify="right" if column in {"count", "files"} else "left")
+        for row in rows:
+            kinds = ", ".join(k.value for k in row.kinds)
+            summary.add_row(row.identifier, row.vendor, str(row.count), str(row.files), kinds)
+        _console.print(summary)
+    else:
+        _console.print("[green]no model identifiers found[/]")
+    skipped = ", ".join(f"{reason}: {n}" for reason, n in result.skipped.items()) or "nothing"
     _console.print(f"{result.files_scanned} files scanned; skipped: {skipped}", highlight=False)
 
 
@@ -191,38 +192,6 @@ def audit_command(
 # --- compare --------------------------------------------------------------------------
 
 
-def _capture_cases(
-    settings: Settings,
-    route: str,
-    since: str,
-    limit: int,
-    rollout: str | None,
-    min_similarity: float | None,
-) -> list[SuiteCase]:
-    from shadowcanary.embedded import EmbeddedServices
-    from shadowcanary.store.db import make_engine, migrate
-
-    database_url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
-    migrate(database_url)
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        captures = read_captures(
-            engine,
-            route=route,
-            since=parse_since(since, now=now_utc()),
-            limit=limit,
-            rollout=rollout,
-        )
-    finally:
-        engine.dispose()
-    if not captures:
-        raise ConfigError(
-            f"no successful baseline captures of route {route!r} in the last {since}",
-            hint="check the route name (shadowcanary status) or widen --since",
-        )
-    return cases_from_captures(captures, settings, min_similarity=min_similarity)
-
-
 def _run(
     cases: Sequence[SuiteCase],
     settings: Settings,
@@ -246,17 +215,6 @@ def _run(
                 on_result=lambda _result: bar.advance(task),
             )
         )
-
-
-def _require_answers(results: Sequence[CallResult], models: dict[SuiteArm, str]) -> None:
-    """An arm that answered nothing means a broken endpoint, not a verdict."""
-    for arm, model in models.items():
-        mine = [r for r in results if r.arm is arm]
-        if mine and all(r.output is None for r in mine):
-            raise ConfigError(
-                f"{arm.value} {model} answered none of {len(mine)} calls: {mine[0].error}",
-                hint=f"check the endpoint of {model} in SHADOWCANARY_MODELS",
-            )
 
 
 def compare_command(
@@ -379,7 +337,14 @@ def compare_command(
                 cases = [_with_default_min_similarity(c, min_similarity) for c in cases]
         else:
             assert from_captures is not None
-            cases = _capture_cases(settings, from_captures, since, limit, rollout, min_similarity)
+            cases = load_capture_cases(
+                settings,
+                from_captures,
+                since=since,
+                limit=limit,
+                rollout=rollout,
+                min_similarity=min_similarity,
+            )
             source = f"captures of {from_captures} since {since}"
         for arm, model in arms.items():
             if arm is SuiteArm.CANDIDATE or any(c.recorded_baseline is None for c in cases):
@@ -392,7 +357,7 @@ def compare_command(
             repeats=repeats,
             concurrency=concurrency,
         )
-        _require_answers(results, arms)
+        require_answers(results, arms)
     except ShadowCanaryError as exc:
         _fail(exc.message, exc.hint)
     report = build_report(

@@ -12,7 +12,12 @@ judge as live shadow traffic, with paired statistics and a pass/fail gate for CI
     report.gate.passed
 """
 
-from shadowcanary.suite.captures import cases_from_captures, parse_since, read_captures
+from shadowcanary.suite.captures import (
+    cases_from_captures,
+    load_capture_cases,
+    parse_since,
+    read_captures,
+)
 from shadowcanary.suite.cases import Expectations, MatchMode, SuiteCase
 from shadowcanary.suite.gate import (
     DEFAULT_MAX_DROPS,
@@ -24,7 +29,13 @@ from shadowcanary.suite.gate import (
 )
 from shadowcanary.suite.loader import SuiteFileError, load_suite
 from shadowcanary.suite.report import SuiteReport, build_report, render_report, report_json
-from shadowcanary.suite.runner import CallResult, SuiteArm, planned_calls, run_cases
+from shadowcanary.suite.runner import (
+    CallResult,
+    SuiteArm,
+    planned_calls,
+    require_answers,
+    run_cases,
+)
 from shadowcanary.suite.scoring import ArmScore, CaseScore, Metric, score_case, score_cases
 from shadowcanary.suite.stats import (
     MeanInterval,
@@ -58,6 +69,7 @@ __all__ = [
     "build_report",
     "cases_from_captures",
     "evaluate_gate",
+    "load_capture_cases",
     "load_suite",
     "paired_stat",
     "parse_since",
@@ -65,6 +77,7 @@ __all__ = [
     "read_captures",
     "render_report",
     "report_json",
+    "require_answers",
     "run_cases",
     "score_case",
     "score_cases",

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.exc import OperationalError
 
 from shadowcanary.errors import ConfigError, ServiceUnavailable
-from shadowcanary.events import Arm, CallStatus, CapturedCall
+from shadowcanary.events import Arm, CallStatus, CapturedCall, now_utc
 from shadowcanary.judge import output_from_capture
 from shadowcanary.settings import Settings
 from shadowcanary.store.models import CaptureRow
@@ -106,3 +106,37 @@ def cases_from_captures(
             )
         )
     return cases
+
+
+def load_capture_cases(
+    settings: Settings,
+    route: str,
+    *,
+    since: str,
+    limit: int,
+    rollout: str | None = None,
+    min_similarity: float | None = None,
+) -> list[SuiteCase]:
+    """Cases from the configured store (the embedded Postgres when no URL is set).
+
+    Raises:
+        ConfigError: ``since`` is unreadable, or the route has no qualifying captures.
+        ServiceUnavailable: Postgres cannot be reached.
+    """
+    from shadowcanary.embedded import EmbeddedServices
+    from shadowcanary.store.db import make_engine, migrate
+
+    start = parse_since(since, now=now_utc())
+    database_url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
+    migrate(database_url)
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        captures = read_captures(engine, route=route, since=start, limit=limit, rollout=rollout)
+    finally:
+        engine.dispose()
+    if not captures:
+        raise ConfigError(
+            f"no successful baseline captures of route {route!r} since {start:%Y-%m-%d %H:%M} UTC",
+            hint="check the route name (shadowcanary status) or widen --since",
+        )
+    return cases_from_captures(captures, settings, min_similarity=min_similarity)

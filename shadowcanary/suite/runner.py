@@ -10,14 +10,14 @@ so only the candidate is called for them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
 import openai
 import structlog
 
-from shadowcanary.errors import ShadowCanaryError
+from shadowcanary.errors import ConfigError, ShadowCanaryError
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.replay.openai_call import call_model
 from shadowcanary.settings import Settings
@@ -58,6 +58,21 @@ class _Job:
 def planned_calls(cases: Sequence[SuiteCase], repeats: int) -> int:
     """How many model calls ``run_cases`` will make (for a progress bar)."""
     return sum(repeats * (1 if case.recorded_baseline else 2) for case in cases)
+
+
+def require_answers(results: Sequence[CallResult], models: Mapping[SuiteArm, str]) -> None:
+    """Raise when an arm answered nothing: a broken endpoint, not a verdict on the model.
+
+    Raises:
+        ConfigError: naming the arm, its model and its first error.
+    """
+    for arm, model in models.items():
+        mine = [r for r in results if r.arm is arm]
+        if mine and all(r.output is None for r in mine):
+            raise ConfigError(
+                f"{arm.value} {model} answered none of {len(mine)} calls: {mine[0].error}",
+                hint=f"check the endpoint of {model} in SHADOWCANARY_MODELS",
+            )
 
 
 def _jobs(cases: Sequence[SuiteCase], baseline: str, candidate: str, repeats: int) -> list[_Job]:

@@ -90,8 +90,8 @@ def test_skips_dependencies_lockfiles_binaries_big_and_ignored_files(tree: Path)
     for relative in SKIPPED:
         assert relative not in paths
     assert not paths & {"image.png", "data.blob", "huge.txt"}
-    assert result.skipped["lockfile"] == 3
-    assert result.skipped["larger than the size limit"] == 1
+    assert result.skipped["lockfiles"] == 3
+    assert result.skipped["over the size limit"] == 1
     assert result.skipped["gitignored"] >= 1
 
 
@@ -168,7 +168,8 @@ def test_extra_literals_match_whole_tokens_only() -> None:
     ("identifier", "vendor"),
     [("gpt-5.2", "openai"), ("o3", "openai"), ("claude-3-haiku", "anthropic"),
      ("gemini-pro", "google"), ("Llama-3.1-8B", "meta"), ("mixtral-8x7b", "mistral"),
-     ("deepseek-v3", "deepseek"), ("qwen2.5-7b", "qwen")],
+     ("deepseek-v3", "deepseek"), ("qwen2.5-7b", "qwen"),
+     ("text-embedding-gecko", "google"), ("text-embedding-3-large", "openai")],
 )  # fmt: skip
 def test_vendor_of(identifier: str, vendor: str) -> None:
     """Each identifier is attributed to its vendor."""
@@ -209,6 +210,15 @@ def _cli() -> typer.Typer:
     app.command("audit")(audit_command)
     app.command("noop")(lambda: None)  # a second command keeps "audit" a subcommand
     return app
+
+
+def test_cli_table_says_when_nothing_is_found(tmp_path: Path) -> None:
+    """A clean tree prints a clear line instead of an empty table, and exits 0."""
+    (tmp_path / "app.py").write_text("print('hello')\n")
+    result = CliRunner().invoke(_cli(), ["audit", str(tmp_path)])
+    assert result.exit_code == 0
+    assert "no model identifiers found" in result.stdout
+    assert "1 files scanned" in result.stdout
 
 
 def test_cli_json_and_exit_codes(tree: Path) -> None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from shadowcanary.suite import MatchMode, SuiteFileError, load_suite
+from shadowcanary.errors import ConfigError
+from shadowcanary.suite import MatchMode, SuiteFileError, load_suite, parse_since
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HEADER = "id,prompt,expected_output,match,min_similarity,schema,expected_tool,tools"
@@ -200,3 +202,30 @@ def test_csv_with_a_spreadsheet_bom(tmp_path: Path) -> None:
     path.write_bytes("\ufeffid,prompt\nhello,Say hello\n".encode())
     (case,) = load_suite(path)
     assert case.case_id == "hello"
+
+
+NOW = datetime(2026, 6, 12, 12, 0, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("24h", NOW - timedelta(hours=24)),
+        ("30m", NOW - timedelta(minutes=30)),
+        ("7d", NOW - timedelta(days=7)),
+        ("2w", NOW - timedelta(weeks=2)),
+        ("90s", NOW - timedelta(seconds=90)),
+        ("2026-06-01T00:00:00Z", datetime(2026, 6, 1, tzinfo=UTC)),
+        ("2026-06-01T00:00:00", datetime(2026, 6, 1, tzinfo=UTC)),
+    ],
+)
+def test_since_durations_and_timestamps(value: str, expected: datetime) -> None:
+    """--since takes a duration before now or a timestamp (naive means UTC)."""
+    assert parse_since(value, now=NOW) == expected
+
+
+def test_since_rejects_anything_else() -> None:
+    """An unreadable --since is a ConfigError with an example in the hint."""
+    with pytest.raises(ConfigError, match="neither a duration nor a timestamp") as caught:
+        parse_since("yesterday", now=NOW)
+    assert "24h" in (caught.value.hint or "")
