@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from shadowcanary.cli_offline import audit_command, compare_command
 from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.logging import configure_logging
@@ -32,6 +33,8 @@ app = typer.Typer(
 )
 services_app = typer.Typer(help="The embedded Postgres and Redis (used when no URLs are set).")
 app.add_typer(services_app, name="services")
+app.command("audit")(audit_command)
+app.command("compare")(compare_command)
 
 console = Console()
 err_console = Console(stderr=True)
