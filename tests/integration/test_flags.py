@@ -172,7 +172,7 @@ def test_unleash_admin_token_never_logged(unleash: UnleashHandle) -> None:
 
 
 def test_unleash_flag_is_served_as_the_embedded_feature_json(unleash: UnleashHandle) -> None:
-    """What Unleash serves UnleashClient for our flag is the JSON the embedded backend stores."""
+    """Unleash serves UnleashClient exactly the feature JSON the embedded backend stores."""
     spec = new_spec("conversationId")
     with UnleashFlags(unleash.url, unleash.admin_token) as backend:
         backend.ensure_flag(spec)
@@ -192,6 +192,12 @@ def test_unleash_flag_is_served_as_the_embedded_feature_json(unleash: UnleashHan
     expected = feature_json(spec, 30)
     for key in ("name", "enabled", "strategies"):
         assert feature[key] == expected[key]
+    # conversationId is offered as a sticky field in the UI, so an SRE keeps it on edit.
+    field = httpx.get(
+        f"{unleash.api_url}/admin/context/conversationId",
+        headers={"Authorization": unleash.admin_token},
+    )
+    assert field.json()["stickiness"] is True
 
 
 # --- evaluation: UnleashClient (real SDK) and the embedded evaluator ---------------------
