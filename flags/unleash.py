@@ -171,19 +171,8 @@ class UnleashFlags:
         if spec.stickiness in CUSTOM_STICKINESS_FIELDS:
             self._ensure_context_field(spec.stickiness)
         feature = self._get_feature(spec.name, missing_ok=True)
-        if feature is None:
-            description = f"shadowcanary rollout: {spec.baseline_model} -> {spec.candidate_model}"
-            response = self._request(
-                "POST",
-                self._features(),
-                f"create flag {spec.name!r}",
-                spec.name,
-                json={"name": spec.name, "type": "release", "description": description},
-                accept=(409,),  # another process created it first: fine
-            )
-            feature = self._get_feature(spec.name) if response.status_code == 409 else None
-            if feature is None:
-                log.info("flag_created", backend="unleash", flag=spec.name)
+        if feature is None and not self._create(spec):
+            feature = self._get_feature(spec.name)  # another process created it first
         strategies = self._environment_of(feature, spec.name)["strategies"] if feature else []
         if not strategies:
             # New, or created by a run that died before adding the strategy. With no
@@ -248,6 +237,22 @@ class UnleashFlags:
         return self.read(flag)
 
     # -- Admin API calls
+
+    def _create(self, spec: FlagSpec) -> bool:
+        """Create the flag (no strategy yet); False if it already existed."""
+        description = f"shadowcanary rollout: {spec.baseline_model} -> {spec.candidate_model}"
+        response = self._request(
+            "POST",
+            self._features(),
+            f"create flag {spec.name!r}",
+            spec.name,
+            json={"name": spec.name, "type": "release", "description": description},
+            accept=(409,),
+        )
+        if response.status_code == 409:
+            return False
+        log.info("flag_created", backend="unleash", flag=spec.name)
+        return True
 
     def _features(self) -> str:
         return f"/api/admin/projects/{self.project}/features"

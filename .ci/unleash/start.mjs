@@ -5,6 +5,7 @@
 //   UNLEASH_HOST (127.0.0.1)  UNLEASH_PORT (4242)
 //   INIT_ADMIN_API_TOKENS='*:*.secret'   INIT_BACKEND_API_TOKENS='default:development.secret'
 //   LOG_LEVEL (warn)
+//   UNLEASH_PARENT_PID   exit when this process is gone (a killed test run leaks no server)
 //
 // Used by shadowcanary/testing/unleash.py (run_unleash). No telemetry, no version check:
 // CI can reach only the package registries, and tests must not phone home.
@@ -51,3 +52,14 @@ const stop = async (signal) => {
 };
 process.once('SIGTERM', () => stop('SIGTERM'));
 process.once('SIGINT', () => stop('SIGINT'));
+
+const parent = Number(env.UNLEASH_PARENT_PID || 0);
+if (parent > 0) {
+    setInterval(() => {
+        try {
+            process.kill(parent, 0); // signal 0: only asks whether the process exists
+        } catch {
+            stop('SIGTERM');
+        }
+    }, 1000).unref();
+}

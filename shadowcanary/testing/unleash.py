@@ -176,6 +176,7 @@ def run_unleash(
         "UNLEASH_HOST": "127.0.0.1",
         "UNLEASH_PORT": str(port),
         "UNLEASH_URL": f"http://127.0.0.1:{port}",
+        "UNLEASH_PARENT_PID": str(os.getpid()),  # start.mjs exits if we die unannounced
         "SEND_TELEMETRY": "false",
         "CHECK_VERSION": "false",
         "INIT_ADMIN_API_TOKENS": f"*:*.{secrets.token_hex(24)}",
