@@ -40,6 +40,7 @@ controller_app = typer.Typer(help="The rollout controller.", no_args_is_help=Tru
 def _controller_group() -> None:
     """The rollout controller (a group, so `controller run` reads the same standalone)."""
 
+
 console = Console()
 err_console = Console(stderr=True)
 F = TypeVar("F", bound=Callable[..., Any])
@@ -245,7 +246,9 @@ def run(
     all_rollouts: Annotated[
         bool, typer.Option("--all", help="Drive every rollout that needs a controller.")
     ] = False,
-    interval: Annotated[str, typer.Option(help="Time between ticks, e.g. 10s.")] = "10s",
+    interval: Annotated[
+        str | None, typer.Option(help="Time between ticks, e.g. 10s (default: settings).")
+    ] = None,
     max_backoff: Annotated[
         str, typer.Option(help="Longest wait between retries when a dependency is down.")
     ] = "60s",
@@ -267,6 +270,8 @@ def run(
         raise typer.BadParameter("give --rollout NAME (repeatable) or --all, not both")
     if flags not in (None, "embedded", "unleash"):
         raise typer.BadParameter(f"--flags must be embedded or unleash, not {flags!r}")
+    interval_s = parse_interval(interval) if interval else None
+    backoff_s = parse_interval(max_backoff)
     from shadowcanary.controller.loop import ControllerLoop, LoopConfig
 
     ctx = _Context(flags=flags, unleash_url=unleash_url)
@@ -276,9 +281,9 @@ def run(
 
         start_http_server(port)
     config = LoopConfig(
-        interval_s=parse_interval(interval),
+        interval_s=interval_s or ctx.settings.controller_interval_s,
         rollouts=tuple(rollout) if rollout else None,
-        max_backoff_s=parse_interval(max_backoff),
+        max_backoff_s=backoff_s,
     )
     stop = threading.Event()
 

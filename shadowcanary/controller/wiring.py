@@ -11,7 +11,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Literal
 
 from sqlalchemy import Engine
 
@@ -27,6 +27,7 @@ from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
 from shadowcanary.errors import ConfigError
 from shadowcanary.judge.evidence import Evidence
 from shadowcanary.plan import RolloutPlan
+from shadowcanary.settings import Settings
 
 FlagBackendName = Literal["embedded", "unleash"]
 
@@ -41,18 +42,12 @@ class FlagsConfig:
     timeout_s: float = 5.0
 
     @classmethod
-    def from_settings(cls, settings: Any) -> FlagsConfig:
-        """Read ``flags``, ``unleash_url`` and ``unleash_admin_token`` from Settings.
-
-        Missing fields mean the embedded backend, so this works before Settings has them.
-        """
-        token = getattr(settings, "unleash_admin_token", None)
-        if token is not None and hasattr(token, "get_secret_value"):
-            token = token.get_secret_value()
+    def from_settings(cls, settings: Settings) -> FlagsConfig:
+        token = settings.unleash_admin_token
         return cls(
-            backend=getattr(settings, "flags", "embedded"),
-            unleash_url=getattr(settings, "unleash_url", None),
-            unleash_admin_token=token,
+            backend=settings.flags,
+            unleash_url=settings.unleash_url,
+            unleash_admin_token=None if token is None else token.get_secret_value(),
         )
 
 
@@ -109,8 +104,11 @@ def build_ports(
 ) -> TickPorts:
     """The ports of a tick (or an operator command when ``actor`` is ``cli:<user>``)."""
 
+    store = ControllerStore(engine)
+
     def evidence_for(record: RolloutRecord, now: datetime) -> Evidence:
-        return load_evidence(engine, record, now=now)
+        # Through the store: it caches the hours whose rollups did not change.
+        return load_evidence(store, record, now=now)
 
     def baseline_p99_for(record: RolloutRecord, now: datetime) -> float | None:
         return freeze_baseline_p99(
@@ -122,7 +120,7 @@ def build_ports(
         )
 
     return TickPorts(
-        store=ControllerStore(engine),
+        store=store,
         flags_for=flags_for,
         notifier=notifier,
         clock=clock,
