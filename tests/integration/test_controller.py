@@ -193,6 +193,27 @@ def test_dry_run_trigger_records_harm_but_never_acts(rig: Rig) -> None:
     assert verdicts["error_rate"] == "harm"
 
 
+def test_a_step_past_its_deadline_escalates_once(rig: Rig, sink: WebhookSink) -> None:
+    """No verdict by the deadline: HOLD, one ESCALATE entry and one page, not one per tick."""
+    name = started(
+        rig,
+        "late-step",
+        "late-step-flag",
+        webhook=sink.url,
+        extra="steps: [{percent: 10, min_duration: 10s, deadline: 30s}, 30, 50, 100]",
+    )
+    insert_minute(rig.store, name, 1, baseline=950, candidate=50)  # too few canary requests
+    for minute in (2, 3, 4):
+        result = rig.tick(name, minute)
+        assert result.decision is not None and result.decision.kind is DecisionKind.HOLD
+        assert result.decision.escalate and "deadline" in result.decision.reason
+    escalations = [e for e in rig.ports().store.history(name) if e.action is AuditAction.ESCALATE]
+    assert len(escalations) == 1 and escalations[0].inputs is not None
+    pages = [t for t in sink.texts() if "needs a person #llm-oncall" in t]
+    assert len(pages) == 1, sink.texts()
+    assert rig.percent("late-step-flag") == 10
+
+
 def test_manual_override_stops_the_controller_until_resume(rig: Rig, sink: WebhookSink) -> None:
     """Someone sets 40 % behind the controller's back: override recorded, no more acting."""
     name = started(rig, "override", "override-flag", webhook=sink.url)
