@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 
 import structlog
 from sqlalchemy import Engine
+from sqlalchemy.exc import SQLAlchemyError
 
 from shadowcanary.controller import metrics
 from shadowcanary.controller.lock import LockState, RolloutLock
@@ -155,11 +156,14 @@ class ControllerLoop:
                 result = tick(self._ports, name, slot.memory)
             except ShadowCanaryError as exc:
                 # A permanent problem (bad config, a stale save): log it and try again
-                # next interval; never let one rollout stop the controller.
+                # after a backoff; never let one rollout stop the controller.
                 log.error(
                     "tick failed", rollout=name, error=type(exc).__name__, message=exc.message
                 )
                 result = TickResult(name, TickOutcome.UNAVAILABLE, detail=exc.message)
+            except SQLAlchemyError as exc:  # a database error the store did not classify
+                log.error("tick failed", rollout=name, error=type(exc).__name__)
+                result = TickResult(name, TickOutcome.UNAVAILABLE, service="postgres")
             finally:
                 metrics.TICK_SECONDS.observe(time.perf_counter() - started)
         slot.failures = slot.failures + 1 if result.outcome is TickOutcome.UNAVAILABLE else 0

@@ -268,9 +268,18 @@ class _Tick:
         with _guard("postgres"):
             self.store.append_audit(intent)
         failure = self._write_flag(flags, record.plan.flag, None if rollback else target)
+        if failure is not None and not rollback:
+            # Close the intent: a later change to this very percentage is someone else's.
+            reason = (
+                f"not applied: the flag could not be set to {target} % "
+                f"({_error_text(failure)}); holding at {record.percent} %"
+            )
+            with _guard("postgres"):
+                self.store.append_audit(
+                    self._entry(record, AuditAction.HOLD, record.percent, None, reason)
+                )
+            raise failure
         if failure is not None:
-            if not rollback:
-                raise failure
             # A rollback is recorded even when the flag cannot be written yet: the
             # rolled-back rollout's ticks keep trying until the flag is at 0 %.
             reason = (
