@@ -1,0 +1,122 @@
+"""``shadowcanary report ROLLOUT``: the rollout report as HTML, Markdown or JSON.
+
+Mounted in ``shadowcanary.cli``::
+
+    app.command("report")(report_command)
+
+Exit codes: 0 written, 1 failed (unknown rollout, database down, file not writable:
+one error line and a hint on stderr), 2 usage (bad option).
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from datetime import UTC, datetime
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from shadowcanary.errors import ShadowCanaryError
+
+EXIT_FAILURE = 1
+
+_err_console = Console(stderr=True)
+
+
+class ReportFormatOption(StrEnum):
+    HTML = "html"
+    MD = "md"
+    JSON = "json"
+
+
+def report_command(
+    rollout: Annotated[str, typer.Argument(help="The rollout (its plan's name).")],
+    format: Annotated[
+        ReportFormatOption,
+        typer.Option(
+            "--format",
+            "-f",
+            help="html: a self-contained page with charts; md: tables for a ticket; "
+            "json: the same figures for machines.",
+        ),
+    ] = ReportFormatOption.HTML,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output", "-o", help="Write to this file (default: standard output).", dir_okay=False
+        ),
+    ] = None,
+    pairs: Annotated[
+        int, typer.Option(min=0, max=50, help="How many most divergent prompt pairs to show.")
+    ] = 5,
+) -> None:
+    """Report on a rollout: error rate and latency per arm over time with the step changes,
+    latency percentiles, tokens and cost per request with the projected monthly cost delta,
+    similarity vs the noise floor, each trigger against its threshold, and the most
+    divergent prompt pairs (redacted).
+
+    The HTML page needs no network to view: open it from the file, or print it.
+
+    Examples:
+
+      shadowcanary report checkout-gpt55 -o checkout-gpt55.html
+
+      shadowcanary report checkout-gpt55 --format json | jq .cost.monthly_delta_usd
+    """
+    try:
+        text = _generate(rollout, format, pairs)
+        if output is None:
+            typer.echo(text, nl=False)
+            return
+        _write_atomically(output, text)
+    except ShadowCanaryError as exc:
+        _err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False, soft_wrap=True)
+        if exc.hint:
+            _err_console.print(f"[dim]hint: {exc.hint}[/]", highlight=False, soft_wrap=True)
+        raise typer.Exit(EXIT_FAILURE) from None
+    except OSError as exc:
+        _err_console.print(
+            f"[bold red]error:[/] cannot write the report to {str(output)!r}: {exc.strerror}",
+            highlight=False,
+            soft_wrap=True,
+        )
+        _err_console.print("[dim]hint: pick a writable path with --output[/]", highlight=False)
+        raise typer.Exit(EXIT_FAILURE) from None
+    _err_console.print(f"report written to {output}", highlight=False, soft_wrap=True)
+
+
+def _generate(rollout: str, format: ReportFormatOption, pairs: int) -> str:
+    from shadowcanary.embedded import EmbeddedServices
+    from shadowcanary.logging import configure_logging
+    from shadowcanary.report import load_report, render
+    from shadowcanary.settings import load_settings
+    from shadowcanary.store.db import make_engine, migrate
+
+    settings = load_settings()
+    configure_logging(settings.log_level)
+    url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
+    migrate(url)
+    engine = make_engine(url, pool_size=1)
+    try:
+        data = load_report(engine, settings, rollout, now=datetime.now(UTC), pairs=pairs)
+    finally:
+        engine.dispose()
+    return render(data, format.value)
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Readers (a browser refreshing, a CI artifact upload) never see half a report."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+        os.chmod(tmp, 0o644)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

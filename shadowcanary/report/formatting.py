@@ -1,0 +1,63 @@
+"""How report figures read as text, shared by the HTML and Markdown renderers."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+NO_DATA = "no data yet"
+DASH = "\u2013"  # an absent figure
+MINUS = "\u2212"
+
+
+def ms(value: float | None) -> str:
+    return DASH if value is None else f"{value:,.0f} ms"
+
+
+def percent(value: float | None, digits: int = 2) -> str:
+    return DASH if value is None else f"{value * 100:.{digits}f} %"
+
+
+def usd(value: float | None, *, signed: bool = False) -> str:
+    """Dollars with enough digits for a per-request cost ($0.000412) or a month ($1,234)."""
+    if value is None:
+        return DASH
+    sign = (
+        ("+" if value > 0 else MINUS if value < 0 else "") if signed else ("-" if value < 0 else "")
+    )
+    magnitude = abs(value)
+    if magnitude >= 100:
+        text = f"{magnitude:,.0f}"
+    elif magnitude >= 1:
+        text = f"{magnitude:,.2f}"
+    elif magnitude == 0:
+        text = "0"
+    else:
+        text = f"{magnitude:.6f}".rstrip("0")
+    return f"{sign}${text}"
+
+
+def number(value: float | None, digits: int = 1) -> str:
+    return DASH if value is None else f"{value:,.{digits}f}"
+
+
+def count(value: int) -> str:
+    return f"{value:,}"
+
+
+def when(moment: datetime | None) -> str:
+    return DASH if moment is None else moment.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def statistic(value: float | None) -> str:
+    """An e-value or likelihood ratio: spans many orders of magnitude."""
+    if value is None:
+        return DASH
+    if value == float("inf"):
+        return "∞"
+    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
+        return f"{value:.2e}"
+    return f"{value:.3g}"
+
+
+def step(from_percent: int | None, to_percent: int) -> str:
+    return f"{to_percent} %" if from_percent is None else f"{from_percent} % → {to_percent} %"

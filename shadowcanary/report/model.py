@@ -1,0 +1,196 @@
+"""The figures of a rollout report: plain frozen values, rendered as HTML, Markdown or JSON.
+
+``shadowcanary.report.data`` builds them from the store; the renderers only format
+them, so every format shows the same numbers. ``None`` always means "no data yet",
+never zero.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+
+ARMS: tuple[str, ...] = ("baseline", "candidate")
+QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
+DAYS_PER_MONTH = 30
+
+
+@dataclass(frozen=True, slots=True)
+class RolloutInfo:
+    """What is migrating and where it stands."""
+
+    name: str
+    flag: str
+    baseline: str
+    candidate: str
+    project: str
+    environment: str
+    status: str
+    percent: int
+    step_index: int
+    steps: tuple[int, ...]
+    started_at: datetime
+    updated_at: datetime
+    escalation: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ArmSummary:
+    """One arm's live figures over the whole report window."""
+
+    arm: str
+    model: str
+    requests: int
+    failures: int
+    error_rate: float | None
+    latency_ms: dict[float, float | None]  # quantile -> value, from the merged sketches
+    latency_mean_ms: float | None
+    prompt_tokens_per_request: float | None
+    completion_tokens_per_request: float | None
+    observed_cost_per_request_usd: float | None  # what the tap recorded, when it did
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesPoint:
+    """One arm in one time bucket."""
+
+    start: datetime
+    requests: int
+    error_rate: float | None
+    p50_ms: float | None
+    p95_ms: float | None
+    p99_ms: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class StepMark:
+    """A change of the flag's percentage, from the audit log."""
+
+    at: datetime
+    from_percent: int | None
+    to_percent: int
+    action: str
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class ArmCost:
+    """Cost per request of one model: tokens per request times the configured price."""
+
+    arm: str
+    model: str
+    source: str  # "live" (served traffic), "shadow" (candidate replays) or "none"
+    requests: int  # how many calls the token averages come from
+    prompt_tokens: float | None
+    completion_tokens: float | None
+    input_usd_per_mtok: float | None  # None: the model has no configured price
+    output_usd_per_mtok: float | None
+    cost_per_request_usd: float | None
+    price_source: str  # "settings" (list price x tokens), "observed" (recorded cost) or "none"
+
+
+@dataclass(frozen=True, slots=True)
+class CostProjection:
+    """The migration guides' cost model (calls x tokens x price) at the observed traffic."""
+
+    baseline: ArmCost
+    candidate: ArmCost
+    observed_requests: int
+    observed_since: datetime | None
+    observed_until: datetime | None
+    requests_per_day: float | None
+    delta_per_request_usd: float | None
+    baseline_monthly_usd: float | None
+    candidate_monthly_usd: float | None
+    monthly_delta_usd: float | None
+    assumption: str
+
+
+@dataclass(frozen=True, slots=True)
+class SimilarityHistogram:
+    """Lexical similarity to the live answer: candidate replays vs the noise floor."""
+
+    edges: tuple[float, ...]  # len(bins) + 1, from 0 to 1
+    candidate: tuple[int, ...]
+    noise: tuple[int, ...]
+    candidate_n: int
+    noise_n: int
+    candidate_mean: float | None
+    noise_mean: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerPoint:
+    """One trigger's numbers in one recorded decision."""
+
+    at: datetime
+    statistic: float
+    threshold: float
+    estimate: float | None
+    lower: float | None
+    upper: float | None
+    verdict: str
+
+
+@dataclass(frozen=True, slots=True)
+class TriggerSeries:
+    """A trigger's test statistic over the recorded decisions, against its threshold."""
+
+    name: str
+    kind: str
+    mode: str
+    margin: float
+    alpha: float
+    points: tuple[TriggerPoint, ...]
+
+    @property
+    def latest(self) -> TriggerPoint | None:
+        return self.points[-1] if self.points else None
+
+
+@dataclass(frozen=True, slots=True)
+class LastDecision:
+    at: datetime
+    action: str
+    actor: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class DivergentPair:
+    """A live answer and the candidate's answer to the same prompt, redacted."""
+
+    event_id: str
+    route: str
+    started_at: datetime
+    similarity: float
+    live_model: str
+    candidate_model: str | None
+    prompt: str
+    live_answer: str
+    candidate_answer: str
+
+
+@dataclass(frozen=True, slots=True)
+class ReportData:
+    """Everything a report shows."""
+
+    rollout: RolloutInfo
+    generated_at: datetime
+    since: datetime
+    until: datetime
+    bucket_minutes: int
+    arms: dict[str, ArmSummary]
+    series: dict[str, tuple[SeriesPoint, ...]]
+    steps: tuple[StepMark, ...]
+    cost: CostProjection
+    similarity: SimilarityHistogram
+    triggers: tuple[TriggerSeries, ...]
+    last_decision: LastDecision | None
+    divergent: tuple[DivergentPair, ...]
+    audit_truncated: bool  # the audit log had more entries than the report read
+
+    @property
+    def has_live_data(self) -> bool:
+        return any(summary.requests for summary in self.arms.values())

@@ -1,0 +1,175 @@
+"""The report's reads: per-minute rollup rows, a similarity histogram, the worst pairs.
+
+Everything except the divergent pairs reads rollups or aggregates in SQL, so a report
+costs O(minutes) for the charts and O(bins) for the histogram whatever the traffic;
+the pairs are a LIMIT on the comparisons' similarity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Connection, Table, and_, func, select
+
+from shadowcanary.replay.records import ReplayKind
+from shadowcanary.store.models import (
+    CaptureRow,
+    ComparisonRow,
+    LiveRollupRow,
+    ReplayRow,
+)
+from shadowcanary.store.sketch import QuantileSketch
+
+LIVE: Table = LiveRollupRow.__table__  # type: ignore[assignment]
+CAPTURES: Table = CaptureRow.__table__  # type: ignore[assignment]
+REPLAYS: Table = ReplayRow.__table__  # type: ignore[assignment]
+COMPARISONS: Table = ComparisonRow.__table__  # type: ignore[assignment]
+
+
+@dataclass(frozen=True, slots=True)
+class LiveMinute:
+    """One live rollup row: one arm in one minute."""
+
+    minute: datetime
+    arm: str
+    requests: int
+    failures: int
+    latency_sketch: QuantileSketch
+
+
+@dataclass(frozen=True, slots=True)
+class ShadowTokens:
+    """Token and cost averages of the candidate's successful shadow replays."""
+
+    replays: int
+    prompt_tokens: float | None
+    completion_tokens: float | None
+    cost_usd: float | None
+
+
+@dataclass(frozen=True, slots=True)
+class PairRow:
+    """A candidate comparison with the texts it compared, straight from the store."""
+
+    event_id: str
+    similarity: float
+    route: str
+    started_at: datetime
+    live_model: str
+    event: dict[str, Any]
+    candidate_model: str | None
+    candidate_output: dict[str, Any] | None
+
+
+def live_minutes(
+    conn: Connection, rollout: str, since: datetime, until: datetime
+) -> list[LiveMinute]:
+    """The rollout's live rollup rows in [since, until), oldest first."""
+    rows = conn.execute(
+        select(LIVE.c.minute, LIVE.c.arm, LIVE.c.requests, LIVE.c.failures, LIVE.c.latency_sketch)
+        .where(LIVE.c.rollout == rollout, LIVE.c.minute >= since, LIVE.c.minute < until)
+        .order_by(LIVE.c.minute, LIVE.c.arm)
+    ).all()
+    return [
+        LiveMinute(
+            minute=minute,
+            arm=arm,
+            requests=int(requests),
+            failures=int(failures),
+            latency_sketch=QuantileSketch.from_json(sketch),
+        )
+        for minute, arm, requests, failures, sketch in rows
+    ]
+
+
+def shadow_tokens(conn: Connection, rollout: str, since: datetime) -> ShadowTokens:
+    """What the candidate's answers to mirrored prompts used, for the cost model."""
+    ok = and_(
+        REPLAYS.c.kind == ReplayKind.CANDIDATE.value,
+        REPLAYS.c.status == "ok",
+        REPLAYS.c.prompt_tokens.is_not(None),
+        REPLAYS.c.completion_tokens.is_not(None),
+        REPLAYS.c.recorded_at >= since,
+    )
+    count, prompt, completion, cost = conn.execute(
+        select(
+            func.count(),
+            func.avg(REPLAYS.c.prompt_tokens),
+            func.avg(REPLAYS.c.completion_tokens),
+            func.avg(REPLAYS.c.cost_usd),
+        )
+        .select_from(REPLAYS.join(CAPTURES, REPLAYS.c.event_id == CAPTURES.c.event_id))
+        .where(CAPTURES.c.rollout == rollout, ok)
+    ).one()
+    return ShadowTokens(
+        replays=int(count),
+        prompt_tokens=_float(prompt),
+        completion_tokens=_float(completion),
+        cost_usd=_float(cost),
+    )
+
+
+def similarity_counts(
+    conn: Connection, rollout: str, since: datetime, bins: int
+) -> tuple[dict[str, dict[int, int]], dict[str, float]]:
+    """Comparisons per kind and similarity bin (1..bins), and the mean per kind."""
+    raw = func.width_bucket(COMPARISONS.c.lexical_similarity, 0.0, 1.0, bins)
+    # width_bucket puts exactly 1.0 in bin bins+1 (and below 0 in bin 0): fold them in.
+    bin_no = func.least(func.greatest(raw, 1), bins).label("bin")
+    where = (COMPARISONS.c.rollout == rollout, COMPARISONS.c.recorded_at >= since)
+    counts: dict[str, dict[int, int]] = {}
+    for kind, bin_index, count in conn.execute(
+        select(COMPARISONS.c.kind, bin_no, func.count())
+        .where(*where)
+        .group_by(COMPARISONS.c.kind, bin_no)
+    ):
+        counts.setdefault(kind, {})[int(bin_index)] = int(count)
+    means = {
+        kind: float(mean)
+        for kind, mean in conn.execute(
+            select(COMPARISONS.c.kind, func.avg(COMPARISONS.c.lexical_similarity))
+            .where(*where)
+            .group_by(COMPARISONS.c.kind)
+        )
+        if mean is not None
+    }
+    return counts, means
+
+
+def most_divergent(conn: Connection, rollout: str, since: datetime, limit: int) -> list[PairRow]:
+    """The candidate comparisons with the lowest lexical similarity, with their texts."""
+    joined = COMPARISONS.join(CAPTURES, COMPARISONS.c.event_id == CAPTURES.c.event_id).join(
+        REPLAYS,
+        and_(
+            REPLAYS.c.event_id == COMPARISONS.c.event_id,
+            REPLAYS.c.kind == COMPARISONS.c.kind,
+        ),
+    )
+    rows = conn.execute(
+        select(
+            COMPARISONS.c.event_id,
+            COMPARISONS.c.lexical_similarity,
+            CAPTURES.c.route,
+            CAPTURES.c.started_at,
+            CAPTURES.c.model,
+            CAPTURES.c.event,
+            REPLAYS.c.model,
+            REPLAYS.c.output,
+        )
+        .select_from(joined)
+        .where(
+            COMPARISONS.c.rollout == rollout,
+            COMPARISONS.c.kind == ReplayKind.CANDIDATE.value,
+            COMPARISONS.c.recorded_at >= since,
+        )
+        .order_by(COMPARISONS.c.lexical_similarity, COMPARISONS.c.event_id)
+        .limit(limit)
+    ).all()
+    return [PairRow(*row) for row in rows]
+
+
+def _float(value: Any) -> float | None:
+    # avg() of integers is numeric in Postgres: Decimal in Python.
+    return None if value is None else float(value)
