@@ -267,3 +267,21 @@ def test_unleash_backend_without_url_or_token_is_a_config_error() -> None:
     assert "SHADOWCANARY_UNLEASH_URL" in str(caught.value.hint)
     assert "admin_token" not in repr(FlagsConfig(backend="unleash", unleash_admin_token="s3cret"))
     assert "s3cret" not in repr(FlagsConfig(backend="unleash", unleash_admin_token="s3cret"))
+
+
+def test_decision_metrics_export_each_trigger() -> None:
+    """Decisions are counted by kind and every trigger's statistic and bounds are gauges."""
+    from prometheus_client import REGISTRY
+
+    from shadowcanary.controller import metrics
+
+    labels = {"rollout": "metrics-test", "kind": "rollback"}
+    before = REGISTRY.get_sample_value("shadowcanary_controller_decisions_total", labels) or 0.0
+    rolled = decision(DecisionKind.ROLLBACK, 0, triggers=(trigger("error_rate", Verdict.HARM),))
+    metrics.observe_decision("metrics-test", rolled)
+    after = REGISTRY.get_sample_value("shadowcanary_controller_decisions_total", labels)
+    assert after == before + 1
+    gauge = {"rollout": "metrics-test", "trigger": "error_rate"}
+    assert REGISTRY.get_sample_value("shadowcanary_controller_trigger_statistic", gauge) == 1.15e17
+    assert REGISTRY.get_sample_value("shadowcanary_controller_trigger_upper_bound", gauge) == 0.22
+    assert REGISTRY.get_sample_value("shadowcanary_controller_trigger_threshold", gauge) == 250.0
