@@ -322,6 +322,31 @@ def test_advisory_lock_has_one_holder_and_frees_on_connection_loss(database_url:
         engine.dispose()
 
 
+def test_loop_with_all_drives_every_rollout_that_needs_a_controller(rig: Rig) -> None:
+    """--all: running and rolled-back rollouts are ticked (and locked); finished ones let go."""
+    from shadowcanary.controller.loop import ControllerLoop, LoopConfig
+
+    for name in ("all-a", "all-b", "all-c"):
+        rig.clock.at(0, 5)
+        rig.operator().start(small_plan(name, f"{name}-flag", triggers="  p99_latency: off"))
+    rig.operator().abort("all-c")
+    loop = ControllerLoop(rig.ports(), lock_engine(rig.database_url), LoopConfig(interval_s=60))
+    try:
+        rig.clock.at(1)
+        results = {r.rollout: r for r in loop.run_once(force=True)}
+        assert sorted(results) == ["all-a", "all-b"]
+        assert all(r.flag_changed for r in results.values())  # both took their first step
+        assert loop.holds("all-a") and not loop.holds("all-c")
+        assert loop.run_once() == []  # nothing due before the interval
+        rig.operator().rollback("all-b")
+        rig.flags.set_rollout("all-b-flag", 25)
+        results = {r.rollout: r for r in loop.run_once(force=True)}
+        assert results["all-b"].flag_changed and rig.percent("all-b-flag") == 0
+    finally:
+        loop.release()
+    assert not loop.holds("all-a")
+
+
 def _controller_process(database_url: str, rollout: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
     env.update({"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "info"})
