@@ -79,7 +79,12 @@ class RolloutRecord:
 
 @dataclass(frozen=True, slots=True)
 class AuditEntry:
-    """One line of a rollout's audit log; ``id`` is None until stored."""
+    """One line of a rollout's audit log; ``id`` is None until stored.
+
+    ``decision`` and ``inputs`` are stored as JSONB, which keeps numbers as exact
+    decimals: a float such as 1.5e300 reads back as the int of the same value, which
+    ``Decision.from_dict`` / ``DecisionInputs.from_json`` turn back into that float.
+    """
 
     id: int | None
     at: datetime

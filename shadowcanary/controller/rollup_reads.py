@@ -139,16 +139,18 @@ class RollupReader:
     def _signatures(
         self, conn: Connection, table: Table, grows: ColumnElement[Any]
     ) -> dict[int, Signature]:
-        chunk = cast(
-            func.floor(extract("epoch", table.c.minute - self.since) / (60 * CHUNK_MINUTES)),
-            Integer,
-        ).label("chunk")
+        # date_bin: plain timestamp arithmetic, far cheaper per row than numeric epochs.
+        chunk = func.date_bin(CHUNK_MINUTES * MINUTE, table.c.minute, self.since).label("chunk")
         stmt = (
             select(chunk, func.count(), cast(func.sum(grows), BigInteger))
             .where(*self._where(table))
             .group_by(chunk)
         )
-        return {c: (rows, int(total)) for c, rows, total in conn.execute(stmt).all()}
+        width = CHUNK_MINUTES * MINUTE
+        return {
+            (start - self.since) // width: (rows, int(total))
+            for start, rows, total in conn.execute(stmt).all()
+        }
 
 
 def points_signature(

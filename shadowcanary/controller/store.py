@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 
 import structlog
+from psycopg import errors as pg_errors
 from sqlalchemy import Connection, Engine, Row, Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
@@ -324,7 +325,9 @@ def _insert_audit(conn: Connection, entry: AuditEntry) -> AuditEntry:
                 .returning(AUDIT.c.id)
             ).scalar_one()
     except IntegrityError as exc:
-        raise _not_found(conn, entry.rollout) from exc
+        if isinstance(exc.orig, pg_errors.ForeignKeyViolation):
+            raise _not_found(conn, entry.rollout) from exc
+        raise
     return AuditEntry(
         id=new_id,
         at=entry.at,
