@@ -22,13 +22,30 @@ from shadowcanary.report.axes import (
     time_ticks,
 )
 
-WIDTH, HEIGHT = 720, 270
+WIDTH, HEIGHT = 720, 270  # the default frame; small multiples use a smaller one
 LEFT, RIGHT, TOP, BOTTOM = 70, 20, 34, 42
 BASELINE_COLOR = "#1f5fa8"
 CANDIDATE_COLOR = "#d4570b"
 NOISE_COLOR = "#6b7280"
 THRESHOLD_COLOR = "#b91c1c"
 MARK_COLOR = "#7c3aed"
+
+
+@dataclass(frozen=True, slots=True)
+class Frame:
+    """The chart's size in SVG units; it scales to the page width, so a smaller frame
+    draws the same text relatively larger (for charts shown side by side)."""
+
+    width: int = WIDTH
+    height: int = HEIGHT
+
+    @property
+    def right(self) -> int:
+        return self.width - RIGHT
+
+    @property
+    def bottom(self) -> int:
+        return self.height - BOTTOM
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,13 +93,13 @@ def _f(value: float) -> str:
     return f"{value:.1f}"
 
 
-def _open(title: str, slug: str) -> list[str]:
+def _open(fr: Frame, title: str, slug: str) -> list[str]:
     return [
         f'<svg xmlns="http://www.w3.org/2000/svg" class="chart" data-chart="{_attr(slug)}" '
-        f'viewBox="0 0 {WIDTH} {HEIGHT}" role="img" aria-label="{_attr(title)}">',
+        f'viewBox="0 0 {fr.width} {fr.height}" role="img" aria-label="{_attr(title)}">',
         f"<title>{escape(title)}</title>",
-        f'<rect x="{LEFT}" y="{TOP}" width="{WIDTH - LEFT - RIGHT}" '
-        f'height="{HEIGHT - TOP - BOTTOM}" fill="#fff" stroke="#d1d5db"/>',
+        f'<rect x="{LEFT}" y="{TOP}" width="{fr.right - LEFT}" '
+        f'height="{fr.bottom - TOP}" fill="#fff" stroke="#d1d5db"/>',
     ]
 
 
@@ -100,18 +117,18 @@ def _legend(entries: Sequence[tuple[str, str, bool]]) -> list[str]:
     return out
 
 
-def _y_axis(y: Scale, ticks: Sequence[float], label: str, fmt: Callable[[float], str]) -> list[str]:
+def _y_axis(
+    fr: Frame, y: Scale, ticks: Sequence[float], label: str, fmt: Callable[[float], str]
+) -> list[str]:
     out = []
     for tick in ticks:
         py = y(tick)
-        out.append(
-            f'<line x1="{LEFT}" y1="{_f(py)}" x2="{WIDTH - RIGHT}" y2="{_f(py)}" class="grid"/>'
-        )
+        out.append(f'<line x1="{LEFT}" y1="{_f(py)}" x2="{fr.right}" y2="{_f(py)}" class="grid"/>')
         out.append(
             f'<text x="{LEFT - 6}" y="{_f(py + 4)}" text-anchor="end" class="tick">'
             f"{escape(fmt(tick))}</text>"
         )
-    mid = (TOP + HEIGHT - BOTTOM) / 2
+    mid = (TOP + fr.bottom) / 2
     out.append(
         f'<text x="14" y="{_f(mid)}" transform="rotate(-90 14 {_f(mid)})" '
         f'text-anchor="middle" class="axis-label">{escape(label)}</text>'
@@ -119,9 +136,9 @@ def _y_axis(y: Scale, ticks: Sequence[float], label: str, fmt: Callable[[float],
     return out
 
 
-def _x_ticks(x: Scale, ticks: Sequence[tuple[float, str]], label: str) -> list[str]:
+def _x_ticks(fr: Frame, x: Scale, ticks: Sequence[tuple[float, str]], label: str) -> list[str]:
     out = []
-    base = HEIGHT - BOTTOM
+    base = fr.bottom
     for value, text in ticks:
         px = x(value)
         out.append(f'<line x1="{_f(px)}" y1="{base}" x2="{_f(px)}" y2="{base + 5}" class="axis"/>')
@@ -130,23 +147,23 @@ def _x_ticks(x: Scale, ticks: Sequence[tuple[float, str]], label: str) -> list[s
             f"{escape(text)}</text>"
         )
     out.append(
-        f'<text x="{(LEFT + WIDTH - RIGHT) / 2}" y="{HEIGHT - 6}" text-anchor="middle" '
+        f'<text x="{(LEFT + fr.right) / 2}" y="{fr.height - 6}" text-anchor="middle" '
         f'class="axis-label">{escape(label)}</text>'
     )
     return out
 
 
-def _marks(x: Scale, marks: Sequence[Mark]) -> list[str]:
+def _marks(fr: Frame, x: Scale, marks: Sequence[Mark]) -> list[str]:
     out = []
     for i, mark in enumerate(marks):
         px = x(mark.x)
         out.append(
-            f'<line x1="{_f(px)}" y1="{TOP}" x2="{_f(px)}" y2="{HEIGHT - BOTTOM}" '
+            f'<line x1="{_f(px)}" y1="{TOP}" x2="{_f(px)}" y2="{fr.bottom}" '
             f'stroke="{mark.color}" stroke-width="1.5" stroke-dasharray="4 3" class="mark"/>'
         )
         # Alternate heights so labels of close marks do not sit on each other.
         ty = TOP + 12 + (i % 2) * 12
-        anchor = "end" if px > WIDTH - RIGHT - 60 else "start"
+        anchor = "end" if px > fr.right - 60 else "start"
         dx = -3 if anchor == "end" else 3
         out.append(
             f'<text x="{_f(px + dx)}" y="{ty}" text-anchor="{anchor}" fill="{mark.color}" '
@@ -155,16 +172,16 @@ def _marks(x: Scale, marks: Sequence[Mark]) -> list[str]:
     return out
 
 
-def _levels(y: Scale, levels: Sequence[Level]) -> list[str]:
+def _levels(fr: Frame, y: Scale, levels: Sequence[Level]) -> list[str]:
     out = []
     for level in levels:
         py = y(level.y)
         out.append(
-            f'<line x1="{LEFT}" y1="{_f(py)}" x2="{WIDTH - RIGHT}" y2="{_f(py)}" '
+            f'<line x1="{LEFT}" y1="{_f(py)}" x2="{fr.right}" y2="{_f(py)}" '
             f'stroke="{level.color}" stroke-width="1.5" stroke-dasharray="8 4" class="level"/>'
         )
         out.append(
-            f'<text x="{WIDTH - RIGHT - 4}" y="{_f(py - 4)}" text-anchor="end" '
+            f'<text x="{LEFT + 4}" y="{_f(py + 13)}" text-anchor="start" '
             f'fill="{level.color}" class="mark-label">{escape(level.label)}</text>'
         )
     return out
@@ -206,30 +223,32 @@ def time_chart(
     log_y: bool = False,
     y_format: Callable[[float], str] = format_number,
     y_floor: float | None = 0.0,
+    frame: Frame | None = None,
 ) -> str:
     """Lines over UTC time (x in epoch seconds), with step marks and threshold levels."""
+    fr = frame or Frame()
     values = [v for line in lines for _, v in line.points if v is not None]
     bounds = [level.y for level in levels]
-    x = Scale(x_range[0], max(x_range[1], x_range[0] + 60), LEFT, WIDTH - RIGHT)
+    x = Scale(x_range[0], max(x_range[1], x_range[0] + 60), LEFT, fr.right)
     if log_y:
         positive = [v for v in (*values, *bounds) if v > 0 and math.isfinite(v)]
         lo, hi = extent(positive) if positive else (0.1, 10.0)
         ticks = log_ticks(max(lo, 1e-12), max(hi, lo * 10))
-        y = Scale(ticks[0], ticks[-1], HEIGHT - BOTTOM, TOP, log=True)
+        y = Scale(ticks[0], ticks[-1], fr.bottom, TOP, log=True)
         fmt: Callable[[float], str] = format_power
     else:
         lo, hi = extent(values, include=bounds)
         if y_floor is not None:
             lo = min(lo, y_floor)
         ticks = nice_ticks(lo, hi)
-        y = Scale(ticks[0], ticks[-1], HEIGHT - BOTTOM, TOP)
+        y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
         fmt = y_format
     dots = max((len(line.points) for line in lines), default=0) <= 40
-    out = _open(title, slug)
-    out += _y_axis(y, ticks, y_label, fmt)
-    out += _x_ticks(x, time_ticks(x.lo, x.hi), "time (UTC)")
-    out += _levels(y, levels)
-    out += _marks(x, [m for m in marks if x.lo <= m.x <= x.hi])
+    out = _open(fr, title, slug)
+    out += _y_axis(fr, y, ticks, y_label, fmt)
+    out += _x_ticks(fr, x, time_ticks(x.lo, x.hi), "time (UTC)")
+    out += _levels(fr, y, levels)
+    out += _marks(fr, x, [m for m in marks if x.lo <= m.x <= x.hi])
     for line in lines:
         out += _paths(line, x, y, dots)
     out += _legend([(line.name, line.color, line.dashed) for line in lines])
@@ -245,16 +264,18 @@ def bar_chart(
     *,
     y_label: str,
     y_format: Callable[[float], str] = format_number,
+    frame: Frame | None = None,
 ) -> str:
     """Grouped bars: for each category, one bar per group (e.g. p50/p95/p99 per arm)."""
+    fr = frame or Frame()
     values = [v for group in groups for v in group.values if v is not None]
     ticks = nice_ticks(*extent(values, include=[0.0]))
-    y = Scale(ticks[0], ticks[-1], HEIGHT - BOTTOM, TOP)
-    slot = (WIDTH - LEFT - RIGHT) / max(1, len(categories))
+    y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
+    slot = (fr.right - LEFT) / max(1, len(categories))
     bar = slot * 0.7 / max(1, len(groups))
-    out = _open(title, slug)
-    out += _y_axis(y, ticks, y_label, y_format)
-    base = HEIGHT - BOTTOM
+    out = _open(fr, title, slug)
+    out += _y_axis(fr, y, ticks, y_label, y_format)
+    base = fr.bottom
     for c, category in enumerate(categories):
         x0 = LEFT + c * slot + slot * 0.15
         for g, group in enumerate(groups):
@@ -290,15 +311,17 @@ def histogram_chart(
     x_label: str,
     y_label: str,
     marks: Sequence[Mark] = (),
+    frame: Frame | None = None,
 ) -> str:
     """Side-by-side histograms over the same bins (shares of each group, so sizes differ)."""
+    fr = frame or Frame()
     values = [v for group in groups for v in group.values if v is not None]
     ticks = nice_ticks(*extent(values, include=[0.0]))
-    y = Scale(ticks[0], ticks[-1], HEIGHT - BOTTOM, TOP)
-    x = Scale(edges[0], edges[-1], LEFT, WIDTH - RIGHT)
-    out = _open(title, slug)
-    out += _y_axis(y, ticks, y_label, format_number)
-    base = HEIGHT - BOTTOM
+    y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
+    x = Scale(edges[0], edges[-1], LEFT, fr.right)
+    out = _open(fr, title, slug)
+    out += _y_axis(fr, y, ticks, y_label, format_number)
+    base = fr.bottom
     for i in range(len(edges) - 1):
         left, right = x(edges[i]), x(edges[i + 1])
         width = (right - left - 2) / max(1, len(groups))
@@ -313,8 +336,10 @@ def histogram_chart(
                 f"<title>{escape(f'{group.name} {edges[i]:g}-{edges[i + 1]:g}: {value:.3g}')}"
                 "</title></rect>"
             )
-    out += _x_ticks(x, [(e, f"{e:g}") for e in edges[:: max(1, (len(edges) - 1) // 10)]], x_label)
-    out += _marks(x, marks)
+    out += _x_ticks(
+        fr, x, [(e, f"{e:g}") for e in edges[:: max(1, (len(edges) - 1) // 10)]], x_label
+    )
+    out += _marks(fr, x, marks)
     out += _legend([(group.name, group.color, False) for group in groups])
     out.append("</svg>")
     return "\n".join(out)

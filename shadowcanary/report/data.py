@@ -33,7 +33,7 @@ from shadowcanary.store.totals import LiveTotals
 
 # Bucket widths for the time charts, in minutes: the smallest giving at most MAX_POINTS.
 BUCKET_CHOICES: tuple[int, ...] = (1, 2, 5, 10, 15, 30, 60, 120, 180, 360, 720, 1440)
-MAX_POINTS = 120
+MAX_POINTS = 60
 MINUTE = timedelta(minutes=1)
 
 

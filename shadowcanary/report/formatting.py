@@ -54,8 +54,10 @@ def statistic(value: float | None) -> str:
         return DASH
     if value == float("inf"):
         return "∞"
-    if value != 0 and (abs(value) >= 1e4 or abs(value) < 1e-2):
+    if value != 0 and (abs(value) >= 1e6 or abs(value) < 1e-2):
         return f"{value:.2e}"
+    if abs(value) >= 100:
+        return f"{value:,.0f}"
     return f"{value:.3g}"
 
 

@@ -19,6 +19,7 @@ from shadowcanary.report.charts import (
     CANDIDATE_COLOR,
     NOISE_COLOR,
     Bars,
+    Frame,
     Level,
     Line,
     Mark,
@@ -28,6 +29,8 @@ from shadowcanary.report.charts import (
 )
 from shadowcanary.report.model import QUANTILES, ReportData, SeriesPoint, TriggerSeries
 
+# Trigger charts sit two to a row: a smaller frame keeps their text readable.
+TRIGGER_FRAME = Frame(width=520, height=250)
 _COLORS = {"baseline": BASELINE_COLOR, "candidate": CANDIDATE_COLOR}
 
 TITLES = {
@@ -215,6 +218,7 @@ def _charts(data: ReportData) -> dict[str, Markup]:
                 if threshold != float("inf")
                 else [],
                 log_y=True,
+                frame=TRIGGER_FRAME,
             )
         )
     return charts
