@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from shadowcanary.cli_offline import audit_command, compare_command
+from shadowcanary.cli_rollout import controller_app, rollout_app
 from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.logging import configure_logging
@@ -35,6 +36,8 @@ services_app = typer.Typer(help="The embedded Postgres and Redis (used when no U
 app.add_typer(services_app, name="services")
 app.command("audit")(audit_command)
 app.command("compare")(compare_command)
+app.add_typer(rollout_app, name="rollout")
+app.add_typer(controller_app, name="controller")
 
 console = Console()
 err_console = Console(stderr=True)
