@@ -78,6 +78,18 @@ test-servers: $(UNLEASH_INSTALLED)
 	  echo "warning: redis-server/PostgreSQL binaries not found; integration tests will be" \
 	       "skipped. Install them: sudo apt-get install postgresql redis-server" >&2; \
 	fi
+	@# The report's browser test drives Debian's Chromium with Playwright (tests/e2e).
+	@if command -v chromium >/dev/null; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing chromium with apt-get (needed by the report's browser test)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium fonts-liberation fonts-dejavu-core >/dev/null; \
+	else \
+	  echo "warning: chromium not found; the report's browser test will be skipped." \
+	       "Install it: sudo apt-get install chromium" >&2; \
+	fi
 
 $(UNLEASH_INSTALLED): $(UNLEASH_DIR)/package-lock.json
 	@if command -v npm >/dev/null; then \

@@ -60,7 +60,7 @@ class Line:
 
 @dataclass(frozen=True, slots=True)
 class Mark:
-    """A vertical line at ``x`` (a step change, a mean) with a short label."""
+    """A vertical line at ``x`` (a step change, a mean) with a short label (or none)."""
 
     x: float
     label: str
@@ -161,6 +161,8 @@ def _marks(fr: Frame, x: Scale, marks: Sequence[Mark]) -> list[str]:
             f'<line x1="{_f(px)}" y1="{TOP}" x2="{_f(px)}" y2="{fr.bottom}" '
             f'stroke="{mark.color}" stroke-width="1.5" stroke-dasharray="4 3" class="mark"/>'
         )
+        if not mark.label:
+            continue
         # Alternate heights so labels of close marks do not sit on each other.
         ty = TOP + 12 + (i % 2) * 12
         anchor = "end" if px > fr.right - 60 else "start"
@@ -173,18 +175,13 @@ def _marks(fr: Frame, x: Scale, marks: Sequence[Mark]) -> list[str]:
 
 
 def _levels(fr: Frame, y: Scale, levels: Sequence[Level]) -> list[str]:
-    out = []
-    for level in levels:
-        py = y(level.y)
-        out.append(
-            f'<line x1="{LEFT}" y1="{_f(py)}" x2="{fr.right}" y2="{_f(py)}" '
-            f'stroke="{level.color}" stroke-width="1.5" stroke-dasharray="8 4" class="level"/>'
-        )
-        out.append(
-            f'<text x="{LEFT + 4}" y="{_f(py + 13)}" text-anchor="start" '
-            f'fill="{level.color}" class="mark-label">{escape(level.label)}</text>'
-        )
-    return out
+    # Labelled in the legend, not in the plot, where they would collide with step marks.
+    return [
+        f'<line x1="{LEFT}" y1="{_f(y(level.y))}" x2="{fr.right}" y2="{_f(y(level.y))}" '
+        f'stroke="{level.color}" stroke-width="1.5" stroke-dasharray="6 4" class="level">'
+        f"<title>{escape(level.label)}</title></line>"
+        for level in levels
+    ]
 
 
 def _paths(line: Line, x: Scale, y: Scale, dots: bool) -> list[str]:
@@ -233,7 +230,8 @@ def time_chart(
     if log_y:
         positive = [v for v in (*values, *bounds) if v > 0 and math.isfinite(v)]
         lo, hi = extent(positive) if positive else (0.1, 10.0)
-        ticks = log_ticks(max(lo, 1e-12), max(hi, lo * 10))
+        # Headroom: a threshold on a power of ten would otherwise sit on the frame.
+        ticks = log_ticks(max(lo, 1e-12), max(hi * 1.5, lo * 10))
         y = Scale(ticks[0], ticks[-1], fr.bottom, TOP, log=True)
         fmt: Callable[[float], str] = format_power
     else:
@@ -251,7 +249,10 @@ def time_chart(
     out += _marks(fr, x, [m for m in marks if x.lo <= m.x <= x.hi])
     for line in lines:
         out += _paths(line, x, y, dots)
-    out += _legend([(line.name, line.color, line.dashed) for line in lines])
+    out += _legend(
+        [(line.name, line.color, line.dashed) for line in lines]
+        + [(level.label, level.color, True) for level in levels]
+    )
     out.append("</svg>")
     return "\n".join(out)
 
@@ -269,7 +270,8 @@ def bar_chart(
     """Grouped bars: for each category, one bar per group (e.g. p50/p95/p99 per arm)."""
     fr = frame or Frame()
     values = [v for group in groups for v in group.values if v is not None]
-    ticks = nice_ticks(*extent(values, include=[0.0]))
+    low, high = extent(values, include=[0.0])
+    ticks = nice_ticks(low, high * 1.1)  # headroom for the value labels
     y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
     slot = (fr.right - LEFT) / max(1, len(categories))
     bar = slot * 0.7 / max(1, len(groups))
@@ -316,7 +318,8 @@ def histogram_chart(
     """Side-by-side histograms over the same bins (shares of each group, so sizes differ)."""
     fr = frame or Frame()
     values = [v for group in groups for v in group.values if v is not None]
-    ticks = nice_ticks(*extent(values, include=[0.0]))
+    low, high = extent(values, include=[0.0])
+    ticks = nice_ticks(low, high * 1.1)  # headroom for the value labels
     y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
     x = Scale(edges[0], edges[-1], LEFT, fr.right)
     out = _open(fr, title, slug)

@@ -179,9 +179,10 @@ def _charts(data: ReportData) -> dict[str, Markup]:
             ),
         ):
             if n:
-                groups.append(Bars(f"{name} (n={n:,})", [c / n for c in counts], color))
-            if mean is not None:
-                sim_marks.append(Mark(mean, f"mean {mean:.3f}", color))
+                label = f"{name} (n={n:,}, mean {mean:.3f})" if mean is not None else name
+                groups.append(Bars(label, [c / n for c in counts], color))
+            if mean is not None:  # the mean is named in the legend: no label over the bars
+                sim_marks.append(Mark(mean, "", color))
         charts["similarity"] = Markup(  # noqa: S704
             histogram_chart(
                 TITLES["similarity"],

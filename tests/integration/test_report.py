@@ -15,7 +15,7 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from shadowcanary.cli_report import report_command
-from shadowcanary.controller.records import AuditAction, AuditEntry
+from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutStatus
 from shadowcanary.controller.store import ControllerStore
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
@@ -138,7 +138,7 @@ def seed_rollout(engine: Engine, *, now: datetime, minutes: int = 80) -> Seeded:
         )
     decision = _decision(rollback_at, DecisionKind.ROLLBACK, 30, 0, 600.0)
     controller.save(
-        replace(record, percent=0, updated_at=rollback_at),
+        replace(record, percent=0, status=RolloutStatus.ROLLED_BACK, updated_at=rollback_at),
         AuditEntry(
             None,
             rollback_at,
@@ -311,7 +311,7 @@ def test_all_three_formats_from_the_cli(database_url: str, engine: Engine, tmp_p
 
     data = json.loads(outputs["json"])
     assert data["report_format"] == 1
-    assert data["rollout"]["name"] == seeded.name and data["rollout"]["status"] == "running"
+    assert data["rollout"]["name"] == seeded.name and data["rollout"]["status"] == "rolled_back"
 
 
 def test_a_rollout_that_just_started_says_no_data_yet(database_url: str, engine: Engine) -> None:
