@@ -34,7 +34,9 @@ class ReportFormatOption(StrEnum):
 
 
 def report_command(
-    rollout: Annotated[str, typer.Argument(help="The rollout (its plan's name).")],
+    rollout: Annotated[
+        str, typer.Argument(help="The rollout (its plan's name).", metavar="ROLLOUT")
+    ],
     format: Annotated[
         ReportFormatOption,
         typer.Option(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -31,7 +32,12 @@ T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 
 
-def _cost(model: str, prompt: float | None, completion: float | None, price: tuple | None):
+def _cost(
+    model: str,
+    prompt: float | None,
+    completion: float | None,
+    price: tuple[float, float] | None,
+) -> ArmCost:
     endpoint = (
         None
         if price is None
@@ -61,7 +67,12 @@ def _cost(model: str, prompt: float | None, completion: float | None, price: tup
         (62, 48, None, None),  # no price and no recorded cost: unknown
     ],
 )
-def test_cost_per_request_is_tokens_times_price(prompt, completion, price, expected) -> None:
+def test_cost_per_request_is_tokens_times_price(
+    prompt: float | None,
+    completion: float | None,
+    price: tuple[float, float] | None,
+    expected: float | None,
+) -> None:
     """Cost per request = prompt tokens x input price + completion tokens x output price."""
     got = _cost("m", prompt, completion, price).cost_per_request_usd
     assert got == (None if expected is None else pytest.approx(expected))
@@ -102,7 +113,14 @@ def _arm(cost: float | None) -> ArmCost:
         (500, timedelta(hours=1), 0.002, None, 12_000, None),
     ],
 )
-def test_monthly_cost_projection(requests, span, base, cand, per_day, monthly_delta) -> None:
+def test_monthly_cost_projection(
+    requests: int,
+    span: timedelta | None,
+    base: float,
+    cand: float | None,
+    per_day: float | None,
+    monthly_delta: float | None,
+) -> None:
     """requests/day observed x (candidate - baseline cost per request) x 30."""
     projection = project_monthly_cost(
         _arm(base),
@@ -116,9 +134,10 @@ def test_monthly_cost_projection(requests, span, base, cand, per_day, monthly_de
         assert projection.monthly_delta_usd is None
     else:
         assert projection.monthly_delta_usd == pytest.approx(monthly_delta)
-        assert projection.candidate_monthly_usd - projection.baseline_monthly_usd == (
-            pytest.approx(monthly_delta)
-        )
+        assert projection.candidate_monthly_usd is not None
+        assert projection.baseline_monthly_usd is not None
+        spread = projection.candidate_monthly_usd - projection.baseline_monthly_usd
+        assert spread == pytest.approx(monthly_delta)
     assert "x 30 days" in projection.assumption
 
 
@@ -200,7 +219,7 @@ def _entry(
     minute: int,
     action: AuditAction,
     to: int | None,
-    decision: dict | None = None,
+    decision: dict[str, Any] | None = None,
     actor: str = "controller",
 ) -> AuditEntry:
     return AuditEntry(
@@ -236,7 +255,9 @@ def test_step_marks_are_the_percent_changes() -> None:
     assert marks[2].actor == "unleash-ui" and marks[3].at == T0 + 30 * MIN
 
 
-def _decision(e: float | str, threshold: float | str = 250.0, to: int | None = None) -> dict:
+def _decision(
+    e: float | str, threshold: float | str = 250.0, to: int | None = None
+) -> dict[str, Any]:
     return {
         "kind": "hold",
         "to_percent": to,
