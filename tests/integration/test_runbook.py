@@ -239,7 +239,7 @@ def test_the_runbooks_commands_work_when_run(
 
     # The operator commands regenerated the runbook through the controller's wiring.
     regenerated = (tmp_path / "runbooks" / "generated" / "rb-live.md").read_text(encoding="utf-8")
-    assert regenerated.startswith("# Runbook: rollout `rb-live` is ROLLED BACK")
+    assert regenerated.startswith("# Runbook for rollout `rb-live`: ROLLED BACK")
     assert "rolled back by an operator: on-call: describe what you saw" in regenerated
 
     flag_sql = block_with(text, "FROM flags WHERE name = 'rb-live-flag'")

@@ -81,7 +81,7 @@ def test_rolled_back_runbook_names_the_trigger_its_numbers_and_the_commands() ->
     assert decision is not None
     fired = next(t for t in decision.triggers if t.name == "error_rate")
     assert fired.estimate is not None and fired.lower is not None and fired.upper is not None
-    assert text.startswith("# Runbook: rollout `checkout-gpt55` is ROLLED BACK")
+    assert text.startswith("# Runbook for rollout `checkout-gpt55`: ROLLED BACK")
     assert "Rolled back at 30 %" in text
     assert "Fired: `error_rate`" in text
     assert f"{fired.statistic:.3g} reached threshold {fired.threshold:.3g}" in text
