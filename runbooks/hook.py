@@ -29,6 +29,7 @@ import structlog
 from prometheus_client import Counter
 
 from runbooks.generator import (
+    DEFAULT_OUTPUT_DIR,
     flag_access,
     generate_runbook,
     output_dir_for,
@@ -62,7 +63,7 @@ class RunbookHook:
     """``TickPorts.runbook`` bound to a store: writes ``<output_dir>/<rollout>.md``."""
 
     store: ControllerStore | None
-    output_dir: Path = Path("runbooks/generated")
+    output_dir: Path = DEFAULT_OUTPUT_DIR
     flags: FlagAccess = field(default_factory=FlagAccess)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
