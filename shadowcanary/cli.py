@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 
 from shadowcanary.cli_offline import audit_command, compare_command
+from shadowcanary.cli_report import report_command
 from shadowcanary.cli_rollout import controller_app, rollout_app
 from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.errors import ShadowCanaryError
@@ -38,6 +39,7 @@ app.command("audit")(audit_command)
 app.command("compare")(compare_command)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(controller_app, name="controller")
+app.command("report")(report_command)
 
 console = Console()
 err_console = Console(stderr=True)
@@ -254,13 +256,41 @@ def up(
 @app.command()
 @_friendly_errors
 def demo(
-    fast: Annotated[bool, typer.Option(help="A short run (CI).")] = False,
+    fast: Annotated[
+        bool, typer.Option(help="Smaller steps, no pacing: well under 2 minutes (CI).")
+    ] = False,
+    verbose: Annotated[bool, typer.Option(help="Show the info-level logs too.")] = False,
 ) -> None:
-    """The demo: the local stack for a minute (30 s with --fast), then the status.
+    """The demo: two rollouts side by side, live, on the embedded services.
 
-    Example: shadowcanary demo
+    Starts the model SIMULATOR, a worker, the controller and a traffic generator going
+    through the real tap, then runs a healthy candidate 10 -> 30 -> 50 -> 100 % and one
+    whose error rate jumps mid-rollout (rolled back automatically). Time is simulated
+    (about 1.5 s of wall time per minute). Exits 1 if a rollout did not end as expected.
+
+    Examples:
+
+      shadowcanary demo
+
+      shadowcanary demo --fast
     """
-    up(duration=30.0 if fast else 60.0, rate=20.0, canary_percent=10.0, sim_port=8765)
+    from shadowcanary.demo import run_demo
+
+    settings = _settings()
+    if not verbose:
+        configure_logging("warning")
+    urls = _urls(settings)
+    result = run_demo(settings, urls, fast=fast, console=console)
+    console.print(
+        f"\n[bold]Data:[/] Postgres {_display_url(urls.database_url)}; "
+        "`make down` (or `shadowcanary services stop`) stops the embedded servers."
+    )
+    surprises = result.surprises()
+    for line in surprises:
+        err_console.print(f"[bold red]demo failed:[/] {line}")
+    if surprises:
+        raise typer.Exit(EXIT_FAILURE)
+    console.print(f"[green]demo done[/] in {result.wall_s:.0f} s ({result.minutes} simulated min)")
 
 
 @services_app.command("start")
