@@ -19,6 +19,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 from rich.console import Console
 
+from runbooks.cli import runbook_command
 from shadowcanary.cli_offline import audit_command, compare_command
 from shadowcanary.cli_report import report_command
 from shadowcanary.cli_rollout import controller_app, rollout_app
@@ -40,6 +41,7 @@ app.command("compare")(compare_command)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(controller_app, name="controller")
 app.command("report")(report_command)
+app.command("runbook")(runbook_command)
 
 console = Console()
 err_console = Console(stderr=True)

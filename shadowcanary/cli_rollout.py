@@ -100,6 +100,7 @@ class _Context:
             flags_for=self.flags_for,
             notifier=WebhookNotifier(),
             actor=actor,
+            settings=self.settings,
         )
 
     def operator(self) -> Any:

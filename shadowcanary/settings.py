@@ -125,6 +125,8 @@ class Settings(BaseSettings):
     unleash_url: str | None = None  # e.g. http://unleash:4242 (without /api)
     unleash_admin_token: SecretStr | None = None
     controller_interval_s: float = Field(default=10.0, gt=0)
+    # Where the controller writes one Markdown runbook per rollout (and alerts/).
+    runbooks_dir: Path = Path("runbooks/generated")
 
     baseline_model: str = "gpt-5.2"
     candidate_model: str = "gpt-5.5"

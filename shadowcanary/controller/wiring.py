@@ -16,7 +16,7 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from flags.base import FlagBackend
-from runbooks.hook import regenerate_runbook
+from runbooks.hook import RunbookHook, regenerate_runbook
 from shadowcanary.controller.evidence import freeze_baseline_p99, load_evidence
 from shadowcanary.controller.lock import operation_lock
 from shadowcanary.controller.notify import Notifier
@@ -25,6 +25,7 @@ from shadowcanary.controller.records import RolloutRecord
 from shadowcanary.controller.store import ControllerStore
 from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
 from shadowcanary.errors import ConfigError
+from shadowcanary.judge.decide import Decision
 from shadowcanary.judge.evidence import Evidence
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.settings import Settings
@@ -101,10 +102,18 @@ def build_ports(
     notifier: Notifier,
     clock: Callable[[], datetime] = utc_now,
     actor: str | None = None,
+    settings: Settings | None = None,
 ) -> TickPorts:
-    """The ports of a tick (or an operator command when ``actor`` is ``cli:<user>``)."""
+    """The ports of a tick (or an operator command when ``actor`` is ``cli:<user>``).
+
+    With ``settings`` the runbook hook reuses this store (and its connection pool);
+    without, the hook falls back to loading settings itself on each call.
+    """
 
     store = ControllerStore(engine)
+    runbook: Callable[[RolloutRecord, Decision | None], None] = regenerate_runbook
+    if settings is not None:
+        runbook = RunbookHook.from_settings(settings, store)
 
     def evidence_for(record: RolloutRecord, now: datetime) -> Evidence:
         # Through the store: it caches the hours whose rollups did not change.
@@ -126,7 +135,7 @@ def build_ports(
         clock=clock,
         evidence_for=evidence_for,
         baseline_p99_for=baseline_p99_for,
-        runbook=regenerate_runbook,
+        runbook=runbook,
         operation_lock=lambda name: operation_lock(lock_engine, name),
         actor=actor or controller_actor(instance_name()),
     )

@@ -108,7 +108,8 @@ triggers:
   refusals: {{margin: 0.05}}
   invalid_json: {{margin: 0.05}}
   shadow_invalid_json: {{margin: 0.05}}
-  p99_latency: {{margin_ms: 200, quantile: 0.95}}
+  # Wide: a loaded CI machine stalls single requests by hundreds of ms.
+  p99_latency: {{margin_ms: 1000, quantile: 0.95}}
   quality: {{margin: 0.05}}
 {triggers}
 escalation: "#llm-oncall"
