@@ -61,7 +61,8 @@ class DemoConfig:
     min_canary: int  # canary requests each step needs
     pace_s: float  # least wall time per simulated minute (readable live view)
     max_minutes: int = 16
-    precanary_calls: int = 400  # per rollout, minute 0: freezes the baseline p99
+    # Per rollout, minute 0: the baseline p99 is frozen from >= 500 pre-canary requests.
+    precanary_calls: int = 550
     max_calls_per_minute: int = 1000  # per rollout
 
     @classmethod
@@ -77,11 +78,20 @@ class DemoConfig:
 
 @dataclass(frozen=True, slots=True)
 class DemoResult:
-    """Each rollout's name and where it ended."""
+    """Each rollout's name, where it ended and where it should have ended."""
 
     statuses: Mapping[str, RolloutStatus]
+    expected: Mapping[str, RolloutStatus]
     minutes: int
     wall_s: float
+
+    def surprises(self) -> list[str]:
+        """One line per rollout that did not end as its scenario says (empty: all did)."""
+        return [
+            f"{name} ended {self.statuses.get(name, 'unknown')}, expected {want}"
+            for name, want in self.expected.items()
+            if self.statuses.get(name) is not want
+        ]
 
 
 class DemoClock:
@@ -165,7 +175,8 @@ def run_demo(
                 view.watch([lane.view for lane in lanes], lambda: (store.counts(), tap.stats()))
                 minutes = _run(config, clock, ports, lanes, evaluator, sim, store, view)
         statuses = {lane.scenario.name: lane.view.status for lane in lanes}
-        result = DemoResult(statuses, minutes, time.monotonic() - started)
+        expected = {lane.scenario.name: lane.scenario.expected for lane in lanes}
+        result = DemoResult(statuses, expected, minutes, time.monotonic() - started)
         print_where_to_look(console, demo_settings, engine, [lane.scenario.name for lane in lanes])
         return result
     finally:
@@ -277,7 +288,8 @@ def _send_minute(
                 model=lane.plan.baseline, user=call.user_id, **call.kwargs
             )
 
-    with ThreadPoolExecutor(32, thread_name_prefix="demo-traffic") as pool:
+    # 16 callers: more only queue up inside the one-process simulator and inflate latency.
+    with ThreadPoolExecutor(16, thread_name_prefix="demo-traffic") as pool:
         list(pool.map(one, work))
     for lane, _call in work:
         lane.sent += 1

@@ -16,6 +16,7 @@ from typing import Any
 import structlog
 from rich.console import Console, Group
 from rich.live import Live
+from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
@@ -111,7 +112,12 @@ class DemoView:
         self._phase = f"simulated minute {minute} done"
         if not self.interactive:
             arms = "; ".join(f"{lane.name} {lane.percent} % {_arms(lane)}" for lane in self._lanes)
-            self._console.print(f"[minute {minute:>2}] {wall_s:.1f} s wall — {arms}")
+            self._console.print(
+                f"[minute {minute:>2}] {wall_s:.1f} s wall — {arms}",
+                markup=False,
+                highlight=False,
+                soft_wrap=True,
+            )
         self._refresh()
 
     def _line(self, text: str) -> None:
@@ -119,7 +125,7 @@ class DemoView:
         if self.interactive:
             self._refresh()
         else:
-            self._console.print(text, highlight=False, soft_wrap=True)
+            self._console.print(text, markup=False, highlight=False, soft_wrap=True)
 
     def _seconds_per_minute(self) -> str:
         if not self._wall_per_minute:
@@ -143,7 +149,7 @@ class DemoView:
         if self._pipeline is not None:
             parts.append(_pipeline_line(*self._pipeline()))
         if self._log:
-            parts.append(Panel("\n".join(self._log[-8:]), title="decisions"))
+            parts.append(Panel(escape("\n".join(self._log[-8:])), title="decisions"))
         return Group(*parts)
 
     def _rollouts(self) -> Table:

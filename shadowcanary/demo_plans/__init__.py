@@ -14,6 +14,7 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
+from shadowcanary.controller.records import RolloutStatus
 from shadowcanary.plan import RolloutPlan, parse_plan
 
 BASELINE = "gpt-5.2"
@@ -76,6 +77,7 @@ class Scenario:
     flag: str
     candidate: str
     story: str
+    expected: RolloutStatus  # where the rollout should end
     regress_at_percent: int | None = None  # None: stays healthy
 
 
@@ -87,6 +89,7 @@ def scenarios(run_id: str) -> tuple[Scenario, Scenario]:
             flag=f"demo-healthy-{run_id}-flag",
             candidate=HEALTHY,
             story="healthy: should go 10 -> 30 -> 50 -> 100 % and complete",
+            expected=RolloutStatus.COMPLETED,
         ),
         Scenario(
             name=f"demo-regressing-{run_id}",
@@ -94,6 +97,7 @@ def scenarios(run_id: str) -> tuple[Scenario, Scenario]:
             candidate=REGRESSING,
             story=f"errors jump to {REGRESSED_ERROR_RATE:.0%} at {REGRESS_AT_PERCENT} %: "
             "should roll back to 0 %",
+            expected=RolloutStatus.ROLLED_BACK,
             regress_at_percent=REGRESS_AT_PERCENT,
         ),
     )
@@ -102,7 +106,8 @@ def scenarios(run_id: str) -> tuple[Scenario, Scenario]:
 def demo_plan(scenario: Scenario, *, min_canary: int) -> RolloutPlan:
     """A plan sized for the demo: ``min_canary`` canary requests and 10 s per step.
 
-    Margins are wide (5 points, 10 for JSON, 200 ms) so that a healthy candidate certifies with a
+    Margins are wide (5 points, 10 for JSON, 300 ms: the simulator's latency is noisy under
+    the demo's load) so that a healthy candidate certifies with a
     few hundred requests; a real plan uses tighter margins and far more traffic.
     """
     text = f"""
@@ -120,7 +125,7 @@ triggers:
   refusals: {{margin: 0.05}}
   invalid_json: {{margin: 0.10}}  # only the extraction route asks for JSON: few events
   shadow_invalid_json: {{margin: 0.10}}
-  p99_latency: {{margin_ms: 200, quantile: 0.95}}
+  p99_latency: {{margin_ms: 300, quantile: 0.95}}
   quality: {{margin: 0.05}}
 escalation: "#llm-oncall (demo)"
 """
