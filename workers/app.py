@@ -19,6 +19,7 @@ from shadowcanary import constants
 from shadowcanary.embedded import ServiceUrls, resolve_urls
 from shadowcanary.events import now_utc
 from shadowcanary.logging import configure_logging
+from shadowcanary.replay.candidates import RolloutCandidates
 from shadowcanary.replay.ingest import IngestService
 from shadowcanary.replay.runtime import ReplayRuntime
 from shadowcanary.replay.service import ReplayService
@@ -54,13 +55,15 @@ class WorkerContext:
     def _get(self) -> _Services:
         with self._lock:
             if self._services is None:
-                store = Store(make_engine(self.urls.database_url, pool_size=self.thread_count + 2))
+                engine = make_engine(self.urls.database_url, pool_size=self.thread_count + 2)
+                store = Store(engine)
                 runtime = ReplayRuntime(self.settings, self.urls.redis_url)
+                candidates = RolloutCandidates(engine, self.settings.candidate_model)
                 self._services = _Services(
                     store=store,
                     runtime=runtime,
                     ingest=IngestService(self.settings, store, self._schedule_replays),
-                    replay=ReplayService(self.settings, store, runtime),
+                    replay=ReplayService(self.settings, store, runtime, candidates=candidates),
                 )
             return self._services
 

@@ -25,6 +25,7 @@ from shadowcanary.errors import (
 from shadowcanary.events import CapturedCall, now_utc
 from shadowcanary.judge import compare, output_from_capture
 from shadowcanary.judge.types import CallOutput
+from shadowcanary.replay.candidates import RolloutCandidates
 from shadowcanary.replay.openai_call import call_model
 from shadowcanary.replay.records import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.replay.runtime import ReplayResources, ReplayRuntime
@@ -98,11 +99,13 @@ class ReplayService:
         store: Store,
         runtime: ReplayRuntime,
         *,
+        candidates: RolloutCandidates | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         self._settings = settings
         self._store = store
         self._runtime = runtime
+        self._candidates = candidates
         self._clock = clock
 
     def replay(self, event_ids: Sequence[str], *, attempt: int) -> BatchOutcome:
@@ -118,7 +121,12 @@ class ReplayService:
             for event_id, event in captures.items()
             if (kinds := self._kinds_needed(event, done))
         }
-        records, retry = self._runtime.run(self._replay_all(captures, work, attempt))
+        candidate_of = (
+            self._candidates.models_for(e.rollout for e in captures.values())
+            if self._candidates is not None
+            else {}
+        )
+        records, retry = self._runtime.run(self._replay_all(captures, work, attempt, candidate_of))
         recorded = self._store.record_replays(records, recorded_at=self._clock())
         skipped = sum(1 for r in records if r.status is ReplayStatus.SKIPPED_BUDGET)
         return BatchOutcome(
@@ -156,32 +164,37 @@ class ReplayService:
         captures: Mapping[str, CapturedCall],
         work: Mapping[str, tuple[ReplayKind, ...]],
         attempt: int,
+        candidate_of: Mapping[str | None, str],
     ) -> tuple[list[ReplayRecord], dict[str, TransientError]]:
         res = self._runtime.resources
-        pairs = [(event_id, kind) for event_id, kinds in work.items() for kind in kinds]
+        pairs = [
+            (event_id, kind, self._model_for(kind, captures[event_id].rollout, candidate_of))
+            for event_id, kinds in work.items()
+            for kind in kinds
+        ]
         # The budget is checked and charged once per batch, not per call: a batch can
         # overshoot the daily limit by at most its own size, and it saves two Redis
         # round trips per replay.
         budget = await res.budget.exhausted(self._clock())
         if budget.exhausted:
             log.warning("replay.budget_exhausted", skipped=len(pairs))
-            return [_skipped(e, k, attempt, budget.reason) for e, k in pairs], {}
+            return [_skipped(e, k, attempt, budget.reason) for e, k, _ in pairs], {}
         # A model with no RPM/TPM limit only has the shared 429 pause to respect. The
         # batch's calls all start together, so one check of it covers them all (and
         # saves a Redis round trip per call).
         paced: set[str] = set()
-        for model in {self._model_for(k) for _, k in pairs}:
+        for model in {m for _, _, m in pairs if m in res.limiters}:
             limit = res.limiters[model].limit
             if limit.requests_per_minute is None and limit.tokens_per_minute is None:
                 await res.limiters[model].acquire(0)
             else:
                 paced.add(model)
         outcomes = await asyncio.gather(
-            *(self._replay_one(res, captures[e], k, attempt, paced) for e, k in pairs)
+            *(self._replay_one(res, captures[e], k, m, attempt, paced) for e, k, m in pairs)
         )
         records: list[ReplayRecord] = []
         retry: dict[str, TransientError] = {}
-        for (event_id, _kind), outcome in zip(pairs, outcomes, strict=True):
+        for (event_id, _kind, _model), outcome in zip(pairs, outcomes, strict=True):
             if isinstance(outcome, TransientError):
                 retry[event_id] = outcome
             else:
@@ -195,23 +208,26 @@ class ReplayService:
             )
         return records, retry
 
-    def _model_for(self, kind: ReplayKind) -> str:
-        if kind is ReplayKind.CANDIDATE:
-            return self._settings.candidate_model
-        return self._settings.baseline_model
+    def _model_for(
+        self, kind: ReplayKind, rollout: str | None, candidate_of: Mapping[str | None, str]
+    ) -> str:
+        if kind is ReplayKind.NOISE:
+            return self._settings.baseline_model
+        return candidate_of.get(rollout) or self._settings.candidate_model
 
     async def _replay_one(
         self,
         res: ReplayResources,
         event: CapturedCall,
         kind: ReplayKind,
+        model: str,
         attempt: int,
         paced: set[str],
     ) -> ReplayRecord | TransientError:
         settings = self._settings
-        model = self._model_for(kind)
-        endpoint = settings.endpoint(model)
         try:
+            # A rollout whose candidate has no endpoint here: a permanent failure.
+            endpoint = settings.endpoint(model)
             async with res.in_flight:
                 if model in paced:
                     await res.limiters[model].acquire(estimate_tokens(event))
