@@ -53,5 +53,5 @@ def test_replays_follow_the_candidate_named_by_each_rollout_plan(
     assert {by_event[e.event_id][:2] for e in search} == {("gpt-5.5-b", "ok")}
     assert {by_event[e.event_id][:2] for e in other} == {("gpt-5.5", "ok")}
     for event in ghost:
-        model, status, message = by_event[event.event_id]
+        _model, status, message = by_event[event.event_id]
         assert status == "failed" and "gpt-9" in message and "not configured" in message
