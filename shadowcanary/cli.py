@@ -11,18 +11,22 @@ import json
 import os
 import subprocess
 import sys
-from collections.abc import Callable
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from runbooks.cli import runbook_command
 from shadowcanary.cli_offline import audit_command, compare_command
 from shadowcanary.cli_report import report_command
 from shadowcanary.cli_rollout import controller_app, rollout_app
+from shadowcanary.cli_support import (
+    EXIT_FAILURE,
+    console,
+    err_console,
+    friendly_errors,
+    print_error,
+)
 from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.logging import configure_logging
@@ -42,27 +46,6 @@ app.add_typer(rollout_app, name="rollout")
 app.add_typer(controller_app, name="controller")
 app.command("report")(report_command)
 app.command("runbook")(runbook_command)
-
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-
-EXIT_USAGE = 2
-EXIT_FAILURE = 1
-
-
-def _friendly_errors(func: F) -> F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ShadowCanaryError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}")
-            if exc.hint:
-                err_console.print(f"[dim]hint: {exc.hint}[/]")
-            raise typer.Exit(EXIT_FAILURE) from None
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _settings() -> Settings:
@@ -98,7 +81,7 @@ def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def migrate() -> None:
     """Create or upgrade the database schema (alembic upgrade head)."""
     settings = _settings()
@@ -107,7 +90,7 @@ def migrate() -> None:
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def sim(
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8765,
@@ -127,7 +110,7 @@ def sim(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def worker(
     concurrency: Annotated[
         int | None, typer.Option(help="Task threads (default: from settings).")
@@ -169,7 +152,7 @@ def collect_status(settings: Settings, urls: ServiceUrls, rollout: str | None) -
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def status(
     rollout: Annotated[
         str | None, typer.Option(help="Limit headline figures to one rollout.")
@@ -191,7 +174,7 @@ def status(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def purge(
     days: Annotated[
         int | None, typer.Option(help="Keep this many days (default: settings).")
@@ -214,7 +197,7 @@ def purge(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def up(
     duration: Annotated[
         float | None, typer.Option(help="Stop after this many seconds (default: until Ctrl-C).")
@@ -256,7 +239,7 @@ def up(
 
 
 @app.command()
-@_friendly_errors
+@friendly_errors
 def demo(
     fast: Annotated[
         bool, typer.Option(help="Smaller steps, no pacing: well under 2 minutes (CI).")
@@ -296,7 +279,7 @@ def demo(
 
 
 @services_app.command("start")
-@_friendly_errors
+@friendly_errors
 def services_start() -> None:
     """Start (or attach to) the embedded Postgres and Redis in the data directory."""
     settings = _settings()
@@ -305,7 +288,7 @@ def services_start() -> None:
 
 
 @services_app.command("stop")
-@_friendly_errors
+@friendly_errors
 def services_stop() -> None:
     """Stop the embedded Postgres and Redis."""
     settings = _settings()
@@ -318,7 +301,7 @@ def main() -> None:
     try:
         app()
     except ShadowCanaryError as exc:  # settings errors raised before a command runs
-        err_console.print(f"[bold red]error:[/] {exc}")
+        print_error(exc)
         sys.exit(EXIT_FAILURE)
 
 

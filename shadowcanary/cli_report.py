@@ -92,16 +92,15 @@ def report_command(
 
 
 def _generate(rollout: str, format: ReportFormatOption, pairs: int) -> str:
-    from shadowcanary.embedded import EmbeddedServices
+    from shadowcanary.cli_support import database_url
     from shadowcanary.logging import configure_logging
     from shadowcanary.report import load_report, render
     from shadowcanary.settings import load_settings
-    from shadowcanary.store.db import make_engine, migrate
+    from shadowcanary.store.db import make_engine
 
     settings = load_settings()
     configure_logging(settings.log_level)
-    url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
-    migrate(url)
+    url = database_url(settings)
     engine = make_engine(url, pool_size=1)
     try:
         data = load_report(engine, settings, rollout, now=datetime.now(UTC), pairs=pairs)

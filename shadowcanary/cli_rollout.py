@@ -15,17 +15,19 @@ from __future__ import annotations
 import json
 import signal
 import threading
-from collections.abc import Callable
 from datetime import timedelta
-from functools import wraps
 from pathlib import Path
-from typing import Annotated, Any, TypeVar
+from typing import Annotated, Any
 
 import typer
 from pydantic import TypeAdapter, ValidationError
-from rich.console import Console
 
-from shadowcanary.errors import ShadowCanaryError
+from shadowcanary.cli_support import (
+    console,
+    database_url,
+    err_console,
+    friendly_errors,
+)
 from shadowcanary.plan import Duration
 
 rollout_app = typer.Typer(
@@ -41,27 +43,6 @@ def _controller_group() -> None:
     """The rollout controller (a group, so `controller run` reads the same standalone)."""
 
 
-console = Console()
-err_console = Console(stderr=True)
-F = TypeVar("F", bound=Callable[..., Any])
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def _friendly_errors(func: F) -> F:
-    @wraps(func)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return func(*args, **kwargs)
-        except ShadowCanaryError as exc:
-            err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
-            if exc.hint:
-                err_console.print(f"[dim]hint: {exc.hint}[/]", highlight=False)
-            raise typer.Exit(EXIT_FAILURE) from None
-
-    return wrapper  # type: ignore[return-value]
-
-
 class _Context:
     """Settings, database and flag backend, wired once per command."""
 
@@ -70,16 +51,14 @@ class _Context:
 
         from shadowcanary.controller.lock import lock_engine
         from shadowcanary.controller.wiring import FlagsConfig, flags_factory
-        from shadowcanary.embedded import EmbeddedServices
         from shadowcanary.logging import configure_logging
         from shadowcanary.settings import load_settings
-        from shadowcanary.store.db import make_engine, migrate
+        from shadowcanary.store.db import make_engine
 
         self.settings = load_settings()
         configure_logging(self.settings.log_level)
         settings = self.settings
-        url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
-        migrate(url)
+        url = database_url(settings)
         self.database_url = url
         self.engine = make_engine(url, pool_size=2)
         self.lock_engine = lock_engine(url)
@@ -114,7 +93,7 @@ def _done(message: str) -> None:
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def start(
     plan_file: Annotated[Path, typer.Argument(help="The rollout plan (YAML).", metavar="PLAN")],
 ) -> None:
@@ -136,7 +115,7 @@ def start(
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
     """Stop the controller acting on a rollout (the flag stays where it is)."""
     record = _Context().operator().pause(name)
@@ -144,7 +123,7 @@ def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def resume(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
     """Hand a paused or overridden rollout back to the controller."""
     record = _Context().operator().resume(name)
@@ -152,7 +131,7 @@ def resume(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def promote(
     name: Annotated[str, typer.Argument(help="The rollout.")],
     to: Annotated[
@@ -166,7 +145,7 @@ def promote(
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def rollback(
     name: Annotated[str, typer.Argument(help="The rollout.")],
     reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
@@ -177,7 +156,7 @@ def rollback(
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def abort(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
     """End a rollout without touching the flag; the controller lets go of it."""
     record = _Context().operator().abort(name)
@@ -185,7 +164,7 @@ def abort(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def status(
     name: Annotated[str | None, typer.Argument(help="One rollout (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -206,7 +185,7 @@ def status(
 
 
 @rollout_app.command()
-@_friendly_errors
+@friendly_errors
 def history(
     name: Annotated[str, typer.Argument(help="The rollout.")],
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
@@ -239,7 +218,7 @@ def parse_interval(text: str) -> float:
 
 
 @controller_app.command("run")
-@_friendly_errors
+@friendly_errors
 def run(
     rollout: Annotated[
         list[str] | None, typer.Option("--rollout", help="Drive this rollout (repeatable).")

@@ -123,12 +123,11 @@ def load_capture_cases(
         ConfigError: ``since`` is unreadable, or the route has no qualifying captures.
         ServiceUnavailable: Postgres cannot be reached.
     """
-    from shadowcanary.embedded import EmbeddedServices
-    from shadowcanary.store.db import make_engine, migrate
+    from shadowcanary.cli_support import database_url as migrated_database_url
+    from shadowcanary.store.db import make_engine
 
     start = parse_since(since, now=now_utc())
-    database_url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()
-    migrate(database_url)
+    database_url = migrated_database_url(settings)
     engine = make_engine(database_url, pool_size=1)
     try:
         captures = read_captures(engine, route=route, since=start, limit=limit, rollout=rollout)
