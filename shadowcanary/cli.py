@@ -83,7 +83,10 @@ def child_env(settings: Settings, urls: ServiceUrls) -> dict[str, str]:
 @app.command()
 @friendly_errors
 def migrate() -> None:
-    """Create or upgrade the database schema (alembic upgrade head)."""
+    """Create or upgrade the database schema (alembic upgrade head).
+
+    Example: SHADOWCANARY_DATABASE_URL=postgresql+psycopg://... shadowcanary migrate
+    """
     settings = _settings()
     _urls(settings)
     console.print("[green]database schema is up to date[/]")
@@ -180,7 +183,10 @@ def purge(
         int | None, typer.Option(help="Keep this many days (default: settings).")
     ] = None,
 ) -> None:
-    """Delete raw captures, replays and comparisons older than the retention (rollups stay)."""
+    """Delete raw captures, replays and comparisons older than the retention (rollups stay).
+
+    Example: shadowcanary purge --days 7
+    """
     from datetime import timedelta
 
     from shadowcanary.events import now_utc
@@ -281,7 +287,10 @@ def demo(
 @services_app.command("start")
 @friendly_errors
 def services_start() -> None:
-    """Start (or attach to) the embedded Postgres and Redis in the data directory."""
+    """Start (or attach to) the embedded Postgres and Redis in the data directory.
+
+    Example: shadowcanary services start
+    """
     settings = _settings()
     urls = EmbeddedServices(settings.data_dir).start()
     console.print(f"postgres: {urls.database_url}\nredis:    {urls.redis_url}")
@@ -290,7 +299,10 @@ def services_start() -> None:
 @services_app.command("stop")
 @friendly_errors
 def services_stop() -> None:
-    """Stop the embedded Postgres and Redis."""
+    """Stop the embedded Postgres and Redis.
+
+    Example: shadowcanary services stop
+    """
     settings = _settings()
     EmbeddedServices(settings.data_dir).stop()
     console.print("embedded services stopped")

@@ -117,7 +117,10 @@ def start(
 @rollout_app.command()
 @friendly_errors
 def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
-    """Stop the controller acting on a rollout (the flag stays where it is)."""
+    """Stop the controller acting on a rollout (the flag stays where it is).
+
+    Example: shadowcanary rollout pause chat-gpt55
+    """
     record = _Context().operator().pause(name)
     _done(f"rollout {name} is {record.status.value} at {record.percent} %")
 
@@ -125,7 +128,10 @@ def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
 @rollout_app.command()
 @friendly_errors
 def resume(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
-    """Hand a paused or overridden rollout back to the controller."""
+    """Hand a paused or overridden rollout back to the controller.
+
+    Example: shadowcanary rollout resume chat-gpt55
+    """
     record = _Context().operator().resume(name)
     _done(f"rollout {name} is {record.status.value} at {record.percent} %")
 
@@ -139,7 +145,10 @@ def promote(
         typer.Option("--to", min=1, max=100, help="A step of the plan (default: the next one)."),
     ] = None,
 ) -> None:
-    """Move a rollout to its next step (or --to a step) now."""
+    """Move a rollout to its next step (or --to a step) now.
+
+    Example: shadowcanary rollout promote chat-gpt55 --to 50
+    """
     record = _Context().operator().promote(name, to)
     _done(f"rollout {name} promoted to {record.percent} %")
 
@@ -150,7 +159,10 @@ def rollback(
     name: Annotated[str, typer.Argument(help="The rollout.")],
     reason: Annotated[str | None, typer.Option(help="Why, for the audit log.")] = None,
 ) -> None:
-    """Set the flag to 0 % now (every user on the baseline); safe to repeat."""
+    """Set the flag to 0 % now (every user on the baseline); safe to repeat.
+
+    Example: shadowcanary rollout rollback chat-gpt55 --reason "p99 regression"
+    """
     record = _Context().operator().rollback(name, reason)
     _done(f"rollout {name} is {record.status.value}: the flag is at 0 %")
 
@@ -158,7 +170,10 @@ def rollback(
 @rollout_app.command()
 @friendly_errors
 def abort(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
-    """End a rollout without touching the flag; the controller lets go of it."""
+    """End a rollout without touching the flag; the controller lets go of it.
+
+    Example: shadowcanary rollout abort chat-gpt55
+    """
     record = _Context().operator().abort(name)
     _done(f"rollout {name} is {record.status.value}; the flag stays at {record.percent} %")
 
@@ -169,7 +184,10 @@ def status(
     name: Annotated[str | None, typer.Argument(help="One rollout (default: all).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
 ) -> None:
-    """Rollouts, their step and percentage, and the last decision with its numbers."""
+    """Rollouts, their step and percentage, and the last decision with its numbers.
+
+    Example: shadowcanary rollout status chat-gpt55 --json
+    """
     from shadowcanary.controller.views import render_rollout, render_rollouts, status_data
 
     ctx = _Context()
@@ -194,7 +212,10 @@ def history(
         bool, typer.Option(help="Include each decision's full inputs (large).")
     ] = False,
 ) -> None:
-    """The audit log of a rollout, newest first: who did what, when, and why."""
+    """The audit log of a rollout, newest first: who did what, when, and why.
+
+    Example: shadowcanary rollout history chat-gpt55 --limit 20
+    """
     from shadowcanary.controller.views import entry_data, render_history
 
     store = _Context().ports().store
