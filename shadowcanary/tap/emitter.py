@@ -232,14 +232,13 @@ class Tap:
 
     def _serialise(self, chunk: list[CapturedCall]) -> list[bytes]:
         limit = self._settings.max_event_bytes
-        redact = self._redactor.redact_event
+        # The JSON of model_dump(mode="json") of the redacted event, by pydantic-core.
+        redacted_json = self._redactor.redact_event_json
         payload: list[bytes] = []
         too_large = errors = 0
         for event in chunk:
             try:
-                redacted = redact(event)
-                # The JSON of model_dump(mode="json"), written by pydantic-core in one pass.
-                raw = redacted.__pydantic_serializer__.to_json(redacted)
+                raw = redacted_json(event)
             except Exception:  # noqa: BLE001 - one bad event must not stop the others
                 errors += 1
                 continue

@@ -4,7 +4,8 @@ Redaction must reach every place a prompt or an answer can put user text: messag
 contents (plain and text parts), participant names, file names, tool-call arguments,
 tool results (tool messages), response text and refusal, and string request
 parameters at any depth. ``collect_texts`` lists exactly those; ``replace_texts``
-rebuilds only the parts whose text changed, so an event without PII costs no copy.
+rebuilds only the parts whose text changed, so an event without PII costs no copy;
+``splice_texts_json`` puts replacements into the event's JSON instead, cheaper still.
 
 Both are written out field by field rather than as one generic visitor: they run
 for every event on the tap's publishing thread, where a function call per node
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
+from pydantic_core import to_json
 
 from shadowcanary.events import CapturedCall, ChatMessage, ContentPart, ModelResponse, ToolCall
 
@@ -173,3 +175,46 @@ def _json(value: Any, new: Mapping[str, str]) -> Any:
         listed = [_json(item, new) for item in value]
         return listed if any(a is not b for a, b in zip(listed, value, strict=True)) else value
     return value
+
+
+def splice_texts_json(raw: bytes, changed: dict[str, tuple[str, int]]) -> bytes | None:
+    """``raw`` with each changed text's JSON string replaced, or None when not provably safe.
+
+    ``changed`` maps a text to its redaction and how many times the event carries it.
+    A text is looked for as its whole JSON string token (quotes included), encoded by
+    pydantic-core exactly as inside the event, so escapes (``\\n``, ``\\"``, ``\\u0000``)
+    can neither hide a text nor be cut in half. Three checks make every replaced span
+    one of the event's own string tokens, so the result is valid JSON with no text left
+    behind: each token occurs exactly as often as the event carries the text (an
+    occurrence elsewhere, e.g. as a dict key or the tail of a longer string, adds one),
+    no two spans overlap, and afterwards no token is left (a string whose start was
+    shadowed by a stray match keeps its bytes and is found). Otherwise: None.
+    """
+    spans: list[tuple[int, int, bytes]] = []
+    tokens: list[bytes] = []
+    for text, (new, count) in changed.items():
+        token = to_json(text)
+        replacement = to_json(new)
+        size = len(token)
+        at = raw.find(token)
+        while at != -1:
+            spans.append((at, at + size, replacement))
+            count -= 1
+            at = raw.find(token, at + size)
+        if count:
+            return None
+        tokens.append(token)
+    spans.sort()
+    out: list[bytes] = []
+    done = 0
+    for start, end, replacement in spans:
+        if start < done:
+            return None
+        out.append(raw[done:start])
+        out.append(replacement)
+        done = end
+    out.append(raw[done:])
+    spliced = b"".join(out)
+    if any(token in spliced for token in tokens):
+        return None
+    return spliced

@@ -9,11 +9,18 @@ Events arrive already serialised by orjson (their byte size had to be checked
 anyway); they are spliced into the message as ``orjson.Fragment`` by an encoder
 registered under its own name, so nothing is encoded twice. The content type stays
 ``application/json``: workers decode these messages like any other.
+
+The same encoder also compresses, with zlib at level 1, and the message carries
+kombu's standard ``compression: application/x-gzip`` header, so workers decompress
+it as usual (``zlib.decompress`` reads any level). kombu's own ``compression="zlib"``
+would use level 6 and cannot be told otherwise without changing it for the whole
+process; on prompt batches level 1 is ~3x faster for ~10 % more bytes.
 """
 
 from __future__ import annotations
 
 import base64
+import zlib
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,8 +32,16 @@ from kombu import serialization
 from shadowcanary import constants
 from shadowcanary.errors import ServiceUnavailable
 
-SERIALIZER = "shadowcanary-orjson"
+SERIALIZER = "shadowcanary-orjson-zlib1"
 _CONTENT_TYPE = "application/json"
+# kombu's content type for zlib bodies: what its decoders look up in the header.
+_ZLIB_CONTENT_TYPE = kombu_compression.get_encoder("zlib")[1]  # type: ignore[no-untyped-call]
+_ZLIB_LEVEL = 1
+
+
+def _encode(obj: Any) -> bytes:
+    """The JSON of ``obj``, zlib-compressed (the header says so, see ``publish``)."""
+    return zlib.compress(orjson.dumps(obj), _ZLIB_LEVEL)
 
 
 def _register_serializer() -> None:
@@ -35,7 +50,7 @@ def _register_serializer() -> None:
     previous = registry.type_to_name.get(_CONTENT_TYPE)
     # Encoder only (decoder=None): decoding application/json stays kombu's own json.
     serialization.register(  # type: ignore[no-untyped-call]
-        SERIALIZER, orjson.dumps, None, content_type=_CONTENT_TYPE
+        SERIALIZER, _encode, None, content_type=_CONTENT_TYPE
     )
     if previous is not None:
         # register() also makes our name the default *reply* serializer for the content
@@ -84,8 +99,10 @@ class BatchPublisher:
                 serializer=SERIALIZER,
                 # Prompts repeat (system prompts, JSON keys): zlib shrinks a batch ~5-30x, which
                 # costs less CPU than base64 + JSON-wrapping + sending the raw bytes, and keeps
-                # Redis small while workers are behind. Workers decompress transparently.
-                compression="zlib",
+                # Redis small while workers are behind. SERIALIZER already compressed the body;
+                # this header (kombu's own) makes workers decompress it transparently.
+                compression=None,
+                headers={"compression": _ZLIB_CONTENT_TYPE},
                 # Celery would otherwise put a repr of every event (prompts!) in the headers.
                 argsrepr=f"[<{len(events_json)} events>]",
                 kwargsrepr="{}",

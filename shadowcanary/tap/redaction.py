@@ -12,7 +12,10 @@ services, so every scan is arranged for CPython's ``re``:
   cheap substring test says they could match;
 * the texts of one event are joined with NUL and scanned once;
 * recent results are cached, since system prompts and earlier conversation turns
-  repeat from call to call.
+  repeat from call to call;
+* ``redact_event_json`` splices the redacted texts into the event's JSON instead of
+  copying the pydantic models (the copy cost more than the scan); see
+  ``event_texts.splice_texts_json``.
 
 Card numbers are Luhn-checked so order numbers and ids survive. Placeholders are typed
 (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SECRET]``; custom patterns give
@@ -26,7 +29,7 @@ from collections.abc import Iterable
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.events import CapturedCall
-from shadowcanary.tap.event_texts import collect_texts, replace_texts
+from shadowcanary.tap.event_texts import collect_texts, replace_texts, splice_texts_json
 
 EMAIL = "[EMAIL]"
 PHONE = "[PHONE]"
@@ -302,6 +305,29 @@ class Redactor:
             if new != text
         }
         return replace_texts(event, redacted) if redacted else event
+
+    def redact_event_json(self, event: CapturedCall) -> bytes:
+        """The JSON of ``redact_event(event)``, byte for byte, usually without copying models.
+
+        The JSON is pydantic-core's (``model_dump(mode="json")`` written in one pass).
+        """
+        raw = event.__pydantic_serializer__.to_json(event)
+        texts = collect_texts(event)
+        if not texts:
+            return raw
+        changed: dict[str, tuple[str, int]] = {}
+        for text, new in zip(texts, self._redact_many(texts), strict=True):
+            if new != text:
+                seen = changed.get(text)
+                changed[text] = (new, seen[1] + 1 if seen is not None else 1)
+        if not changed:
+            return raw
+        spliced = splice_texts_json(raw, changed)
+        if spliced is not None:
+            return spliced
+        # Rare (a redacted text also written elsewhere, e.g. as a key): copy the models.
+        redacted = replace_texts(event, {text: new for text, (new, _) in changed.items()})
+        return redacted.__pydantic_serializer__.to_json(redacted)
 
     def _redact_many(self, texts: list[str]) -> list[str]:
         cache = self._cache

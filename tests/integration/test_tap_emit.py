@@ -2,16 +2,19 @@
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import time
 import uuid
+import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
 
 import orjson
 import pytest
 import redis
+from kombu.message import Message
 from prometheus_client import REGISTRY
 from structlog.testing import capture_logs
 
@@ -355,3 +358,25 @@ def test_forked_child_gets_its_own_working_tap(redis_url: str) -> None:
         assert os.waitstatus_to_exitcode(status) == 0
     contents = sorted(e["request"]["messages"][0]["content"] for e in queued_events(redis_url))
     assert contents == ["child", "parent"]
+
+
+def test_batches_are_zlib_compressed_the_way_kombu_decodes_them(tap: Tap, redis_url: str) -> None:
+    """A batch carries kombu's zlib header and kombu's own Message (as workers do) decodes it."""
+    sent = [make_event(f"question {i} from bob@example.com") for i in range(50)]
+    for event in sent:
+        tap.emit(event)
+    wait_for(lambda: len(queued_events(redis_url)) == 50)
+
+    envelope = orjson.loads(queued_raw(redis_url)[0])
+    assert envelope["headers"]["compression"] == "application/x-gzip"
+    body = base64.b64decode(envelope["body"])
+    assert zlib.decompress(body)[:1] == b"["  # plain zlib, any level reads back
+    message = Message(
+        body=body,
+        content_type=envelope["content-type"],
+        content_encoding=envelope["content-encoding"],
+        headers=envelope["headers"],
+    )
+    args, _kwargs, _embed = message.decode()
+    assert {parse_event(event).event_id for event in args[0]} == {e.event_id for e in sent}
+    assert all("bob@example.com" not in orjson.dumps(event).decode() for event in args[0])

@@ -5,6 +5,7 @@ from __future__ import annotations
 import uuid
 from datetime import timedelta
 
+import orjson
 import pytest
 
 from shadowcanary.errors import ConfigError
@@ -17,6 +18,7 @@ from shadowcanary.events import (
     ToolCall,
     now_utc,
 )
+from shadowcanary.tap.event_texts import splice_texts_json
 from shadowcanary.tap.redaction import Redactor, luhn_valid
 
 
@@ -183,3 +185,125 @@ def test_clean_event_comes_back_as_the_same_object(redactor: Redactor) -> None:
     """An event without PII is returned as is: no copy on the hot path of the publisher."""
     event = _event()
     assert redactor.redact_event(event) is event
+
+
+def _json_of_redact_event(redactor: Redactor, event: CapturedCall) -> bytes:
+    redacted = redactor.redact_event(event)
+    return redacted.__pydantic_serializer__.to_json(redacted)
+
+
+# Texts whose JSON has escapes right next to (or inside) what is redacted.
+_ESCAPE_CASES = [
+    "line\nbob@example.com",  # "\n" then the local part: the "n" must not join it
+    'say "bob@example.com" now',
+    "path C:\\bob@example.com\\x",
+    "tab\tcard 4111 1111 1111 1111\t",
+    "nul \x00 bob@example.com \x1f end",
+    "café ☕ bob@example.com 😀",
+    "unicode\u2028bob@example.com\u2029",
+    'token: "sk-proj-Abcdefghijklmnop0123456789"\r\n',
+    "api_key=abc123\\",
+    '\\"bob@example.com\\"',
+    "ends with backslash bob@example.com \\",
+]
+
+
+@pytest.mark.parametrize("text", _ESCAPE_CASES)
+def test_event_json_is_the_json_of_the_redacted_event(redactor: Redactor, text: str) -> None:
+    """redact_event_json gives exactly the JSON of redact_event, escapes included."""
+    event = _event(
+        request=ModelRequest(
+            messages=[ChatMessage(role="user", content=text, name="u1")],
+            parameters={"metadata": {"note": text}, "stop": [text, "x"]},
+        ),
+        response=ModelResponse(text=f"re: {text}", finish_reason="stop"),
+    )
+    raw = redactor.redact_event_json(event)
+    assert raw == _json_of_redact_event(redactor, event)
+    assert CapturedCall.model_validate_json(raw).request.messages[0].name == "u1"
+    assert b"bob@example.com" not in raw and b"4111 1111" not in raw and b"abc123" not in raw
+
+
+def test_event_json_covers_every_text_field(redactor: Redactor) -> None:
+    """Every text field is redacted in the JSON, identically to redact_event."""
+    mail = "jane@example.com"
+    event = _event(
+        request=ModelRequest(
+            messages=[
+                ChatMessage(
+                    role="user",
+                    name=mail,
+                    content=[
+                        ContentPart(type="text", text=f"me: {mail}"),
+                        ContentPart(type="file", file={"filename": f"{mail}.pdf", "file_id": "f1"}),
+                    ],
+                ),
+                ChatMessage(
+                    role="assistant",
+                    tool_calls=[ToolCall(id="1", name="send", arguments=f'{{"to": "{mail}"}}')],
+                ),
+            ],
+            parameters={"metadata": {"who": mail}, "stop": [mail]},
+        ),
+        response=ModelResponse(text=f"done {mail}", refusal=f"no {mail}", finish_reason="stop"),
+    )
+    raw = redactor.redact_event_json(event)
+    assert raw == _json_of_redact_event(redactor, event)
+    assert mail.encode() not in raw
+    assert raw.count(b"[EMAIL]") == 8
+
+
+@pytest.mark.parametrize(
+    "parameters",
+    [
+        # The redacted text is also a dict key (keys are not redacted): splicing would
+        # change the key too, so the model copy is used instead.
+        {"bob@example.com": 1, "note": "bob@example.com"},
+        # The redacted text's JSON is the tail of a longer string's JSON.
+        {"a": 'x "bob@example.com', "note": "bob@example.com"},
+        # A number next to a string, so a stray match could span JSON structure.
+        {"a": [4111111111111111, ":[4111111111111111,"]},
+    ],
+)
+def test_event_json_falls_back_when_a_text_is_ambiguous(
+    redactor: Redactor, parameters: dict[str, object]
+) -> None:
+    """Texts also found outside their own string token still give valid, fully redacted JSON."""
+    event = _event(
+        request=ModelRequest(
+            messages=[ChatMessage(role="user", content="hi bob@example.com")],
+            parameters=parameters,  # type: ignore[arg-type]
+        )
+    )
+    raw = redactor.redact_event_json(event)
+    assert raw == _json_of_redact_event(redactor, event)
+    parsed = CapturedCall.model_validate_json(raw)
+    assert parsed.request.messages[0].content == "hi [EMAIL]"
+
+
+def test_clean_event_json_is_the_plain_serialisation(redactor: Redactor) -> None:
+    """An event without PII is serialised as is."""
+    event = _event()
+    assert redactor.redact_event_json(event) == event.__pydantic_serializer__.to_json(event)
+
+
+@pytest.mark.parametrize(
+    ("raw", "changed"),
+    [
+        (b'{"a@b.co":1,"n":"a@b.co"}', {"a@b.co": ("[EMAIL]", 1)}),  # also a key
+        (b'{"t":"x \\"a@b.co","n":"a@b.co"}', {"a@b.co": ("[EMAIL]", 1)}),  # a tail
+        (b'{"a":[41,":[41,"]}', {":[41,": (":[X],", 1)}),  # spans JSON structure
+        (b'{"n":"a@b.co"}', {"a@b.co": ("[EMAIL]", 2)}),  # fewer than carried
+    ],
+)
+def test_splice_refuses_ambiguous_json(raw: bytes, changed: dict[str, tuple[str, int]]) -> None:
+    """Splicing gives up (None) whenever a text's JSON is not exactly its own string tokens."""
+    assert splice_texts_json(raw, changed) is None
+
+
+def test_splice_replaces_whole_string_tokens() -> None:
+    """Each carried string token is replaced, escapes intact, and the result parses."""
+    raw = b'{"a":"hi\\na@b.co","b":["hi\\na@b.co","hi"]}'
+    out = splice_texts_json(raw, {"hi\na@b.co": ("hi\n[EMAIL]", 2)})
+    assert out == b'{"a":"hi\\n[EMAIL]","b":["hi\\n[EMAIL]","hi"]}'
+    assert orjson.loads(out) == {"a": "hi\n[EMAIL]", "b": ["hi\n[EMAIL]", "hi"]}
