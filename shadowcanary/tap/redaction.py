@@ -338,7 +338,11 @@ class Redactor:
             if len(pending) == 1 or any(_SEP in text for text in pending):
                 redacted = [self._redact_one(text) for text in pending]
             else:
-                redacted = self._redact_one(_SEP.join(pending)).split(_SEP)
+                # No built-in pattern matches across NUL; custom ones may ('.'), so they
+                # run on each text alone and never reach into (or merge) another text.
+                redacted = _redact_builtin(_SEP.join(pending)).split(_SEP)
+                if self._custom:
+                    redacted = [self._redact_custom(text) for text in redacted]
             if len(cache) + len(pending) > _CACHE_ENTRIES:
                 cache.clear()  # cheaper than LRU bookkeeping; hot prompts come back at once
             for i, text, result in zip(missing, pending, redacted, strict=True):
@@ -348,7 +352,9 @@ class Redactor:
         return results  # type: ignore[return-value]  # every None was filled above
 
     def _redact_one(self, text: str) -> str:
-        out = _redact_builtin(text)
+        return self._redact_custom(_redact_builtin(text))
+
+    def _redact_custom(self, text: str) -> str:
         for pattern in self._custom:
-            out = pattern.sub(REDACTED, out)
-        return out
+            text = pattern.sub(REDACTED, text)
+        return text

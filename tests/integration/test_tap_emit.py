@@ -10,6 +10,7 @@ import uuid
 import zlib
 from collections.abc import Callable, Iterator
 from datetime import timedelta
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -380,3 +381,17 @@ def test_batches_are_zlib_compressed_the_way_kombu_decodes_them(tap: Tap, redis_
     args, _kwargs, _embed = message.decode()
     assert {parse_event(event).event_id for event in args[0]} == {e.event_id for e in sent}
     assert all("bob@example.com" not in orjson.dumps(event).decode() for event in args[0])
+
+
+def test_one_unserialisable_event_does_not_cost_its_batch(tap: Tap, redis_url: str) -> None:
+    """An event that fails to serialise is counted tap_error; the rest of its batch lands."""
+    good = [make_event(f"q {i} bob@example.com") for i in range(3)]
+    broken = SimpleNamespace(route="default", event_id="broken-event-1")  # passes sampling only
+    for event in [good[0], broken, *good[1:]]:
+        tap.emit(event)  # type: ignore[arg-type]
+    wait_for(lambda: len(queued_events(redis_url)) == 3)
+    wait_for(lambda: tap.stats().dropped[DropReason.TAP_ERROR] == 1)
+    assert {e["event_id"] for e in queued_events(redis_url)} == {e.event_id for e in good}
+    assert all(
+        e["request"]["messages"][0]["content"].endswith("[EMAIL]") for e in queued_events(redis_url)
+    )

@@ -307,3 +307,15 @@ def test_splice_replaces_whole_string_tokens() -> None:
     out = splice_texts_json(raw, {"hi\na@b.co": ("hi\n[EMAIL]", 2)})
     assert out == b'{"a":"hi\\n[EMAIL]","b":["hi\\n[EMAIL]","hi"]}'
     assert orjson.loads(out) == {"a": "hi\n[EMAIL]", "b": ["hi\n[EMAIL]", "hi"]}
+
+
+def test_custom_patterns_never_reach_into_another_text() -> None:
+    """A custom regex that can match NUL ('.') redacts within its own text only."""
+    redactor = Redactor([r"internal.*"])
+    event = _event(
+        request=ModelRequest(messages=[ChatMessage(role="user", content="see internal notes")]),
+        response=ModelResponse(text="keep me", finish_reason="stop"),
+    )
+    raw = redactor.redact_event_json(event)
+    assert b'"content":"see [REDACTED]"' in raw
+    assert b'"text":"keep me"' in raw
