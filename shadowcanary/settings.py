@@ -81,7 +81,7 @@ class ReplaySettings(_Section):
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)
     # Replays one worker process keeps in flight.
-    max_in_flight: int = Field(default=256, gt=0)
+    max_in_flight: int = Field(default=512, gt=0)
     batch_size: int = Field(default=64, gt=0)
     daily_token_budget: int | None = Field(default=None, gt=0)
     daily_usd_budget: float | None = Field(default=None, gt=0)
