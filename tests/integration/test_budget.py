@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
 from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -13,27 +12,11 @@ import redis.asyncio
 from shadowcanary.constants import budget_key
 from shadowcanary.errors import BudgetExhausted, ConfigError, ServiceUnavailable
 from shadowcanary.replay.budget import DailyBudget, Spend
+from tests.integration.redis_async import client, run
 
 pytestmark = pytest.mark.integration
 
 NOON = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
-
-
-def client(url: str) -> redis.asyncio.Redis:
-    # As a worker builds it: wait for a free connection instead of failing at the cap.
-    pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=20, timeout=5)
-    return redis.asyncio.Redis(connection_pool=pool)
-
-
-def run(url: str, scenario: Callable[[redis.asyncio.Redis], Awaitable[None]]) -> None:
-    async def main() -> None:
-        client_ = client(url)
-        try:
-            await scenario(client_)
-        finally:
-            await client_.aclose()
-
-    asyncio.run(main())
 
 
 def test_charges_accumulate_per_day(redis_url: str) -> None:

@@ -6,7 +6,7 @@ import asyncio
 import multiprocessing
 import random
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +16,7 @@ import redis.asyncio
 from shadowcanary.constants import rate_limit_key
 from shadowcanary.errors import ConfigError, ServiceUnavailable, UpstreamRateLimited
 from shadowcanary.replay.ratelimit import RateLimit, RedisRateLimiter
+from tests.integration.redis_async import client, run
 
 pytestmark = pytest.mark.integration
 
@@ -24,23 +25,6 @@ MODEL = "gpt-test"
 # this much closer together than the limiter spaced them.
 WAKE_LAG_S = 0.1
 PROCESS_DEADLINE_S = 60.0
-
-
-def client(url: str) -> redis.asyncio.Redis:
-    # As a worker builds it: wait for a free connection instead of failing at the cap.
-    pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=20, timeout=5)
-    return redis.asyncio.Redis(connection_pool=pool)
-
-
-def run(url: str, scenario: Callable[[redis.asyncio.Redis], Awaitable[None]]) -> None:
-    async def main() -> None:
-        client_ = client(url)
-        try:
-            await scenario(client_)
-        finally:
-            await client_.aclose()
-
-    asyncio.run(main())
 
 
 # --- helpers running in spawned processes (module level so 'spawn' can import them) ---
