@@ -10,7 +10,8 @@ import asyncio
 import json
 import math
 import time
-from typing import Any, TypeVar
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
@@ -21,6 +22,7 @@ from starlette.routing import Route
 from shadowcanary.sim import shapes
 from shadowcanary.sim.admin import admin_routes
 from shadowcanary.sim.embeddings import embed, encode_base64
+from shadowcanary.sim.output import SimAnswer
 from shadowcanary.sim.profiles import ModelProfile, ProfileSet, describe_validation_error
 from shadowcanary.sim.prompt import SimPrompt, count_tokens
 from shadowcanary.sim.reject import JSON_MEDIA, Reject, endpoint
@@ -161,17 +163,48 @@ def _headers(rid: str, timing: Timing) -> dict[str, str]:
     }
 
 
-async def _chat_completions(request: Request, sim: SimState) -> Response:
+_Generating = TypeVar("_Generating", ChatRequest, ResponsesRequest)
+
+
+@dataclass(frozen=True, slots=True)
+class _Generation(Generic[_Generating]):
+    """An accepted text-generation request and the simulated answer to it."""
+
+    req: _Generating
+    body: dict[str, Any]
+    profile: ModelProfile
+    timing: Timing
+    answer: SimAnswer
+    rid: str
+    created: int
+
+
+async def _generate(
+    request: Request, sim: SimState, kind: type[_Generating]
+) -> _Generation[_Generating]:
+    """Authenticate, validate, draw timing and faults, and answer (chat and responses)."""
     _require_api_key(request)
     body = await _read_json(request, sim)
-    req = _validated(ChatRequest, body, sim)
+    req = _validated(kind, body, sim)
     profile = _profile(sim, req.model)
     prompt = _to_prompt(req)
     timing = sim.draw_timing(profile)
     await _apply_fault(sim, req.model, profile, timing)
     answer = sim.answer(req.model, prompt)
-    rid, created = sim.new_id(), int(time.time())
     sim.record(req.model, 200)
+    return _Generation(req, body, profile, timing, answer, sim.new_id(), int(time.time()))
+
+
+async def _chat_completions(request: Request, sim: SimState) -> Response:
+    gen = await _generate(request, sim, ChatRequest)
+    req, profile, timing, answer, rid, created = (
+        gen.req,
+        gen.profile,
+        gen.timing,
+        gen.answer,
+        gen.rid,
+        gen.created,
+    )
     if not req.stream:
         await asyncio.sleep(timing.latency_s)
         payload = shapes.chat_completion(f"chatcmpl-{rid}", created, req.model, answer)
@@ -187,16 +220,16 @@ async def _chat_completions(request: Request, sim: SimState) -> Response:
 
 
 async def _responses(request: Request, sim: SimState) -> Response:
-    _require_api_key(request)
-    body = await _read_json(request, sim)
-    req = _validated(ResponsesRequest, body, sim)
-    profile = _profile(sim, req.model)
-    prompt = _to_prompt(req)
-    timing = sim.draw_timing(profile)
-    await _apply_fault(sim, req.model, profile, timing)
-    answer = sim.answer(req.model, prompt)
-    rid, created = sim.new_id(), int(time.time())
-    sim.record(req.model, 200)
+    gen = await _generate(request, sim, ResponsesRequest)
+    req, body, profile, timing, answer, rid, created = (
+        gen.req,
+        gen.body,
+        gen.profile,
+        gen.timing,
+        gen.answer,
+        gen.rid,
+        gen.created,
+    )
     if not req.stream:
         await asyncio.sleep(timing.latency_s)
         payload = shapes.response_object(rid, created, req.model, answer, body)
