@@ -121,7 +121,10 @@ class Traffic:
             totals = self.store.live_totals(self.rollout, T0, until)
             shadow = self.store.shadow_totals(self.rollout, T0, until)
             ok_baseline = totals[Arm.BASELINE].requests - totals[Arm.BASELINE].failures
-            return shadow[ReplayKind.CANDIDATE].replays >= ok_baseline
+            # A failing candidate can exhaust an event's attempts: then it is a dead
+            # letter, not a replay, and still accounted for.
+            dead = self.store.counts().dead_lettered
+            return shadow[ReplayKind.CANDIDATE].replays + dead >= ok_baseline
 
         wait_until(done, timeout_s=60, what="shadow replays recorded")
 
