@@ -46,6 +46,8 @@ class RedisServer:
 
     directory: Path
     port: int = field(default_factory=free_port)
+    # AOF with fsync every second, as docker-compose.yml runs it (outage tests).
+    appendonly: bool = False
 
     @property
     def url(self) -> str:
@@ -76,7 +78,9 @@ class RedisServer:
                 "--save",
                 "",
                 "--appendonly",
-                "no",
+                "yes" if self.appendonly else "no",
+                "--appendfsync",
+                "everysec",
                 "--logfile",
                 str(self.directory / "redis.log"),
             ],
@@ -100,13 +104,17 @@ class RedisServer:
             return None
         return int(text) if text.isdigit() else None
 
-    def stop(self) -> None:
-        """Stop the server and wait until the port is closed."""
+    def stop(self, *, graceful: bool = False) -> None:
+        """Stop the server and wait until the port is closed.
+
+        ``graceful`` sends SIGTERM (Redis writes its AOF out, like ``docker compose
+        stop``); the default SIGKILL is a crash.
+        """
         pid = self.pid()
         if pid is None:
             return
         with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+            os.kill(pid, signal.SIGTERM if graceful else signal.SIGKILL)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             try:
