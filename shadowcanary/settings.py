@@ -96,6 +96,73 @@ class ReplaySettings(_Section):
     visibility_timeout_s: int = Field(default=900, gt=0)
 
 
+class GatewayKey(_Section):
+    """One service allowed to call the gateway: only the SHA-256 of its key is configured."""
+
+    # hex SHA-256 of the key the service sends as ``Authorization: Bearer <key>``
+    # (``shadowcanary gateway hash-key`` prints it); the key itself is never stored.
+    sha256: str = Field(pattern=r"^[0-9a-f]{64}$")
+    # Sustained requests per minute for this key (bursts up to one second's worth
+    # more); None: unlimited. Enforced per gateway process.
+    requests_per_minute: int | None = Field(default=None, gt=0)
+
+
+class GatewayRoute(_Section):
+    """A named route of the gateway: which rollout its calls belong to and how they are served."""
+
+    # The rollout recorded on each event (its plan's ``name``); None: no canary, the
+    # requested model is served as asked.
+    rollout: str | None = None
+    # The feature flag that picks the model (the plan's ``flag``); default: ``rollout``.
+    flag: str | None = None
+    # The model the flag routes away from (default: ``Settings.baseline_model``).
+    baseline_model: str | None = None
+    stickiness: Literal["userId", "conversationId"] = "userId"
+    # Whole-call timeout (non-streamed) or idle time between chunks (streamed);
+    # default: the model endpoint's ``timeout_s``.
+    timeout_s: float | None = Field(default=None, gt=0)
+    # When the candidate fails with a retryable error (5xx, timeout, connection) before
+    # anything was sent to the client, serve the call from the baseline instead.
+    fallback_to_baseline: bool = True
+
+
+class GatewaySettings(_Section):
+    """The OpenAI-compatible gateway (``shadowcanary gateway run``)."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=0, lt=65536)
+    # Server processes sharing the port; per-key rate limits are split between them.
+    workers: int = Field(default=1, ge=1, le=64)
+    # Service name -> key; the name is recorded as the events' ``tenant``.
+    api_keys: dict[str, GatewayKey] = Field(default_factory=dict)
+    routes: dict[str, GatewayRoute] = Field(
+        default_factory=lambda: {"default": GatewayRoute(rollout=None)}
+    )
+    default_route: str = "default"
+    # A request names its route with this header or with a /r/<route>/v1/... path.
+    route_header: str = "x-shadowcanary-route"
+    # Where the stickiness id comes from, before the body's ``user`` field.
+    user_header: str = "x-user-id"
+    conversation_header: str = "x-conversation-id"
+    max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # Circuit breaker per upstream model: open after this many consecutive failures...
+    breaker_failures: int = Field(default=5, ge=1)
+    # ...for this long, then let one probe through.
+    breaker_open_s: float = Field(default=30.0, gt=0)
+    # How often the flag state is re-read (embedded backend) or polled (Unleash).
+    flag_refresh_s: float = Field(default=5.0, gt=0)
+    # Unleash client (backend) token, needed when ``Settings.flags`` is "unleash".
+    unleash_backend_token: SecretStr | None = None
+
+    @model_validator(mode="after")
+    def _default_route_exists(self) -> Self:
+        if self.default_route not in self.routes:
+            raise ValueError(
+                f"default_route={self.default_route!r} is not one of routes {sorted(self.routes)}"
+            )
+        return self
+
+
 class Settings(BaseSettings):
     """Everything a shadowcanary process needs to know."""
 
@@ -134,6 +201,7 @@ class Settings(BaseSettings):
 
     tap: TapSettings = Field(default_factory=TapSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @model_validator(mode="after")
     def _unleash_is_reachable(self) -> Self:
