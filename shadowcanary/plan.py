@@ -18,6 +18,7 @@ from __future__ import annotations
 import difflib
 import itertools
 import re
+import reprlib
 from datetime import timedelta
 from enum import StrEnum
 from pathlib import Path
@@ -38,6 +39,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from shadowcanary.errors import ConfigError
+from shadowcanary.events import Name as ModelName
 
 
 class PlanError(ConfigError):
@@ -64,6 +66,13 @@ def _parse_duration(value: Any) -> Any:
 
 Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.~-]*$"  # URL-friendly, as Unleash requires of flag names
+# Plan names end up in Unleash API paths, file names and the shell commands printed in
+# runbooks; free text (escalation) in Markdown: one line, no control characters, so a
+# plan cannot smuggle a line into a runbook's code block.
+_UnleashName = Annotated[str, Field(pattern=_NAME, max_length=100)]
+_OneLine = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+# A plan is a page of YAML; anything far bigger is a mistake (or an attack on the parser).
+MAX_PLAN_CHARS = 256_000
 
 
 class _Model(BaseModel):
@@ -212,8 +221,8 @@ class Step(_Model):
 
 
 class Unleash(_Model):
-    project: str = "default"
-    environment: str = "production"
+    project: _UnleashName = "default"
+    environment: _UnleashName = "production"
 
 
 class Guardrails(_Model):
@@ -246,8 +255,8 @@ class RolloutPlan(_Model):
 
     name: str = Field(pattern=_NAME, max_length=120)
     flag: str = Field(pattern=_NAME, max_length=100)
-    baseline: str = Field(min_length=1)
-    candidate: str = Field(min_length=1)
+    baseline: ModelName
+    candidate: ModelName
     unleash: Unleash = Unleash()
     steps: tuple[Step, ...] = tuple(Step(percent=p) for p in (10, 30, 50, 100))
     exposure: Exposure = Exposure()
@@ -260,7 +269,7 @@ class RolloutPlan(_Model):
     stale_after: Duration = timedelta(minutes=10)
     stickiness: Literal["userId", "conversationId"] = "userId"
     notify: Notify = Notify()
-    escalation: str | None = None
+    escalation: _OneLine | None = None
 
     @field_validator("steps")
     @classmethod
@@ -304,7 +313,19 @@ _FIXES = {
     "stickiness": "use userId or conversationId",
     "mode": "use act or dry-run (or off to disable the trigger)",
     "webhooks": "each webhook is an http(s) URL, e.g. a Slack incoming webhook",
+    "baseline": "a model name as in SHADOWCANARY_MODELS (letters, digits, _ . : / @ + -)",
+    "candidate": "a model name as in SHADOWCANARY_MODELS (letters, digits, _ . : / @ + -)",
+    "project": "an Unleash project id: letters, digits, _ . ~ -",
+    "environment": "an Unleash environment name: letters, digits, _ . ~ -",
+    "escalation": "one line of at most 200 characters, e.g. '#sre-oncall'",
 }
+
+# Offending values are quoted in errors, but never whole: a YAML alias bomb or a
+# megabyte string must not turn into a megabyte message.
+_SHORT = reprlib.Repr()
+_SHORT.maxstring = _SHORT.maxother = 80
+_SHORT.maxlist = _SHORT.maxdict = _SHORT.maxtuple = 4
+_SHORT.maxlevel = 2
 
 # What to write when a top-level field is missing.
 _EXAMPLES = {
@@ -349,7 +370,8 @@ def _describe(error: ErrorDetails, loc: tuple[int | str, ...]) -> str:
         return f"{field}: missing; add `{example}`"
     message = error["msg"].removeprefix("Value error, ")
     fix = _FIXES.get(next((str(p) for p in reversed(loc) if isinstance(p, str)), ""))
-    return f"{field}: {message} (got {error['input']!r})" + (f"; {fix}" if fix else "")
+    got = _SHORT.repr(error["input"])
+    return f"{field}: {message} (got {got})" + (f"; {fix}" if fix else "")
 
 
 def _allowed_keys(parent: tuple[int | str, ...]) -> list[str]:
@@ -368,9 +390,17 @@ def parse_plan(text: str, source: str = "<string>") -> RolloutPlan:
     Raises:
         PlanError: naming the line and field of each problem and how to fix it.
     """
+    if len(text) > MAX_PLAN_CHARS:
+        raise PlanError(
+            f"{source}: {len(text)} characters is far too long for a rollout plan "
+            f"(limit {MAX_PLAN_CHARS})",
+            hint="a plan is a page of YAML; check that this is the right file",
+        )
     try:
         data = yaml.safe_load(text)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError as exc:
+        raise _too_deep(source) from exc
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f"{source}, line {mark.line + 1}" if mark else source
@@ -385,6 +415,8 @@ def parse_plan(text: str, source: str = "<string>") -> RolloutPlan:
         )
     try:
         return RolloutPlan.model_validate(data)
+    except RecursionError as exc:
+        raise _too_deep(source) from exc
     except ValidationError as exc:
         lines = []
         for error in exc.errors():
@@ -399,6 +431,13 @@ def parse_plan(text: str, source: str = "<string>") -> RolloutPlan:
         ) from exc
 
 
+def _too_deep(source: str) -> PlanError:
+    return PlanError(
+        f"{source}: nested too deeply to be a rollout plan",
+        hint="a plan is a few levels deep; check the brackets and the indentation",
+    )
+
+
 def load_plan(path: str | Path) -> RolloutPlan:
     """Read and validate a rollout plan file.
 
@@ -411,5 +450,10 @@ def load_plan(path: str | Path) -> RolloutPlan:
         raise PlanError(
             f"cannot read rollout plan {str(path)!r}: {exc.strerror}",
             hint="pass the path of a YAML plan file",
+        ) from exc
+    except UnicodeDecodeError as exc:
+        raise PlanError(
+            f"rollout plan {str(path)!r} is not UTF-8 text (invalid byte at offset {exc.start})",
+            hint="save the plan as UTF-8; is this the right file?",
         ) from exc
     return parse_plan(text, source=str(path))
