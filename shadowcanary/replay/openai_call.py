@@ -3,6 +3,14 @@
 Works against anything that speaks the OpenAI API (OpenAI, Azure OpenAI, vLLM,
 Ollama, a LiteLLM proxy, the simulator). SDK exceptions are translated into the
 shadowcanary error tree so retry decisions are made in one place.
+
+Non-streamed replays use the SDK's documented low-level call,
+``client.post("/chat/completions", content=..., cast_to=httpx.Response)``: it still
+goes through the SDK (auth, base URL and Azure deployment routing, status errors,
+``Retry-After``) but skips the per-call transform of the params through their
+TypedDicts and the pydantic parse of the response, which together cost more CPU than
+the HTTP exchange itself. The captured request is already plain JSON, so it is sent
+as orjson bytes and the answer is read with orjson.
 """
 
 from __future__ import annotations
@@ -11,10 +19,13 @@ import time
 from datetime import UTC, datetime
 from typing import Any
 
+import httpx2
 import openai
+import orjson
 
 from shadowcanary.errors import (
     ShadowCanaryError,
+    TransientError,
     UpstreamRateLimited,
     UpstreamRejected,
     UpstreamTimeout,
@@ -128,7 +139,17 @@ async def call_model(
             if assembly.first_content_at is not None:
                 ttft_ms = (assembly.first_content_at - started) * 1000
         else:
-            completion = await client.chat.completions.create(model=upstream_model, **kwargs)
+            body = {"model": upstream_model, **kwargs}
+            if isinstance(client, openai.AsyncAzureOpenAI):
+                # Azure routes /deployments/{model} from a dict body's "model"; bytes
+                # would hide it, so Azure gets the dict and the SDK's own JSON encoder.
+                raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            else:
+                # The SDK's default headers already say application/json.
+                raw = await client.post(
+                    "/chat/completions", content=orjson.dumps(body), cast_to=httpx2.Response
+                )
+            completion = _json_object(raw.content, model=model)
             response, usage = response_from_completion(completion), usage_of(completion)
     except openai.OpenAIError as exc:
         raise translate_error(exc, model=model) from exc
@@ -147,4 +168,23 @@ async def call_model(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cost_usd=cost,
+    )
+
+
+def _json_object(body: bytes, *, model: str) -> dict[str, Any]:
+    """The decoded completion; a 200 whose body is not a JSON object is a transient fault."""
+    try:
+        decoded = orjson.loads(body)
+    except orjson.JSONDecodeError as exc:
+        raise _malformed(model, f"not JSON ({exc})") from exc
+    if not isinstance(decoded, dict):
+        raise _malformed(model, f"a JSON {type(decoded).__name__}, not an object")
+    return decoded
+
+
+def _malformed(model: str, what: str) -> TransientError:
+    return UpstreamUnavailable(
+        f"{model}: the chat completion body is {what}",
+        hint="the endpoint answered 200 with a body that is not a chat completion; "
+        "check the model's base_url points at an OpenAI-compatible /v1",
     )
