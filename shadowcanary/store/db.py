@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 import threading
 from pathlib import Path
 from typing import Any
 
+import orjson
 import structlog
 from alembic import command
 from alembic.config import Config
@@ -64,9 +66,28 @@ def json_for_postgres(value: Any) -> str:
     """JSON text Postgres accepts: jsonb rejects NUL characters, so they become U+FFFD.
 
     Model output can contain NUL; without this one such event would fail its whole batch
-    forever (a poison batch).
+    forever (a poison batch). For the same reason NaN/Infinity (which Python's JSON
+    decoder lets into a dead letter's raw payload) become null and lone surrogates
+    U+FFFD: jsonb refuses them too.
     """
-    return _ESCAPED_NUL.sub(r"\1\\ufffd", json.dumps(value))
+    try:
+        text = orjson.dumps(value, option=orjson.OPT_NON_STR_KEYS).decode()
+    except (TypeError, orjson.JSONEncodeError):  # ints past 64 bits, lone surrogates, depth
+        text = json.dumps(_storable(value))
+    return _ESCAPED_NUL.sub(r"\1\\ufffd", text)
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with what jsonb refuses replaced (the rare slow path of json_for_postgres)."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {_storable(str(k)): _storable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(v) for v in value]
+    return value
 
 
 def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:

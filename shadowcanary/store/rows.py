@@ -11,6 +11,7 @@ from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import NAME
 
 MAX_MESSAGE_CHARS = 10_000
+EVENT_ID = 128  # captures.event_id / dead_letters.event_id width
 FLAG_NAMES = (
     "empty",
     "truncated",
@@ -117,7 +118,8 @@ def dead_letter_row(letter: DeadLetter, recorded_at: datetime) -> dict[str, Any]
     return {
         "recorded_at": recorded_at,
         "stage": clean_text(letter.stage, 32),
-        "event_id": letter.event_id,
+        # The id of an event that failed validation is as untrusted as the rest of it.
+        "event_id": clean_text(letter.event_id, EVENT_ID),
         "error_class": clean_text(letter.error_class, NAME),
         "message": clean_text(letter.message),
         "attempts": letter.attempts,
