@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Annotated, Any, Final, Literal
@@ -34,6 +35,8 @@ from shadowcanary.errors import InvalidEvent, PayloadTooLarge
 
 SCHEMA_VERSION: Final = 1
 DEFAULT_MAX_EVENT_BYTES = 1_000_000
+# Far above any real call, far below Postgres' BIGINT: a bigger count is a broken emitter.
+MAX_TOKENS = 1_000_000_000
 
 Name = Annotated[str, StringConstraints(min_length=1, max_length=200, pattern=r"^[\w.:/@+-]+$")]
 
@@ -145,8 +148,8 @@ class CapturedCall(_Wire):
     status: CallStatus = CallStatus.OK
     error_class: str | None = Field(default=None, max_length=200)
     http_status: int | None = Field(default=None, ge=100, le=599)
-    prompt_tokens: int | None = Field(default=None, ge=0)
-    completion_tokens: int | None = Field(default=None, ge=0)
+    prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    completion_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     # HMAC of the user or conversation id (never the raw id): see hash_stickiness_key.
     stickiness_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")] | None = None
 
@@ -209,23 +212,43 @@ def parse_event(
                 f"schema_version {version!r} is not supported (this reader knows {SCHEMA_VERSION})",
                 hint="upgrade the reader or emit with a matching shadowcanary version",
             )
-        # Compact JSON bytes: the same measure the tap applies before publishing.
-        size = len(orjson.dumps(raw, default=str))
+        size, unencodable = _wire_size(raw)
     else:
-        size = len(raw)
+        size, unencodable = len(raw), None
     if size > max_bytes:
         raise PayloadTooLarge(
             f"event is {size} bytes, over the {max_bytes}-byte limit",
             hint="raise SHADOWCANARY_TAP__MAX_EVENT_BYTES or trim attachments before emitting",
         )
+    event_id = raw.get("event_id") if isinstance(raw, dict) else None
+    prefix = f"event {event_id[:128]!r}" if isinstance(event_id, str) else "event"
     try:
         if isinstance(raw, dict):
-            return CapturedCall.model_validate(raw)
-        return CapturedCall.model_validate_json(raw)
+            event = CapturedCall.model_validate(raw)
+        else:
+            event = CapturedCall.model_validate_json(raw)
     except ValidationError as exc:
-        event_id = raw.get("event_id") if isinstance(raw, dict) else None
-        prefix = f"event {event_id!r}" if isinstance(event_id, str) else "event"
         raise InvalidEvent(
             f"{prefix} is invalid: {_describe(exc)}",
             hint="see shadowcanary/events.py for the CapturedCall contract",
         ) from exc
+    if unencodable is not None:
+        # Valid field by field, yet not storable: e.g. a lone surrogate (half a UTF-16
+        # pair), which no UTF-8 store or JSON encoder of ours accepts.
+        raise InvalidEvent(
+            f"{prefix} is invalid: it cannot be encoded as UTF-8 JSON ({unencodable})",
+            hint="emit text as valid Unicode (no lone surrogates) and at most 250 levels deep",
+        )
+    return event
+
+
+def _wire_size(raw: dict[str, Any]) -> tuple[int, str | None]:
+    """Compact JSON size (the tap's measure) and, if orjson cannot encode it, why not."""
+    try:
+        return len(orjson.dumps(raw, default=str)), None
+    except (TypeError, orjson.JSONEncodeError) as exc:
+        # The stdlib encoder escapes what orjson refuses, so the size limit still holds.
+        try:
+            return len(json.dumps(raw, default=str)), str(exc)
+        except (RecursionError, ValueError):
+            return 0, str(exc)
