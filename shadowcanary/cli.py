@@ -17,6 +17,7 @@ from typing import Annotated, Any
 import typer
 
 from runbooks.cli import runbook_command
+from shadowcanary.cli_gateway import gateway_app
 from shadowcanary.cli_offline import audit_command, compare_command
 from shadowcanary.cli_report import report_command
 from shadowcanary.cli_rollout import controller_app, rollout_app
@@ -44,6 +45,7 @@ app.command("audit")(audit_command)
 app.command("compare")(compare_command)
 app.add_typer(rollout_app, name="rollout")
 app.add_typer(controller_app, name="controller")
+app.add_typer(gateway_app, name="gateway")
 app.command("report")(report_command)
 app.command("runbook")(runbook_command)
 

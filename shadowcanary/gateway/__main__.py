@@ -1,0 +1,3 @@
+from shadowcanary.gateway.server import main
+
+main()

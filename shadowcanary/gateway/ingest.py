@@ -1,0 +1,61 @@
+"""``POST /v1/tap/events``: events from services that call their models themselves.
+
+The body is a JSON list of events, or ``{"events": [...]}``. Each event is validated
+against the ``CapturedCall`` contract on its own: good ones go to the tap, bad ones
+are reported by index with the field and the reason. Answers: 200 when every event
+was accepted, 207 when some were, 422 when none were.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from shadowcanary.errors import InvalidEvent, PayloadTooLarge
+from shadowcanary.events import parse_event
+from shadowcanary.gateway import metrics
+from shadowcanary.gateway.http import Rejection
+from shadowcanary.tap.emitter import Tap
+
+MAX_EVENTS_PER_BATCH = 5_000
+
+
+def ingest(tap: Tap, body: Any, *, max_event_bytes: int) -> tuple[int, dict[str, Any]]:
+    """Validate and emit a batch; the HTTP status and the answer's body.
+
+    Raises:
+        Rejection: 400 when the body is not a batch of events at all.
+    """
+    events = body.get("events") if isinstance(body, dict) else body
+    if not isinstance(events, list):
+        raise Rejection(
+            400,
+            'The body must be a JSON list of events or {"events": [...]}; '
+            "see shadowcanary/events.py for the CapturedCall contract.",
+            code="invalid_batch",
+        )
+    if len(events) > MAX_EVENTS_PER_BATCH:
+        raise Rejection(
+            413,
+            f"A batch holds at most {MAX_EVENTS_PER_BATCH} events, this one has {len(events)}; "
+            "split it into smaller batches.",
+            code="batch_too_large",
+        )
+    rejected: list[dict[str, Any]] = []
+    accepted = 0
+    for index, raw in enumerate(events):
+        if not isinstance(raw, dict):
+            rejected.append({"index": index, "error": "an event must be a JSON object"})
+            continue
+        try:
+            event = parse_event(raw, max_bytes=max_event_bytes)
+        except (InvalidEvent, PayloadTooLarge) as exc:
+            rejected.append({"index": index, "error": str(exc)})
+            continue
+        tap.emit(event)
+        accepted += 1
+    if accepted:
+        metrics.INGESTED.labels(outcome="accepted").inc(accepted)
+    if rejected:
+        metrics.INGESTED.labels(outcome="rejected").inc(len(rejected))
+    status = 200 if not rejected else (207 if accepted else 422)
+    return status, {"accepted": accepted, "rejected": rejected}

@@ -1,0 +1,345 @@
+"""The proxy itself: send a call to its upstream, relay the answer, fall back, record it.
+
+Non-streamed answers are relayed byte for byte (status, body and the upstream's own
+headers such as ``x-request-id`` and rate-limit headers). Streamed answers are
+forwarded chunk by chunk as they arrive, while an ``SSEDecoder`` feeds the tap's
+stream assembly on the side; when the client goes away the upstream response is
+closed at once (the upstream sees the disconnect) and the event says ``cancelled``.
+
+Fallback: when the candidate fails retryably (5xx, 429, timeout, connection error,
+or its breaker is open) before anything was sent to the client, and the route allows
+it, the call is served by the baseline. Both attempts are recorded: the candidate's
+failure under its event id (so the controller sees the candidate's errors), the
+baseline's answer under ``<event id>-fallback``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import aiohttp
+import structlog
+from prometheus_client import Counter
+
+from shadowcanary.events import Arm, CallStatus
+from shadowcanary.gateway import metrics
+from shadowcanary.gateway.calls import Call, Outcome, record, record_outcome
+from shadowcanary.gateway.capture import SSEDecoder
+from shadowcanary.gateway.http import JSON_HEADERS, Receive, Send, error_body
+from shadowcanary.gateway.upstream import (
+    FailureKind,
+    Upstreams,
+    client_headers,
+    error_class,
+    failure_kind,
+)
+from shadowcanary.tap.emitter import Tap
+
+log = structlog.get_logger(__name__)
+
+FALLBACK_SUFFIX = "-fallback"
+
+
+class Proxy:
+    """Relays calls to the upstreams and records them in the tap."""
+
+    def __init__(self, upstreams: Upstreams, tap: Tap) -> None:
+        self._upstreams = upstreams
+        self._tap = tap
+        self._requests: dict[tuple[str, Arm, int], Counter] = {}
+
+    async def handle(self, call: Call, send: Send, receive: Receive) -> None:
+        if call.body.get("stream") is True and call.kind.new_assembly is not None:
+            await self._streamed(call, send, receive)
+        else:
+            await self._plain(call, send)
+
+    # -- non-streamed ---------------------------------------------------------------
+
+    async def _plain(self, call: Call, send: Send) -> None:
+        decision = call.decision
+        outcome = await self._attempt(call, decision.model)
+        arm, event_id = decision.arm, call.event_id
+        if outcome.retryable and decision.fallback_model is not None:
+            record_outcome(self._tap, call, outcome, arm=arm, event_id=event_id)
+            self._count(call, arm, outcome.status)
+            metrics.FALLBACKS.labels(reason=_reason(outcome)).inc()
+            outcome = await self._attempt(call, decision.fallback_model)
+            arm, event_id = Arm.BASELINE, event_id + FALLBACK_SUFFIX
+        headers = outcome.headers
+        headers.append((b"content-length", str(len(outcome.body)).encode()))
+        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
+        await send({"type": "http.response.body", "body": outcome.body})
+        added = time.perf_counter() - call.started - outcome.upstream_s
+        metrics.ADDED_LATENCY.labels(endpoint=call.kind.name).observe(added)
+        metrics.UPSTREAM_LATENCY.labels(arm=arm.value).observe(outcome.upstream_s)
+        self._count(call, arm, outcome.status)
+        record_outcome(self._tap, call, outcome, arm=arm, event_id=event_id)
+
+    async def _attempt(self, call: Call, model: str) -> Outcome:
+        endpoint = self._upstreams.endpoints[model]
+        breaker = self._upstreams.breakers[model]
+        if not breaker.allow():
+            return _breaker_open(model, breaker.retry_after_s())
+        timeout = call.decision.timeout_s or endpoint.timeout_s
+        body = call.body_for(endpoint.upstream_model)
+        started = time.perf_counter()
+        try:
+            response = await self._upstreams.post(
+                endpoint, call.kind.path, body, timeout_s=timeout, stream=False
+            )
+            try:
+                data = await response.read()
+            finally:
+                response.release()
+        except asyncio.CancelledError:
+            breaker.record_abandoned()
+            raise
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            breaker.record_failure()
+            return _transport_failure(model, exc, time.perf_counter() - started, timeout)
+        upstream_s = time.perf_counter() - started
+        status = response.status
+        if status >= 500:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        if status < 400:
+            return Outcome(model, status, client_headers(response.raw_headers), data, upstream_s)
+        return _status_failure(
+            model, status, response.raw_headers, endpoint.scrub(data), upstream_s
+        )
+
+    # -- streamed -------------------------------------------------------------------
+
+    async def _streamed(self, call: Call, send: Send, receive: Receive) -> None:
+        decision = call.decision
+        opened = await self._open_stream(call, decision.model)
+        arm, model, event_id = decision.arm, decision.model, call.event_id
+        if isinstance(opened, Outcome) and opened.retryable and decision.fallback_model:
+            record_outcome(self._tap, call, opened, arm=arm, event_id=event_id)
+            self._count(call, arm, opened.status)
+            metrics.FALLBACKS.labels(reason=_reason(opened)).inc()
+            model, arm, event_id = decision.fallback_model, Arm.BASELINE, event_id + FALLBACK_SUFFIX
+            opened = await self._open_stream(call, model)
+        if isinstance(opened, Outcome):  # the upstream said no before streaming anything
+            opened.headers.append((b"content-length", str(len(opened.body)).encode()))
+            await send(
+                {"type": "http.response.start", "status": opened.status, "headers": opened.headers}
+            )
+            await send({"type": "http.response.body", "body": opened.body})
+            self._count(call, arm, opened.status)
+            record_outcome(self._tap, call, opened, arm=arm, event_id=event_id)
+            return
+        response, upstream_started = opened
+        await self._relay(call, response, upstream_started, model, arm, event_id, send, receive)
+
+    async def _open_stream(
+        self, call: Call, model: str
+    ) -> Outcome | tuple[aiohttp.ClientResponse, float]:
+        endpoint = self._upstreams.endpoints[model]
+        breaker = self._upstreams.breakers[model]
+        if not breaker.allow():
+            return _breaker_open(model, breaker.retry_after_s())
+        timeout = call.decision.timeout_s or endpoint.timeout_s
+        started = time.perf_counter()
+        try:
+            response = await self._upstreams.post(
+                endpoint, call.kind.path, call.body_for(endpoint.upstream_model),
+                timeout_s=timeout, stream=True,
+            )  # fmt: skip
+            if response.status == 200:
+                return response, started
+            try:
+                data = await response.read()
+            finally:
+                response.release()
+        except asyncio.CancelledError:
+            breaker.record_abandoned()
+            raise
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            breaker.record_failure()
+            return _transport_failure(model, exc, time.perf_counter() - started, timeout)
+        if response.status >= 500:
+            breaker.record_failure()
+        else:
+            breaker.record_success()
+        upstream_s = time.perf_counter() - started
+        return _status_failure(
+            model, response.status, response.raw_headers, endpoint.scrub(data), upstream_s
+        )
+
+    async def _relay(
+        self,
+        call: Call,
+        response: aiohttp.ClientResponse,
+        upstream_started: float,
+        model: str,
+        arm: Arm,
+        event_id: str,
+        send: Send,
+        receive: Receive,
+    ) -> None:
+        breaker = self._upstreams.breakers[model]
+        assert call.kind.new_assembly is not None and call.kind.assembly_result is not None
+        assembly = call.kind.new_assembly()
+        decoder = SSEDecoder()
+        task = asyncio.current_task()
+        assert task is not None
+        state = _RelayState()
+
+        async def watch_disconnect() -> None:
+            while (await receive())["type"] != "http.disconnect":
+                pass
+            if not state.finished:  # uvicorn also says "disconnect" once the response is done
+                state.client_gone = True
+                task.cancel()
+
+        headers = client_headers(response.raw_headers)
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        metrics.ADDED_LATENCY.labels(endpoint=call.kind.name).observe(
+            time.perf_counter() - call.started - (time.perf_counter() - upstream_started)
+        )
+        watcher = asyncio.ensure_future(watch_disconnect())
+        status, failure_class = CallStatus.OK, None
+        chunks = 0
+        try:
+            async for data in response.content.iter_any():
+                await send({"type": "http.response.body", "body": data, "more_body": True})
+                chunks += 1
+                now = time.perf_counter()
+                for event in decoder.feed(data):
+                    assembly.add(event, now)
+            state.finished = True
+            await send({"type": "http.response.body", "body": b""})
+            breaker.record_success()
+        except asyncio.CancelledError:
+            if not state.client_gone:
+                breaker.record_abandoned()
+                raise  # the server is shutting down: not ours to swallow
+            task.uncancel()
+            status, failure_class = CallStatus.CANCELLED, "ClientDisconnected"
+            breaker.record_abandoned()
+        except (TimeoutError, aiohttp.ClientError) as exc:
+            breaker.record_failure()
+            kind = failure_kind(exc)
+            status = CallStatus.TIMEOUT if kind is FailureKind.TIMEOUT else CallStatus.ERROR
+            failure_class = (
+                "APITimeoutError" if kind is FailureKind.TIMEOUT else "APIConnectionError"
+            )
+            log.warning("gateway_stream_broken", upstream=model, error=type(exc).__name__)
+            state.finished = True
+            # The status line is gone already: end the body so the client is not left hanging.
+            await send({"type": "http.response.body", "body": b""})
+        finally:
+            watcher.cancel()
+            if state.finished and status is CallStatus.OK:
+                response.release()
+            else:
+                response.close()  # tells the upstream we stopped listening
+        latency_s = time.perf_counter() - call.started
+        ttft_s = (
+            assembly.first_content_at - call.started
+            if assembly.first_content_at is not None
+            else None
+        )
+        metrics.STREAM_CHUNKS.inc(chunks)
+        metrics.UPSTREAM_LATENCY.labels(arm=arm.value).observe(
+            time.perf_counter() - upstream_started
+        )
+        if ttft_s is not None:
+            metrics.TTFT.labels(arm=arm.value).observe(ttft_s)
+        self._count(call, arm, 200 if status is CallStatus.OK else 499)
+        try:
+            answer, usage = call.kind.assembly_result(assembly)
+        except Exception as exc:  # noqa: BLE001 - a stream we cannot reassemble is a tap error
+            self._tap.record_tap_error()
+            log.warning("gateway_capture_failed", endpoint=call.kind.name, error=type(exc).__name__)
+            return
+        record(
+            self._tap, call, event_id=event_id, model=model, arm=arm, status=status,
+            latency_s=latency_s, response=answer, usage=usage, ttft_s=ttft_s,
+            error_class=failure_class,
+        )  # fmt: skip
+
+    def _count(self, call: Call, arm: Arm, status: int) -> None:
+        key = (call.kind.name, arm, status)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = metrics.REQUESTS.labels(
+                endpoint=call.kind.name, arm=arm.value, status=str(status)
+            )
+            self._requests[key] = counter
+        counter.inc()
+
+
+class _RelayState:
+    __slots__ = ("client_gone", "finished")
+
+    def __init__(self) -> None:
+        self.client_gone = False
+        self.finished = False
+
+
+def _reason(outcome: Outcome) -> str:
+    return outcome.failure.value if outcome.failure is not None else f"http_{outcome.status}"
+
+
+def _breaker_open(model: str, retry_after_s: float) -> Outcome:
+    wait = max(1, math.ceil(retry_after_s))
+    body = error_body(
+        503,
+        f"The upstream for model '{model}' is failing and its circuit breaker is open; "
+        f"retry in {wait}s.",
+        code="upstream_circuit_open",
+    )
+    headers = [*JSON_HEADERS, (b"retry-after", str(wait).encode())]
+    return Outcome(model, 503, headers, body, 0.0, FailureKind.BREAKER_OPEN, "CircuitOpen")
+
+
+def _transport_failure(
+    model: str, exc: BaseException, elapsed_s: float, timeout_s: float
+) -> Outcome:
+    kind = failure_kind(exc)
+    if kind is FailureKind.TIMEOUT:
+        status, code, name = 504, "upstream_timeout", "APITimeoutError"
+        message = f"The upstream for model '{model}' did not answer within {timeout_s:g}s."
+    else:
+        status, code, name = 502, "upstream_unreachable", "APIConnectionError"
+        message = f"The upstream for model '{model}' could not be reached ({type(exc).__name__})."
+    log.warning("gateway_upstream_failed", upstream=model, error=type(exc).__name__)
+    return Outcome(
+        model,
+        status,
+        list(JSON_HEADERS),
+        error_body(status, message, code=code),
+        elapsed_s,
+        kind,
+        name,
+    )
+
+
+def _status_failure(
+    model: str,
+    status: int,
+    raw_headers: tuple[tuple[bytes, bytes], ...],
+    body: bytes,
+    upstream_s: float,
+) -> Outcome:
+    name = error_class(status)
+    if status in (401, 403):
+        # The upstream refused the gateway's own credentials: an operator problem, not
+        # the client's, and its message may quote part of the key.
+        log.error("gateway_upstream_auth_failed", upstream=model, status=status)
+        message = (
+            f"The gateway's credentials for model '{model}' were refused upstream "
+            f"(HTTP {status}). The operator must fix its api_key in SHADOWCANARY_MODELS."
+        )
+        body = error_body(502, message, code="upstream_auth_failed")
+        return Outcome(
+            model, 502, list(JSON_HEADERS), body, upstream_s, FailureKind.STATUS, name, status
+        )
+    headers = client_headers(raw_headers)
+    return Outcome(model, status, headers, body, upstream_s, FailureKind.STATUS, name, status)

@@ -1,0 +1,138 @@
+"""Which upstream serves a request: the route's rollout flag, per user, sticky.
+
+A request names its route (header, or a ``/r/<route>/v1/...`` path prefix; else the
+default route). If the route has a rollout and the request asks for the route's
+baseline model, the flag decides per stickiness key: the HMAC of the user or
+conversation id with the deployment's salt (``ModelRouter``, the same salt and hash
+as the Python tap, so a user lands in the same arm on every path). Any other
+configured model is served as asked, outside the rollout.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import structlog
+
+from flags.base import FlagEvaluator
+from flags.router import ModelRouter
+from shadowcanary.events import Arm, hash_stickiness_key
+from shadowcanary.gateway.http import Rejection
+from shadowcanary.settings import GatewayRoute, Settings
+
+log = structlog.get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class Decision:
+    """Where one call goes, and how it is recorded."""
+
+    route: str
+    model: str  # key of Settings.models to call
+    arm: Arm
+    rollout: str | None
+    stickiness_key: str | None
+    timeout_s: float | None  # the route's; None: the endpoint's own
+    fallback_model: str | None  # baseline to retry on if the candidate fails retryably
+
+
+@dataclass(frozen=True, slots=True)
+class _Route:
+    name: str
+    config: GatewayRoute
+    baseline: str
+    router: ModelRouter | None
+
+
+class Routing:
+    """Decides the upstream model and arm of each call."""
+
+    def __init__(self, settings: Settings, evaluator: FlagEvaluator | None) -> None:
+        self._models = frozenset(settings.models)
+        self._salt = settings.stickiness_salt.get_secret_value()
+        self.default_route = settings.gateway.default_route
+        self._routes: dict[str, _Route] = {}
+        self._warned: set[str] = set()
+        for name, config in settings.gateway.routes.items():
+            baseline = config.baseline_model or settings.baseline_model
+            router = None
+            if config.rollout is not None:
+                if evaluator is None:
+                    raise ValueError("a route with a rollout needs a flag evaluator")
+                router = ModelRouter(
+                    evaluator,
+                    config.flag or config.rollout,
+                    baseline,
+                    stickiness=config.stickiness,
+                    stickiness_salt=self._salt,
+                )
+            self._routes[name] = _Route(name, config, baseline, router)
+
+    @property
+    def names(self) -> list[str]:
+        return sorted(self._routes)
+
+    def stickiness_of(self, route: str) -> str:
+        return self._route(route).config.stickiness
+
+    def _route(self, name: str) -> _Route:
+        found = self._routes.get(name)
+        if found is None:
+            raise Rejection(
+                404,
+                f"Unknown gateway route '{name}'. Configured routes: {', '.join(self.names)} "
+                "(set by the route header or a /r/<route>/v1/... path).",
+                code="route_not_found",
+            )
+        return found
+
+    def decide(self, route: str, requested_model: object, raw_id: str | None) -> Decision:
+        """Pick the model for one call.
+
+        Raises:
+            Rejection: 404 for an unknown route or a model the gateway does not serve.
+        """
+        spec = self._route(route)
+        if not isinstance(requested_model, str) or requested_model not in self._models:
+            raise Rejection(
+                404,
+                f"The model `{requested_model}` is not served by this gateway. "
+                f"Models configured: {', '.join(sorted(self._models))}.",
+                code="model_not_found",
+                param="model",
+            )
+        key = hash_stickiness_key(raw_id, self._salt) if raw_id else None
+        timeout = spec.config.timeout_s
+        if spec.router is None or requested_model != spec.baseline:
+            return Decision(route, requested_model, Arm.BASELINE, None, key, timeout, None)
+        chosen = spec.router(key)  # never raises: fails open to the baseline
+        if chosen == spec.baseline:
+            return Decision(route, chosen, Arm.BASELINE, spec.config.rollout, key, timeout, None)
+        if chosen not in self._models:
+            if chosen not in self._warned:  # once per model, not once per request
+                self._warned.add(chosen)
+                log.warning(
+                    "gateway_candidate_not_configured",
+                    route=route,
+                    candidate=chosen,
+                    hint="add the flag's candidate model to SHADOWCANARY_MODELS",
+                )
+            return Decision(
+                route, spec.baseline, Arm.BASELINE, spec.config.rollout, key, timeout, None
+            )
+        fallback = spec.baseline if spec.config.fallback_to_baseline else None
+        return Decision(route, chosen, Arm.CANDIDATE, spec.config.rollout, key, timeout, fallback)
+
+
+def route_from_path(path: str, default: str) -> tuple[str, str]:
+    """``/r/<route>/v1/x`` -> (route, ``/v1/x``); any other path -> (default, path)."""
+    if path.startswith("/r/"):
+        route, sep, rest = path[3:].partition("/")
+        if sep and route:
+            return route, "/" + rest
+    return default, path
+
+
+def routes_summary(routes: Mapping[str, GatewayRoute]) -> dict[str, str | None]:
+    return {name: route.rollout for name, route in routes.items()}
