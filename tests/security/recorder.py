@@ -1,0 +1,49 @@
+"""A loopback HTTP server that records every request it gets (the canary for outbound calls)."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+@dataclass
+class Recorder:
+    """Requests seen, as 'METHOD path' lines; ``url(path)`` builds URLs that point here."""
+
+    port: int = 0
+    hits: list[str] = field(default_factory=list)
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.port}{path}"
+
+
+@contextmanager
+def recording_server() -> Iterator[Recorder]:
+    """Run a recorder on a free loopback port for the duration of the block."""
+    recorder = Recorder()
+
+    class Handler(BaseHTTPRequestHandler):
+        def _record(self) -> None:
+            recorder.hits.append(f"{self.command} {self.path}")
+            self.send_response(200)
+            self.send_header("content-type", "text/plain")
+            self.end_headers()
+            self.wfile.write(b"recorded")
+
+        do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _record
+
+        def log_message(self, format: str, *args: object) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    recorder.port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield recorder
+    finally:
+        server.shutdown()
+        server.server_close()
