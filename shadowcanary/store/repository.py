@@ -14,14 +14,14 @@ from typing import TypeVar
 
 import structlog
 from psycopg import errors as pg_errors
-from sqlalchemy import Connection, Engine, Table, select
+from sqlalchemy import Connection, Engine, Table
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import Arm, CapturedCall
 from shadowcanary.replay.records import DeadLetter, ReplayKind, ReplayRecord
-from shadowcanary.store import purge, reads, rows
+from shadowcanary.store import bulk, purge, reads, rows
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import (
     CaptureRow,
@@ -110,13 +110,13 @@ class Store:
             # Lock the captures first, in id order: two workers recording the candidate
             # and the noise replay of one event run one after the other, so the second
             # sees the first's comparison and the paired difference is added exactly once.
+            # One array parameter, not one bind per id: a fixed statement psycopg caches.
             captured = {
                 row.event_id: row
-                for row in conn.execute(
-                    select(CAPTURES.c.event_id, CAPTURES.c.rollout, CAPTURES.c.started_at)
-                    .where(CAPTURES.c.event_id.in_(event_ids))
-                    .order_by(CAPTURES.c.event_id)
-                    .with_for_update(key_share=True)
+                for row in conn.exec_driver_sql(
+                    "SELECT event_id, rollout, started_at FROM captures "
+                    "WHERE event_id = ANY(%s) ORDER BY event_id FOR NO KEY UPDATE",
+                    (event_ids,),
                 )
             }
             kept = [r for r in ordered if r.event_id in captured]
@@ -129,28 +129,27 @@ class Store:
                 )
             if not kept:
                 return 0
-            stmt = (
-                pg_insert(REPLAYS)
-                .on_conflict_do_nothing(index_elements=["event_id", "kind"])
-                .returning(REPLAYS.c.event_id, REPLAYS.c.kind)
+            new_keys = set(
+                bulk.insert_new(
+                    conn,
+                    REPLAYS,
+                    [rows.replay_row(r, recorded_at) for r in kept],
+                    conflict=("event_id", "kind"),
+                    returning=("event_id", "kind"),
+                )
             )
-            new_keys = {
-                (e, k)
-                for e, k in conn.execute(stmt, [rows.replay_row(r, recorded_at) for r in kept])
-            }
             new = [r for r in kept if (r.event_id, r.kind.value) in new_keys]
             compared = [r for r in new if r.comparison is not None]
-            if compared:
-                conn.execute(
-                    pg_insert(COMPARISONS).on_conflict_do_nothing(
-                        index_elements=["event_id", "kind"]
-                    ),
-                    [
-                        rows.comparison_row(r, cmp, captured[r.event_id].rollout, recorded_at)
-                        for r in compared
-                        if (cmp := r.comparison) is not None
-                    ],
-                )
+            bulk.insert_new(
+                conn,
+                COMPARISONS,
+                [
+                    rows.comparison_row(r, cmp, captured[r.event_id].rollout, recorded_at)
+                    for r in compared
+                    if (cmp := r.comparison) is not None
+                ],
+                conflict=("event_id", "kind"),
+            )
             buckets: dict[RollupKey, dict[str, float]] = {}
             for record in new:
                 capture = captured[record.event_id]
@@ -224,20 +223,27 @@ class Store:
         """The stored events by id (ids not found are absent from the result)."""
         if not event_ids:
             return {}
-        stmt = select(CAPTURES.c.event_id, CAPTURES.c.event).where(
-            CAPTURES.c.event_id.in_(list(event_ids))
+        # The event as JSON text, validated by pydantic's JSON parser: cheaper than
+        # psycopg's json.loads into dicts and then validating the dicts.
+        rows = self._read(
+            "reading captures",
+            lambda conn: conn.exec_driver_sql(
+                "SELECT event_id, event::text FROM captures WHERE event_id = ANY(%s)",
+                (list(event_ids),),
+            ).all(),
         )
-        rows = self._read("reading captures", lambda conn: conn.execute(stmt).all())
-        return {event_id: CapturedCall.model_validate(event) for event_id, event in rows}
+        return {event_id: CapturedCall.model_validate_json(event) for event_id, event in rows}
 
     def replays_done(self, event_ids: Sequence[str]) -> set[tuple[str, ReplayKind]]:
         """Which (event, kind) replays are already stored: the workers skip those."""
         if not event_ids:
             return set()
-        stmt = select(REPLAYS.c.event_id, REPLAYS.c.kind).where(
-            REPLAYS.c.event_id.in_(list(event_ids))
+        rows = self._read(
+            "reading replays",
+            lambda conn: conn.exec_driver_sql(
+                "SELECT event_id, kind FROM replays WHERE event_id = ANY(%s)", (list(event_ids),)
+            ).all(),
         )
-        rows = self._read("reading replays", lambda conn: conn.execute(stmt).all())
         return {(event_id, ReplayKind(kind)) for event_id, kind in rows}
 
     def counts(self) -> StoreCounts:
@@ -336,10 +342,9 @@ def _completed_pairs(conn: Connection, event_ids: set[str]) -> list[tuple[str, f
     """
     if not event_ids:
         return []
-    rows = conn.execute(
-        select(COMPARISONS.c.event_id, COMPARISONS.c.kind, COMPARISONS.c.lexical_similarity).where(
-            COMPARISONS.c.event_id.in_(sorted(event_ids))
-        )
+    rows = conn.exec_driver_sql(
+        "SELECT event_id, kind, lexical_similarity FROM comparisons WHERE event_id = ANY(%s)",
+        (sorted(event_ids),),
     ).all()
     by_event: dict[str, dict[str, float]] = {}
     for event_id, kind, similarity in rows:

@@ -20,6 +20,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from shadowcanary.events import CallStatus
 from shadowcanary.judge.types import Comparison
 from shadowcanary.replay.records import ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.store import bulk
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import (
     LIVE_COUNTERS,
@@ -198,11 +199,12 @@ def _upsert_counters(
 
 
 def upsert_shadow(conn: Connection, buckets: Mapping[RollupKey, Mapping[str, float]]) -> None:
-    """Add the batch's shadow counters to their minute rows."""
-    keys = sorted(buckets)
-    for chunk in _chunks(keys):
-        rows = {k: _typed(SHADOW_TABLE, buckets[k]) for k in chunk}
-        _upsert_counters(conn, SHADOW_TABLE, "kind", chunk, rows, SHADOW_COUNTERS)
+    """Add the batch's shadow counters to their minute rows (one fixed statement, see bulk)."""
+    rows = [
+        {"rollout": k[0], "kind": k[1], "minute": k[2], **_typed(SHADOW_TABLE, buckets[k])}
+        for k in sorted(buckets)
+    ]
+    bulk.upsert_add(conn, SHADOW_TABLE, rows, keys=("rollout", "kind", "minute"))
 
 
 def upsert_live(conn: Connection, buckets: Mapping[RollupKey, LiveBucket]) -> None:
