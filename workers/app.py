@@ -85,9 +85,15 @@ class WorkerContext:
 
     @property
     def thread_count(self) -> int:
-        """Task threads: enough replay batches to fill the in-flight budget, plus ingest."""
+        """Task threads: twice the batches that fill the in-flight budget, plus ingest.
+
+        A batch holds its thread until its slowest replay answers (the latency tail),
+        while its other slots are already free. With only enough batches to fill the
+        budget, the slots then sit idle behind the tails; the second set of batches
+        waits on the in-flight semaphore and takes each slot as soon as it frees.
+        """
         replay = self.settings.replay
-        return math.ceil(replay.max_in_flight / replay.batch_size) + 2
+        return 2 * math.ceil(replay.max_in_flight / replay.batch_size) + 2
 
     def _schedule_replays(self, event_ids: list[str]) -> None:
         self._app.send_task(constants.TASK_REPLAY, args=[event_ids], queue=constants.QUEUE_REPLAY)
