@@ -9,8 +9,9 @@ says what was wrong and how to fix it.
 
 from __future__ import annotations
 
+import itertools
+import secrets
 import time
-import uuid
 from collections.abc import Callable
 from typing import Any
 
@@ -59,6 +60,9 @@ class GatewayApp:
         self.runtime: Runtime | None = None
         self._stopping = False
         self._names: tuple[bytes, bytes, bytes] | None = None
+        # Event ids: a random prefix per process and a counter (a uuid4 per call costs more).
+        self._id_prefix = f"gw{secrets.token_hex(8)}"
+        self._ids = itertools.count(1)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         kind = scope["type"]
@@ -141,7 +145,10 @@ class GatewayApp:
         body = _parse(raw)
         if kind is None:  # /v1/tap/events
             status, answer = ingest(
-                runtime.tap, body, max_event_bytes=runtime.settings.tap.max_event_bytes
+                runtime.tap,
+                body,
+                max_event_bytes=runtime.settings.tap.max_event_bytes,
+                service=service,
             )
             await send_json(send, status, answer)
             return
@@ -153,7 +160,8 @@ class GatewayApp:
         decision = runtime.routing.decide(
             route, body.get("model"), _stickiness_id(runtime, route, headers, body)
         )
-        call = Call(kind, body, raw, service, decision, uuid.uuid4().hex, started, now_utc())
+        event_id = f"{self._id_prefix}{next(self._ids):x}"
+        call = Call(kind, body, raw, service, decision, event_id, started, now_utc())
         await runtime.proxy.handle(call, send, receive)
 
     def _header_names(self, gateway: GatewaySettings) -> tuple[bytes, bytes, bytes]:
@@ -215,21 +223,24 @@ def _stickiness_id(
     return headers.conversation
 
 
-async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
-    too_large = Rejection(
+def _too_large(limit: int) -> Rejection:
+    return Rejection(
         413,
         f"Request body is larger than this gateway's limit of {limit} bytes; send a smaller "
         "body (e.g. images by URL rather than inline) or ask the operator to raise "
         "SHADOWCANARY_GATEWAY__MAX_BODY_BYTES.",
         code="request_too_large",
     )
+
+
+async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> bytes:
     if declared is not None and declared.isdigit() and int(declared) > limit:
-        raise too_large  # answered before reading: the server discards the rest
+        raise _too_large(limit)  # answered before reading: the server discards the rest
     message: Message = await receive()
     body: bytes = message.get("body", b"")
     if not message.get("more_body"):
         if len(body) > limit:
-            raise too_large
+            raise _too_large(limit)
         return body
     chunks = [body]
     size = len(body)
@@ -242,7 +253,7 @@ async def _read_body(receive: Receive, declared: bytes | None, limit: int) -> by
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > limit:
-            raise too_large
+            raise _too_large(limit)
         chunks.append(chunk)
     return b"".join(chunks)
 

@@ -4,6 +4,10 @@ The body is a JSON list of events, or ``{"events": [...]}``. Each event is valid
 against the ``CapturedCall`` contract on its own: good ones go to the tap, bad ones
 are reported by index with the field and the reason. Answers: 200 when every event
 was accepted, 207 when some were, 422 when none were.
+
+The events' ``tenant`` is the calling service (its key's name), as for proxied calls:
+an event left at the default tenant gets it, one naming another tenant is rejected,
+so a service cannot file its data under another's name.
 """
 
 from __future__ import annotations
@@ -17,9 +21,19 @@ from shadowcanary.gateway.http import Rejection
 from shadowcanary.tap.emitter import Tap
 
 MAX_EVENTS_PER_BATCH = 5_000
+DEFAULT_TENANT = "default"  # CapturedCall's default: the sender did not say
 
 
-def ingest(tap: Tap, body: Any, *, max_event_bytes: int) -> tuple[int, dict[str, Any]]:
+def _foreign_tenant(tenant: str, service: str) -> str:
+    return (
+        f"tenant {tenant[:200]!r} is not this key's service {service!r}: events are filed "
+        "under the calling service; leave 'tenant' out or set it to the service's name"
+    )
+
+
+def ingest(
+    tap: Tap, body: Any, *, max_event_bytes: int, service: str
+) -> tuple[int, dict[str, Any]]:
     """Validate and emit a batch; the HTTP status and the answer's body.
 
     Raises:
@@ -51,6 +65,11 @@ def ingest(tap: Tap, body: Any, *, max_event_bytes: int) -> tuple[int, dict[str,
         except (InvalidEvent, PayloadTooLarge) as exc:
             rejected.append({"index": index, "error": str(exc)})
             continue
+        if event.tenant != service:
+            if event.tenant != DEFAULT_TENANT:
+                rejected.append({"index": index, "error": _foreign_tenant(event.tenant, service)})
+                continue
+            event = event.model_copy(update={"tenant": service})
         tap.emit(event)
         accepted += 1
     if accepted:
