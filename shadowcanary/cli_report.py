@@ -55,6 +55,13 @@ def report_command(
     pairs: Annotated[
         int, typer.Option(min=0, max=50, help="How many most divergent prompt pairs to show.")
     ] = 5,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            help="Show only this tenant's prompts and answers (for a report shared with one "
+            "tenant); the figures stay rollout-wide counts."
+        ),
+    ] = None,
 ) -> None:
     """Report on a rollout: error rate and latency per arm over time with the step changes,
     latency percentiles, tokens and cost per request with the projected monthly cost delta,
@@ -68,9 +75,11 @@ def report_command(
       shadowcanary report checkout-gpt55 -o checkout-gpt55.html
 
       shadowcanary report checkout-gpt55 --format json | jq .cost.monthly_delta_usd
+
+      shadowcanary report checkout-gpt55 --tenant acme -o acme.html
     """
     try:
-        text = _generate(rollout, format, pairs)
+        text = _generate(rollout, format, pairs, tenant)
         if output is None:
             typer.echo(text, nl=False)
             return
@@ -91,7 +100,7 @@ def report_command(
     _err_console.print(f"report written to {output}", highlight=False, soft_wrap=True)
 
 
-def _generate(rollout: str, format: ReportFormatOption, pairs: int) -> str:
+def _generate(rollout: str, format: ReportFormatOption, pairs: int, tenant: str | None) -> str:
     from shadowcanary.cli_support import database_url
     from shadowcanary.logging import configure_logging
     from shadowcanary.report import load_report, render
@@ -103,7 +112,9 @@ def _generate(rollout: str, format: ReportFormatOption, pairs: int) -> str:
     url = database_url(settings)
     engine = make_engine(url, pool_size=1)
     try:
-        data = load_report(engine, settings, rollout, now=datetime.now(UTC), pairs=pairs)
+        data = load_report(
+            engine, settings, rollout, now=datetime.now(UTC), pairs=pairs, tenant=tenant
+        )
     finally:
         engine.dispose()
     return render(data, format.value)

@@ -9,6 +9,14 @@ DASH = "\u2013"  # an absent figure
 MINUS = "\u2212"
 
 
+def tenant_note(tenant: str) -> str:
+    """What a tenant's report shows of that tenant alone, and what it shows of everyone."""
+    return (
+        f"Tenant {tenant}: the prompts and answers shown are this tenant's only; the "
+        "rates, latencies, costs and similarity figures are counts over the whole rollout."
+    )
+
+
 def ms(value: float | None) -> str:
     return DASH if value is None else f"{value:,.0f} ms"
 

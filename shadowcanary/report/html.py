@@ -75,6 +75,7 @@ def render_html(data: ReportData) -> str:
         trigger_titles={t.name: trigger_title(t) for t in data.triggers},
         quantiles=QUANTILES,
         no_data=fmt.NO_DATA,
+        tenant_note=fmt.tenant_note,
     )
 
 

@@ -49,6 +49,7 @@ def load_report(
     *,
     now: datetime,
     pairs: int = DIVERGENT_PAIRS,
+    tenant: str | None = None,
 ) -> ReportData:
     """Every figure of the report of rollout ``name`` for its current run, up to ``now``.
 
@@ -73,7 +74,7 @@ def load_report(
             minutes = queries.live_minutes(conn, name, since, until)
             shadow = queries.shadow_tokens(conn, name, since)
             counts, means = queries.similarity_counts(conn, name, since, HISTOGRAM_BINS)
-            pair_rows = queries.most_divergent(conn, name, since, pairs)
+            pair_rows = queries.most_divergent(conn, name, since, pairs, tenant=tenant)
     except OperationalError as exc:
         raise unavailable("reading the report", exc) from exc
 
@@ -140,6 +141,7 @@ def load_report(
         last_decision=_last_decision(entries),
         divergent=tuple(_pair(row, redactor) for row in pair_rows),
         audit_truncated=len(history) >= AUDIT_LIMIT,
+        tenant=tenant,
     )
 
 

@@ -64,6 +64,8 @@ def render_markdown(data: ReportData) -> str:
         f"to {fmt.when(data.until)}.",
         "",
     ]
+    if data.tenant is not None:
+        out += [f"_{_text(fmt.tenant_note(data.tenant))}_", ""]
     if data.last_decision is not None:
         d = data.last_decision
         out += [

@@ -190,6 +190,9 @@ class ReportData:
     last_decision: LastDecision | None
     divergent: tuple[DivergentPair, ...]
     audit_truncated: bool  # the audit log had more entries than the report read
+    # Set: the texts (divergent prompts) are this tenant's only; the figures are rollups,
+    # which hold counts and sums over the whole rollout, never a tenant's text.
+    tenant: str | None = None
 
     @property
     def has_live_data(self) -> bool:

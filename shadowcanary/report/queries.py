@@ -138,8 +138,14 @@ def similarity_counts(
     return counts, means
 
 
-def most_divergent(conn: Connection, rollout: str, since: datetime, limit: int) -> list[PairRow]:
-    """The candidate comparisons with the lowest lexical similarity, with their texts."""
+def most_divergent(
+    conn: Connection, rollout: str, since: datetime, limit: int, *, tenant: str | None = None
+) -> list[PairRow]:
+    """The candidate comparisons with the lowest lexical similarity, with their texts.
+
+    With ``tenant``, only that tenant's calls: another tenant's prompts never show.
+    """
+    tenant_only = () if tenant is None else (CAPTURES.c.tenant == tenant,)
     joined = COMPARISONS.join(CAPTURES, COMPARISONS.c.event_id == CAPTURES.c.event_id).join(
         REPLAYS,
         and_(
@@ -163,6 +169,7 @@ def most_divergent(conn: Connection, rollout: str, since: datetime, limit: int) 
             COMPARISONS.c.rollout == rollout,
             COMPARISONS.c.kind == ReplayKind.CANDIDATE.value,
             COMPARISONS.c.recorded_at >= since,
+            *tenant_only,
         )
         .order_by(COMPARISONS.c.lexical_similarity, COMPARISONS.c.event_id)
         .limit(limit)
