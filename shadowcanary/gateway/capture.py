@@ -16,7 +16,14 @@ from typing import Any
 
 import orjson
 
-from shadowcanary.events import ChatMessage, ContentPart, ModelRequest, ModelResponse, ToolCall
+from shadowcanary.events import (
+    ChatMessage,
+    ContentPart,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+    ToolDefinition,
+)
 from shadowcanary.tap.capture import (
     StreamAssembly,
     Usage,
@@ -122,10 +129,16 @@ def responses_request(body: Mapping[str, Any]) -> ModelRequest:
     response_format = _response_format(body.get("text"))
     if response_format is not None:
         parameters["response_format"] = response_format
-    tools = [t for t in body.get("tools") or () if isinstance(t, dict) and t.get("name")]
-    # request_from_kwargs turns the function tools into ToolDefinitions.
-    shaped = request_from_kwargs({"messages": [], "tools": tools})
-    return ModelRequest(messages=messages, tools=shaped.tools, parameters=parameters)
+    tools = [
+        ToolDefinition(
+            name=str(t["name"]),
+            description=t.get("description"),
+            parameters=t["parameters"] if isinstance(t.get("parameters"), dict) else {},
+        )
+        for t in body.get("tools") or ()
+        if isinstance(t, dict) and t.get("type", "function") == "function" and t.get("name")
+    ]
+    return ModelRequest(messages=messages, tools=tools, parameters=parameters)
 
 
 def _finish_reason(payload: Mapping[str, Any], has_calls: bool) -> Any:

@@ -21,7 +21,7 @@ import time
 
 import aiohttp
 import structlog
-from prometheus_client import Counter
+from prometheus_client import Counter, Histogram
 
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.gateway import metrics
@@ -73,8 +73,8 @@ class Proxy:
         await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
         await send({"type": "http.response.body", "body": outcome.body})
         added = time.perf_counter() - call.started - outcome.upstream_s
-        metrics.ADDED_LATENCY.labels(endpoint=call.kind.name).observe(added)
-        metrics.UPSTREAM_LATENCY.labels(arm=arm.value).observe(outcome.upstream_s)
+        _child(metrics.ADDED_LATENCY, call.kind.name).observe(added)
+        _child(metrics.UPSTREAM_LATENCY, arm.value).observe(outcome.upstream_s)
         self._count(call, arm, outcome.status)
         record_outcome(self._tap, call, outcome, arm=arm, event_id=event_id)
 
@@ -199,7 +199,7 @@ class Proxy:
 
         headers = client_headers(response.raw_headers)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
-        metrics.ADDED_LATENCY.labels(endpoint=call.kind.name).observe(
+        _child(metrics.ADDED_LATENCY, call.kind.name).observe(
             time.perf_counter() - call.started - (time.perf_counter() - upstream_started)
         )
         watcher = asyncio.ensure_future(watch_disconnect())
@@ -246,11 +246,9 @@ class Proxy:
             else None
         )
         metrics.STREAM_CHUNKS.inc(chunks)
-        metrics.UPSTREAM_LATENCY.labels(arm=arm.value).observe(
-            time.perf_counter() - upstream_started
-        )
+        _child(metrics.UPSTREAM_LATENCY, arm.value).observe(time.perf_counter() - upstream_started)
         if ttft_s is not None:
-            metrics.TTFT.labels(arm=arm.value).observe(ttft_s)
+            _child(metrics.TTFT, arm.value).observe(ttft_s)
         self._count(call, arm, 200 if status is CallStatus.OK else 499)
         try:
             answer, usage = call.kind.assembly_result(assembly)
@@ -273,6 +271,18 @@ class Proxy:
             )
             self._requests[key] = counter
         counter.inc()
+
+
+_CHILDREN: dict[tuple[int, str], Histogram] = {}
+
+
+def _child(histogram: Histogram, label: str) -> Histogram:
+    """A histogram's child for one label value, looked up once (labels() takes a lock)."""
+    key = (id(histogram), label)
+    child = _CHILDREN.get(key)
+    if child is None:
+        child = _CHILDREN[key] = histogram.labels(label)
+    return child
 
 
 class _RelayState:

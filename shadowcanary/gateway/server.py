@@ -106,6 +106,7 @@ def serve(
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": 5,
         "server_header": False,
+        "proxy_headers": False,  # the gateway reads no client address
     }
     if gateway.workers == 1:
         app = GatewayApp(lambda: build_runtime(settings))

@@ -121,6 +121,7 @@ class Upstreams:
             )
             metrics.BREAKER_STATE.labels(upstream=name).set(BreakerState.CLOSED)
         self._session: aiohttp.ClientSession | None = None
+        self._timeouts: dict[tuple[float, bool], aiohttp.ClientTimeout] = {}
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -160,11 +161,14 @@ class Upstreams:
         Raises:
             asyncio.TimeoutError, aiohttp.ClientError: the call failed before a status.
         """
-        timeout = (
-            aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
-            if stream
-            else aiohttp.ClientTimeout(total=timeout_s)
-        )
+        timeout = self._timeouts.get((timeout_s, stream))
+        if timeout is None:
+            timeout = (
+                aiohttp.ClientTimeout(total=None, sock_connect=timeout_s, sock_read=timeout_s)
+                if stream
+                else aiohttp.ClientTimeout(total=timeout_s)
+            )
+            self._timeouts[(timeout_s, stream)] = timeout
         return await self.session.post(
             endpoint.url_base + path, data=body, headers=endpoint.headers, timeout=timeout
         )

@@ -1,0 +1,266 @@
+"""What the gateway adds: direct calls to the simulator vs the same calls through the gateway.
+
+Starts its own redis-server (for the tap), the model simulator at (nearly) zero
+latency, and the gateway; then measures, in one run, side by side:
+
+- latency at 1 client, non-streamed: p50/p99 direct vs through the gateway
+  (``added_p50_ms``, ``added_p99_ms`` are the differences);
+- time to first content chunk at 1 client, streamed (``added_ttft_p50_ms``);
+- throughput at 64 concurrent clients, non-streamed (``direct_rps``, ``gateway_rps``)
+  and streamed (``*_stream_rps``).
+
+The client, the gateway and the simulator share this machine's cores, so the
+through-gateway throughput is bounded by all three. Every call goes through the
+gateway's full path: auth, routing by flag (a route with a rollout at 50 %),
+upstream call, relay, event built and emitted to the tap (published to Redis).
+
+Usage: ``python -m bench.gateway_overhead [--seconds 5] [--workers 1]``.
+The last stdout line is one JSON object with the headline figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import shutil
+import statistics
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import uvloop
+
+from flags.base import FlagSpec
+from flags.embedded import EmbeddedFlags
+from shadowcanary.store.db import make_engine, migrate
+from shadowcanary.testing.gateway import run_gateway
+from shadowcanary.testing.servers import PostgresServer, RedisServer
+from shadowcanary.testing.sim import SIM_API_KEY, run_simulator
+
+ZERO = {"median_ms": 0.001, "p99_ms": 0.001, "sampling_noise": 0.0}
+PROFILES = {"gpt-5.2": ZERO, "gpt-5.5": {**ZERO, "diverge_from": "gpt-5.2", "divergence": 0.1}}
+FLAG = FlagSpec(
+    name="bench-flag",
+    project="default",
+    environment="development",
+    stickiness="userId",
+    baseline_model="gpt-5.2",
+    candidate_model="gpt-5.5",
+)
+
+
+def _flag_at_half(database_url: str) -> None:
+    """The embedded flag the gateway routes by, at 50 %: both arms get traffic."""
+    migrate(database_url)
+    engine = make_engine(database_url, pool_size=1)
+    try:
+        flags = EmbeddedFlags(engine)
+        flags.ensure_flag(FLAG)
+        flags.set_rollout(FLAG.name, 50)
+    finally:
+        engine.dispose()
+
+
+def _body(i: int, stream: bool) -> bytes:
+    return json.dumps(
+        {
+            "model": "gpt-5.2",
+            "messages": [
+                {"role": "system", "content": "You are a helpful support assistant."},
+                {"role": "user", "content": f"Where is my order number {i % 500}? It is late."},
+            ],
+            "user": f"user-{i % 1000}",
+            "stream": stream,
+        }
+    ).encode()
+
+
+def _pct(values: list[float], q: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
+
+
+async def _one(
+    session: aiohttp.ClientSession, url: str, key: str, body: bytes, stream: bool
+) -> tuple[float, float | None]:
+    headers = {"Authorization": f"Bearer {key}", "Content-Type": "application/json"}
+    started = time.perf_counter()
+    async with session.post(url, data=body, headers=headers) as response:
+        if response.status != 200:
+            raise RuntimeError(f"HTTP {response.status}: {(await response.read())[:300]!r}")
+        if not stream:
+            await response.read()
+            return time.perf_counter() - started, None
+        ttft = None
+        async for chunk in response.content.iter_any():
+            if ttft is None and b'"content":"' in chunk:
+                ttft = time.perf_counter() - started
+        return time.perf_counter() - started, ttft
+
+
+async def _run(
+    url: str, key: str, *, clients: int, seconds: float, stream: bool, warmup: int = 200
+) -> dict[str, Any]:
+    connector = aiohttp.TCPConnector(limit=0)
+    async with aiohttp.ClientSession(connector=connector) as session:
+        for i in range(warmup):
+            await _one(session, url, key, _body(i, stream), stream)
+        latencies: list[float] = []
+        ttfts: list[float] = []
+        deadline = time.perf_counter() + seconds
+        counter = iter(range(10**9))
+
+        async def client() -> None:
+            while time.perf_counter() < deadline:
+                latency, ttft = await _one(session, url, key, _body(next(counter), stream), stream)
+                latencies.append(latency)
+                if ttft is not None:
+                    ttfts.append(ttft)
+
+        started = time.perf_counter()
+        await asyncio.gather(*(client() for _ in range(clients)))
+        elapsed = time.perf_counter() - started
+    out = {
+        "n": len(latencies),
+        "rps": len(latencies) / elapsed,
+        "p50_ms": _pct(latencies, 0.5) * 1000,
+        "p99_ms": _pct(latencies, 0.99) * 1000,
+    }
+    if ttfts:
+        out["ttft_p50_ms"] = statistics.median(ttfts) * 1000
+    return out
+
+
+def _measure(
+    label: str, run: Callable[..., Any], results: dict[str, Any], **kwargs: Any
+) -> dict[str, Any]:
+    result: dict[str, Any] = uvloop.run(run(**kwargs))
+    results[label] = result
+    shown = ", ".join(
+        f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in result.items()
+    )
+    print(f"{label:<28} {shown}  (load {os.getloadavg()[0]:.2f})", flush=True)
+    return result
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0, help="per throughput phase")
+    parser.add_argument("--latency-calls", type=int, default=2000, help="per 1-client phase")
+    parser.add_argument("--workers", type=int, default=1, help="gateway processes")
+    parser.add_argument("--clients", type=int, default=64)
+    args = parser.parse_args()
+
+    scratch = Path(tempfile.mkdtemp(prefix="sc-bench-gw-"))
+    redis_server = RedisServer(scratch / "redis")
+    # Its own temporary directory: the postgres OS user must be able to enter it.
+    postgres = PostgresServer(Path(tempfile.mkdtemp(prefix="sc-bench-gw-pg-")))
+    redis_server.start()
+    postgres.start()
+    _flag_at_half(postgres.url)
+    results: dict[str, Any] = {"load_avg_1m_start": round(os.getloadavg()[0], 2)}
+    try:
+        with run_simulator(PROFILES) as sim:
+            models = {
+                name: {"base_url": sim.base_url, "api_key": SIM_API_KEY}
+                for name in ("gpt-5.2", "gpt-5.5")
+            }
+            env = {
+                "SHADOWCANARY_REDIS_URL": redis_server.url,
+                "SHADOWCANARY_MODELS": json.dumps(models),
+                "SHADOWCANARY_LOG_LEVEL": "warning",
+                "SHADOWCANARY_GATEWAY__WORKERS": str(args.workers),
+                "SHADOWCANARY_DATABASE_URL": postgres.url,
+                "SHADOWCANARY_GATEWAY__ROUTES": json.dumps(
+                    {"default": {"rollout": "bench", "flag": FLAG.name}}
+                ),
+                "SHADOWCANARY_FLAGS": "embedded",
+            }
+            with run_gateway(env) as gateway:
+                direct = f"{sim.base_url}/chat/completions"
+                through = f"{gateway.base_url}/chat/completions"
+                key = gateway.api_key
+                seconds = args.seconds
+                one = {"clients": 1, "seconds": seconds}
+                many = {"clients": args.clients, "seconds": seconds}
+                for stream in (False, True):
+                    tag = "stream" if stream else "plain"
+                    _measure(
+                        f"direct {tag} c=1",
+                        _run,
+                        results,
+                        url=direct,
+                        key=SIM_API_KEY,
+                        stream=stream,
+                        **one,
+                    )
+                    _measure(
+                        f"gateway {tag} c=1",
+                        _run,
+                        results,
+                        url=through,
+                        key=key,
+                        stream=stream,
+                        **one,
+                    )
+                    _measure(
+                        f"direct {tag} c={args.clients}",
+                        _run,
+                        results,
+                        url=direct,
+                        key=SIM_API_KEY,
+                        stream=stream,
+                        **many,
+                    )
+                    _measure(
+                        f"gateway {tag} c={args.clients}",
+                        _run,
+                        results,
+                        url=through,
+                        key=key,
+                        stream=stream,
+                        **many,
+                    )
+    finally:
+        redis_server.stop()
+        postgres.stop()
+        shutil.rmtree(scratch, ignore_errors=True)
+        shutil.rmtree(postgres.directory, ignore_errors=True)
+    c = args.clients
+    summary = {
+        "added_p50_ms": round(
+            results["gateway plain c=1"]["p50_ms"] - results["direct plain c=1"]["p50_ms"], 3
+        ),
+        "added_p99_ms": round(
+            results["gateway plain c=1"]["p99_ms"] - results["direct plain c=1"]["p99_ms"], 3
+        ),
+        "added_ttft_p50_ms": round(
+            results["gateway stream c=1"]["ttft_p50_ms"]
+            - results["direct stream c=1"]["ttft_p50_ms"],
+            3,
+        ),
+        "gateway_rps": round(results[f"gateway plain c={c}"]["rps"], 1),
+        "direct_rps": round(results[f"direct plain c={c}"]["rps"], 1),
+        "gateway_stream_rps": round(results[f"gateway stream c={c}"]["rps"], 1),
+        "direct_stream_rps": round(results[f"direct stream c={c}"]["rps"], 1),
+        "added_p50_ms_c64": round(
+            results[f"gateway plain c={c}"]["p50_ms"] - results[f"direct plain c={c}"]["p50_ms"], 3
+        ),
+        "rps_ratio": round(
+            results[f"gateway plain c={c}"]["rps"] / results[f"direct plain c={c}"]["rps"], 3
+        ),
+        "gateway_workers": args.workers,
+        "load_avg_1m_start": results["load_avg_1m_start"],
+        "load_avg_1m_end": round(os.getloadavg()[0], 2),
+        "cpus": os.cpu_count(),
+    }
+    print(json.dumps(summary))
+
+
+if __name__ == "__main__":
+    main()
