@@ -7,12 +7,12 @@ answer, one ``asyncio.sleep`` (or a few while streaming). No per-request logging
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -84,7 +84,7 @@ async def _read_json(request: Request, sim: SimState) -> dict[str, Any]:
             code="request_too_large",
         )
     try:
-        body = json.loads(b"".join(chunks))
+        body = orjson.loads(b"".join(chunks))
     except (ValueError, UnicodeDecodeError) as exc:
         raise Reject(
             400, f"We could not parse the JSON body of your request ({exc}). Send a JSON object."
