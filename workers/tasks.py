@@ -10,6 +10,7 @@ import structlog
 from celery import Celery, Task
 
 from shadowcanary import constants
+from shadowcanary.errors import TransientError
 from shadowcanary.replay.backoff import retry_delay
 from workers import metrics
 
@@ -23,9 +24,14 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
     """Define the tasks on ``app``; they reach their services through ``context``."""
     replay_settings = context.settings.replay
 
-    @app.task(name=constants.TASK_INGEST, acks_late=True, reject_on_worker_lost=True)
-    def ingest(raw_events: list[Any]) -> dict[str, int]:
-        result = context.ingest_service.ingest(raw_events)
+    @app.task(name=constants.TASK_INGEST, bind=True, acks_late=True, reject_on_worker_lost=True)
+    def ingest(self: Task, raw_events: list[Any], outage_retries: int = 0) -> dict[str, int]:
+        try:
+            result = context.ingest_service.ingest(raw_events)
+        except TransientError as exc:
+            # Postgres (or Redis) is down: a failed task would be acked and its events
+            # lost. Re-queue the batch (the broker keeps it) until the service is back.
+            raise _retry_outage(self, exc, [raw_events], outage_retries) from exc
         metrics.EVENTS_INGESTED.labels("accepted").inc(result.accepted)
         metrics.EVENTS_INGESTED.labels("duplicate").inc(result.duplicates)
         metrics.EVENTS_INGESTED.labels("rejected").inc(result.rejected)
@@ -40,10 +46,16 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
         reject_on_worker_lost=True,
         max_retries=replay_settings.max_attempts - 1,
     )
-    def replay(self: Task, event_ids: list[str]) -> dict[str, int]:
-        attempt = self.request.retries + 1
+    def replay(self: Task, event_ids: list[str], outage_retries: int = 0) -> dict[str, int]:
+        # Retries spent waiting out our own outages are not attempts at the model.
+        attempt = self.request.retries + 1 - outage_retries
         started = time.perf_counter()
-        outcome = context.replay_service.replay(event_ids, attempt=attempt)
+        try:
+            outcome = context.replay_service.replay(event_ids, attempt=attempt)
+        except TransientError as exc:
+            # Postgres or Redis (budget, rate limiter) is down: retry the whole batch
+            # later rather than fail it (a failed task is acked: its events were lost).
+            raise _retry_outage(self, exc, [event_ids], outage_retries) from exc
         metrics.REPLAY_BATCH_SECONDS.observe(time.perf_counter() - started)
         for record in outcome.records:
             metrics.REPLAYS.labels(record.kind.value, record.status.value).inc()
@@ -73,9 +85,46 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                     delay_s=round(delay, 2),
                 )
                 # Only the events that failed go back, with Celery's retry count advanced.
-                raise self.retry(args=[list(outcome.retry)], countdown=delay)
+                raise self.retry(
+                    args=[list(outcome.retry)],
+                    kwargs={"outage_retries": outage_retries},
+                    countdown=delay,
+                    # max_attempts is enforced above; outage retries must not use it up.
+                    max_retries=None,
+                )
         return {"recorded": outcome.recorded, "retry": len(outcome.retry)}
 
     @app.task(name=constants.TASK_PURGE)
     def purge() -> dict[str, int]:
         return context.purge()
+
+
+# Waiting out an outage of Postgres or Redis: backoff capped here, never given up.
+_OUTAGE_BACKOFF_BASE_S = 0.5
+_OUTAGE_BACKOFF_MAX_S = 10.0
+
+
+def _retry_outage(task: Task, exc: TransientError, args: list[Any], outage_retries: int) -> Any:
+    """``task.retry`` with no retry limit, counting the retry as an outage retry."""
+    delay = retry_delay(
+        outage_retries + 1,
+        base_s=_OUTAGE_BACKOFF_BASE_S,
+        max_s=_OUTAGE_BACKOFF_MAX_S,
+        retry_after_s=None,
+        jitter=random.random(),
+    )
+    metrics.RETRIES.labels(type(exc).__name__).inc()
+    log.warning(
+        "task.outage_retry",
+        task=task.name,
+        error=type(exc).__name__,
+        retries=outage_retries + 1,
+        delay_s=round(delay, 2),
+    )
+    return task.retry(
+        args=args,
+        kwargs={"outage_retries": outage_retries + 1},
+        countdown=delay,
+        max_retries=None,
+        exc=exc,
+    )
