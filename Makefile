@@ -20,6 +20,9 @@ DEMO_ARGS ?=
 UNLEASH_DIR := .ci/unleash
 # npm writes this on every install: older than package-lock.json means "reinstall".
 UNLEASH_INSTALLED := $(UNLEASH_DIR)/node_modules/.package-lock.json
+# The official openai npm package for the gateway's Node SDK test (pinned the same way).
+NODE_SDK_DIR := tests/node
+NODE_SDK_INSTALLED := $(NODE_SDK_DIR)/node_modules/.package-lock.json
 # Benchmarks are the bench/ modules that run as scripts (helpers such as naive_app don't).
 BENCHES := $(basename $(notdir $(shell grep -l '__main__' bench/*.py 2>/dev/null)))
 
@@ -65,7 +68,7 @@ test: venv test-servers  ## run the test suite (fails when no test ran)
 # and Unleash from $(UNLEASH_DIR). Installed here when missing and we may (root with apt;
 # npm); otherwise those tests skip locally, and fail under CI=true so CI can never go
 # green by skipping them.
-test-servers: $(UNLEASH_INSTALLED)
+test-servers: $(UNLEASH_INSTALLED) $(NODE_SDK_INSTALLED)
 	@if command -v redis-server >/dev/null && \
 	    { compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null; }; then \
 	  exit 0; \
@@ -98,6 +101,15 @@ $(UNLEASH_INSTALLED): $(UNLEASH_DIR)/package-lock.json
 	else \
 	  echo "warning: npm not found; the Unleash tests will be skipped. Install Node 20" \
 	       "and npm, then: npm ci --prefix $(UNLEASH_DIR)" >&2; \
+	fi
+
+$(NODE_SDK_INSTALLED): $(NODE_SDK_DIR)/package-lock.json
+	@if command -v npm >/dev/null; then \
+	  echo "installing the openai npm package into $(NODE_SDK_DIR) with npm ci (gateway Node SDK test)"; \
+	  npm ci --prefix $(NODE_SDK_DIR) --no-audit --no-fund --loglevel=error; \
+	else \
+	  echo "warning: npm not found; the gateway's Node SDK test will be skipped. Install Node 20" \
+	       "and npm, then: npm ci --prefix $(NODE_SDK_DIR)" >&2; \
 	fi
 
 lint: venv  ## ruff check, ruff format --check, mypy (strict)
