@@ -232,17 +232,13 @@ class Tap:
 
     def _serialise(self, chunk: list[CapturedCall]) -> list[bytes]:
         limit = self._settings.max_event_bytes
-        # The JSON of model_dump(mode="json") of the redacted event, by pydantic-core.
-        redacted_json = self._redactor.redact_event_json
         payload: list[bytes] = []
         too_large = errors = 0
-        for event in chunk:
-            try:
-                raw = redacted_json(event)
-            except Exception:  # noqa: BLE001 - one bad event must not stop the others
+        # The JSON of each redacted event (None: it could not be written).
+        for raw in self._redactor.redact_events_json(chunk):
+            if raw is None:
                 errors += 1
-                continue
-            if len(raw) > limit:
+            elif len(raw) > limit:
                 too_large += 1
             else:
                 payload.append(raw)

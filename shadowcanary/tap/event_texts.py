@@ -4,21 +4,20 @@ Redaction must reach every place a prompt or an answer can put user text: messag
 contents (plain and text parts), participant names, file names, tool-call arguments,
 tool results (tool messages), response text and refusal, and string request
 parameters at any depth. ``collect_texts`` lists exactly those; ``replace_texts``
-rebuilds only the parts whose text changed, so an event without PII costs no copy;
-``splice_texts_json`` puts replacements into the event's JSON instead, cheaper still.
+rebuilds only the parts whose text changed, so an event without PII costs no copy.
+The tap's publisher does not copy models at all: ``tap.wire`` writes the event as
+plain dicts and points at the same texts there.
 
-Both are written out field by field rather than as one generic visitor: they run
-for every event on the tap's publishing thread, where a function call per node
-costs more than the redaction itself.
+Both are written out field by field rather than as one generic visitor, like
+``tap.wire``: on hot paths a function call per node costs more than the redaction.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
-from pydantic_core import to_json
 
 from shadowcanary.events import CapturedCall, ChatMessage, ContentPart, ModelResponse, ToolCall
 
@@ -66,7 +65,7 @@ def collect_texts(event: CapturedCall) -> list[str]:
             if call.arguments:
                 add(call.arguments)
     if event.request.parameters:
-        _collect_json(event.request.parameters, add)
+        _collect_json(event.request.parameters.values(), add)
     response = event.response
     if response is not None:
         if response.text:
@@ -79,15 +78,20 @@ def collect_texts(event: CapturedCall) -> list[str]:
     return out
 
 
-def _collect_json(value: Any, add: Any) -> None:
-    if isinstance(value, str):
-        if value:
-            add(value)
-    elif isinstance(value, dict):
-        for item in value.values():
-            _collect_json(item, add)
-    elif isinstance(value, list):
-        for item in value:
+# Numbers, booleans and None: most request parameters, skipped without a call.
+_SCALARS = frozenset((int, float, bool, type(None)))
+
+
+def _collect_json(values: Iterable[Any], add: Any) -> None:
+    for item in values:
+        if item.__class__ in _SCALARS:
+            continue
+        if isinstance(item, str):
+            if item:
+                add(item)
+        elif isinstance(item, dict):
+            _collect_json(item.values(), add)
+        elif isinstance(item, list):
             _collect_json(item, add)
 
 
@@ -95,7 +99,7 @@ def replace_texts(event: CapturedCall, new: Mapping[str, str]) -> CapturedCall:
     """``event`` with every text found in ``new`` replaced; unchanged parts are shared."""
     request = event.request
     messages = [_message(m, new) for m in request.messages]
-    parameters = _json(request.parameters, new)
+    parameters = replace_json_texts(request.parameters, new)
     changed_request = parameters is not request.parameters or any(
         a is not b for a, b in zip(messages, request.messages, strict=True)
     )
@@ -160,61 +164,21 @@ def _response(response: ModelResponse, new: Mapping[str, str]) -> ModelResponse:
     return _with(response, update) if update else response
 
 
-def _json(value: Any, new: Mapping[str, str]) -> Any:
+def replace_json_texts(value: Any, new: Mapping[str, str]) -> Any:
+    """A JSON value with every string found in ``new`` replaced; unchanged parts shared."""
     if isinstance(value, str):
         return new.get(value, value)
     if isinstance(value, dict):
         copied: dict[str, Any] | None = None
         for key, item in value.items():
-            replaced = _json(item, new)
+            if item.__class__ in _SCALARS:
+                continue
+            replaced = replace_json_texts(item, new)
             if replaced is not item:
                 copied = copied if copied is not None else dict(value)
                 copied[key] = replaced
         return value if copied is None else copied
     if isinstance(value, list):
-        listed = [_json(item, new) for item in value]
+        listed = [replace_json_texts(item, new) for item in value]
         return listed if any(a is not b for a, b in zip(listed, value, strict=True)) else value
     return value
-
-
-def splice_texts_json(raw: bytes, changed: dict[str, tuple[str, int]]) -> bytes | None:
-    """``raw`` with each changed text's JSON string replaced, or None when not provably safe.
-
-    ``changed`` maps a text to its redaction and how many times the event carries it.
-    A text is looked for as its whole JSON string token (quotes included), encoded by
-    pydantic-core exactly as inside the event, so escapes (``\\n``, ``\\"``, ``\\u0000``)
-    can neither hide a text nor be cut in half. Three checks make every replaced span
-    one of the event's own string tokens, so the result is valid JSON with no text left
-    behind: each token occurs exactly as often as the event carries the text (an
-    occurrence elsewhere, e.g. as a dict key or the tail of a longer string, adds one),
-    no two spans overlap, and afterwards no token is left (a string whose start was
-    shadowed by a stray match keeps its bytes and is found). Otherwise: None.
-    """
-    spans: list[tuple[int, int, bytes]] = []
-    tokens: list[bytes] = []
-    for text, (new, count) in changed.items():
-        token = to_json(text)
-        replacement = to_json(new)
-        size = len(token)
-        at = raw.find(token)
-        while at != -1:
-            spans.append((at, at + size, replacement))
-            count -= 1
-            at = raw.find(token, at + size)
-        if count:
-            return None
-        tokens.append(token)
-    spans.sort()
-    out: list[bytes] = []
-    done = 0
-    for start, end, replacement in spans:
-        if start < done:
-            return None
-        out.append(raw[done:start])
-        out.append(replacement)
-        done = end
-    out.append(raw[done:])
-    spliced = b"".join(out)
-    if any(token in spliced for token in tokens):
-        return None
-    return spliced

@@ -16,9 +16,9 @@ from shadowcanary.events import (
     ModelRequest,
     ModelResponse,
     ToolCall,
+    ToolDefinition,
     now_utc,
 )
-from shadowcanary.tap.event_texts import splice_texts_json
 from shadowcanary.tap.redaction import Redactor, luhn_valid
 
 
@@ -187,9 +187,10 @@ def test_clean_event_comes_back_as_the_same_object(redactor: Redactor) -> None:
     assert redactor.redact_event(event) is event
 
 
-def _json_of_redact_event(redactor: Redactor, event: CapturedCall) -> bytes:
-    redacted = redactor.redact_event(event)
-    return redacted.__pydantic_serializer__.to_json(redacted)
+def _redacted_json(redactor: Redactor, event: CapturedCall) -> bytes:
+    raw = redactor.redact_events_json([event])[0]
+    assert raw is not None
+    return raw
 
 
 # Texts whose JSON has escapes right next to (or inside) what is redacted.
@@ -209,18 +210,17 @@ _ESCAPE_CASES = [
 
 
 @pytest.mark.parametrize("text", _ESCAPE_CASES)
-def test_event_json_is_the_json_of_the_redacted_event(redactor: Redactor, text: str) -> None:
-    """redact_event_json gives exactly the JSON of redact_event, escapes included."""
+def test_event_json_is_the_redacted_event(redactor: Redactor, text: str) -> None:
+    """redact_events_json writes exactly the redacted event, escapes included."""
     event = _event(
         request=ModelRequest(
             messages=[ChatMessage(role="user", content=text, name="u1")],
-            parameters={"metadata": {"note": text}, "stop": [text, "x"]},
+            parameters={"metadata": {"note": text}, "stop": [text, "x"], "n": 2},
         ),
         response=ModelResponse(text=f"re: {text}", finish_reason="stop"),
     )
-    raw = redactor.redact_event_json(event)
-    assert raw == _json_of_redact_event(redactor, event)
-    assert CapturedCall.model_validate_json(raw).request.messages[0].name == "u1"
+    raw = _redacted_json(redactor, event)
+    assert CapturedCall.model_validate_json(raw) == redactor.redact_event(event)
     assert b"bob@example.com" not in raw and b"4111 1111" not in raw and b"abc123" not in raw
 
 
@@ -236,6 +236,7 @@ def test_event_json_covers_every_text_field(redactor: Redactor) -> None:
                     content=[
                         ContentPart(type="text", text=f"me: {mail}"),
                         ContentPart(type="file", file={"filename": f"{mail}.pdf", "file_id": "f1"}),
+                        ContentPart(type="refusal", refusal=f"not {mail}"),
                     ],
                 ),
                 ChatMessage(
@@ -243,70 +244,89 @@ def test_event_json_covers_every_text_field(redactor: Redactor) -> None:
                     tool_calls=[ToolCall(id="1", name="send", arguments=f'{{"to": "{mail}"}}')],
                 ),
             ],
-            parameters={"metadata": {"who": mail}, "stop": [mail]},
+            tools=[ToolDefinition(name="send", parameters={"type": "object"})],
+            parameters={"metadata": {"who": mail, "ids": [1, [mail]]}, "stop": [mail]},
         ),
-        response=ModelResponse(text=f"done {mail}", refusal=f"no {mail}", finish_reason="stop"),
+        response=ModelResponse(
+            text=f"done {mail}",
+            refusal=f"no {mail}",
+            tool_calls=[ToolCall(id="2", name="cc", arguments=f'["{mail}"]')],
+            finish_reason="stop",
+        ),
     )
-    raw = redactor.redact_event_json(event)
-    assert raw == _json_of_redact_event(redactor, event)
+    raw = _redacted_json(redactor, event)
+    assert CapturedCall.model_validate_json(raw) == redactor.redact_event(event)
     assert mail.encode() not in raw
-    assert raw.count(b"[EMAIL]") == 8
+    assert raw.count(b"[EMAIL]") == 11
+    assert mail in event.model_dump_json()  # the original is untouched
+
+
+def test_wire_form_knows_every_field() -> None:
+    """A field added to the event models must be added to tap.wire (and its texts redacted)."""
+    known = {
+        CapturedCall: "arm completion_tokens ended_at error_class event_id http_status latency_ms "
+        "model prompt_tokens request response rollout route schema_version started_at status "
+        "stickiness_key tenant ttft_ms",
+        ModelRequest: "messages parameters tools",
+        ChatMessage: "content name role tool_call_id tool_calls",
+        ContentPart: "file image_url input_audio refusal text type",
+        ToolCall: "arguments id name",
+        ModelResponse: "finish_reason refusal text tool_calls",
+    }
+    assert {model: " ".join(sorted(model.model_fields)) for model in known} == known
 
 
 @pytest.mark.parametrize(
     "parameters",
     [
-        # The redacted text is also a dict key (keys are not redacted): splicing would
-        # change the key too, so the model copy is used instead.
-        {"bob@example.com": 1, "note": "bob@example.com"},
-        # The redacted text's JSON is the tail of a longer string's JSON.
+        {"bob@example.com": 1, "note": "bob@example.com"},  # a text that is also a key
         {"a": 'x "bob@example.com', "note": "bob@example.com"},
-        # A number next to a string, so a stray match could span JSON structure.
         {"a": [4111111111111111, ":[4111111111111111,"]},
+        {"big": 2**70, "note": "bob@example.com"},  # beyond orjson's 64-bit integers
     ],
 )
-def test_event_json_falls_back_when_a_text_is_ambiguous(
+def test_event_json_of_awkward_parameters(
     redactor: Redactor, parameters: dict[str, object]
 ) -> None:
-    """Texts also found outside their own string token still give valid, fully redacted JSON."""
+    """Texts that also occur as keys or inside other values, and huge integers, still give
+    valid JSON of the redacted event."""
     event = _event(
         request=ModelRequest(
             messages=[ChatMessage(role="user", content="hi bob@example.com")],
             parameters=parameters,  # type: ignore[arg-type]
         )
     )
-    raw = redactor.redact_event_json(event)
-    assert raw == _json_of_redact_event(redactor, event)
-    parsed = CapturedCall.model_validate_json(raw)
+    parsed = CapturedCall.model_validate_json(_redacted_json(redactor, event))
+    assert parsed == redactor.redact_event(event)
     assert parsed.request.messages[0].content == "hi [EMAIL]"
 
 
-def test_clean_event_json_is_the_plain_serialisation(redactor: Redactor) -> None:
-    """An event without PII is serialised as is."""
+def test_clean_event_json_is_the_event(redactor: Redactor) -> None:
+    """An event without PII is written as is."""
     event = _event()
-    assert redactor.redact_event_json(event) == event.__pydantic_serializer__.to_json(event)
+    assert CapturedCall.model_validate_json(_redacted_json(redactor, event)) == event
 
 
-@pytest.mark.parametrize(
-    ("raw", "changed"),
-    [
-        (b'{"a@b.co":1,"n":"a@b.co"}', {"a@b.co": ("[EMAIL]", 1)}),  # also a key
-        (b'{"t":"x \\"a@b.co","n":"a@b.co"}', {"a@b.co": ("[EMAIL]", 1)}),  # a tail
-        (b'{"a":[41,":[41,"]}', {":[41,": (":[X],", 1)}),  # spans JSON structure
-        (b'{"n":"a@b.co"}', {"a@b.co": ("[EMAIL]", 2)}),  # fewer than carried
-    ],
-)
-def test_splice_refuses_ambiguous_json(raw: bytes, changed: dict[str, tuple[str, int]]) -> None:
-    """Splicing gives up (None) whenever a text's JSON is not exactly its own string tokens."""
-    assert splice_texts_json(raw, changed) is None
+def test_batch_texts_never_merge_and_repeats_are_redacted_alike(redactor: Redactor) -> None:
+    """Texts of different events are redacted apart, also when one ends where another starts."""
+    events = [
+        _event(request=ModelRequest(messages=[ChatMessage(role="user", content=text)]))
+        for text in ["call 415 555", "0100 please", "x@example.com", "x@example.com", "sk-"]
+    ]
+    contents = [
+        orjson.loads(raw or b"null")["request"]["messages"][0]["content"]
+        for raw in redactor.redact_events_json(events)
+    ]
+    assert contents == ["call 415 555", "0100 please", "[EMAIL]", "[EMAIL]", "sk-"]
 
 
-def test_splice_replaces_whole_string_tokens() -> None:
-    """Each carried string token is replaced, escapes intact, and the result parses."""
-    raw = b'{"a":"hi\\na@b.co","b":["hi\\na@b.co","hi"]}'
-    out = splice_texts_json(raw, {"hi\na@b.co": ("hi\n[EMAIL]", 2)})
-    assert out == b'{"a":"hi\\n[EMAIL]","b":["hi\\n[EMAIL]","hi"]}'
-    assert orjson.loads(out) == {"a": "hi\n[EMAIL]", "b": ["hi\n[EMAIL]", "hi"]}
+def test_one_unwritable_event_costs_only_itself(redactor: Redactor) -> None:
+    """An event that cannot be written (a lone surrogate) is None; the others are written."""
+    bad = _event(request=ModelRequest(messages=[ChatMessage(role="user", content="a \ud800 b")]))
+    good = _event()
+    out = redactor.redact_events_json([good, bad, good])
+    assert out[1] is None
+    assert out[0] is not None and out[2] is not None
 
 
 def test_custom_patterns_never_reach_into_another_text() -> None:
@@ -316,6 +336,6 @@ def test_custom_patterns_never_reach_into_another_text() -> None:
         request=ModelRequest(messages=[ChatMessage(role="user", content="see internal notes")]),
         response=ModelResponse(text="keep me", finish_reason="stop"),
     )
-    raw = redactor.redact_event_json(event)
+    raw = _redacted_json(redactor, event)
     assert b'"content":"see [REDACTED]"' in raw
     assert b'"text":"keep me"' in raw

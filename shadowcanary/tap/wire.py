@@ -1,0 +1,127 @@
+"""The JSON of captured calls with their texts redacted, written by orjson from the models.
+
+The publisher needs each event of a batch as JSON with its texts redacted. Copying
+pydantic models to redact them and having pydantic-core write their JSON cost more
+than the redaction itself, and building plain-dict copies in Python allocates so
+many containers that the garbage collector becomes the bottleneck. So orjson writes
+the models directly: its ``default`` hook hands it each model's own field dict, and
+only a model holding a text that redaction changed gets a copy with the new text
+(``changed`` maps each original text of the batch to its redaction). The texts
+covered are exactly those ``event_texts.collect_texts`` lists.
+
+The result is the JSON of ``model_dump(mode="json")`` of the redacted event: the
+same fields, timestamps in UTC with ``Z``, enums as their values, so readers validate
+it with ``parse_event`` as before (the event was validated when it was built, and
+is validated again where it is read).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import orjson
+
+from shadowcanary.events import (
+    CapturedCall,
+    ChatMessage,
+    ContentPart,
+    ModelRequest,
+    ModelResponse,
+    ToolCall,
+)
+from shadowcanary.tap.event_texts import replace_json_texts, replace_texts
+
+_OPTIONS = orjson.OPT_UTC_Z
+Replacer = Callable[[dict[str, Any], Mapping[str, str]], dict[str, Any]]
+
+
+def _message(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
+    content, name = fields["content"], fields["name"]
+    if (content.__class__ is str and content in changed) or (name and name in changed):
+        fields = dict(fields)
+        if content.__class__ is str:
+            fields["content"] = changed.get(content, content)
+        if name:
+            fields["name"] = changed.get(name, name)
+    return fields
+
+
+def _part(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
+    text, refusal, file = fields["text"], fields["refusal"], fields["file"]
+    filename = file.get("filename") if file is not None else None
+    if (
+        (text and text in changed)
+        or (refusal and refusal in changed)
+        or (filename.__class__ is str and filename in changed)
+    ):
+        fields = dict(fields)
+        if text:
+            fields["text"] = changed.get(text, text)
+        if refusal:
+            fields["refusal"] = changed.get(refusal, refusal)
+        if filename.__class__ is str and filename in changed:
+            fields["file"] = {**file, "filename": changed[filename]}
+    return fields
+
+
+def _call(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
+    arguments = fields["arguments"]
+    if arguments and arguments in changed:
+        return {**fields, "arguments": changed[arguments]}
+    return fields
+
+
+def _response(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
+    text, refusal = fields["text"], fields["refusal"]
+    if (text and text in changed) or (refusal and refusal in changed):
+        fields = dict(fields)
+        if text:
+            fields["text"] = changed.get(text, text)
+        if refusal:
+            fields["refusal"] = changed.get(refusal, refusal)
+    return fields
+
+
+def _request(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
+    parameters = fields["parameters"]
+    if parameters:
+        replaced = replace_json_texts(parameters, changed)
+        if replaced is not parameters:
+            return {**fields, "parameters": replaced}
+    return fields
+
+
+_REPLACERS: dict[type, Replacer] = {
+    ChatMessage: _message,
+    ContentPart: _part,
+    ToolCall: _call,
+    ModelResponse: _response,
+    ModelRequest: _request,
+}
+
+
+def event_writer(changed: Mapping[str, str]) -> Callable[[CapturedCall], bytes]:
+    """A function writing an event's JSON with each text found in ``changed`` replaced."""
+    replacers = _REPLACERS
+
+    def default(model: Any) -> Any:
+        fields: dict[str, Any] = model.__dict__  # only our pydantic models reach here
+        replacer = replacers.get(model.__class__)
+        return replacer(fields, changed) if replacer is not None else fields
+
+    def plain(model: Any) -> Any:
+        return model.__dict__
+
+    hook = default if changed else plain
+
+    def write(event: CapturedCall) -> bytes:
+        try:
+            return orjson.dumps(event, default=hook, option=_OPTIONS)
+        except orjson.JSONEncodeError:
+            # Integers beyond 64 bits in free-form parameters are valid JSON that orjson
+            # does not write: rare, so the model copy and pydantic-core are fine here.
+            redacted = replace_texts(event, changed) if changed else event
+            return redacted.__pydantic_serializer__.to_json(redacted)
+
+    return write
