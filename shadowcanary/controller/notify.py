@@ -209,6 +209,15 @@ def _where(url: str) -> str:
     return f"{parts.scheme}://{parts.hostname or '?'}"
 
 
+def redacted_webhook(url: str) -> str:
+    """A webhook URL with its path and query (the secret, for Slack) replaced.
+
+    Still a valid http(s) URL, so a plan holding it validates: what the audit log keeps
+    of a plan, so replaying a decision works without storing the secret a second time.
+    """
+    return f"{_where(url)}/<redacted>"
+
+
 class Notifier(Protocol):
     """Delivers notifications; never raises."""
 

@@ -42,7 +42,7 @@ import structlog
 from flags.base import FlagBackend, FlagState
 from shadowcanary.controller import metrics
 from shadowcanary.controller.evidence import newest_data_at
-from shadowcanary.controller.notify import Notification, Notifier
+from shadowcanary.controller.notify import Notification, Notifier, redacted_webhook
 from shadowcanary.controller.policy import (
     CONTROLLER_ACTOR,
     Sync,
@@ -520,6 +520,10 @@ def _error_text(exc: Exception) -> str:
 def json_inputs(inputs: DecisionInputs) -> dict[str, Any]:
     """``DecisionInputs`` as the JSON object an audit entry stores (replayable)."""
     result: dict[str, Any] = json.loads(inputs.to_json())
+    # Webhook URLs are secrets (Slack's path is the credential) and decide() never reads
+    # them: the audit log, shown by `rollout history --json`, keeps scheme and host only.
+    notify = result["plan"].get("notify") or {}
+    notify["webhooks"] = [redacted_webhook(url) for url in notify.get("webhooks", ())]
     return result
 
 
