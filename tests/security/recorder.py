@@ -15,6 +15,7 @@ class Recorder:
 
     port: int = 0
     hits: list[str] = field(default_factory=list)
+    bodies: list[bytes] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
@@ -28,6 +29,8 @@ def recording_server() -> Iterator[Recorder]:
     class Handler(BaseHTTPRequestHandler):
         def _record(self) -> None:
             recorder.hits.append(f"{self.command} {self.path}")
+            length = int(self.headers.get("content-length") or 0)
+            recorder.bodies.append(self.rfile.read(length) if length else b"")
             self.send_response(200)
             self.send_header("content-type", "text/plain")
             self.end_headers()
