@@ -182,7 +182,9 @@ def status(
 @friendly_errors
 def purge(
     days: Annotated[
-        int | None, typer.Option(help="Keep this many days (default: settings).")
+        int | None,
+        # At least a day: --days 0 or a negative number would delete today's data too.
+        typer.Option(min=1, help="Keep this many days (default: settings)."),
     ] = None,
 ) -> None:
     """Delete raw captures, replays and comparisons older than the retention (rollups stay).
