@@ -8,10 +8,11 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
+from shadowcanary.events import hash_stickiness_key
 from shadowcanary.testing.gateway import GatewayHandle, run_gateway
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
-from tests.gateway.conftest import ROLLOUT, base_env, set_flag, tapped_events
+from tests.gateway.conftest import ROLLOUT, SALT, base_env, set_flag, tapped_events
 from tests.integration.pipeline import sim_calls
 
 pytestmark = pytest.mark.integration
@@ -50,19 +51,23 @@ def test_a_failing_candidate_is_served_by_the_baseline_and_both_are_recorded(
 ) -> None:
     """Candidate 500 -> the client gets the baseline's 200; events: candidate error + fallback."""
     _at_full_canary(gateway, database_url)
+    probe_key = hash_stickiness_key("probe", SALT)
     sim.set_profile("gpt-5.5", error_rate=1.0)
     response = _post(gateway, "user-f")
     assert response.status_code == 200
     assert response.json()["model"] == "gpt-5.2"
     events = wait_until(
-        lambda: [e for e in tapped_events(redis_url) if (e.stickiness_key and e.status != "ok")
-                 or e.event_id.endswith("-fallback")],
+        lambda: (
+            (found := [e for e in tapped_events(redis_url) if e.stickiness_key != probe_key])
+            and len(found) >= 2
+            and found
+        ),
         timeout_s=10,
         what="the failed candidate call and its fallback in the ingest queue",
-    )  # fmt: skip
+    )
     failed = [e for e in events if e.status == "error"]
     fallback = [e for e in events if e.event_id.endswith("-fallback")]
-    assert len(failed) == 1 and len(fallback) == 1
+    assert len(events) == 2 and len(failed) == 1 and len(fallback) == 1
     assert (failed[0].arm, failed[0].model, failed[0].http_status) == ("candidate", "gpt-5.5", 500)
     assert failed[0].error_class == "InternalServerError"
     assert (fallback[0].arm, fallback[0].model, fallback[0].status) == ("baseline", "gpt-5.2", "ok")
