@@ -237,6 +237,7 @@ _NANP_GROUPED = re.compile(
     r"(?:1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-/])[0-9]{3}[ .\-][0-9]{4}"
 )
 _NANP_BARE = re.compile(r"1?[2-9][0-9]{2}[2-9][0-9]{6}")
+_DATE = re.compile(r"[0-9]{1,2}([./-])[0-9]{1,2}\1(?:[0-9]{4}|[0-9]{2})|[0-9]{4}-[0-9]{2}-[0-9]{2}")
 _NATIONAL = re.compile(r"\(?0[1-9][0-9]{0,4}\)?(?:[ ./\-]?[0-9]{2,8}){1,5}")
 
 
@@ -283,6 +284,8 @@ def _is_phone(number: str, digits: str) -> bool:
         # International dialling prefix ("0044 20 7946 0958", "001-415-555-0100");
         # a separator is required so padded ids ("0001234567") stay.
         return 10 <= len(digits) - 2 <= 15 and any(c in number[:6] for c in _SEPARATORS)
+    if _DATE.fullmatch(number.partition(" ")[0]):
+        return False  # "09/09/2025 10:41": a date, then the hour
     return (
         number.lstrip("(")[:1] == "0"
         and (10 <= len(digits) <= 12 or (len(digits) == 9 and not number.isdigit()))
