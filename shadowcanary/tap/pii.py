@@ -228,7 +228,8 @@ _ID_WORDS = frozenset(
         "confirmation",
     ]
 )
-_LAST_WORD = re.compile(r"([a-z]*)[^a-z0-9]*\Z")
+# The word before the number, looking through a "no." / "nr" / "number" after it.
+_LAST_WORD = re.compile(r"([a-z]+)[^a-z0-9]*(?:(?:no|nr|num|number)[^a-z0-9]*)?\Z")
 _SEPARATORS = " ().-/"
 _SSN = re.compile(r"(?!000|666|9)[0-9]{3}([- ])(?!00)[0-9]{2}\1(?!0000)[0-9]{4}")
 # Grouped 3-3-4 is a phone whatever the digits (people mistype, test data is fake);

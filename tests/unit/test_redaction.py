@@ -65,6 +65,25 @@ def redactor() -> Redactor:
             "-----BEGIN RSA PRIVATE KEY-----\nMIIEow\n-----END RSA PRIVATE KEY-----",
             "[SECRET]",
         ),
+        # phones without separators, with extensions, and national formats
+        ("call 4155550100 now", "call [PHONE] now"),
+        ("ext: 555-123-4567x1234.", "ext: [PHONE]."),
+        ("UK 07700 900123, (0161) 496 0123", "UK [PHONE], [PHONE]"),
+        ("FR 06.12.34.56.78 ou 0612345678", "FR [PHONE] ou [PHONE]"),
+        ("DE 030/1234567 or +49 (0)151 23456789", "DE [PHONE] or [PHONE]"),
+        ("0044 20 7946 0958", "[PHONE]"),
+        # US social security numbers
+        ("SSN 123-45-6789, alt 123 45 6789", "SSN [SSN], alt [SSN]"),
+        # more vendors and headers
+        (
+            "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
+            "aws_secret_access_key = [SECRET]",
+        ),
+        ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [SECRET]"),
+        (
+            "glpat-abcdefghij0123456789 and hf_abcdefghijklmnopqrstuvwxyz012345",
+            "[SECRET] and [SECRET]",
+        ),
     ],
 )
 def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
@@ -86,6 +105,13 @@ def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
         "user@localhost has no domain",
         "a very-long-hyphenated-identifier-without-secrets",
         "",
+        "order #4155550100 and invoice no. 4155550100",  # ids after '#' or "order"
+        "on 09/09/2025 10:41 and 15.03.2024 14:00",  # dates then hours
+        "ts=1700000000123 epoch 1700000000",  # epoch ms and s: no card prefix, no phone
+        "ISBN 978-3-16-148410-0, ip 192.168.100.200",
+        "use sk-learn-compatible-estimators",  # "sk-" without a digit
+        "ORD-0012345678 and v2/20240115",
+        "USPS tracking 9400 1000 0000 0000 0000 00",
     ],
 )
 def test_leaves_ordinary_text_alone(redactor: Redactor, text: str) -> None:
