@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
@@ -18,6 +19,7 @@ from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from shadowcanary.sim import shapes
 from shadowcanary.sim.admin import admin_routes
@@ -296,22 +298,52 @@ async def _not_found(request: Request, exc: Exception) -> Response:
     return Response(shapes.dumps(body), status, media_type=JSON_MEDIA)
 
 
+class _HotPaths:
+    """ASGI front of the Starlette app: the generation endpoints skip its middleware stack.
+
+    Per request, Starlette's error and exception middleware, router and endpoint wrapper
+    cost about as much CPU as the simulator's own work on a cached answer, and a
+    zero-latency benchmark makes the simulator the bottleneck. ``POST`` to these exact
+    paths goes straight to the same handlers (``Reject`` is still answered by
+    ``endpoint``; an unexpected error still becomes uvicorn's plain 500); everything
+    else, including 404/405 and trailing-slash redirects, goes through Starlette.
+    """
+
+    def __init__(self, app: Starlette, hot: Mapping[str, Callable[[Request], Awaitable[Response]]]):
+        self.app = app
+        self.state = app.state
+        self._hot = dict(hot)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and scope["method"] == "POST":
+            handler = self._hot.get(scope["path"])
+            if handler is not None:
+                scope["app"] = self.app  # what Starlette sets; request.app reads it
+                response = await handler(Request(scope, receive))
+                await response(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+
+
 def create_app(
     profiles: ProfileSet,
     *,
     admin_token: str | None,
     seed: int = 0,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
-) -> Starlette:
+) -> _HotPaths:
     """The simulator as an ASGI app (serve it with uvicorn; see ``sim.server.serve``).
 
     ``admin_token=None`` disables the /admin API.
     """
     state = SimState(profiles, admin_token=admin_token, seed=seed, max_body_bytes=max_body_bytes)
+    hot = {
+        "/v1/chat/completions": endpoint(_chat_completions),
+        "/v1/responses": endpoint(_responses),
+        "/v1/embeddings": endpoint(_embeddings),
+    }
     routes = [
-        Route("/v1/chat/completions", endpoint(_chat_completions), methods=["POST"]),
-        Route("/v1/responses", endpoint(_responses), methods=["POST"]),
-        Route("/v1/embeddings", endpoint(_embeddings), methods=["POST"]),
+        *(Route(path, handler, methods=["POST"]) for path, handler in hot.items()),
         Route("/v1/models", endpoint(_models), methods=["GET"]),
         Route("/v1/models/{model:path}", endpoint(_model), methods=["GET"]),
         Route("/healthz", endpoint(_healthz), methods=["GET"]),
@@ -319,4 +351,4 @@ def create_app(
     ]
     app = Starlette(routes=routes, exception_handlers={404: _not_found, 405: _not_found})
     app.state.sim = state
-    return app
+    return _HotPaths(app, hot)

@@ -105,6 +105,8 @@ def serve(
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,
         server_header=False,
+        # No proxy in front of a simulator: skip the per-request forwarded-header pass.
+        proxy_headers=False,
     )
     if exit_with_parent:
         watcher = threading.Thread(

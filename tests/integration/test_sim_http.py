@@ -315,6 +315,33 @@ def test_bad_requests_get_clear_openai_errors(
     assert fragment in r.json()["error"]["message"]
 
 
+@pytest.mark.parametrize(
+    ("method", "path", "status"),
+    [
+        ("GET", "/v1/chat/completions", 405),
+        ("PUT", "/v1/embeddings", 405),
+        ("POST", "/v1/nothing", 404),
+        ("POST", "/v1/chat/completions/", 307),  # Starlette's trailing-slash redirect
+    ],
+)
+def test_paths_outside_the_hot_endpoints_route_as_before(
+    sim: SimHandle, method: str, path: str, status: int
+) -> None:
+    """Only exact POSTs take the fast path; other methods and paths keep Starlette's answers."""
+    r = httpx.request(
+        method,
+        f"{sim.root_url}{path}",
+        headers={"Authorization": "Bearer k"},
+        json={"model": "base", "messages": ASK},
+        follow_redirects=False,
+    )
+    assert r.status_code == status
+    if status == 307:
+        assert r.headers["location"].endswith("/v1/chat/completions")
+    else:
+        assert f"Unknown path {method} {path}" in r.json()["error"]["message"]
+
+
 def test_concurrent_requests_are_served_in_parallel(sim: SimHandle) -> None:
     """200 calls of 100 ms each finish together, far faster than one after another."""
     model = own_model(sim, "parallel", median_ms=100, p99_ms=100)
