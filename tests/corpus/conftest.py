@@ -1,5 +1,6 @@
-"""The data-path fixtures (simulator, worker environment) shared with tests/integration."""
+"""Fixtures shared with tests/integration (simulator, worker) and tests/security (gateway)."""
 
 from tests.integration.conftest import sim, worker_env
+from tests.security.conftest import gateway
 
-__all__ = ["sim", "worker_env"]
+__all__ = ["gateway", "sim", "worker_env"]

@@ -1,5 +1,23 @@
-"""The data-path fixtures (simulator, worker environment, Unleash) shared with tests/integration."""
+"""Fixtures of the security tests: the data-path ones of tests/integration and a gateway."""
 
-from tests.integration.conftest import sim, unleash, worker_env
+from collections.abc import Iterator
 
-__all__ = ["sim", "unleash", "worker_env"]
+import pytest
+
+from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.testing.servers import RedisServer
+from shadowcanary.testing.sim import SimHandle
+from tests.integration.conftest import models_setting, sim, unleash, worker_env
+
+__all__ = ["gateway", "sim", "unleash", "worker_env"]
+
+
+@pytest.fixture(scope="module")
+def gateway(sim: SimHandle, redis_server: RedisServer) -> Iterator[GatewayHandle]:
+    """A real gateway process in front of the simulator, publishing to the session Redis."""
+    env = {
+        "SHADOWCANARY_REDIS_URL": redis_server.url,
+        "SHADOWCANARY_MODELS": models_setting(sim.base_url),
+    }
+    with run_gateway(env) as handle:
+        yield handle

@@ -18,8 +18,6 @@ a malformed one, and must answer 401 without doing anything.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import httpx
 import pytest
 import redis
@@ -28,11 +26,11 @@ from starlette.routing import Route
 from shadowcanary import constants
 from shadowcanary.sim.app import create_app
 from shadowcanary.sim.profiles import profiles_from_mapping
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.testing.gateway import GatewayHandle
 from shadowcanary.testing.servers import free_port
 from shadowcanary.testing.sim import SimHandle
 from tests.corpus.hostile_events import good_event
-from tests.integration.conftest import FAST_PROFILES, models_setting
+from tests.integration.conftest import FAST_PROFILES
 
 pytestmark = pytest.mark.integration
 
@@ -140,17 +138,6 @@ GATEWAY_API = [
     ("POST", "/r/default/v1/tap/events"),
 ]
 GATEWAY_OPEN = ["/healthz", "/readyz", "/metrics"]
-
-
-@pytest.fixture(scope="module")
-def gateway(sim: SimHandle, redis_server) -> Iterator[GatewayHandle]:  # type: ignore[no-untyped-def]
-    """A real gateway process in front of the simulator, publishing to the session Redis."""
-    env = {
-        "SHADOWCANARY_REDIS_URL": redis_server.url,
-        "SHADOWCANARY_MODELS": models_setting(sim.base_url),
-    }
-    with run_gateway(env) as handle:
-        yield handle
 
 
 def _ingest_queue(redis_url: str) -> int:

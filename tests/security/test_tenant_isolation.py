@@ -27,7 +27,6 @@ from shadowcanary.tap.publisher import decode_ingest_message
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
 from shadowcanary.testing.gateway import GatewayHandle
 from shadowcanary.testing.poll import wait_until
-from tests.security.test_http_auth import gateway  # noqa: F401 - the module's fixture
 
 pytestmark = pytest.mark.integration
 
@@ -108,7 +107,7 @@ def _app():  # type: ignore[no-untyped-def]
 
 
 def test_a_gateway_service_cannot_file_events_under_another_tenant(
-    gateway: GatewayHandle,  # noqa: F811 - the fixture imported above
+    gateway: GatewayHandle,
     redis_url: str,
 ) -> None:
     """An event naming another tenant is rejected; one without a tenant gets the caller's."""
