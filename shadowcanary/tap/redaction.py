@@ -99,11 +99,7 @@ class Redactor:
                 readable.append(False)
             else:
                 readable.append(True)
-        changed = {
-            text: new
-            for text, new in zip(texts, self._redact_many(texts), strict=True)
-            if new != text
-        }
+        changed = self._changes(texts)
         write = event_writer(changed)
         out: list[bytes | None] = []
         for event, ok in zip(events, readable, strict=True):
@@ -114,35 +110,40 @@ class Redactor:
         return out
 
     def _redact_many(self, texts: list[str]) -> list[str]:
-        if not texts:
-            return texts
+        changed = self._changes(texts)
+        return [changed.get(text, text) for text in texts] if changed else texts
+
+    def _changes(self, texts: list[str]) -> dict[str, str]:
+        """Each distinct text that redaction changes, mapped to its redaction."""
+        get = self._cache.get
+        # Each distinct text once (system prompts repeat within a batch too).
+        found = {text: get(text) for text in dict.fromkeys(texts)}
+        pending = [text for text, result in found.items() if result is None]
+        if pending:
+            joined = _SEP.join(pending)
+            if joined.count(_SEP) != len(pending) - 1:
+                redacted = [self._redact_one(text) for text in pending]  # a text carries NUL
+            else:
+                # No built-in pattern matches across NUL; custom ones may ('.'), so they
+                # run on each text alone and never reach into (or merge) another text.
+                redacted = redact_builtin(joined).split(_SEP)
+                if self._custom:
+                    redacted = [self._redact_custom(text) for text in redacted]
+            found.update(zip(pending, redacted, strict=True))
+            self._remember(pending, redacted)
+        return {text: new for text, new in found.items() if new is not None and new != text}
+
+    def _remember(self, texts: list[str], results: list[str]) -> None:
         cache = self._cache
-        get = cache.get
-        results = [get(text) for text in texts]
-        if None not in results:
-            return results  # type: ignore[return-value]  # no None left
-        # Each distinct uncached text once (system prompts repeat within a batch too).
-        pending = list(dict.fromkeys(t for t, r in zip(texts, results, strict=True) if r is None))
-        joined = _SEP.join(pending)
-        if joined.count(_SEP) != len(pending) - 1:
-            redacted = [self._redact_one(text) for text in pending]  # a text carries NUL
-        else:
-            # No built-in pattern matches across NUL; custom ones may ('.'), so they
-            # run on each text alone and never reach into (or merge) another text.
-            redacted = redact_builtin(joined).split(_SEP)
-            if self._custom:
-                redacted = [self._redact_custom(text) for text in redacted]
-        if len(cache) + len(pending) > _CACHE_ENTRIES:
+        if len(cache) + len(texts) > _CACHE_ENTRIES:
             cache.clear()  # cheaper than LRU bookkeeping; hot prompts come back at once
-        fresh = dict(zip(pending, redacted, strict=True))
         room = _CACHE_ENTRIES - len(cache)
-        for text, result in fresh.items():
+        for text, result in zip(texts, results, strict=False):
             if room <= 0:
                 break
             if len(text) <= _CACHE_MAX_CHARS:
                 cache[text] = result
                 room -= 1
-        return [r if r is not None else fresh[t] for t, r in zip(texts, results, strict=True)]
 
     def _redact_one(self, text: str) -> str:
         return self._redact_custom(redact_builtin(text))

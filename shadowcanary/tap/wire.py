@@ -103,17 +103,34 @@ _REPLACERS: dict[type, Replacer] = {
 
 def event_writer(changed: Mapping[str, str]) -> Callable[[CapturedCall], bytes]:
     """A function writing an event's JSON with each text found in ``changed`` replaced."""
+    # One hook call per model is most of the cost of writing an event: the common
+    # cases are tested inline rather than dispatched to a function.
+    message_type, response_type, request_type = ChatMessage, ModelResponse, ModelRequest
     replacers = _REPLACERS
 
-    def default(model: Any) -> Any:
+    def replacing(model: Any) -> Any:
         fields: dict[str, Any] = model.__dict__  # only our pydantic models reach here
-        replacer = replacers.get(model.__class__)
+        cls = model.__class__
+        if cls is message_type:
+            if not fields["name"]:
+                content = fields["content"]
+                if content.__class__ is str and content in changed:
+                    return {**fields, "content": changed[content]}
+                return fields  # parts and tool calls are models: their own hook calls
+        elif cls is request_type:
+            if not fields["parameters"]:
+                return fields
+        elif cls is response_type:
+            text = fields["text"]
+            if not (text and text in changed) and not fields["refusal"]:
+                return fields
+        replacer = replacers.get(cls)
         return replacer(fields, changed) if replacer is not None else fields
 
     def plain(model: Any) -> Any:
         return model.__dict__
 
-    hook = default if changed else plain
+    hook = replacing if changed else plain
 
     def write(event: CapturedCall) -> bytes:
         try:
