@@ -1,0 +1,50 @@
+"""Fixtures of the fault-injection suite: servers the tests stop, start and slow down.
+
+The simulator, worker environment and Unleash fixtures are the data-path ones
+(tests/integration/conftest.py); here are the servers a test owns outright.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
+from tests.conftest import _unavailable
+from tests.integration.conftest import sim, unleash, worker_env  # noqa: F401 - fixtures
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture
+def persistent_redis() -> Iterator[RedisServer]:
+    """A Redis with AOF (appendfsync everysec) as docker-compose runs it; the test may stop it."""
+    server = RedisServer(Path(tempfile.mkdtemp(prefix="sc-redis-aof-")), appendonly=True)
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        _unavailable(exc)
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture
+def own_postgres() -> Iterator[PostgresServer]:
+    """A PostgreSQL cluster of this test alone (it gets stopped), migrated to head."""
+    from shadowcanary.store.db import migrate
+
+    # Under /tmp, not tmp_path: the postgres OS user must traverse the directory.
+    server = PostgresServer(Path(tempfile.mkdtemp(prefix="sc-pg-fault-")), durable=True)
+    try:
+        server.start()
+    except ServerUnavailable as exc:
+        _unavailable(exc)
+    migrate(server.url)
+    yield server
+    server.stop()
+    shutil.rmtree(server.directory, ignore_errors=True)

@@ -1,0 +1,253 @@
+"""The fault suite's harness: steady traffic through the real tap, and the books.
+
+Plain helpers (not fixtures). ``SteadyTraffic`` emits captured calls at a fixed rate
+through a real ``Tap`` (the emitter services run) into Redis while a fault is
+injected; ``read_books`` then asks Postgres where every accepted event ended up, and
+``assert_balanced`` states the guarantee: each event accepted is stored once, and
+each stored baseline answer has exactly one candidate comparison or one dead letter
+with a reason, and the per-minute rollups count each of them exactly once.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sqlalchemy import Engine, text
+
+from shadowcanary.settings import TapSettings
+from shadowcanary.tap import Tap, TapStats
+from shadowcanary.testing.factories import make_event
+from shadowcanary.testing.poll import wait_until
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+def outage_s() -> float:
+    """How long the outage tests keep a service down (SHADOWCANARY_FAULT_OUTAGE_S, 30 s)."""
+    return float(os.environ.get("SHADOWCANARY_FAULT_OUTAGE_S", "30"))
+
+
+@dataclass
+class SteadyTraffic:
+    """A thread emitting ``rate`` captured baseline calls per second through a real tap."""
+
+    tap: Tap
+    rollout: str
+    rate: float = 40.0
+    emitted: list[str] = field(default_factory=list)
+    emit_seconds: list[float] = field(default_factory=list)  # caller's cost of each emit
+    _stop: threading.Event = field(default_factory=threading.Event)
+    _thread: threading.Thread | None = None
+
+    def start(self) -> SteadyTraffic:
+        self._thread = threading.Thread(target=self._run, daemon=True, name="steady-traffic")
+        self._thread.start()
+        return self
+
+    def _run(self) -> None:
+        # One validated template, copied: validating every event costs the shared CPU.
+        template = make_event(rollout=self.rollout)
+        period = 1.0 / self.rate
+        next_at = time.monotonic()
+        while not self._stop.is_set():
+            event = template.model_copy(update={"event_id": os.urandom(16).hex()})
+            started = time.perf_counter()
+            self.tap.emit(event)
+            self.emit_seconds.append(time.perf_counter() - started)
+            self.emitted.append(event.event_id)
+            next_at += period
+            self._stop.wait(max(0.0, next_at - time.monotonic()))
+
+    def stop(self) -> TapStats:
+        """Stop emitting, flush the tap, and return its final counters."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        self.tap.close(timeout_s=10)
+        return self.tap.stats()
+
+    def count(self) -> int:
+        return len(self.emitted)
+
+
+@contextmanager
+def steady_traffic(redis_url: str, rollout: str, rate: float = 40.0) -> Iterator[SteadyTraffic]:
+    """Traffic for the ``with`` block; the caller calls ``stop()`` to read the final stats."""
+    settings = TapSettings(flush_interval_s=0.02, publish_timeout_s=0.3)
+    traffic = SteadyTraffic(Tap(settings, redis_url), rollout, rate).start()
+    try:
+        yield traffic
+    finally:
+        traffic.stop()
+
+
+@dataclass(frozen=True, slots=True)
+class Books:
+    """Where every event of one rollout ended up, read from Postgres."""
+
+    stored: frozenset[str]
+    compared: int  # stored events with a candidate comparison
+    dead_lettered: int  # stored events with a replay dead letter
+    unaccounted: tuple[str, ...]  # stored, neither compared nor dead-lettered
+    both: tuple[str, ...]  # compared AND dead-lettered: counted twice
+    letters_without_reason: int
+    live_rollup_requests: int
+    shadow_rollup_n: int
+    ingest_dead_letters: int
+
+    def settled(self) -> bool:
+        return not self.unaccounted
+
+
+def read_books(engine: Engine, rollout: str) -> Books:
+    with engine.connect() as conn:
+
+        def ids(sql: str) -> list[str]:
+            return [r[0] for r in conn.execute(text(sql), {"r": rollout})]
+
+        def number(sql: str) -> int:
+            return int(conn.execute(text(sql), {"r": rollout}).scalar() or 0)
+
+        stored = frozenset(ids("select event_id from captures where rollout = :r"))
+        compared_sql = (
+            "exists (select 1 from comparisons m where m.event_id = c.event_id "
+            "and m.kind = 'candidate')"
+        )
+        letter_sql = (
+            "exists (select 1 from dead_letters d where d.event_id = c.event_id "
+            "and d.stage = 'replay')"
+        )
+        base = "from captures c where c.rollout = :r and c.arm = 'baseline' and c.status = 'ok'"
+        return Books(
+            stored=stored,
+            compared=number(f"select count(*) {base} and {compared_sql}"),
+            dead_lettered=number(f"select count(*) {base} and {letter_sql}"),
+            unaccounted=tuple(
+                ids(f"select c.event_id {base} and not {compared_sql} and not {letter_sql}")
+            ),
+            both=tuple(ids(f"select c.event_id {base} and {compared_sql} and {letter_sql}")),
+            letters_without_reason=number(
+                "select count(*) from dead_letters d join captures c using (event_id) "
+                "where c.rollout = :r and (d.message is null or d.message = '')"
+            ),
+            live_rollup_requests=number(
+                "select coalesce(sum(requests), 0) from live_rollups where rollout = :r"
+            ),
+            shadow_rollup_n=number(
+                "select coalesce(sum(n), 0) from shadow_rollups "
+                "where rollout = :r and kind = 'candidate'"
+            ),
+            ingest_dead_letters=number("select count(*) from dead_letters where stage = 'ingest'"),
+        )
+
+
+def settle(
+    engine: Engine,
+    rollout: str,
+    expected_at_least: int,
+    timeout_s: float = 120,
+    diagnostics: Callable[[], str] = lambda: "",
+) -> Books:
+    """Wait until at least ``expected_at_least`` events are stored and all are accounted for."""
+
+    def probe() -> Books | None:
+        books = read_books(engine, rollout)
+        return books if len(books.stored) >= expected_at_least and books.settled() else None
+
+    try:
+        return wait_until(probe, timeout_s=timeout_s, interval_s=0.5, what="the books to settle")
+    except TimeoutError as exc:
+        books = read_books(engine, rollout)
+        raise AssertionError(
+            f"books never settled: {len(books.stored)} stored (expected >= "
+            f"{expected_at_least}), {len(books.unaccounted)} unaccounted, e.g. "
+            f"{books.unaccounted[:3]}; output in {_keep(diagnostics())}"
+        ) from exc
+
+
+def _keep(output: str) -> str:
+    path = Path(tempfile.mkstemp(prefix="sc-fault-", suffix=".log")[1])
+    path.write_text(output)
+    return str(path)
+
+
+def assert_balanced(books: Books, emitted: list[str], stats: TapStats) -> None:
+    """Every event the tap published is stored once and compared or dead-lettered once."""
+    assert books.stored <= set(emitted), "stored events the traffic never emitted"
+    assert len(emitted) == stats.emitted, "the tap saw every emit"
+    # The tap counts a batch whose publish timed out as dropped although Redis may
+    # have taken it: so the stored count lies between published and published+failed.
+    assert len(books.stored) >= stats.published, (
+        f"lost: the tap published {stats.published} events, {len(books.stored)} stored"
+    )
+    assert len(books.stored) <= stats.published + stats.dropped_total
+    assert not books.unaccounted, f"{len(books.unaccounted)} stored events never replayed"
+    assert not books.both, f"{len(books.both)} events both compared and dead-lettered"
+    assert books.compared + books.dead_lettered == len(books.stored)
+    assert books.letters_without_reason == 0
+    assert books.ingest_dead_letters == 0
+    # Exactly-once effect: the rollups count each capture and each comparison once.
+    assert books.live_rollup_requests == len(books.stored)
+    assert books.shadow_rollup_n == books.compared
+
+
+# --- the controller as a real process ---------------------------------------------------
+
+
+@dataclass
+class ControllerProcess:
+    """``shadowcanary controller run`` in a subprocess; its output goes to ``log``."""
+
+    proc: subprocess.Popen[bytes]
+    log: Path
+
+    def output(self) -> str:
+        return self.log.read_text(errors="replace")
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid
+
+    def kill9(self) -> None:
+        self.proc.kill()
+        self.proc.wait(timeout=10)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(timeout=15)
+            except subprocess.TimeoutExpired:
+                self.kill9()
+
+
+@contextmanager
+def controller_process(
+    env: dict[str, str], rollout: str, log: Path, *, interval: str = "300ms"
+) -> Iterator[ControllerProcess]:
+    full = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
+    full.update({"SHADOWCANARY_LOG_LEVEL": "info", **env})
+    code = "from shadowcanary.cli_rollout import controller_app; controller_app()"
+    args = ["run", "--rollout", rollout, "--interval", interval, "--max-backoff", "1s"]
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [sys.executable, "-c", code, *args],
+            env=full,
+            cwd=REPO_ROOT,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
+    handle = ControllerProcess(proc, log)
+    try:
+        yield handle
+    finally:
+        handle.stop()

@@ -1,0 +1,69 @@
+"""Redis (AOF on, as in docker-compose) stops for the outage under steady traffic."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+import redis
+
+from shadowcanary import constants
+from shadowcanary.store.db import make_engine
+from shadowcanary.tap import DropReason
+from shadowcanary.testing.poll import wait_until
+from shadowcanary.testing.servers import RedisServer
+from shadowcanary.testing.sim import SimHandle
+from shadowcanary.testing.worker import run_worker
+from tests.faults.stack import assert_balanced, outage_s, read_books, settle, steady_traffic
+
+pytestmark = pytest.mark.integration
+
+
+def test_redis_stopped_then_restarted_loses_nothing_it_accepted(
+    persistent_redis: RedisServer, worker_env: dict[str, str], database_url: str, sim: SimHandle
+) -> None:
+    """The tap fails open and counts drops; events queued before the stop survive; flow resumes."""
+    engine = make_engine(database_url)
+    rollout = "fault-redis"
+    env = {**worker_env, "SHADOWCANARY_REDIS_URL": persistent_redis.url}
+    # The candidate is slow enough that a backlog is still queued in Redis when it stops.
+    sim.set_profile("gpt-5.5", median_ms=400, p99_ms=600)
+    try:
+        with run_worker(env) as worker, steady_traffic(persistent_redis.url, rollout) as traffic:
+            wait_until(
+                lambda: len(read_books(engine, rollout).stored) >= 100,
+                timeout_s=60,
+                what="traffic flowing before the outage",
+            )
+            client = redis.Redis.from_url(persistent_redis.url)
+            queued = client.llen(constants.QUEUE_REPLAY) + client.llen(constants.QUEUE_INGEST)
+            client.close()
+            published_before = traffic.tap.stats().published
+            persistent_redis.stop(graceful=True)
+            first_emit_down = traffic.count()
+            # The outage itself: the fault under test, not a wait for something to happen.
+            time.sleep(outage_s())
+            emit_cost = traffic.emit_seconds[first_emit_down : traffic.count()]
+            during = traffic.tap.stats()
+            persistent_redis.start()
+            restarted = time.monotonic()
+            resumed_from = during.published
+            wait_until(
+                lambda: traffic.tap.stats().published > resumed_from + 20,
+                timeout_s=30,
+                what="the tap publishing again",
+            )
+            resume_s = time.monotonic() - restarted
+            stats = traffic.stop()
+            books = settle(engine, rollout, stats.published, diagnostics=worker.output)
+    finally:
+        sim.set_profile("gpt-5.5", median_ms=5, p99_ms=20)
+
+    assert queued > 0, "work must have been queued in Redis when it stopped"
+    assert during.dropped[DropReason.PUBLISH_FAILED] > 0, "the outage must have cost drops"
+    # The publish timeout is 0.3 s: a caller that waited on Redis would show it here.
+    assert len(emit_cost) > 10 * outage_s(), "traffic kept being emitted during the outage"
+    assert max(emit_cost) < 0.1, "emit never blocks the caller while Redis is down"
+    assert resume_s < 10, f"flow resumed {resume_s:.1f}s after the restart"
+    assert len(books.stored) >= published_before
+    assert_balanced(books, traffic.emitted, stats)
