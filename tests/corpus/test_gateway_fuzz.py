@@ -66,7 +66,7 @@ hostile_values = st.recursive(
 
 def _valid_body(path: str) -> Any:
     if path.endswith("/tap/events"):
-        return [good_event()]
+        return [good_event(tenant="test-service")]  # the test key's service
     if path.endswith("/embeddings") or path.endswith("/responses"):
         return {"model": "gpt-5.2", "input": "hello"}
     return {

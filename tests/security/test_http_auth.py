@@ -45,7 +45,7 @@ BAD_CREDENTIALS = [
 
 def _body_for(path: str) -> dict[str, object] | list[object]:
     if path.endswith("/tap/events"):
-        return [good_event()]
+        return [good_event(tenant="test-service")]  # the test key's service
     if path.endswith("/embeddings"):
         return {"model": "gpt-5.2", "input": "hello"}
     if path.endswith("/responses"):
@@ -58,7 +58,9 @@ def _body_for(path: str) -> dict[str, object] | list[object]:
 
 def _sim_routes() -> list[tuple[str, str]]:
     """Every (method, path) the simulator app serves, read from its own route table."""
-    app = create_app(profiles_from_mapping(FAST_PROFILES), admin_token=None)
+    front = create_app(profiles_from_mapping(FAST_PROFILES), admin_token=None)
+    # The app may sit behind an ASGI front (fast paths); its Starlette routes are the table.
+    app = getattr(front, "app", front)
     found = []
     for route in app.routes:
         assert isinstance(route, Route)
