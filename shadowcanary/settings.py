@@ -16,12 +16,13 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shadowcanary.errors import ConfigError, UnknownModel
 
 ENV_PREFIX = "SHADOWCANARY_"
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
+MIN_SALT_CHARS = 12
 
 
 class _Section(BaseModel):
@@ -204,6 +205,16 @@ class Settings(BaseSettings):
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @model_validator(mode="after")
+    def _salt_is_a_secret(self) -> Self:
+        # An empty or short salt makes the hashed user ids guessable (hash every email).
+        if len(self.stickiness_salt.get_secret_value()) < MIN_SALT_CHARS:
+            raise ValueError(
+                f"SHADOWCANARY_STICKINESS_SALT must be at least {MIN_SALT_CHARS} characters "
+                "(a random string, e.g. from `openssl rand -hex 16`)"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _unleash_is_reachable(self) -> Self:
         if self.flags == "unleash" and (
             self.unleash_url is None or self.unleash_admin_token is None
@@ -289,3 +300,10 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             f"invalid settings: {_describe(exc)}",
             hint="fix the variable(s) named above; see README 'Configuration'",
         ) from exc
+    except SettingsError as exc:
+        # A JSON-valued variable that is not JSON; the message names the field, never the
+        # value (it may hold API keys).
+        raise ConfigError(
+            f"invalid settings: {exc} (a variable that takes JSON is not valid JSON)",
+            hint="check the quoting of JSON variables such as SHADOWCANARY_MODELS",
+        ) from None
