@@ -36,6 +36,7 @@ from shadowcanary.tap.publisher import BatchPublisher
 from shadowcanary.tap.redaction import Redactor
 from shadowcanary.tap.sampling import Sampler
 from shadowcanary.tap.stats import publish_tap_stats
+from shadowcanary.tap.wire import EventsWriter
 from shadowcanary.urls import redis_py_url
 
 log = structlog.get_logger(__name__)
@@ -85,6 +86,7 @@ class Tap:
         self._redis_url = redis_url
         self._capacity = settings.buffer_size
         self._batch_size = settings.batch_size
+        self._piece_events = settings.batch_size  # events written per buffer (adapts to size)
         self._closed = False
         self._give_up = False  # close() timed out: drop what is left instead of publishing
         self._emitted = 0
@@ -226,41 +228,82 @@ class Tap:
                 # One attempt per drain: a dead Redis costs one timeout, not one per batch.
                 self._count_drops(DropReason.PUBLISH_FAILED, len(chunk))
                 continue
-            payload = self._serialise(chunk)
-            if payload:
-                publish_ok = self._publish(payload)
+            pieces, count = self._serialise(chunk)
+            if count:
+                publish_ok = self._publish(pieces, count)
 
-    def _serialise(self, chunk: list[CapturedCall]) -> list[bytes]:
+    def _serialise(self, chunk: list[CapturedCall]) -> tuple[list[bytes], int]:
+        """The chunk's events as redacted JSON pieces (comma-separated objects) and their count.
+
+        Events are written many to a buffer, in pieces no larger than ``max_event_bytes``
+        (so no event in a piece can be too large); a piece over the limit is written
+        again in smaller pieces, down to single events, which are then dropped.
+        """
         limit = self._settings.max_event_bytes
-        payload: list[bytes] = []
-        too_large = errors = 0
-        # The JSON of each redacted event (None: it could not be written).
-        for raw in self._redactor.redact_events_json(chunk):
-            if raw is None:
-                errors += 1
-            elif len(raw) > limit:
-                too_large += 1
+        writer, events, errors = self._redactor.events_writer(chunk)
+        pieces: list[bytes] = []
+        count = too_large = 0
+        start = 0
+        while start < len(events):
+            piece = events[start : start + self._piece_events]
+            try:
+                raw = writer.write_many(piece)
+            except Exception:  # noqa: BLE001 - find the bad event, keep the others
+                raw = None
+            if raw is not None and len(raw) <= limit:
+                pieces.append(raw[1:-1])  # without the brackets: the publisher joins pieces
+                count += len(piece)
+                start += len(piece)
+                if len(raw) < limit // 4 and len(piece) == self._piece_events:
+                    self._piece_events *= 2
+            elif raw is not None and len(piece) > 1:
+                # Aim at half the limit with the sizes just seen.
+                self._piece_events = max(1, len(piece) * limit // (2 * len(raw)))
             else:
-                payload.append(raw)
+                bad, big, good = self._write_one_by_one(writer, piece, limit)
+                errors += bad
+                too_large += big
+                pieces.extend(good)
+                count += len(good)
+                start += len(piece)
         if too_large:
             self._count_drops(DropReason.TOO_LARGE, too_large)
         if errors:
             self._count_drops(DropReason.TAP_ERROR, errors)
             log.warning("tap_serialise_failed", events=errors)
-        return payload
+        return pieces, count
 
-    def _publish(self, payload: list[bytes]) -> bool:
+    @staticmethod
+    def _write_one_by_one(
+        writer: EventsWriter, events: list[CapturedCall], limit: int
+    ) -> tuple[int, int, list[bytes]]:
+        """(unwritable, too large, JSON of the others) for events written one at a time."""
+        errors = too_large = 0
+        good = []
+        for event in events:
+            try:
+                raw = writer.write_one(event)
+            except Exception:  # noqa: BLE001 - e.g. a lone surrogate: drop this event only
+                errors += 1
+                continue
+            if len(raw) > limit:
+                too_large += 1
+            else:
+                good.append(raw)
+        return errors, too_large, good
+
+    def _publish(self, pieces: list[bytes], count: int) -> bool:
         started = time.perf_counter()
         try:
-            self._publisher.publish(payload)
+            self._publisher.publish(pieces, count)
         except ServiceUnavailable as exc:
             metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
-            self._count_drops(DropReason.PUBLISH_FAILED, len(payload))
-            self._log_failure(exc, len(payload))
+            self._count_drops(DropReason.PUBLISH_FAILED, count)
+            self._log_failure(exc, count)
             return False
         metrics.PUBLISH_SECONDS.observe(time.perf_counter() - started)
         with self._lock:
-            self._published += len(payload)
+            self._published += count
         if self._failing_since is not None:
             log.info(
                 "tap_publish_recovered", down_for_s=round(time.monotonic() - self._failing_since, 1)

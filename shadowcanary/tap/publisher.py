@@ -96,12 +96,16 @@ class BatchPublisher:
             self._app = app
         return self._app
 
-    def publish(self, events_json: Sequence[bytes]) -> None:
-        """Publish the already-serialised events as ONE message on the ingest queue."""
+    def publish(self, pieces: Sequence[bytes], count: int) -> None:
+        """Publish ``count`` already-serialised events as ONE message on the ingest queue.
+
+        Each piece is one or more event JSON objects separated by commas (a JSON array
+        without its brackets): the message's event list is the pieces joined by commas.
+        """
         try:
             self._celery().send_task(
                 constants.TASK_INGEST,
-                args=[[orjson.Fragment(raw) for raw in events_json]],
+                args=[[orjson.Fragment(piece) for piece in pieces]],
                 queue=constants.QUEUE_INGEST,
                 retry=False,
                 serializer=SERIALIZER,
@@ -112,13 +116,13 @@ class BatchPublisher:
                 compression=None,
                 headers={"compression": _ZLIB_CONTENT_TYPE},
                 # Celery would otherwise put a repr of every event (prompts!) in the headers.
-                argsrepr=f"[<{len(events_json)} events>]",
+                argsrepr=f"[<{count} events>]",
                 kwargsrepr="{}",
             )
         except Exception as exc:  # kombu and redis raise many types; all mean "not sent"
             # redis-py already dropped the broken socket; the next publish reconnects.
             raise ServiceUnavailable(
-                f"could not publish {len(events_json)} events to Redis: {type(exc).__name__}",
+                f"could not publish {count} events to Redis: {type(exc).__name__}",
                 hint="check that Redis at the tap's broker URL is reachable; "
                 "events are dropped meanwhile",
             ) from exc

@@ -24,7 +24,7 @@ from shadowcanary.errors import ConfigError
 from shadowcanary.events import CapturedCall
 from shadowcanary.tap.event_texts import collect_texts, replace_texts
 from shadowcanary.tap.pii import CARD, EMAIL, PHONE, SECRET, SSN, luhn_valid, redact_builtin
-from shadowcanary.tap.wire import event_writer
+from shadowcanary.tap.wire import EventsWriter
 
 __all__ = ["CARD", "EMAIL", "PHONE", "REDACTED", "SECRET", "SSN", "Redactor", "luhn_valid"]
 
@@ -83,28 +83,34 @@ class Redactor:
         }
         return replace_texts(event, redacted) if redacted else event
 
-    def redact_events_json(self, events: Sequence[CapturedCall]) -> list[bytes | None]:
-        """The JSON of each ``redact_event(event)``, or None for an event that cannot be written.
+    def events_writer(
+        self, events: Sequence[CapturedCall]
+    ) -> tuple[EventsWriter, list[CapturedCall], int]:
+        """A writer of ``events`` as redacted JSON, the events it can write, and how many
+        it cannot (their texts could not be read).
 
         Built for the tap's publisher: the texts of the whole batch are redacted
-        together (one scan over their distinct, uncached texts) and orjson writes each
-        event with the changed texts swapped in (``tap.wire``), copying no model.
+        together (one scan over their distinct, uncached texts) and orjson writes the
+        events with the changed texts swapped in (``tap.wire``), copying no model.
         """
         texts: list[str] = []
-        readable: list[bool] = []
+        readable: list[CapturedCall] = []
         for event in events:
             try:
                 texts += collect_texts(event)
-            except Exception:  # noqa: BLE001 - one bad event must not cost the batch
-                readable.append(False)
-            else:
-                readable.append(True)
-        changed = self._changes(texts)
-        write = event_writer(changed)
+            except Exception:  # noqa: BLE001, S112 - one bad event must not cost the batch
+                continue
+            readable.append(event)
+        return EventsWriter(self._changes(texts)), readable, len(events) - len(readable)
+
+    def redact_events_json(self, events: Sequence[CapturedCall]) -> list[bytes | None]:
+        """The JSON of each ``redact_event(event)``, or None for an event that cannot be written."""
+        writer, readable, _ = self.events_writer(events)
+        ok = {id(event) for event in readable}
         out: list[bytes | None] = []
-        for event, ok in zip(events, readable, strict=True):
+        for event in events:
             try:
-                out.append(write(event) if ok else None)
+                out.append(writer.write_one(event) if id(event) in ok else None)
             except Exception:  # noqa: BLE001 - e.g. a lone surrogate: drop this event only
                 out.append(None)
         return out

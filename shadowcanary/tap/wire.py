@@ -17,7 +17,7 @@ is validated again where it is read).
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -101,15 +101,45 @@ _REPLACERS: dict[type, Replacer] = {
 }
 
 
-def event_writer(changed: Mapping[str, str]) -> Callable[[CapturedCall], bytes]:
-    """A function writing an event's JSON with each text found in ``changed`` replaced."""
+class EventsWriter:
+    """Writes events as JSON with each text found in ``changed`` replaced by its redaction."""
+
+    __slots__ = ("_changed", "_hook")
+
+    def __init__(self, changed: Mapping[str, str]) -> None:
+        self._changed = changed
+        self._hook = _replacing_hook(changed) if changed else _plain_hook
+
+    def write_many(self, events: Sequence[CapturedCall]) -> bytes:
+        """The JSON array of ``events``: one buffer for many events, several times cheaper
+        than one bytes object per event (allocation and cache misses, not the encoding,
+        dominated). Raises ``orjson.JSONEncodeError`` if one of them cannot be written."""
+        return orjson.dumps(events, default=self._hook, option=_OPTIONS)
+
+    def write_one(self, event: CapturedCall) -> bytes:
+        """The JSON of one event; raises if it cannot be written (e.g. a lone surrogate)."""
+        try:
+            return orjson.dumps(event, default=self._hook, option=_OPTIONS)
+        except orjson.JSONEncodeError:
+            # Integers beyond 64 bits in free-form parameters are valid JSON that orjson
+            # does not write: rare, so the model copy and pydantic-core are fine here.
+            changed = self._changed
+            redacted = replace_texts(event, changed) if changed else event
+            return redacted.__pydantic_serializer__.to_json(redacted)
+
+
+def _plain_hook(model: Any) -> Any:
+    return model.__dict__  # only our pydantic models reach orjson's hook
+
+
+def _replacing_hook(changed: Mapping[str, str]) -> Callable[[Any], Any]:
     # One hook call per model is most of the cost of writing an event: the common
     # cases are tested inline rather than dispatched to a function.
     message_type, response_type, request_type = ChatMessage, ModelResponse, ModelRequest
     replacers = _REPLACERS
 
     def replacing(model: Any) -> Any:
-        fields: dict[str, Any] = model.__dict__  # only our pydantic models reach here
+        fields: dict[str, Any] = model.__dict__
         cls = model.__class__
         if cls is message_type:
             if not fields["name"]:
@@ -127,18 +157,4 @@ def event_writer(changed: Mapping[str, str]) -> Callable[[CapturedCall], bytes]:
         replacer = replacers.get(cls)
         return replacer(fields, changed) if replacer is not None else fields
 
-    def plain(model: Any) -> Any:
-        return model.__dict__
-
-    hook = replacing if changed else plain
-
-    def write(event: CapturedCall) -> bytes:
-        try:
-            return orjson.dumps(event, default=hook, option=_OPTIONS)
-        except orjson.JSONEncodeError:
-            # Integers beyond 64 bits in free-form parameters are valid JSON that orjson
-            # does not write: rare, so the model copy and pydantic-core are fine here.
-            redacted = replace_texts(event, changed) if changed else event
-            return redacted.__pydantic_serializer__.to_json(redacted)
-
-    return write
+    return replacing
