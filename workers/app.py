@@ -150,6 +150,10 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
 
             start_http_server(settings.metrics_port)
         metrics.IN_FLIGHT.set_function(lambda: context.runtime.in_flight())
+        # Build the services now rather than in the first task, so the first batch does
+        # not pay for the event loop, the clients and the pools. Nothing here connects
+        # yet, so a database or Redis that is down still only fails (and retries) tasks.
+        context.runtime  # noqa: B018 - the property builds the services
 
     return app
 

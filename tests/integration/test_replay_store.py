@@ -1,0 +1,99 @@
+"""The replay write path (one JSON document per statement) keeps every value exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from sqlalchemy import Engine, text
+
+from shadowcanary.events import ToolCall
+from shadowcanary.judge.types import CallOutput
+from shadowcanary.replay.records import ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.store import AssessedCapture, Store
+from shadowcanary.store.db import make_engine
+from shadowcanary.testing.factories import make_event, make_replay
+
+pytestmark = pytest.mark.integration
+
+NOW = datetime(2026, 3, 2, 10, 0, 0, 123456, tzinfo=UTC)
+
+
+@pytest.fixture
+def engine(database_url: str) -> Iterator[Engine]:
+    engine = make_engine(database_url, pool_size=2)
+    yield engine
+    engine.dispose()
+
+
+@pytest.fixture
+def store(engine: Engine) -> Store:
+    return Store(engine)
+
+
+def _captured(store: Store, n: int) -> list[str]:
+    events = [make_event(started_at=NOW - timedelta(minutes=5)) for _ in range(n)]
+    store.insert_captures([AssessedCapture(e, None, None) for e in events], received_at=NOW)
+    return [e.event_id for e in events]
+
+
+def test_nul_and_unicode_in_a_replay_are_stored_not_fatal(store: Store, engine: Engine) -> None:
+    """NUL (rejected by jsonb and text) becomes U+FFFD; other text, quotes and emoji survive."""
+    good, evil, failed = _captured(store, 3)
+    record = make_replay(evil)
+    assert record.output is not None
+    output = replace(
+        record.output,
+        text='binary\x00junk "quoted" \\ back\\u0000slash é 🚀',
+        tool_calls=(ToolCall(id="c1", name="lookup", arguments='{"q": "a\\u0000b\x00"}'),),
+    )
+    records = [
+        make_replay(good),
+        replace(record, output=output),
+        ReplayRecord(
+            failed, ReplayKind.CANDIDATE, ReplayStatus.FAILED, None, None, 2, "X", "bad\x00byte"
+        ),
+    ]
+    assert store.record_replays(records, recorded_at=NOW) == 3
+    with engine.connect() as conn:
+        stored = {
+            event_id: output
+            for event_id, output in conn.execute(
+                text("SELECT event_id, output FROM replays WHERE output IS NOT NULL")
+            )
+        }
+        message = conn.execute(
+            text("SELECT error_message FROM replays WHERE event_id = :e"), {"e": failed}
+        ).scalar_one()
+    assert stored[evil]["text"] == 'binary\ufffdjunk "quoted" \\ back\\u0000slash é 🚀'
+    assert stored[evil]["tool_calls"][0]["arguments"] == '{"q": "a\\u0000b\ufffd"}'
+    assert message == "bad\ufffdbyte"
+
+
+def test_replay_values_round_trip_exactly(store: Store, engine: Engine) -> None:
+    """Timestamps keep microseconds and zone; floats, ints and None come back unchanged."""
+    (event_id,) = _captured(store, 1)
+    output = CallOutput(
+        model="gpt-5.5",
+        text="ok",
+        finish_reason="stop",
+        latency_ms=0.1 + 0.2,  # a float with no short decimal form
+        ttft_ms=None,
+        prompt_tokens=2_000_000_000,
+        completion_tokens=0,
+        cost_usd=1e-9,
+    )
+    record = replace(make_replay(event_id, attempts=3), output=output)
+    assert store.record_replays([record], recorded_at=NOW) == 1
+    with engine.connect() as conn:
+        row = conn.execute(
+            text(
+                "SELECT recorded_at, latency_ms, ttft_ms, prompt_tokens, completion_tokens,"
+                " cost_usd, attempts, model FROM replays"
+            )
+        ).one()
+        compared_at = conn.execute(text("SELECT recorded_at FROM comparisons")).scalar_one()
+    assert tuple(row) == (NOW, 0.1 + 0.2, None, 2_000_000_000, 0, 1e-9, 3, "gpt-5.5")
+    assert compared_at == NOW
