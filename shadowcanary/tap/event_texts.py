@@ -14,7 +14,7 @@ Both are written out field by field rather than as one generic visitor, like
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, TypeVar
 
 from pydantic import BaseModel
@@ -42,40 +42,65 @@ def _with(model: M, update: dict[str, Any]) -> M:
 
 def collect_texts(event: CapturedCall) -> list[str]:
     """The non-empty texts of ``event``, in a stable order (duplicates kept)."""
+    texts, _ = collect_batch_texts([event], strict=True)
+    return texts
+
+
+def collect_batch_texts(
+    events: Sequence[CapturedCall], *, strict: bool = False
+) -> tuple[list[str], list[CapturedCall]]:
+    """The texts of all ``events`` in one list, and the events they were read from.
+
+    An event whose texts cannot be read (a bug, or a model built without validation)
+    is left out of both, unless ``strict``, where the error propagates. One loop for
+    the whole batch: on the tap's thread a call per event is a measurable cost.
+    """
     out: list[str] = []
     add = out.append
-    for message in event.request.messages:
-        content = message.content
-        if isinstance(content, str):
-            if content:
-                add(content)
-        elif content:
-            for part in content:
-                if part.text:
-                    add(part.text)
-                if part.refusal:
-                    add(part.refusal)
-                if part.file is not None:
-                    filename = part.file.get("filename")
-                    if isinstance(filename, str) and filename:
-                        add(filename)
-        if message.name:
-            add(message.name)
-        for call in message.tool_calls:
-            if call.arguments:
-                add(call.arguments)
-    if event.request.parameters:
-        _collect_json(event.request.parameters.values(), add)
-    response = event.response
-    if response is not None:
-        if response.text:
-            add(response.text)
-        if response.refusal:
-            add(response.refusal)
-        for call in response.tool_calls:
-            if call.arguments:
-                add(call.arguments)
-    return out
+    readable: list[CapturedCall] = []
+    for event in events:
+        mark = len(out)
+        try:
+            request = event.request
+            for message in request.messages:
+                content = message.content
+                if isinstance(content, str):
+                    if content:
+                        add(content)
+                elif content:
+                    for part in content:
+                        if part.text:
+                            add(part.text)
+                        if part.refusal:
+                            add(part.refusal)
+                        if part.file is not None:
+                            filename = part.file.get("filename")
+                            if isinstance(filename, str) and filename:
+                                add(filename)
+                if message.name:
+                    add(message.name)
+                for call in message.tool_calls:
+                    if call.arguments:
+                        add(call.arguments)
+            parameters = request.parameters
+            if parameters:
+                _collect_json(parameters.values(), add)
+            response = event.response
+            if response is not None:
+                if response.text:
+                    add(response.text)
+                if response.refusal:
+                    add(response.refusal)
+                for call in response.tool_calls:
+                    if call.arguments:
+                        add(call.arguments)
+        except Exception:
+            if strict:
+                raise
+            del out[mark:]
+            continue
+        readable.append(event)
+    return out, readable
 
 
 # Numbers, booleans and None: most request parameters, skipped without a call.

@@ -22,7 +22,7 @@ from collections.abc import Iterable, Sequence
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.events import CapturedCall
-from shadowcanary.tap.event_texts import collect_texts, replace_texts
+from shadowcanary.tap.event_texts import collect_batch_texts, collect_texts, replace_texts
 from shadowcanary.tap.pii import CARD, EMAIL, PHONE, SECRET, SSN, luhn_valid, redact_builtin
 from shadowcanary.tap.wire import EventsWriter
 
@@ -93,14 +93,7 @@ class Redactor:
         together (one scan over their distinct, uncached texts) and orjson writes the
         events with the changed texts swapped in (``tap.wire``), copying no model.
         """
-        texts: list[str] = []
-        readable: list[CapturedCall] = []
-        for event in events:
-            try:
-                texts += collect_texts(event)
-            except Exception:  # noqa: BLE001, S112 - one bad event must not cost the batch
-                continue
-            readable.append(event)
+        texts, readable = collect_batch_texts(events)
         return EventsWriter(self._changes(texts)), readable, len(events) - len(readable)
 
     def redact_events_json(self, events: Sequence[CapturedCall]) -> list[bytes | None]:
