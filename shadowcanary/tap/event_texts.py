@@ -42,14 +42,15 @@ def _with(model: M, update: dict[str, Any]) -> M:
 
 def collect_texts(event: CapturedCall) -> list[str]:
     """The non-empty texts of ``event``, in a stable order (duplicates kept)."""
-    texts, _ = collect_batch_texts([event], strict=True)
+    texts, _, _ = collect_batch_texts([event], strict=True)
     return texts
 
 
 def collect_batch_texts(
     events: Sequence[CapturedCall], *, strict: bool = False
-) -> tuple[list[str], list[CapturedCall]]:
-    """The texts of all ``events`` in one list, and the events they were read from.
+) -> tuple[list[str], list[CapturedCall], bool]:
+    """The texts of all ``events`` in one list, the events they were read from, and
+    whether any of those texts is a request parameter.
 
     An event whose texts cannot be read (a bug, or a model built without validation)
     is left out of both, unless ``strict``, where the error propagates. One loop for
@@ -58,6 +59,7 @@ def collect_batch_texts(
     out: list[str] = []
     add = out.append
     readable: list[CapturedCall] = []
+    in_parameters = False
     for event in events:
         mark = len(out)
         try:
@@ -84,7 +86,9 @@ def collect_batch_texts(
                         add(call.arguments)
             parameters = request.parameters
             if parameters:
+                before = len(out)
                 _collect_json(parameters.values(), add)
+                in_parameters = in_parameters or len(out) > before
             response = event.response
             if response is not None:
                 if response.text:
@@ -100,7 +104,7 @@ def collect_batch_texts(
             del out[mark:]
             continue
         readable.append(event)
-    return out, readable
+    return out, readable, in_parameters
 
 
 # Numbers, booleans and None: most request parameters, skipped without a call.

@@ -93,8 +93,9 @@ class Redactor:
         together (one scan over their distinct, uncached texts) and orjson writes the
         events with the changed texts swapped in (``tap.wire``), copying no model.
         """
-        texts, readable = collect_batch_texts(events)
-        return EventsWriter(self._changes(texts)), readable, len(events) - len(readable)
+        texts, readable, in_parameters = collect_batch_texts(events)
+        writer = EventsWriter(self._changes(texts), parameters=in_parameters)
+        return writer, readable, len(events) - len(readable)
 
     def redact_events_json(self, events: Sequence[CapturedCall]) -> list[bytes | None]:
         """The JSON of each ``redact_event(event)``, or None for an event that cannot be written."""

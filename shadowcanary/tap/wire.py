@@ -106,9 +106,10 @@ class EventsWriter:
 
     __slots__ = ("_changed", "_hook")
 
-    def __init__(self, changed: Mapping[str, str]) -> None:
+    def __init__(self, changed: Mapping[str, str], *, parameters: bool = True) -> None:
+        """``parameters``: whether request parameters may hold texts (else not looked at)."""
         self._changed = changed
-        self._hook = _replacing_hook(changed) if changed else _plain_hook
+        self._hook = _replacing_hook(changed, parameters=parameters) if changed else _plain_hook
 
     def write_many(self, events: Sequence[CapturedCall]) -> bytes:
         """The JSON array of ``events``: one buffer for many events, several times cheaper
@@ -132,7 +133,7 @@ def _plain_hook(model: Any) -> Any:
     return model.__dict__  # only our pydantic models reach orjson's hook
 
 
-def _replacing_hook(changed: Mapping[str, str]) -> Callable[[Any], Any]:
+def _replacing_hook(changed: Mapping[str, str], *, parameters: bool) -> Callable[[Any], Any]:
     # One hook call per model is most of the cost of writing an event: the common
     # cases are tested inline rather than dispatched to a function.
     message_type, response_type, request_type = ChatMessage, ModelResponse, ModelRequest
@@ -148,7 +149,7 @@ def _replacing_hook(changed: Mapping[str, str]) -> Callable[[Any], Any]:
                     return {**fields, "content": changed[content]}
                 return fields  # parts and tool calls are models: their own hook calls
         elif cls is request_type:
-            if not fields["parameters"]:
+            if not parameters or not fields["parameters"]:
                 return fields
         elif cls is response_type:
             text = fields["text"]
