@@ -17,6 +17,12 @@ in arrival order across all processes, a request larger than the others cannot s
 behind a stream of small ones, and hundreds of waiting coroutines cost one Redis call
 each instead of a poll every emission interval.
 
+Concurrent acquires in one process share script calls (``_RESERVE_MANY_LUA`` through
+``coalesce.Coalescer``): reservations asked for while one call is on its way to Redis
+go together in the next, each placed exactly as if it had asked alone, so the spacing
+is unchanged and a worker with hundreds of replays in flight makes a few Redis calls
+per model at a time instead of one per replay.
+
 All times are Redis server time (``TIME`` inside the script), so workers whose clocks
 disagree still share one timeline. Needs Redis >= 5 (script effects replication, the
 default since 5, makes ``TIME`` before a write legal).
@@ -37,6 +43,7 @@ from prometheus_client import Counter, Histogram
 
 from shadowcanary.constants import rate_limit_key
 from shadowcanary.errors import ConfigError, ServiceUnavailable, UpstreamRateLimited
+from shadowcanary.replay.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript
@@ -112,6 +119,58 @@ for _, l in ipairs(limits) do
   end
 end
 return {1, wait, reason}
+"""
+
+# The reservation above for many requests in one call, in order, each as if it had
+# called alone at the same instant (no max_wait: every request is granted a slot).
+# KEYS as above. ARGV: [1]-[4] as above, [5..] tokens of each request.
+# Returns {wait µs 1, reason 1, wait µs 2, reason 2, ...}.
+_RESERVE_MANY_LUA = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local blocked = tonumber(redis.call('GET', KEYS[3]) or '0')
+local limits = {
+  {key = KEYS[1], interval = tonumber(ARGV[1]), burst = tonumber(ARGV[2]), tokens = false,
+   name = 'rpm'},
+  {key = KEYS[2], interval = tonumber(ARGV[3]), burst = tonumber(ARGV[4]), tokens = true,
+   name = 'tpm'},
+}
+for _, l in ipairs(limits) do
+  if l.interval > 0 then
+    local tat = tonumber(redis.call('GET', l.key) or '0')
+    if tat < now then tat = now end
+    l.tat = tat
+  end
+end
+local out = {}
+for i = 5, #ARGV do
+  local tokens = tonumber(ARGV[i])
+  local wait, reason = 0, ''
+  if blocked > now then wait, reason = blocked - now, 'penalty' end
+  for _, l in ipairs(limits) do
+    if l.interval > 0 then
+      l.cost = l.tokens and tokens or 1
+      local admit = math.min(l.cost, l.burst)
+      local w = l.tat + (admit - l.burst) * l.interval - now
+      if w > wait then wait, reason = w, l.name end
+    end
+  end
+  wait = math.ceil(wait)
+  for _, l in ipairs(limits) do
+    if l.interval > 0 then
+      l.tat = math.ceil(math.max(l.tat, now + wait) + l.cost * l.interval)
+    end
+  end
+  out[#out + 1] = wait
+  out[#out + 1] = reason
+end
+for _, l in ipairs(limits) do
+  if l.interval > 0 then
+    redis.call('SET', l.key, string.format('%.0f', l.tat), 'PX',
+               math.ceil((l.tat - now) / 1000) + 1000)
+  end
+end
+return out
 """
 
 # KEYS: [1] blocked-until (µs of Redis time). ARGV: [1] pause in µs (0 = only read).
@@ -203,7 +262,11 @@ class RedisRateLimiter:
             *_gcra(limit.tokens_per_minute, limit.burst_s),
         ]
         self._reserve_script: AsyncScript = redis.register_script(_RESERVE_LUA)
+        self._reserve_many_script: AsyncScript = redis.register_script(_RESERVE_MANY_LUA)
         self._pause_script: AsyncScript = redis.register_script(_PAUSE_LUA)
+        # Concurrent acquires share Redis round trips (see coalesce.py).
+        self._reservations: Coalescer[int, _Reservation] = Coalescer(self._reserve_many)
+        self._pause_reads: Coalescer[None, float] = Coalescer(self._pause_left_many)
 
     async def acquire(self, tokens: int, *, max_wait_s: float | None = None) -> float:
         """Wait until both RPM and TPM allow this request; return the seconds waited.
@@ -258,19 +321,31 @@ class RedisRateLimiter:
         return float(left) / _MICROS
 
     async def _pause_left_s(self) -> float:
+        return await self._pause_reads.submit(None)
+
+    async def _pause_left_many(self, callers: list[None]) -> list[float]:
         left = await self._run(self._pause_script, [self._keys[2]], [0])
-        return float(left) / _MICROS
+        return [float(left) / _MICROS] * len(callers)
+
+    async def _reserve_many(self, tokens: list[int]) -> list[_Reservation]:
+        flat = await self._run(self._reserve_many_script, self._keys, [*self._gcra_args, *tokens])
+        return [
+            _Reservation(True, float(wait_us) / _MICROS, _text(reason))
+            for wait_us, reason in zip(flat[::2], flat[1::2], strict=True)
+        ]
 
     async def _reserve(self, tokens: int, max_wait_s: float | None) -> _Reservation:
         if tokens < 0:
             raise ValueError(f"tokens must be >= 0, got {tokens}")
+        if max_wait_s is None:
+            return await self._reservations.submit(tokens)
         max_wait_us = -1 if max_wait_s is None else math.floor(max_wait_s * _MICROS)
         args = [*self._gcra_args, tokens, max_wait_us]
         granted, wait_us, reason = await self._run(self._reserve_script, self._keys, args)
         return _Reservation(
             granted=bool(granted),
             wait_s=float(wait_us) / _MICROS,
-            reason=reason.decode() if isinstance(reason, bytes) else str(reason),
+            reason=_text(reason),
         )
 
     async def _run(self, script: AsyncScript, keys: list[str], args: list[float]) -> Any:
@@ -283,6 +358,10 @@ class RedisRateLimiter:
         waited = time.monotonic() - started
         RATELIMIT_WAIT.labels(self.model).observe(waited)
         return waited
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 def redis_unavailable(subject: str, exc: Exception) -> ServiceUnavailable:

@@ -316,3 +316,39 @@ def test_redis_unreachable_is_a_transient_service_error(tmp_path: Path) -> None:
             await limiter.acquire(1)
 
     run(url, scenario)
+
+
+def _script_calls(info: dict[str, Any]) -> int:
+    return sum(int(v["calls"]) for k, v in info.items() if k in ("evalsha", "eval"))
+
+
+def test_concurrent_acquires_share_redis_calls_and_keep_the_spacing(redis_url: str) -> None:
+    """200 coroutines acquiring at once cost a few script calls, and are still spaced out."""
+
+    async def scenario(r: redis.asyncio.Redis) -> None:
+        limiter = RedisRateLimiter(r, MODEL, RateLimit(6000, None))  # 100 req/s, burst 100
+        await r.config_resetstat()
+        waits = await asyncio.gather(*(limiter._reserve(1, None) for _ in range(200)))
+        calls = _script_calls(await r.info("commandstats"))
+        assert calls <= 10, f"{calls} script calls for 200 reservations"
+        # One slot each, in arrival order: the burst at once, then one every 10 ms.
+        offsets = sorted(w.wait_s for w in waits)
+        assert offsets[:100] == [0.0] * 100
+        for i, wait in enumerate(offsets[100:], start=1):
+            assert wait == pytest.approx(i * 0.01, abs=0.003), (i, wait)
+        assert {w.reason for w in waits[100:]} == {"rpm"}
+
+    run(redis_url, scenario)
+
+
+def test_coalesced_acquires_wait_out_a_penalty(redis_url: str) -> None:
+    """Batched reservations honour a 429 pause like single ones: nobody goes before it ends."""
+
+    async def scenario(r: redis.asyncio.Redis) -> None:
+        limiter = RedisRateLimiter(r, MODEL, RateLimit(60_000, None))  # 1,000 req/s
+        await limiter.penalize(0.5)
+        started = time.monotonic()
+        waited = await asyncio.gather(*(limiter.acquire(1) for _ in range(50)))
+        assert min(waited) >= 0.45 and time.monotonic() - started >= 0.5 - 0.01
+
+    run(redis_url, scenario)
