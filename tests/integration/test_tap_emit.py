@@ -395,3 +395,25 @@ def test_one_unserialisable_event_does_not_cost_its_batch(tap: Tap, redis_url: s
     assert all(
         e["request"]["messages"][0]["content"].endswith("[EMAIL]") for e in queued_events(redis_url)
     )
+
+
+def test_batch_over_the_event_limit_is_written_in_pieces(redis_url: str) -> None:
+    """Events are written many per buffer, in pieces under max_event_bytes: a batch far
+    larger than the limit arrives whole and once, minus its one oversized and its one
+    unwritable event, and still as one Celery message."""
+    settings = TapSettings(flush_interval_s=60, batch_size=500, max_event_bytes=3_000)
+    small = [make_event(f"question {i} from bob@example.com") for i in range(300)]
+    oversized = make_event("x" * 5_000)
+    unwritable = make_event("lone surrogate \ud800 here")
+    tap = Tap(settings, redis_url)
+    for event in [*small[:100], oversized, *small[100:200], unwritable, *small[200:]]:
+        tap.emit(event)
+    tap.close(timeout_s=10)
+
+    assert len(queued_raw(redis_url)) == 1
+    received = [parse_event(event) for event in queued_events(redis_url)]
+    assert [e.event_id for e in received] == [e.event_id for e in small]
+    assert all(e.request.messages[0].content.endswith("[EMAIL]") for e in received)  # type: ignore[union-attr]
+    stats = tap.stats()
+    assert (stats.published, stats.dropped[DropReason.TOO_LARGE]) == (300, 1)
+    assert stats.dropped[DropReason.TAP_ERROR] == 1
