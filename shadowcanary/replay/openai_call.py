@@ -136,6 +136,10 @@ async def call_model(
             async for chunk in await client.chat.completions.create(model=upstream_model, **kwargs):
                 assembly.add(chunk, time.perf_counter())
             response, usage = assembly.response(), assembly.usage
+            if response.finish_reason is None:
+                # The connection closed (or the body was no SSE at all) before the
+                # model said it was done: a cut-off answer is no evidence. Retry.
+                raise _malformed(model, "a stream that ended before any finish_reason")
             if assembly.first_content_at is not None:
                 ttft_ms = (assembly.first_content_at - started) * 1000
         else:
