@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -16,13 +16,22 @@ class Recorder:
     port: int = 0
     hits: list[str] = field(default_factory=list)
     bodies: list[bytes] = field(default_factory=list)
+    headers: list[dict[str, str]] = field(default_factory=list)
 
     def url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.port}{path}"
 
 
+# What to answer a request with: (status, content type, body); default 200 "recorded".
+Answer = Callable[[BaseHTTPRequestHandler], tuple[int, str, bytes]]
+
+
+def _recorded(_request: BaseHTTPRequestHandler) -> tuple[int, str, bytes]:
+    return 200, "text/plain", b"recorded"
+
+
 @contextmanager
-def recording_server() -> Iterator[Recorder]:
+def recording_server(answer: Answer = _recorded) -> Iterator[Recorder]:
     """Run a recorder on a free loopback port for the duration of the block."""
     recorder = Recorder()
 
@@ -31,10 +40,13 @@ def recording_server() -> Iterator[Recorder]:
             recorder.hits.append(f"{self.command} {self.path}")
             length = int(self.headers.get("content-length") or 0)
             recorder.bodies.append(self.rfile.read(length) if length else b"")
-            self.send_response(200)
-            self.send_header("content-type", "text/plain")
+            recorder.headers.append({k.lower(): v for k, v in self.headers.items()})
+            status, content_type, body = answer(self)
+            self.send_response(status)
+            self.send_header("content-type", content_type)
+            self.send_header("content-length", str(len(body)))
             self.end_headers()
-            self.wfile.write(b"recorded")
+            self.wfile.write(body)
 
         do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _record
 
