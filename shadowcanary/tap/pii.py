@@ -69,9 +69,10 @@ def _redact_emails(text: str) -> str:
 # -- API keys and tokens: vendor prefixes found by str.find, shapes matched there -------
 
 _SECRET_SHAPE = re.compile(
-    # OpenAI (sk-, sk-proj-, sk-svcacct-) and Anthropic (sk-ant-): a digit is required so
-    # hyphenated words that happen to start with "sk-" stay.
-    r"sk-(?=[A-Za-z0-9_-]{0,200}[0-9])[A-Za-z0-9_-]{16,}"
+    # OpenAI (sk-, sk-proj-, sk-svcacct-, sk-admin-) and Anthropic (sk-ant-). Without one
+    # of those sub-prefixes a digit or a capital is required, so hyphenated words that
+    # happen to start with "sk-" stay ("sk-learn-compatible").
+    r"sk-(?:(?:proj|ant|svcacct|admin)-|(?=[A-Za-z0-9_-]{0,200}[0-9A-Z]))[A-Za-z0-9_-]{16,}"
     r"|[sr]k_(?:live|test)_[A-Za-z0-9]{16,}"  # Stripe secret and restricted keys
     r"|whsec_[A-Za-z0-9]{24,}"  # Stripe webhook secret
     r"|A(?:KIA|SIA)[0-9A-Z]{16}(?![0-9A-Za-z])"  # AWS access key ids

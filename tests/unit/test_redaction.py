@@ -80,6 +80,7 @@ def redactor() -> Redactor:
             "aws_secret_access_key = [SECRET]",
         ),
         ("Authorization: Basic dXNlcjpwYXNzd29yZA==", "Authorization: Basic [SECRET]"),
+        ("echo sk-proj-abcdefghijklmnopqrstuvwxyz", "echo [SECRET]"),  # no digit, known kind
         (
             "glpat-abcdefghij0123456789 and hf_abcdefghijklmnopqrstuvwxyz012345",
             "[SECRET] and [SECRET]",
