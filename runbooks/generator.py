@@ -182,7 +182,7 @@ def redact(text: str, secrets: Iterable[str]) -> str:
 
 def runbook_path(output_dir: Path, rollout: str) -> Path:
     """Where a rollout's runbook goes; refuses names that would leave ``output_dir``."""
-    if not rollout or Path(rollout).name != rollout or rollout.startswith("."):
+    if not rollout or Path(rollout).name != rollout or rollout.startswith(".") or "\x00" in rollout:
         raise ValueError(f"rollout name {rollout!r} cannot be used as a file name")
     return output_dir / f"{rollout}.md"
 

@@ -211,3 +211,14 @@ def test_any_text_is_a_plan_or_a_plan_error(text: str) -> None:
         parse_plan(MINIMAL + text)
     except PlanError as exc:
         assert len(str(exc)) <= MAX_MESSAGE_CHARS
+
+
+@pytest.mark.parametrize(
+    "name", ["../escape", "a/b", "/etc/cron.d/x", ".hidden", "..", "", "a\x00b"]
+)
+def test_runbook_paths_refuse_names_that_leave_their_directory(name: str, tmp_path: Path) -> None:
+    """Second line of defence behind the plan's name pattern: the runbook writer itself."""
+    from runbooks.generator import runbook_path
+
+    with pytest.raises(ValueError, match="cannot be used as a file name"):
+        runbook_path(tmp_path, name)
