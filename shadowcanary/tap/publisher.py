@@ -5,8 +5,9 @@ short socket timeouts, no connection or publish retries), so a dead or frozen Re
 costs one attempt of about ``timeout_s`` on the tap's own thread and never the caller.
 The next batch simply tries again; kombu reconnects on use.
 
-Events arrive already serialised by orjson (their byte size had to be checked
-anyway); they are spliced into the message as ``orjson.Fragment`` by an encoder
+Events arrive already serialised by orjson, many per buffer (pieces of
+comma-separated event objects: their byte size had to be checked anyway); the pieces
+are spliced into the message's event list as ``orjson.Fragment`` by an encoder
 registered under its own name, so nothing is encoded twice. The content type stays
 ``application/json``: workers decode these messages like any other.
 
