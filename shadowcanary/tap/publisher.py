@@ -43,14 +43,14 @@ _ZLIB_LEVEL = 1
 
 
 try:  # ISA-L writes the same zlib format, much faster; zlib itself when it is absent.
-    from isal.isal_zlib import compress as _compress
+    from isal.isal_zlib import compress
 except ImportError:  # pragma: no cover - isal is a dependency; stay correct without it
-    from zlib import compress as _compress
+    from zlib import compress
 
 
 def _encode(obj: Any) -> bytes:
     """The JSON of ``obj``, zlib-compressed (the header says so, see ``publish``)."""
-    return _compress(orjson.dumps(obj), _ZLIB_LEVEL)
+    return compress(orjson.dumps(obj), _ZLIB_LEVEL)
 
 
 def _register_serializer() -> None:
