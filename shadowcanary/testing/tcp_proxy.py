@@ -129,6 +129,8 @@ class TcpProxy:
             await self._serve(reader, writer, self._fault)
         except (OSError, asyncio.IncompleteReadError):
             pass  # a side closed or reset: the other side sees it as a closed socket
+        except asyncio.CancelledError:
+            pass  # drop_connections() or stop(): the sockets close below
         finally:
             self._tasks.discard(task)
             writer.close()

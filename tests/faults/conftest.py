@@ -20,6 +20,14 @@ from tests.integration.conftest import sim, unleash, worker_env  # noqa: F401 - 
 pytestmark = pytest.mark.integration
 
 
+@pytest.fixture(autouse=True)
+def runbooks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Runbooks the controller writes go to the test's directory, not the checkout."""
+    directory = tmp_path / "runbooks"
+    monkeypatch.setenv("SHADOWCANARY_RUNBOOKS_DIR", str(directory))
+    return directory
+
+
 @pytest.fixture
 def persistent_redis() -> Iterator[RedisServer]:
     """A Redis with AOF (appendfsync everysec) as docker-compose runs it; the test may stop it."""

@@ -235,7 +235,10 @@ def controller_process(
     env: dict[str, str], rollout: str, log: Path, *, interval: str = "300ms"
 ) -> Iterator[ControllerProcess]:
     full = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
+    runbooks = os.environ.get("SHADOWCANARY_RUNBOOKS_DIR")
     full.update({"SHADOWCANARY_LOG_LEVEL": "info", **env})
+    if runbooks and "SHADOWCANARY_RUNBOOKS_DIR" not in env:
+        full["SHADOWCANARY_RUNBOOKS_DIR"] = runbooks
     code = "from shadowcanary.cli_rollout import controller_app; controller_app()"
     args = ["run", "--rollout", rollout, "--interval", interval, "--max-backoff", "1s"]
     with log.open("wb") as out:
