@@ -26,6 +26,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -52,19 +53,32 @@ _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
 
 def _parse_duration(value: Any) -> Any:
     """'90s', '10m', '1h30m', '2d' or a number of seconds; anything else goes to pydantic."""
+    seconds: float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
-    if isinstance(value, str):
+        seconds = value
+    elif isinstance(value, str):
         text = value.strip().replace(" ", "")
         parts = _DURATION_PART.findall(text)
         if parts and "".join(n + u for n, u in parts) == text:
-            return timedelta(seconds=sum(float(n) * _UNIT_SECONDS[u] for n, u in parts))
-        if not text.upper().startswith("P"):  # ISO 8601 ("PT10M") is how plans serialise
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in parts)
+        elif not text.upper().startswith("P"):  # ISO 8601 ("PT10M") is how plans serialise
             raise ValueError(f"{value!r} is not a duration; write e.g. 90s, 10m, 1h30m or 2d")
+    if seconds is None:
+        return value
+    if not 0 <= seconds <= _MAX_DURATION_S:  # also NaN; timedelta overflows past ~2.7M years
+        raise ValueError(f"{value!r} is out of range: a duration is between 0s and 3650d")
+    return timedelta(seconds=seconds)
+
+
+def _in_range(value: timedelta) -> timedelta:
+    """The same bounds for ISO 8601 durations, which pydantic parses itself."""
+    if not timedelta(0) <= value <= timedelta(seconds=_MAX_DURATION_S):
+        raise ValueError(f"{value} is out of range: a duration is between 0s and 3650d")
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_parse_duration)]
+_MAX_DURATION_S = 3650 * 86400.0  # ten years: longer is a typo
+Duration = Annotated[timedelta, BeforeValidator(_parse_duration), AfterValidator(_in_range)]
 _NAME = r"^[A-Za-z0-9][A-Za-z0-9_.~-]*$"  # URL-friendly, as Unleash requires of flag names
 # Plan names end up in Unleash API paths, file names and the shell commands printed in
 # runbooks; free text (escalation) in Markdown: one line, no control characters, so a

@@ -222,3 +222,12 @@ def test_runbook_paths_refuse_names_that_leave_their_directory(name: str, tmp_pa
 
     with pytest.raises(ValueError, match="cannot be used as a file name"):
         runbook_path(tmp_path, name)
+
+
+@pytest.mark.parametrize(
+    "value", ["-86399999913601", "-5", ".nan", ".inf", "P99999999D", "1e400", "-PT5M", "99999d"]
+)
+def test_durations_out_of_range_are_plan_errors(value: str) -> None:
+    """Negative, NaN, infinite or absurd durations are refused (the fuzz found an OverflowError)."""
+    with pytest.raises(PlanError, match="stale_after"):
+        parse_plan(MINIMAL + f"stale_after: {value}\n")
