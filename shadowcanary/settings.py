@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal, Self
@@ -161,6 +162,18 @@ class GatewaySettings(_Section):
             raise ValueError(
                 f"default_route={self.default_route!r} is not one of routes {sorted(self.routes)}"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _services_are_tenant_names(self) -> Self:
+        # A key's name becomes the events' tenant: one the event contract refuses would
+        # make every capture of that service fail (silently, as counted tap errors).
+        for name in self.api_keys:
+            if not re.fullmatch(r"[\w.:/@+-]{1,200}", name):
+                raise ValueError(
+                    f"api_keys: service name {name[:80]!r} is not a valid tenant name; use "
+                    "letters, digits and _ . : / @ + - (e.g. 'billing-api')"
+                )
         return self
 
 
