@@ -540,24 +540,26 @@ def build_corpus(seed: int = SEED, per_type: int = 400, negatives: int = 800) ->
 # -- scoring through the tap's redaction ---------------------------------------------------
 
 
+def event_of(text: str) -> CapturedCall:
+    """A captured call whose user message is ``text``."""
+    start = datetime.now(UTC)
+    return CapturedCall(
+        event_id=uuid.uuid4().hex,
+        started_at=start,
+        ended_at=start,
+        model="gpt-5.2",
+        request=ModelRequest(messages=[ChatMessage(role="user", content=text)]),
+        response=ModelResponse(text="ok", finish_reason="stop"),
+        latency_ms=1.0,
+    )
+
+
 def redact_like_the_tap(texts: list[str], batch_size: int = 500) -> list[str]:
     """Each text redacted as the tap's publisher does: as user messages of events in batches."""
     redactor = Redactor()
-    start = datetime.now(UTC)
     out: list[str] = []
     for first in range(0, len(texts), batch_size):
-        events = [
-            CapturedCall(
-                event_id=uuid.uuid4().hex,
-                started_at=start,
-                ended_at=start,
-                model="gpt-5.2",
-                request=ModelRequest(messages=[ChatMessage(role="user", content=text)]),
-                response=ModelResponse(text="ok", finish_reason="stop"),
-                latency_ms=1.0,
-            )
-            for text in texts[first : first + batch_size]
-        ]
+        events = [event_of(text) for text in texts[first : first + batch_size]]
         for raw in redactor.redact_events_json(events):
             assert raw is not None
             out.append(orjson.loads(raw)["request"]["messages"][0]["content"])
@@ -603,9 +605,13 @@ class Score:
         return changed_pii / (changed_pii + len(self.false_positives))
 
 
-def score(items: list[Item]) -> Score:
+def score(items: list[Item], redacted_texts: list[str] | None = None) -> Score:
+    """Recall per type and false positives, of ``redacted_texts`` (the items' texts after
+    redaction, in order) or of the tap's redaction run here."""
+    if redacted_texts is None:
+        redacted_texts = redact_like_the_tap([item.text for item in items])
     result = Score()
-    for item, redacted in zip(items, redact_like_the_tap([i.text for i in items]), strict=True):
+    for item, redacted in zip(items, redacted_texts, strict=True):
         result.total[item.kind] += 1
         if item.kind == "negative":
             if redacted != item.text:
