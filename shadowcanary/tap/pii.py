@@ -229,8 +229,8 @@ _ID_WORDS = frozenset(
         "confirmation",
     ]
 )
-# The word before the number, looking through a "no." / "nr" / "number" after it.
-_LAST_WORD = re.compile(r"([a-z]+)[^a-z0-9]*(?:(?:no|nr|num|number)[^a-z0-9]*)?\Z")
+# The word before the number, looking through a "no." / "nr" / "number" and an "is".
+_LAST_WORD = re.compile(r"([a-z]+)[^a-z0-9]*(?:(?:no|nr|num|number)[^a-z0-9]*)?(?:is[^a-z0-9]*)?\Z")
 _SEPARATORS = " ().-/"
 _SSN = re.compile(r"(?!000|666|9)[0-9]{3}([- ])(?!00)[0-9]{2}\1(?!0000)[0-9]{4}")
 # Grouped 3-3-4 is a phone whatever the digits (people mistype, test data is fake);
@@ -342,13 +342,17 @@ def _redact_number_run(run: str, *, id_context: bool) -> str:
     return "".join(out)
 
 
-def _in_id_context(text: str, start: int) -> bool:
-    """Whether the number at ``start`` follows '#' or a word like "order" or "invoice"."""
-    before = text[max(0, start - 16) : start].lower()
+def _context(text: str, start: int) -> str | None:
+    """ "id" after '#' or a word like "order" / "invoice", "ssn" after "SSN" or "social
+    security number (is)", else None: what the words right before a number make it."""
+    before = text[max(0, start - 24) : start].lower()
     if before.rstrip(" :.").endswith("#"):
-        return True
+        return "id"
     match = _LAST_WORD.search(before)
-    return match is not None and match.group(1) in _ID_WORDS
+    word = match.group(1) if match is not None else ""
+    if word in _ID_WORDS:
+        return "id"
+    return "ssn" if word in ("ssn", "security") else None
 
 
 def _redact_numbers(text: str) -> str:
@@ -373,7 +377,11 @@ def _redact_numbers(text: str) -> str:
         if start > 1 and text[start - 1] in "-/" and text[start - 2] in _WORD_CHARS:
             continue  # "ORD-0012345678", "v2/20240115"
         run = text[start:end]
-        redacted = _redact_number_run(run, id_context=_in_id_context(text, start))
+        context = _context(text, start)
+        if context == "ssn" and len(run) == 9 and run.isdigit():
+            redacted = SSN  # nine bare digits are an SSN only when said to be one
+        else:
+            redacted = _redact_number_run(run, id_context=context == "id")
         if redacted != run:
             out.append(text[done:start])
             out.append(redacted)

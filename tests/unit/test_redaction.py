@@ -74,6 +74,7 @@ def redactor() -> Redactor:
         ("0044 20 7946 0958", "[PHONE]"),
         # US social security numbers
         ("SSN 123-45-6789, alt 123 45 6789", "SSN [SSN], alt [SSN]"),
+        ("my social security number is 123456789", "my social security number is [SSN]"),
         # more vendors and headers
         (
             "aws_secret_access_key = wJalrXUtnFEMI/K7MDENG/bPxRfiCYEXAMPLEKEY",
@@ -113,6 +114,7 @@ def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
         "use sk-learn-compatible-estimators",  # "sk-" without a digit
         "ORD-0012345678 and v2/20240115",
         "USPS tracking 9400 1000 0000 0000 0000 00",
+        "we shipped 123456789 units",  # nine bare digits without an SSN word
     ],
 )
 def test_leaves_ordinary_text_alone(redactor: Redactor, text: str) -> None:

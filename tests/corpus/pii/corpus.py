@@ -372,8 +372,9 @@ _KEY_FRAMES = [
 def _ssn(rng: random.Random) -> tuple[str, str]:
     area = rng.choice([n for n in range(1, 900) if n != 666])
     number = f"{area:03d}-{rng.randint(1, 99):02d}-{rng.randint(1, 9999):04d}"
-    style = rng.choice(["dashes", "dashes", "dashes", "spaces"])
-    return (number if style == "dashes" else number.replace("-", " ")), style
+    style = rng.choice(["dashes", "dashes", "dashes", "spaces", "bare"])
+    separator = {"dashes": "-", "spaces": " ", "bare": ""}[style]
+    return number.replace("-", separator), style
 
 
 _SSN_FRAMES = [
