@@ -14,7 +14,9 @@ through-gateway throughput is bounded by all three. Every call goes through the
 gateway's full path: auth, routing by flag (a route with a rollout at 50 %),
 upstream call, relay, event built and emitted to the tap (published to Redis).
 
-Usage: ``python -m bench.gateway_overhead [--seconds 5] [--workers 1]``.
+Usage: ``python -m bench.gateway_overhead [--seconds 5] [--workers 2] [--clients 64]``.
+The gateway runs 2 processes by default (sharing one listening socket, as
+``docker-compose.yml`` deploys it); ``--workers 1`` measures a single process.
 The last stdout line is one JSON object with the headline figures.
 """
 
@@ -151,8 +153,9 @@ def _measure(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=5.0, help="per throughput phase")
-    parser.add_argument("--latency-calls", type=int, default=2000, help="per 1-client phase")
-    parser.add_argument("--workers", type=int, default=1, help="gateway processes")
+    parser.add_argument(
+        "--workers", type=int, default=2, help="gateway processes (2: as docker-compose runs it)"
+    )
     parser.add_argument("--clients", type=int, default=64)
     args = parser.parse_args()
 
@@ -184,75 +187,47 @@ def main() -> None:
             with run_gateway(env) as gateway:
                 direct = f"{sim.base_url}/chat/completions"
                 through = f"{gateway.base_url}/chat/completions"
-                key = gateway.api_key
-                seconds = args.seconds
-                one = {"clients": 1, "seconds": seconds}
-                many = {"clients": args.clients, "seconds": seconds}
                 for stream in (False, True):
                     tag = "stream" if stream else "plain"
-                    _measure(
-                        f"direct {tag} c=1",
-                        _run,
-                        results,
-                        url=direct,
-                        key=SIM_API_KEY,
-                        stream=stream,
-                        **one,
-                    )
-                    _measure(
-                        f"gateway {tag} c=1",
-                        _run,
-                        results,
-                        url=through,
-                        key=key,
-                        stream=stream,
-                        **one,
-                    )
-                    _measure(
-                        f"direct {tag} c={args.clients}",
-                        _run,
-                        results,
-                        url=direct,
-                        key=SIM_API_KEY,
-                        stream=stream,
-                        **many,
-                    )
-                    _measure(
-                        f"gateway {tag} c={args.clients}",
-                        _run,
-                        results,
-                        url=through,
-                        key=key,
-                        stream=stream,
-                        **many,
-                    )
+                    for clients in (1, args.clients):
+                        for name, url, key in (
+                            ("direct", direct, SIM_API_KEY),
+                            ("gateway", through, gateway.api_key),
+                        ):
+                            _measure(
+                                f"{name} {tag} c={clients}",
+                                _run,
+                                results,
+                                url=url,
+                                key=key,
+                                stream=stream,
+                                clients=clients,
+                                seconds=args.seconds,
+                            )
     finally:
         redis_server.stop()
         postgres.stop()
         shutil.rmtree(scratch, ignore_errors=True)
         shutil.rmtree(postgres.directory, ignore_errors=True)
     c = args.clients
+
+    def figure(label: str, key: str) -> float:
+        return float(results[label][key])
+
+    def added(label: str, key: str) -> float:
+        return round(figure(f"gateway {label}", key) - figure(f"direct {label}", key), 3)
+
     summary = {
-        "added_p50_ms": round(
-            results["gateway plain c=1"]["p50_ms"] - results["direct plain c=1"]["p50_ms"], 3
-        ),
-        "added_p99_ms": round(
-            results["gateway plain c=1"]["p99_ms"] - results["direct plain c=1"]["p99_ms"], 3
-        ),
-        "added_ttft_p50_ms": round(
-            results["gateway stream c=1"]["ttft_p50_ms"]
-            - results["direct stream c=1"]["ttft_p50_ms"],
-            3,
-        ),
-        "gateway_rps": round(results[f"gateway plain c={c}"]["rps"], 1),
-        "direct_rps": round(results[f"direct plain c={c}"]["rps"], 1),
-        "gateway_stream_rps": round(results[f"gateway stream c={c}"]["rps"], 1),
-        "direct_stream_rps": round(results[f"direct stream c={c}"]["rps"], 1),
-        "added_p50_ms_c64": round(
-            results[f"gateway plain c={c}"]["p50_ms"] - results[f"direct plain c={c}"]["p50_ms"], 3
-        ),
+        "added_p50_ms": added("plain c=1", "p50_ms"),
+        "added_p99_ms": added("plain c=1", "p99_ms"),
+        "added_ttft_p50_ms": added("stream c=1", "ttft_p50_ms"),
+        "gateway_rps": round(figure(f"gateway plain c={c}", "rps"), 1),
+        "direct_rps": round(figure(f"direct plain c={c}", "rps"), 1),
+        "gateway_stream_rps": round(figure(f"gateway stream c={c}", "rps"), 1),
+        "direct_stream_rps": round(figure(f"direct stream c={c}", "rps"), 1),
+        f"added_p50_ms_c{c}": added(f"plain c={c}", "p50_ms"),
         "rps_ratio": round(
-            results[f"gateway plain c={c}"]["rps"] / results[f"direct plain c={c}"]["rps"], 3
+            figure(f"gateway plain c={c}", "rps") / figure(f"direct plain c={c}", "rps"), 3
         ),
         "gateway_workers": args.workers,
         "load_avg_1m_start": results["load_avg_1m_start"],
