@@ -255,7 +255,7 @@ class Tap:
                 count += len(piece)
                 start += len(piece)
                 if len(raw) < limit // 4 and len(piece) == self._piece_events:
-                    self._piece_events *= 2
+                    self._piece_events = min(2 * self._piece_events, self._batch_size)
             elif raw is not None and len(piece) > 1:
                 # Aim at half the limit with the sizes just seen.
                 self._piece_events = max(1, len(piece) * limit // (2 * len(raw)))
