@@ -49,19 +49,19 @@ def _redact_emails(text: str) -> str:
     out: list[str] = []
     done = 0
     for match in _DOMAIN.finditer(text):
-        at = match.start()
-        floor = max(done, at - _LOCAL_PART_MAX)
-        window = text[floor:at]
+        at, end = match.span()
+        floor = at - _LOCAL_PART_MAX
+        if floor < done:
+            floor = done
         # The local part is the run of local-part characters right before '@' (C speed).
-        local = len(window) - len(window.rstrip(_LOCAL_CHARS))
-        start = at - local
+        start = floor + len(text[floor:at].rstrip(_LOCAL_CHARS))
         while start < at and text[start] in ".'-":
             start += 1  # a sentence's quote or dash before the address is not part of it
         if start == at:
             continue
         out.append(text[done:start])
         out.append(EMAIL)
-        done = match.end()
+        done = end
     if not out:
         return text
     out.append(text[done:])
