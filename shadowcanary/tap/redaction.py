@@ -122,13 +122,16 @@ class Redactor:
         if pending:
             joined = _SEP.join(pending)
             if joined.count(_SEP) != len(pending) - 1:
-                redacted = [self._redact_one(text) for text in pending]  # a text carries NUL
-            else:
-                # No built-in pattern matches across NUL; custom ones may ('.'), so they
-                # run on each text alone and never reach into (or merge) another text.
-                redacted = redact_builtin(joined).split(_SEP)
-                if self._custom:
-                    redacted = [self._redact_custom(text) for text in redacted]
+                # Some texts carry NUL themselves: those alone go one by one.
+                with_nul = [text for text in pending if _SEP in text]
+                pending = [text for text in pending if _SEP not in text]
+                found.update((text, self._redact_one(text)) for text in with_nul)
+                joined = _SEP.join(pending)
+            # No built-in pattern matches across NUL; custom ones may ('.'), so they run
+            # on each text alone and never reach into (or merge) another text.
+            redacted = redact_builtin(joined).split(_SEP) if pending else []
+            if self._custom:
+                redacted = [self._redact_custom(text) for text in redacted]
             found.update(zip(pending, redacted, strict=True))
             self._remember(pending, redacted)
         return {text: new for text, new in found.items() if new is not None and new != text}

@@ -340,13 +340,27 @@ def test_batch_texts_never_merge_and_repeats_are_redacted_alike(redactor: Redact
     """Texts of different events are redacted apart, also when one ends where another starts."""
     events = [
         _event(request=ModelRequest(messages=[ChatMessage(role="user", content=text)]))
-        for text in ["call 415 555", "0100 please", "x@example.com", "x@example.com", "sk-"]
+        for text in [
+            "call 415 555",
+            "0100 please",
+            "x@example.com",
+            "nul\x00y@example.com",  # carries the separator itself: redacted on its own
+            "x@example.com",
+            "sk-",
+        ]
     ]
     contents = [
         orjson.loads(raw or b"null")["request"]["messages"][0]["content"]
         for raw in redactor.redact_events_json(events)
     ]
-    assert contents == ["call 415 555", "0100 please", "[EMAIL]", "[EMAIL]", "sk-"]
+    assert contents == [
+        "call 415 555",
+        "0100 please",
+        "[EMAIL]",
+        "nul\x00[EMAIL]",
+        "[EMAIL]",
+        "sk-",
+    ]
 
 
 def test_one_unwritable_event_costs_only_itself(redactor: Redactor) -> None:
