@@ -121,6 +121,11 @@ def test_a_real_worker_keeps_serving_through_the_corpus_and_replays_hostile_prom
                 what="the batch after the corpus",
             )
             assert worker.proc.poll() is None
+            logged = worker.output()
+        # Info-level logs say what happened, never what was asked (prompts are data).
+        assert "ingest" in logged
+        for text in [*PROMPT_INJECTIONS, "before\x00after", "lorem ipsum lorem"]:
+            assert text not in logged, f"prompt text in the worker's info log: {text[:40]!r}"
         _check_outcome(engine, items, goods)
         # Injected instructions were compared, not obeyed: every one got an ordinary replay.
         injected = [i.event_id for i in kept if i.name.startswith("prompt-injection")]
