@@ -32,8 +32,8 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def outage_s() -> float:
-    """How long the outage tests keep a service down (SHADOWCANARY_FAULT_OUTAGE_S, 30 s)."""
-    return float(os.environ.get("SHADOWCANARY_FAULT_OUTAGE_S", "30"))
+    """How long the outage tests keep a service down (FAULTS_OUTAGE_S, 30 s)."""
+    return float(os.environ.get("FAULTS_OUTAGE_S", "30"))
 
 
 @dataclass
