@@ -110,12 +110,11 @@ class ReplayService:
 
     def replay(self, event_ids: Sequence[str], *, attempt: int) -> BatchOutcome:
         """Replay every event not yet replayed, record results, report what to retry."""
-        captures = self._store.get_captures(event_ids)
+        captures, done = self._store.replay_work(event_ids)
         missing = tuple(i for i in event_ids if i not in captures)
         if missing:
             # Purged by retention before its replay ran, or never ingested: nothing to compare.
             log.warning("replay.captures_missing", count=len(missing))
-        done = self._store.replays_done(list(captures))
         work = {
             event_id: kinds
             for event_id, event in captures.items()

@@ -246,6 +246,29 @@ class Store:
         )
         return {(event_id, ReplayKind(kind)) for event_id, kind in rows}
 
+    def replay_work(
+        self, event_ids: Sequence[str]
+    ) -> tuple[dict[str, CapturedCall], set[tuple[str, ReplayKind]]]:
+        """``get_captures`` and ``replays_done`` of the same ids in one round trip.
+
+        A replay batch starts with both; on a busy worker each round trip also waits
+        for the GIL, so one query instead of two shortens every batch.
+        """
+        if not event_ids:
+            return {}, set()
+        rows = self._read(
+            "reading captures to replay",
+            lambda conn: conn.exec_driver_sql(
+                "SELECT c.event_id, c.event::text,"
+                " (SELECT array_agg(r.kind) FROM replays r WHERE r.event_id = c.event_id)"
+                " FROM captures c WHERE c.event_id = ANY(%s)",
+                (list(event_ids),),
+            ).all(),
+        )
+        captures = {eid: CapturedCall.model_validate_json(event) for eid, event, _ in rows}
+        done = {(event_id, ReplayKind(kind)) for event_id, _, kinds in rows for kind in kinds or ()}
+        return captures, done
+
     def counts(self) -> StoreCounts:
         """Totals from the rollups (and the small dead-letter table): cheap at any size."""
         return self._read("counting", reads.counts)

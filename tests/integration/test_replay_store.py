@@ -7,7 +7,7 @@ from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, event, text
 
 from shadowcanary.events import ToolCall
 from shadowcanary.judge.types import CallOutput
@@ -97,3 +97,38 @@ def test_replay_values_round_trip_exactly(store: Store, engine: Engine) -> None:
         compared_at = conn.execute(text("SELECT recorded_at FROM comparisons")).scalar_one()
     assert tuple(row) == (NOW, 0.1 + 0.2, None, 2_000_000_000, 0, 1e-9, 3, "gpt-5.5")
     assert compared_at == NOW
+
+
+def test_replay_work_is_captures_and_done_replays_in_one_statement(
+    store: Store, engine: Engine
+) -> None:
+    """What a replay batch reads first equals get_captures + replays_done, in one query."""
+    ids = _captured(store, 4)
+    store.record_replays(
+        [make_replay(ids[0]), make_replay(ids[0], ReplayKind.NOISE), make_replay(ids[1])],
+        recorded_at=NOW,
+    )
+    asked = [*ids, "never-stored-0001"]
+    statements: list[str] = []
+
+    def count(*args: object) -> None:
+        statements.append(str(args[2]))
+
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        captures, done = store.replay_work(asked)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert len(statements) == 1, statements
+    assert captures == store.get_captures(asked)
+    assert set(captures) == set(ids)
+    assert (
+        done
+        == store.replays_done(ids)
+        == {
+            (ids[0], ReplayKind.CANDIDATE),
+            (ids[0], ReplayKind.NOISE),
+            (ids[1], ReplayKind.CANDIDATE),
+        }
+    )
+    assert store.replay_work([]) == ({}, set())
