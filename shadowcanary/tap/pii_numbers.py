@@ -35,6 +35,7 @@ def position_bytes(text: str) -> bytes:
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
 _NUMBERISH = re.compile(rb"0[0 ().\-/]{5,}0")
 _GROUPS = re.compile(r"[0-9]+")
+_MIN_DIGITS, _MAX_DIGITS = 8, 19  # the shortest phone, the longest card
 _MAX_GROUPS_PER_NUMBER = 8  # "+44 (0) 20 7946 0958" has 5; bounds the work on long lists
 # Words right before a number that make it an identifier rather than a phone.
 _ID_WORDS = frozenset(
@@ -100,8 +101,13 @@ def _card_brand_prefix(digits: str) -> bool:
     )
 
 
-def _is_card(digits: str) -> bool:
-    return 13 <= len(digits) <= 19 and _card_brand_prefix(digits) and luhn_valid(digits)
+def _is_card(number: str, digits: str) -> bool:
+    if not (13 <= len(digits) <= 19 and _card_brand_prefix(digits) and luhn_valid(digits)):
+        return False
+    # Written in groups of at least four (4-4-4-4, 4-6-5, 4-4-4-4-3, 4-4-4-1) or bare: a
+    # list of small numbers ("23 24 25 26 27 28 29") can pass Luhn by chance.
+    groups = _GROUPS.findall(number)
+    return all(len(group) >= 4 for group in groups[:-1])
 
 
 def _is_phone(number: str, digits: str) -> bool:
@@ -129,7 +135,7 @@ def _classify(number: str, *, id_context: bool) -> str | None:
         return PHONE if _is_phone(number, digits) else None
     if _SSN.fullmatch(number):
         return SSN
-    if _is_card(digits):
+    if _is_card(number, digits):
         return CARD
     if id_context:
         return None  # "order 4155550100" is an order number
@@ -144,6 +150,9 @@ def _redact_number_run(run: str, *, id_context: bool) -> str:
     groups = [match.span() for match in _GROUPS.finditer(run)]
     if len(groups) < 2:
         return run
+    digits_before = [0]  # digits in the groups before each group
+    for group_start, group_end in groups:
+        digits_before.append(digits_before[-1] + group_end - group_start)
     out: list[str] = []
     done = i = 0
     while i < len(groups):
@@ -152,10 +161,17 @@ def _redact_number_run(run: str, *, id_context: bool) -> str:
             start -= 1
             if start > 0 and run[start] == "(" and run[start - 1] == "+":
                 start -= 1
-        last = min(len(groups), i + _MAX_GROUPS_PER_NUMBER) - 1
-        for j in range(last, i, -1):  # longest first; a single group was the whole check
-            piece = run[start : groups[j][1]]
-            placeholder = _classify(piece, id_context=id_context)
+        first = run[groups[i][0] : groups[i][1]]
+        hopeless = (  # "3.14159...", or "12 13 14...": no PII starts like that
+            (start > 1 and run[start - 1] == "." and run[start - 2].isdigit())
+            or (run[start] not in "+(0" and len(first) < 3 and first != "1")
+        )
+        last = -1 if hopeless else min(len(groups), i + _MAX_GROUPS_PER_NUMBER) - 1
+        for j in range(last, i - 1, -1):  # the longest piece first ("3.14159...": none)
+            digits = digits_before[j + 1] - digits_before[i]
+            if not _MIN_DIGITS <= digits <= _MAX_DIGITS:
+                continue  # too short or too long to be anything: no regex needed
+            placeholder = _classify(run[start : groups[j][1]], id_context=id_context)
             if placeholder is not None:
                 out.append(run[done:start])
                 out.append(placeholder)
