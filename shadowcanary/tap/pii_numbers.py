@@ -116,9 +116,14 @@ def _is_phone(number: str, digits: str) -> bool:
     if _NANP_GROUPED.fullmatch(number) or _NANP_BARE.fullmatch(number):
         return True
     if digits[:2] == "00":
-        # International dialling prefix ("0044 20 7946 0958", "001-415-555-0100");
-        # a separator is required so padded ids ("0001234567") stay.
-        return 10 <= len(digits) - 2 <= 15 and any(c in number[:6] for c in _SEPARATORS)
+        # International dialling prefix ("0044 20 7946 0958", "001-415-555-0100", "00 33
+        # 1 23..."): written as one group, followed by a separator so padded ids
+        # ("0001234567") and lists ("0 0 65 14...") stay.
+        return (
+            number[:2] == "00"
+            and 10 <= len(digits) - 2 <= 15
+            and any(c in number[:6] for c in _SEPARATORS)
+        )
     if _DATE.fullmatch(number.partition(" ")[0]):
         return False  # "09/09/2025 10:41": a date, then the hour
     return (

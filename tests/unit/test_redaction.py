@@ -118,6 +118,7 @@ def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
         "USPS tracking 9400 1000 0000 0000 0000 00",
         "we shipped 123456789 units",  # nine bare digits without an SSN word
         "pi is 3.22618800994371",  # decimals that pass Luhn after the point
+        "scores: 38 0 0 65 14 44 26 40 26 70 24",  # not a "00" dialling prefix
     ],
 )
 def test_leaves_ordinary_text_alone(redactor: Redactor, text: str) -> None:

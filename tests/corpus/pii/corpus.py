@@ -459,6 +459,8 @@ def _negative(rng: random.Random) -> tuple[str, str]:
                 f"page {rng.randint(1, 400)} of {rng.randint(400, 900)}",
                 f"| {start.year} | {rng.randint(1000, 9999)} | {rng.randint(1000, 9999)} |",
                 f"pi is 3.{rng.randint(10**13, 10**14 - 1)}",
+                "scores: " + " ".join(str(n(0, 99)) for _ in range(n(8, 20))),
+                "ids " + ", ".join(str(n(100, 9999)) for _ in range(n(4, 10))),
             ]
         ),
         "address": rng.choice(
