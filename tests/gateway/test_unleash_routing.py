@@ -1,0 +1,78 @@
+"""The gateway routes by a flag on a real Unleash server (UnleashClient, polling)."""
+
+from __future__ import annotations
+
+import json
+import uuid
+
+import httpx
+import pytest
+
+from flags.base import FlagSpec
+from flags.unleash import UnleashFlags
+from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.testing.poll import wait_until
+from shadowcanary.testing.sim import SimHandle
+from shadowcanary.testing.unleash import UnleashHandle
+from tests.gateway.conftest import ROLLOUT, base_env
+from tests.integration.conftest import unleash  # noqa: F401 - the session's Unleash server
+
+pytestmark = pytest.mark.integration
+
+
+def _model_for(gateway: GatewayHandle, user: str) -> str:
+    response = httpx.post(
+        f"{gateway.base_url}/chat/completions",
+        json={"model": "gpt-5.2", "messages": [{"role": "user", "content": "hi"}], "user": user},
+        headers={"Authorization": f"Bearer {gateway.api_key}"},
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    model: str = response.json()["model"]
+    return model
+
+
+def test_an_unleash_rollout_step_and_rollback_reach_the_gateway(
+    unleash: UnleashHandle,  # noqa: F811
+    redis_url: str,
+    database_url: str,
+    sim: SimHandle,
+) -> None:
+    """100 % in Unleash: the candidate answers; disabled (rollback): the baseline again."""
+    spec = FlagSpec(
+        name=f"gw-unleash-{uuid.uuid4().hex[:8]}",
+        project="default",
+        environment="development",
+        stickiness="userId",
+        baseline_model="gpt-5.2",
+        candidate_model="gpt-5.5",
+    )
+    env = base_env(redis_url, database_url, sim)
+    env.update(
+        {
+            "SHADOWCANARY_FLAGS": "unleash",
+            "SHADOWCANARY_UNLEASH_URL": unleash.url,
+            "SHADOWCANARY_UNLEASH_ADMIN_TOKEN": unleash.admin_token,
+            "SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN": unleash.backend_token,
+            "SHADOWCANARY_GATEWAY__FLAG_REFRESH_S": "1",
+            "SHADOWCANARY_GATEWAY__ROUTES": json.dumps(
+                {"default": {"rollout": ROLLOUT, "flag": spec.name}}
+            ),
+        }
+    )
+    with UnleashFlags(unleash.url, unleash.admin_token) as backend:
+        backend.ensure_flag(spec)
+        backend.set_rollout(spec.name, 100)
+        with run_gateway(env) as gateway:
+            wait_until(
+                lambda: _model_for(gateway, "unleash-user") == "gpt-5.5",
+                timeout_s=30,
+                what="the gateway to see the 100 % step",
+            )
+            backend.disable(spec.name)
+            wait_until(
+                lambda: _model_for(gateway, "unleash-user") == "gpt-5.2",
+                timeout_s=30,
+                what="the gateway to see the rollback",
+            )
+            assert unleash.backend_token not in gateway.log_text()
