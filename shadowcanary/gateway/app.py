@@ -10,6 +10,7 @@ says what was wrong and how to fix it.
 from __future__ import annotations
 
 import itertools
+import os
 import secrets
 import time
 from collections.abc import Callable
@@ -358,8 +359,6 @@ async def _models(runtime: Runtime, path: str, send: Send) -> None:
 
 
 async def _metrics(send: Send) -> None:
-    import os
-
     if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         registry = prometheus_client.CollectorRegistry()
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
