@@ -183,6 +183,9 @@ def _json_object(body: bytes, *, model: str) -> dict[str, Any]:
         raise _malformed(model, f"not JSON ({exc})") from exc
     if not isinstance(decoded, dict):
         raise _malformed(model, f"a JSON {type(decoded).__name__}, not an object")
+    if not decoded.get("choices"):
+        # Some proxies answer 200 with an error document: no answer is no evidence.
+        raise _malformed(model, "a JSON object without choices")
     return decoded
 
 
