@@ -1,15 +1,18 @@
-"""Redis (AOF on, as in docker-compose) stops for the outage under steady traffic."""
+"""Redis stops under steady traffic (AOF on, as in docker-compose), or crashes (AOF or not)."""
 
 from __future__ import annotations
 
 import time
+import uuid
 
 import pytest
 import redis
 
 from shadowcanary import constants
+from shadowcanary.settings import TapSettings
 from shadowcanary.store.db import make_engine
-from shadowcanary.tap import DropReason
+from shadowcanary.tap import DropReason, Tap
+from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import RedisServer
 from shadowcanary.testing.sim import SimHandle
@@ -67,3 +70,38 @@ def test_redis_stopped_then_restarted_loses_nothing_it_accepted(
     assert resume_s < 10, f"flow resumed {resume_s:.1f}s after the restart"
     assert len(books.stored) >= published_before
     assert_balanced(books, traffic.emitted, stats)
+
+
+def _queued_after_crash(server: RedisServer, events: int) -> tuple[int, int]:
+    """Publish ``events`` through the tap (no worker), kill -9 Redis, restart: (before, after)."""
+    settings = TapSettings(flush_interval_s=0.01)
+    with Tap(settings, server.url) as tap:
+        template = make_event(rollout="crash")
+        for _ in range(events):
+            tap.emit(template.model_copy(update={"event_id": uuid.uuid4().hex}))
+        wait_until(lambda: tap.stats().published == events, timeout_s=10, what="published")
+    client = redis.Redis.from_url(server.url)
+    before = int(client.llen(constants.QUEUE_INGEST))
+    client.close()
+    # appendfsync everysec: what was written more than a second ago is on disk.
+    time.sleep(1.5)
+    server.stop()  # SIGKILL: a crash, not a shutdown
+    server.start()
+    client = redis.Redis.from_url(server.url)
+    after = int(client.llen(constants.QUEUE_INGEST))
+    client.close()
+    return before, after
+
+
+def test_redis_crash_without_persistence_loses_everything_queued(own_redis: RedisServer) -> None:
+    """No AOF (the test servers' default): a kill -9 of Redis empties the queue."""
+    before, after = _queued_after_crash(own_redis, 200)
+    assert before > 0 and after == 0
+
+
+def test_redis_crash_with_aof_keeps_what_was_queued_a_second_before(
+    persistent_redis: RedisServer,
+) -> None:
+    """AOF everysec (docker-compose): a kill -9 keeps every batch queued >1 s before it."""
+    before, after = _queued_after_crash(persistent_redis, 200)
+    assert before > 0 and after == before
