@@ -29,6 +29,7 @@ from shadowcanary.events import (
     ModelRequest,
     ModelResponse,
     ToolCall,
+    ToolDefinition,
 )
 from shadowcanary.tap.event_texts import replace_json_texts, replace_texts
 
@@ -138,6 +139,7 @@ def _replacing_hook(changed: Mapping[str, str], *, parameters: bool) -> Callable
     # cases are tested inline rather than dispatched to a function.
     message_type, response_type, request_type = ChatMessage, ModelResponse, ModelRequest
     replacers = _REPLACERS
+    plain_types = (CapturedCall, ToolDefinition)  # no text of their own to replace
 
     def replacing(model: Any) -> Any:
         fields: dict[str, Any] = model.__dict__
@@ -155,7 +157,17 @@ def _replacing_hook(changed: Mapping[str, str], *, parameters: bool) -> Callable
             text = fields["text"]
             if not (text and text in changed) and not fields["refusal"]:
                 return fields
-        replacer = replacers.get(cls)
+        elif cls in plain_types:
+            return fields
+        replacer = replacers.get(cls) or _subclass_replacer(cls)
         return replacer(fields, changed) if replacer is not None else fields
 
     return replacing
+
+
+def _subclass_replacer(cls: type) -> Replacer | None:
+    """The replacer of a subclass of one of our models (their texts are redacted too)."""
+    for base, replacer in _REPLACERS.items():
+        if issubclass(cls, base):
+            return replacer
+    return None

@@ -303,6 +303,20 @@ def test_event_json_covers_every_text_field(redactor: Redactor) -> None:
     assert mail in event.model_dump_json()  # the original is untouched
 
 
+class _MyMessage(ChatMessage):
+    """A caller's own subclass of a message model."""
+
+
+def test_subclassed_models_are_redacted_too(redactor: Redactor) -> None:
+    """A subclass of one of the event models is written with its texts redacted."""
+    event = _event(
+        request=ModelRequest(messages=[_MyMessage(role="user", content="bob@example.com")])
+    )
+    raw = _redacted_json(redactor, event)
+    assert b"bob@example.com" not in raw
+    assert CapturedCall.model_validate_json(raw).request.messages[0].content == "[EMAIL]"
+
+
 def test_wire_form_knows_every_field() -> None:
     """A field added to the event models must be added to tap.wire (and its texts redacted)."""
     known = {
