@@ -39,9 +39,9 @@ Replacer = Callable[[dict[str, Any], Mapping[str, str]], dict[str, Any]]
 
 def _message(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
     content, name = fields["content"], fields["name"]
-    if (content.__class__ is str and content in changed) or (name and name in changed):
+    if (isinstance(content, str) and content in changed) or (name and name in changed):
         fields = dict(fields)
-        if content.__class__ is str:
+        if isinstance(content, str):
             fields["content"] = changed.get(content, content)
         if name:
             fields["name"] = changed.get(name, name)
@@ -54,14 +54,14 @@ def _part(fields: dict[str, Any], changed: Mapping[str, str]) -> dict[str, Any]:
     if (
         (text and text in changed)
         or (refusal and refusal in changed)
-        or (filename.__class__ is str and filename in changed)
+        or (isinstance(filename, str) and filename in changed)
     ):
         fields = dict(fields)
         if text:
             fields["text"] = changed.get(text, text)
         if refusal:
             fields["refusal"] = changed.get(refusal, refusal)
-        if filename.__class__ is str and filename in changed:
+        if isinstance(filename, str) and filename in changed:
             fields["file"] = {**file, "filename": changed[filename]}
     return fields
 
@@ -147,7 +147,7 @@ def _replacing_hook(changed: Mapping[str, str], *, parameters: bool) -> Callable
         if cls is message_type:
             if not fields["name"]:
                 content = fields["content"]
-                if content.__class__ is str and content in changed:
+                if isinstance(content, str) and content in changed:
                     return {**fields, "content": changed[content]}
                 return fields  # parts and tool calls are models: their own hook calls
         elif cls is request_type:
