@@ -206,13 +206,20 @@ class Proxy:
         chunks = 0
         try:
             async for data in response.content.iter_any():
-                await send({"type": "http.response.body", "body": data, "more_body": True})
                 chunks += 1
                 now = time.perf_counter()
                 for event in decoder.feed(data):
                     assembly.add(event, now)
-            state.finished = True
-            await send({"type": "http.response.body", "body": b""})
+                if state.finished:
+                    continue  # past the stream's logical end: drained, not forwarded
+                # The chunk that ends the stream also ends the response: one write, not two.
+                state.finished = _ends_stream(data, assembly)
+                await send(
+                    {"type": "http.response.body", "body": data, "more_body": not state.finished}
+                )
+            if not state.finished:
+                state.finished = True
+                await send({"type": "http.response.body", "body": b""})
             breaker.record_success()
         except asyncio.CancelledError:
             if not state.client_gone:
@@ -282,6 +289,11 @@ def _child(histogram: Histogram, label: str) -> Histogram:
     if child is None:
         child = _CHILDREN[key] = histogram.labels(label)
     return child
+
+
+def _ends_stream(data: bytes, assembly: object) -> bool:
+    """Whether a chunk closes its stream: chat's ``[DONE]``, a Responses terminal event."""
+    return data.endswith(b"data: [DONE]\n\n") or getattr(assembly, "final", None) is not None
 
 
 class _RelayState:
