@@ -75,8 +75,8 @@ def test_postgres_stopped_workers_retry_controller_holds_and_nothing_is_lost(
             # Read now: the worker's output buffer keeps only its latest lines.
             met_outage = "task.outage_retry" in worker.output()
             failed_tasks = "raised unexpected" in worker.output()
+            up = datetime.now(UTC)  # from here on Postgres may answer (start() waits for it)
             own_postgres.start()
-            up = datetime.now(UTC)
             stats = traffic.stop()
             books = settle(engine, rollout, stats.published, diagnostics=worker.output)
             store = ports_for(engine, url, flags, clock).store
