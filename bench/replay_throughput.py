@@ -24,9 +24,10 @@ import threading
 import time
 import urllib.request
 from pathlib import Path
+from typing import Any
 
 from celery import Celery
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 
 from shadowcanary import constants
 from shadowcanary.events import now_utc
@@ -37,7 +38,7 @@ from shadowcanary.testing.servers import PostgresServer, RedisServer, free_port
 from shadowcanary.testing.sim import run_simulator
 from shadowcanary.testing.worker import REPO_ROOT, run_worker
 
-PROFILES = {
+PROFILES: dict[str, dict[str, Any]] = {
     "gpt-5.2": {"median_ms": 300, "p99_ms": 900},
     "gpt-5.5": {"median_ms": 300, "p99_ms": 900, "diverge_from": "gpt-5.2", "divergence": 0.1},
 }
@@ -66,19 +67,30 @@ def _seed(url: str, n: int) -> list[str]:
 
 def _replayed(url: str) -> int:
     engine = make_engine(url, pool_size=1)
+    try:
+        return _count_replays(engine)
+    finally:
+        engine.dispose()
+
+
+def _count_replays(engine: Engine) -> int:
     with engine.connect() as conn:
-        count = conn.execute(text("select count(*) from replays")).scalar_one()
-    engine.dispose()
-    return int(count)
+        return int(conn.execute(text("select count(*) from replays")).scalar_one())
 
 
 def _wait_replayed(url: str, target: int, timeout_s: float) -> float:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if _replayed(url) >= target:
-            return time.monotonic()
-        time.sleep(0.1)
-    raise TimeoutError(f"only {_replayed(url)} of {target} replays after {timeout_s}s")
+    # One connection for the whole wait: a new one per poll would fork a Postgres
+    # backend each time, CPU taken from the worker being measured on a small machine.
+    engine = make_engine(url, pool_size=1)
+    try:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if _count_replays(engine) >= target:
+                return time.monotonic()
+            time.sleep(0.1)
+        raise TimeoutError(f"only {_count_replays(engine)} of {target} replays after {timeout_s}s")
+    finally:
+        engine.dispose()
 
 
 def _poll_in_flight(port: int, stop: threading.Event, seen: list[float]) -> None:
