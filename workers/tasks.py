@@ -24,7 +24,13 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
     """Define the tasks on ``app``; they reach their services through ``context``."""
     replay_settings = context.settings.replay
 
-    @app.task(name=constants.TASK_INGEST, bind=True, acks_late=True, reject_on_worker_lost=True)
+    @app.task(
+        name=constants.TASK_INGEST,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=None,  # only outages are retried, and they must not run out
+    )
     def ingest(self: Task, raw_events: list[Any], outage_retries: int = 0) -> dict[str, int]:
         try:
             result = context.ingest_service.ingest(raw_events)
@@ -44,7 +50,9 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
-        max_retries=replay_settings.max_attempts - 1,
+        # No Celery limit: max_attempts is enforced below (then the dead letter), and
+        # retries that wait out an outage of Postgres or Redis must never run out.
+        max_retries=None,
     )
     def replay(self: Task, event_ids: list[str], outage_retries: int = 0) -> dict[str, int]:
         # Retries spent waiting out our own outages are not attempts at the model.
@@ -89,8 +97,6 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                     args=[list(outcome.retry)],
                     kwargs={"outage_retries": outage_retries},
                     countdown=delay,
-                    # max_attempts is enforced above; outage retries must not use it up.
-                    max_retries=None,
                 )
         return {"recorded": outcome.recorded, "retry": len(outcome.retry)}
 
@@ -105,7 +111,7 @@ _OUTAGE_BACKOFF_MAX_S = 10.0
 
 
 def _retry_outage(task: Task, exc: TransientError, args: list[Any], outage_retries: int) -> Any:
-    """``task.retry`` with no retry limit, counting the retry as an outage retry."""
+    """``task.retry`` (the task has no retry limit), counted as an outage retry."""
     delay = retry_delay(
         outage_retries + 1,
         base_s=_OUTAGE_BACKOFF_BASE_S,
@@ -125,6 +131,5 @@ def _retry_outage(task: Task, exc: TransientError, args: list[Any], outage_retri
         args=args,
         kwargs={"outage_retries": outage_retries + 1},
         countdown=delay,
-        max_retries=None,
         exc=exc,
     )
