@@ -18,11 +18,14 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Mapping, Sequence
+from datetime import datetime
 from typing import Any
 
 import orjson
 from sqlalchemy import Connection, Table
 from sqlalchemy.dialects import postgresql
+
+from shadowcanary.store.db import json_for_postgres
 
 _DIALECT = postgresql.dialect()  # type: ignore[no-untyped-call]
 # A JSON-escaped NUL not itself escaped: jsonb rejects NUL, Postgres text cannot hold it.
@@ -35,7 +38,17 @@ def rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
     orjson writes datetimes as RFC 3339 (read back exactly by timestamptz) and NaN or
     infinity as null.
     """
-    encoded = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS)
+    try:
+        encoded = orjson.dumps(rows, option=orjson.OPT_NON_STR_KEYS)
+    except (TypeError, orjson.JSONEncodeError):
+        # Lone surrogates in model output or integers past 64 bits: the slow path that
+        # replaces what jsonb refuses (rows hold datetimes only at the top level).
+        return json_for_postgres(
+            [
+                {k: v.isoformat() if isinstance(v, datetime) else v for k, v in r.items()}
+                for r in rows
+            ]
+        )
     if b"\\u0000" in encoded:
         encoded = _ESCAPED_NUL.sub(rb"\1\\ufffd", encoded)
     return encoded.decode()

@@ -132,3 +132,24 @@ def test_replay_work_is_captures_and_done_replays_in_one_statement(
         }
     )
     assert store.replay_work([]) == ({}, set())
+
+
+def test_a_lone_surrogate_in_a_replay_is_stored_not_a_poison_batch(
+    store: Store, engine: Engine
+) -> None:
+    """Text jsonb refuses (a lone UTF-16 surrogate) becomes U+FFFD; the batch is stored."""
+    good, odd = _captured(store, 2)
+    record = make_replay(odd)
+    assert record.output is not None
+    output = replace(record.output, text="half a pair \ud83d here\x00")
+    assert (
+        store.record_replays([make_replay(good), replace(record, output=output)], recorded_at=NOW)
+        == 2
+    )
+    with engine.connect() as conn:
+        stored, recorded_at = conn.execute(
+            text("SELECT output->>'text', recorded_at FROM replays WHERE event_id = :e"),
+            {"e": odd},
+        ).one()
+    assert stored == "half a pair \ufffd here\ufffd"
+    assert recorded_at == NOW
