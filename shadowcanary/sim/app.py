@@ -7,6 +7,7 @@ answer, one ``asyncio.sleep`` (or a few while streaming). No per-request logging
 from __future__ import annotations
 
 import asyncio
+import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
@@ -85,12 +86,19 @@ async def _read_json(request: Request, sim: SimState) -> dict[str, Any]:
             "send a smaller body or start the simulator with a higher limit.",
             code="request_too_large",
         )
+    raw = b"".join(chunks)
     try:
-        body = orjson.loads(b"".join(chunks))
-    except (ValueError, UnicodeDecodeError) as exc:
-        raise Reject(
-            400, f"We could not parse the JSON body of your request ({exc}). Send a JSON object."
-        ) from None
+        body = orjson.loads(raw)
+    except ValueError:
+        # orjson is stricter than the stdlib (lone surrogate escapes, NaN, UTF-16): the
+        # simulator accepted those before, and still does, on this rare slow path.
+        try:
+            body = json.loads(raw)
+        except (ValueError, UnicodeDecodeError) as exc:
+            raise Reject(
+                400,
+                f"We could not parse the JSON body of your request ({exc}). Send a JSON object.",
+            ) from None
     if not isinstance(body, dict):
         raise Reject(400, f"The request body must be a JSON object, not {type(body).__name__}.")
     return body
