@@ -13,8 +13,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import settings as hypothesis_settings
 
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
+
+# In CI the fuzz tests replay the same examples every run, so a red build always
+# reproduces; locally they explore new examples each run to find new bugs.
+hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    hypothesis_settings.load_profile("ci")
 
 
 def _unavailable(exc: ServerUnavailable) -> None:
