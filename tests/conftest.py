@@ -16,6 +16,7 @@ import pytest
 from hypothesis import settings as hypothesis_settings
 
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
+from shadowcanary.testing.unleash import UnleashHandle
 
 # In CI the fuzz tests replay the same examples every run, so a red build always
 # reproduces; locally they explore new examples each run to find new bugs.
@@ -145,3 +146,27 @@ def empty_database_url(postgres_server: PostgresServer) -> Iterator[str]:
     _pg_admin(postgres_server, f'CREATE DATABASE "{name}"')
     yield _database_url(postgres_server, name)
     _pg_admin(postgres_server, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+# --- Unleash: the real server from npm, ONE per session for every test folder ---------
+
+
+@pytest.fixture(scope="session")
+def unleash(postgres_server: PostgresServer) -> Iterator[UnleashHandle]:
+    """A real Unleash server (.ci/unleash) on its own database of the session Postgres.
+
+    Shared by the session: use unique flag names. A test that calls ``stop()`` must
+    ``start()`` it again (same port, same data). Skips when unleash-server is not
+    installed (``npm ci --prefix .ci/unleash``), fails instead under CI.
+    """
+    from shadowcanary.testing.servers import ServerUnavailable
+    from shadowcanary.testing.unleash import check_installed, run_unleash
+
+    try:
+        check_installed()
+    except ServerUnavailable as exc:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must provide the Unleash server: {exc}")
+        pytest.skip(str(exc))
+    with run_unleash(postgres_server) as handle:
+        yield handle

@@ -15,7 +15,7 @@ import pytest
 
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
 from tests.conftest import _unavailable
-from tests.integration.conftest import sim, unleash, worker_env  # noqa: F401 - fixtures
+from tests.integration.conftest import sim, worker_env  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
 

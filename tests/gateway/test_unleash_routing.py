@@ -15,7 +15,6 @@ from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.unleash import UnleashHandle
 from tests.gateway.conftest import ROLLOUT, base_env
-from tests.integration.conftest import unleash  # noqa: F401 - the session's Unleash server
 
 pytestmark = pytest.mark.integration
 
@@ -33,7 +32,7 @@ def _model_for(gateway: GatewayHandle, user: str) -> str:
 
 
 def test_an_unleash_rollout_step_and_rollback_reach_the_gateway(
-    unleash: UnleashHandle,  # noqa: F811
+    unleash: UnleashHandle,
     redis_url: str,
     database_url: str,
     sim: SimHandle,

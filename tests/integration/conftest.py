@@ -3,14 +3,11 @@
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 
 import pytest
 
-from shadowcanary.testing.servers import PostgresServer
 from shadowcanary.testing.sim import SimHandle, run_simulator
-from shadowcanary.testing.unleash import UnleashHandle
 
 # Fast, fault-free simulated models: the tests inject faults explicitly.
 FAST_PROFILES = {
@@ -65,27 +62,3 @@ def worker_env(database_url: str, redis_url: str, sim: SimHandle) -> dict[str, s
         "SHADOWCANARY_REPLAY__VISIBILITY_TIMEOUT_S": "8",
         "SHADOWCANARY_LOG_LEVEL": "info",
     }
-
-
-# --- Unleash (flags/): the real server from npm, one per session -----------------------
-
-
-@pytest.fixture(scope="session")
-def unleash(postgres_server: PostgresServer) -> Iterator[UnleashHandle]:
-    """A real Unleash server (.ci/unleash) on its own database of the session Postgres.
-
-    Shared by the session: use unique flag names. A test that calls ``stop()`` must
-    ``start()`` it again (same port, same data). Skips when unleash-server is not
-    installed (``npm ci --prefix .ci/unleash``), fails instead under CI.
-    """
-    from shadowcanary.testing.servers import ServerUnavailable
-    from shadowcanary.testing.unleash import check_installed, run_unleash
-
-    try:
-        check_installed()
-    except ServerUnavailable as exc:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must provide the Unleash server: {exc}")
-        pytest.skip(str(exc))
-    with run_unleash(postgres_server) as handle:
-        yield handle

@@ -7,9 +7,9 @@ import pytest
 from shadowcanary.testing.gateway import GatewayHandle, run_gateway
 from shadowcanary.testing.servers import RedisServer
 from shadowcanary.testing.sim import SimHandle
-from tests.integration.conftest import models_setting, sim, unleash, worker_env
+from tests.integration.conftest import models_setting, sim, worker_env
 
-__all__ = ["gateway", "sim", "unleash", "worker_env"]
+__all__ = ["gateway", "sim", "worker_env"]
 
 
 @pytest.fixture(scope="module")
