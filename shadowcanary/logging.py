@@ -49,6 +49,12 @@ _QUIET_LOGGERS = {
 }
 
 
+# Loggers are cached on first use in production (cheaper calls). A test process
+# reconfigures logging many times and relies on structlog.testing.capture_logs, which a
+# cached logger ignores, so tests/conftest.py turns caching off.
+CACHE_LOGGERS = True
+
+
 class _ShadowcanaryHandler(logging.StreamHandler[TextIO]):
     """Marks the handler we install, so reconfiguring replaces it instead of adding one."""
 
@@ -92,7 +98,7 @@ def configure_logging(
         wrapper_class=structlog.stdlib.BoundLogger,
         # Everything that can change between calls lives in the handler below, so
         # loggers cached on first use stay correct after a reconfiguration.
-        cache_logger_on_first_use=True,
+        cache_logger_on_first_use=CACHE_LOGGERS,
     )
     renderer: Processor = (
         structlog.processors.JSONRenderer(default=str)

@@ -15,11 +15,15 @@ from pathlib import Path
 import pytest
 from hypothesis import settings as hypothesis_settings
 
+import shadowcanary.logging
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
 from shadowcanary.testing.unleash import UnleashHandle
 
 # In CI the fuzz tests replay the same examples every run, so a red build always
 # reproduces; locally they explore new examples each run to find new bugs.
+# In-process CLI runs configure logging; capture_logs must still see every logger.
+shadowcanary.logging.CACHE_LOGGERS = False
+
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")

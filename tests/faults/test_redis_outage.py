@@ -29,7 +29,13 @@ def test_redis_stopped_then_restarted_loses_nothing_it_accepted(
     """The tap fails open and counts drops; events queued before the stop survive; flow resumes."""
     engine = make_engine(database_url)
     rollout = "fault-redis"
-    env = {**worker_env, "SHADOWCANARY_REDIS_URL": persistent_redis.url}
+    env = {
+        **worker_env,
+        "SHADOWCANARY_REDIS_URL": persistent_redis.url,
+        # A task whose ack or retry could not reach Redis stays unacked there and comes
+        # back after the visibility timeout (guarantee 2.10); shortened so the test sees it.
+        "SHADOWCANARY_REPLAY__VISIBILITY_TIMEOUT_S": "30",
+    }
     # The candidate is slow enough that a backlog is still queued in Redis when it stops.
     sim.set_profile("gpt-5.5", median_ms=400, p99_ms=600)
     try:
