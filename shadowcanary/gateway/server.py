@@ -9,26 +9,21 @@ through ``PROMETHEUS_MULTIPROC_DIR``.
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 import structlog
 import uvicorn
 from uvicorn.supervisors import Multiprocess
 
-from shadowcanary.errors import ConfigError
 from shadowcanary.gateway.app import GatewayApp
 from shadowcanary.gateway.runtime import build_runtime, check_routes
+from shadowcanary.listening import BACKLOG, bind_socket, exit_when_orphaned
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import Settings, load_settings
 
 log = structlog.get_logger(__name__)
-
-_BACKLOG = 4_096  # a burst of new client connections must queue, not be refused
 
 
 def create_app() -> GatewayApp:
@@ -36,30 +31,6 @@ def create_app() -> GatewayApp:
     settings = load_settings()
     configure_logging(settings.log_level)
     return GatewayApp(lambda: build_runtime(settings, processes=settings.gateway.workers))
-
-
-def _bind(host: str, port: int) -> socket.socket:
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"the gateway cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pick another --port (0 chooses a free one) or stop what is using it",
-        ) from exc
-    sock.listen(_BACKLOG)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    # Re-parented: whoever started us (a test run) is gone; do not hold the port forever.
-    while os.getppid() == parent_pid:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(
@@ -75,7 +46,7 @@ def serve(
     """
     gateway = settings.gateway
     check_routes(settings)
-    sock = _bind(gateway.host, gateway.port)
+    sock = bind_socket(gateway.host, gateway.port, server="gateway")
     bound = int(sock.getsockname()[1])
     if port_file is not None:
         tmp = port_file.with_name(port_file.name + ".tmp")
@@ -83,7 +54,7 @@ def serve(
         os.replace(tmp, port_file)
     if exit_with_parent:
         threading.Thread(
-            target=_exit_when_orphaned,
+            target=exit_when_orphaned,
             args=(os.getppid(),),
             name="gateway-orphan-watch",
             daemon=True,
@@ -102,7 +73,7 @@ def serve(
         "lifespan": "on",
         "access_log": False,
         "log_config": None,  # keep shadowcanary's structlog configuration
-        "backlog": _BACKLOG,
+        "backlog": BACKLOG,
         "timeout_keep_alive": 30,
         "timeout_graceful_shutdown": 5,
         "server_header": False,

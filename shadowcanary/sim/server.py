@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import os
-import signal
-import socket
 import threading
-import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -14,14 +11,13 @@ from typing import Any
 import structlog
 import uvicorn
 
-from shadowcanary.errors import ConfigError
+from shadowcanary.listening import BACKLOG, bind_socket, exit_when_orphaned
 from shadowcanary.sim.app import create_app
 from shadowcanary.sim.profiles import ProfileSet, load_profiles, profiles_from_mapping
 from shadowcanary.sim.state import DEFAULT_MAX_BODY_BYTES
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8765
-_BACKLOG = 4_096  # bursts of a load test must queue, not be refused
 log = structlog.get_logger(__name__)
 
 ProfilesSource = ProfileSet | Mapping[str, Mapping[str, Any]] | Path | str | None
@@ -34,33 +30,6 @@ def as_profile_set(profiles: ProfilesSource) -> ProfileSet:
     if profiles is None or isinstance(profiles, Path | str):
         return load_profiles(profiles)
     return profiles_from_mapping(profiles)
-
-
-def bind_socket(host: str, port: int) -> socket.socket:
-    """A listening TCP socket; ``port=0`` picks a free one (read it with getsockname)."""
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    try:
-        sock.bind((host, port))
-    except OSError as exc:
-        sock.close()
-        raise ConfigError(
-            f"simulator cannot listen on {host}:{port}: {exc.strerror}",
-            hint="pick another --port (0 chooses a free one) or stop what is using it",
-        ) from exc
-    sock.listen(_BACKLOG)
-    sock.set_inheritable(True)
-    return sock
-
-
-def _exit_when_orphaned(parent_pid: int) -> None:
-    # Re-parenting means whoever started us is gone (a killed test run): stop
-    # gracefully instead of holding a port forever.
-    while os.getppid() == parent_pid:
-        time.sleep(0.5)
-    log.warning("simulator parent exited; stopping", parent_pid=parent_pid)
-    os.kill(os.getpid(), signal.SIGTERM)
 
 
 def serve(
@@ -83,7 +52,7 @@ def serve(
     """
     profile_set = as_profile_set(profiles)
     app = create_app(profile_set, admin_token=admin_token, seed=seed, max_body_bytes=max_body_bytes)
-    sock = bind_socket(host, port)
+    sock = bind_socket(host, port, server="simulator")
     bound = int(sock.getsockname()[1])
     if port_file is not None:
         tmp = port_file.with_name(port_file.name + ".tmp")
@@ -101,7 +70,7 @@ def serve(
         log_level=log_level,
         access_log=False,
         lifespan="off",
-        backlog=_BACKLOG,
+        backlog=BACKLOG,
         timeout_keep_alive=30,
         timeout_graceful_shutdown=3,
         server_header=False,
@@ -110,7 +79,7 @@ def serve(
     )
     if exit_with_parent:
         watcher = threading.Thread(
-            target=_exit_when_orphaned, args=(os.getppid(),), name="sim-orphan-watch", daemon=True
+            target=exit_when_orphaned, args=(os.getppid(),), name="sim-orphan-watch", daemon=True
         )
         watcher.start()
     uvicorn.Server(config).run(sockets=[sock])
