@@ -10,7 +10,9 @@ import os
 import shutil
 import tempfile
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import settings as hypothesis_settings
@@ -19,11 +21,11 @@ import shadowcanary.logging
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
 from shadowcanary.testing.unleash import UnleashHandle
 
-# In CI the fuzz tests replay the same examples every run, so a red build always
-# reproduces; locally they explore new examples each run to find new bugs.
 # In-process CLI runs configure logging; capture_logs must still see every logger.
 shadowcanary.logging.CACHE_LOGGERS = False
 
+# In CI the fuzz tests replay the same examples every run, so a red build always
+# reproduces; locally they explore new examples each run to find new bugs.
 hypothesis_settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI"):
     hypothesis_settings.load_profile("ci")
@@ -40,10 +42,10 @@ def _scratch(prefix: str) -> Path:
     return Path(tempfile.mkdtemp(prefix=prefix))
 
 
-@pytest.fixture(scope="session")
-def redis_server() -> Iterator[RedisServer]:
-    """A real redis-server for the whole session."""
-    server = RedisServer(_scratch("sc-redis-"))
+@contextmanager
+def started_redis(prefix: str, **options: Any) -> Iterator[RedisServer]:
+    """A redis-server in a scratch directory, removed with it afterwards."""
+    server = RedisServer(_scratch(prefix), **options)
     try:
         server.start()
     except ServerUnavailable as exc:
@@ -51,6 +53,13 @@ def redis_server() -> Iterator[RedisServer]:
     yield server
     server.stop()
     shutil.rmtree(server.directory, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A real redis-server for the whole session."""
+    with started_redis("sc-redis-") as server:
+        yield server
 
 
 @pytest.fixture
@@ -67,14 +76,8 @@ def redis_url(redis_server: RedisServer) -> Iterator[str]:
 @pytest.fixture
 def own_redis() -> Iterator[RedisServer]:
     """A Redis this test may stop and start (for outage tests)."""
-    server = RedisServer(_scratch("sc-redis-own-"))
-    try:
-        server.start()
-    except ServerUnavailable as exc:
-        _unavailable(exc)
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
+    with started_redis("sc-redis-own-") as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
-from tests.conftest import _unavailable
+from tests.conftest import _unavailable, started_redis
 from tests.integration.conftest import sim, worker_env  # noqa: F401 - fixtures
 
 pytestmark = pytest.mark.integration
@@ -31,14 +31,8 @@ def runbooks_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 @pytest.fixture
 def persistent_redis() -> Iterator[RedisServer]:
     """A Redis with AOF (appendfsync everysec) as docker-compose runs it; the test may stop it."""
-    server = RedisServer(Path(tempfile.mkdtemp(prefix="sc-redis-aof-")), appendonly=True)
-    try:
-        server.start()
-    except ServerUnavailable as exc:
-        _unavailable(exc)
-    yield server
-    server.stop()
-    shutil.rmtree(server.directory, ignore_errors=True)
+    with started_redis("sc-redis-aof-", appendonly=True) as server:
+        yield server
 
 
 @pytest.fixture
