@@ -145,6 +145,19 @@ def _rss_by_process(pids: dict[str, int]) -> dict[str, int]:
     return out
 
 
+def _cpu_by_process(pids: dict[str, int]) -> dict[str, float]:
+    """CPU seconds (user + system) each named process has used (Postgres: with its backends)."""
+    out: dict[str, float] = {}
+    for name, pid in pids.items():
+        try:
+            proc = psutil.Process(pid)
+            family = [proc, *(proc.children(recursive=True) if name == "postgres" else [])]
+            out[name] = sum(sum(p.cpu_times()[:2]) for p in family)
+        except psutil.Error:
+            out[name] = 0.0
+    return out
+
+
 def _books(engine: Engine) -> dict[str, int]:
     queries = {
         "stored": "select count(*) from captures where rollout = :r",
@@ -246,6 +259,7 @@ def main() -> None:
         emitter = Emitter(tap, args.rate, args.seconds)
         queue = redis.Redis.from_url(redis_server.url)
         depths: list[int] = []
+        cpu_start = _cpu_by_process(pids)
         started = time.monotonic()
         emitter.start()
         if clients is not None:
@@ -275,6 +289,7 @@ def main() -> None:
             time.sleep(1.0)
             books = _books(engine)
         drained_s = time.monotonic() - started - emit_s
+        cpu_end = _cpu_by_process(pids)
         window = max(10.0, args.seconds / 6)
         lag = _lag_ms(engine)
         first = _lag_ms(engine, 0.0, window)
@@ -302,6 +317,12 @@ def main() -> None:
     print(f"lag first window p99 {first['p99']:.0f} ms, last window p99 {last['p99']:.0f} ms")
     for name in rss_start:
         print(f"rss {name}: {rss_start[name] / 2**20:.1f} -> {rss_end[name] / 2**20:.1f} MiB")
+    settled = books["compared"] + books["dead_lettered"]
+    cpu_ms_per_event = {
+        n: round(1000 * (cpu_end.get(n, 0.0) - cpu_start.get(n, 0.0)) / max(1, settled), 2)
+        for n in cpu_start
+    }
+    print(f"CPU ms per settled event: {cpu_ms_per_event}")
     load = os.getloadavg()
     print(f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
     result: dict[str, Any] = {
@@ -323,6 +344,7 @@ def main() -> None:
         "dropped_by_tap": stats.dropped_total,
         "rss_growth_pct": round(max((growth[n] for n in ours), default=0.0), 1),
         "rss_growth_pct_by_process": {n: round(g, 1) for n, g in growth.items()},
+        "cpu_ms_per_event": cpu_ms_per_event,
         "load_avg_1m": round(load[0], 2),
     }
     print(json.dumps(result))
