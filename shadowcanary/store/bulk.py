@@ -54,17 +54,22 @@ def rows_json(rows: Sequence[Mapping[str, Any]]) -> str:
     return encoded.decode()
 
 
+def _recordset(table: Table, columns: Sequence[str]) -> str:
+    """``jsonb_to_recordset`` of the one JSON parameter, typed by ``table``'s columns."""
+    # Every name is a column of ``table`` (``table.c[c]`` raises otherwise): no data
+    # ever reaches the statement text, only the one JSON parameter.
+    types = ", ".join(f"{c} {table.c[c].type.compile(dialect=_DIALECT)}" for c in columns)
+    return f"jsonb_to_recordset(%s::jsonb) AS r({types})"
+
+
 @functools.cache
 def _insert_sql(
     table: Table, columns: tuple[str, ...], conflict: tuple[str, ...], returning: tuple[str, ...]
 ) -> str:
-    # Every name is a column of ``table`` (``table.c[c]`` raises otherwise): no data
-    # ever reaches the statement text, only the one JSON parameter.
-    types = ", ".join(f"{c} {table.c[c].type.compile(dialect=_DIALECT)}" for c in columns)
     names = ", ".join(columns)
     sql = (
         f"INSERT INTO {table.name} ({names}) "  # noqa: S608 - identifiers from the table
-        f"SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS r({types}) "
+        f"SELECT {names} FROM {_recordset(table, columns)} "
         f"ON CONFLICT ({', '.join(conflict)}) DO NOTHING"
     )
     if returning:
@@ -93,24 +98,65 @@ def insert_new(
 
 
 @functools.cache
-def _add_sql(table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
-    types = ", ".join(f"{c} {table.c[c].type.compile(dialect=_DIALECT)}" for c in columns)
+def _add_sql(
+    table: Table,
+    columns: tuple[str, ...],
+    keys: tuple[str, ...],
+    insert_only: tuple[str, ...],
+    returning: tuple[str, ...],
+) -> str:
     names = ", ".join(columns)
-    added = ", ".join(f"{c} = {table.name}.{c} + excluded.{c}" for c in columns if c not in keys)
-    return (
+    added = ", ".join(
+        f"{c} = {table.name}.{c} + excluded.{c}"
+        for c in columns
+        if c not in keys and c not in insert_only
+    )
+    sql = (
         f"INSERT INTO {table.name} ({names}) "  # noqa: S608 - identifiers from the table
-        f"SELECT {names} FROM jsonb_to_recordset(%s::jsonb) AS r({types}) "
+        f"SELECT {names} FROM {_recordset(table, columns)} "
         f"ON CONFLICT ({', '.join(keys)}) DO UPDATE SET {added}"
     )
+    if returning:
+        sql += f" RETURNING {', '.join(returning)}"
+    return sql
 
 
 def upsert_add(
-    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, keys: Sequence[str]
-) -> None:
+    conn: Connection,
+    table: Table,
+    rows: Sequence[Mapping[str, Any]],
+    *,
+    keys: Sequence[str],
+    insert_only: Sequence[str] = (),
+    returning: Sequence[str] = (),
+) -> list[tuple[Any, ...]]:
     """Insert counter rows, or add their values to the existing rows with the same ``keys``.
 
-    Give the rows sorted by key: the row locks are taken in that order.
+    Columns in ``insert_only`` are written when the row is new and left alone
+    otherwise. ``returning`` columns are read back from every row touched, as it is
+    after the statement (which leaves it locked until commit). Give the rows sorted by
+    key: the row locks are taken in that order.
     """
+    if not rows:
+        return []
+    sql = _add_sql(table, tuple(rows[0]), tuple(keys), tuple(insert_only), tuple(returning))
+    result = conn.exec_driver_sql(sql, (rows_json(rows),))
+    return [tuple(row) for row in result] if returning else []
+
+
+@functools.cache
+def _update_sql(table: Table, columns: tuple[str, ...], keys: tuple[str, ...]) -> str:
+    assigned = ", ".join(f"{c} = r.{c}" for c in columns if c not in keys)
+    matched = " AND ".join(f"{table.name}.{k} = r.{k}" for k in keys)
+    return (
+        f"UPDATE {table.name} SET {assigned} "  # noqa: S608 - identifiers from the table
+        f"FROM {_recordset(table, columns)} WHERE {matched}"
+    )
+
+
+def update_by_key(
+    conn: Connection, table: Table, rows: Sequence[Mapping[str, Any]], *, keys: Sequence[str]
+) -> None:
+    """Set the other columns of the existing rows matching each row's ``keys``."""
     if rows:
-        sql = _add_sql(table, tuple(rows[0]), tuple(keys))
-        conn.exec_driver_sql(sql, (rows_json(rows),))
+        conn.exec_driver_sql(_update_sql(table, tuple(rows[0]), tuple(keys)), (rows_json(rows),))

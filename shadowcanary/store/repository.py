@@ -78,12 +78,10 @@ class Store:
         values = [rows.capture_row(c, received_at) for c in ordered]
 
         def work(conn: Connection) -> set[str]:
-            stmt = (
-                pg_insert(CAPTURES)
-                .on_conflict_do_nothing(index_elements=["event_id"])
-                .returning(CAPTURES.c.event_id)
+            inserted = bulk.insert_new(
+                conn, CAPTURES, values, conflict=("event_id",), returning=("event_id",)
             )
-            new = set(conn.execute(stmt, values).scalars())
+            new = {event_id for (event_id,) in inserted}
             upsert_live(conn, live_buckets(c for c in ordered if c.event.event_id in new))
             return new
 

@@ -1,9 +1,9 @@
 """Per-minute rollups: aggregate a batch in Python, then merge it into Postgres.
 
 Counters are merged with ``INSERT ... ON CONFLICT DO UPDATE SET x = x + excluded.x``.
-Sketches cannot be added in SQL, so after the counter upsert (which leaves each
-touched row locked until commit) they are read ``FOR UPDATE``, merged in Python and
-written back. Every writer touches rows in primary-key order, so writers from many
+Sketches cannot be added in SQL, so the counter upsert (which leaves each touched
+row locked until commit) returns them, and they are merged in Python and written
+back. Every writer touches rows in primary-key order, so writers from many
 processes queue behind each other instead of deadlocking.
 """
 
@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Connection, Table, and_, bindparam, select, tuple_, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy import Connection, Table
 
 from shadowcanary.events import CallStatus
 from shadowcanary.judge.types import Comparison
@@ -36,6 +35,8 @@ SHADOW_TABLE: Table = ShadowRollupRow.__table__  # type: ignore[assignment]
 _KEYS_PER_STATEMENT = 500
 
 RollupKey = tuple[str, str, datetime]  # (rollout key, arm or kind, minute)
+_LIVE_KEY = ("rollout", "arm", "minute")
+_LIVE_SKETCHES = ("latency_sketch", "ttft_sketch")
 
 _STATUS_COUNTER = {
     CallStatus.ERROR: "errors",
@@ -181,23 +182,6 @@ def _typed(table: Table, counters: Mapping[str, float]) -> dict[str, Any]:
     }
 
 
-def _upsert_counters(
-    conn: Connection,
-    table: Table,
-    second_key: str,
-    keys: Sequence[RollupKey],
-    rows: Mapping[RollupKey, Mapping[str, Any]],
-    counters: Sequence[str],
-) -> None:
-    values = [{"rollout": k[0], second_key: k[1], "minute": k[2], **rows[k]} for k in keys]
-    stmt = pg_insert(table).values(values)
-    stmt = stmt.on_conflict_do_update(
-        index_elements=["rollout", second_key, "minute"],
-        set_={name: table.c[name] + stmt.excluded[name] for name in counters},
-    )
-    conn.execute(stmt)
-
-
 def upsert_shadow(conn: Connection, buckets: Mapping[RollupKey, Mapping[str, float]]) -> None:
     """Add the batch's shadow counters to their minute rows (one fixed statement, see bulk)."""
     rows = [
@@ -208,25 +192,35 @@ def upsert_shadow(conn: Connection, buckets: Mapping[RollupKey, Mapping[str, flo
 
 
 def upsert_live(conn: Connection, buckets: Mapping[RollupKey, LiveBucket]) -> None:
-    """Add the batch's live counters and merge its latency/TTFT sketches into their rows."""
+    """Add the batch's live counters and merge its latency/TTFT sketches into their rows.
+
+    Two fixed statements (see bulk): the counter upsert returns each row's stored
+    sketches and leaves the row locked; the merged sketches are written back by key.
+    """
     keys = sorted(buckets)
     empty = QuantileSketch().to_json()
-    t = LIVE_TABLE
     for chunk in _chunks(keys):
-        rows = {
-            k: {**_typed(t, buckets[k].counters), "latency_sketch": empty, "ttft_sketch": empty}
+        rows = [
+            {
+                "rollout": k[0],
+                "arm": k[1],
+                "minute": k[2],
+                **_typed(LIVE_TABLE, buckets[k].counters),
+                "latency_sketch": empty,
+                "ttft_sketch": empty,
+            }
             for k in chunk
-        }
-        # Takes (or waits for) the row locks in key order; held until commit.
-        _upsert_counters(conn, t, "arm", chunk, rows, LIVE_COUNTERS)
-        stored = conn.execute(
-            select(t.c.rollout, t.c.arm, t.c.minute, t.c.latency_sketch, t.c.ttft_sketch)
-            .where(tuple_(t.c.rollout, t.c.arm, t.c.minute).in_(list(chunk)))
-            .order_by(t.c.rollout, t.c.arm, t.c.minute)
-            .with_for_update()
-        ).all()
+        ]
+        stored = bulk.upsert_add(
+            conn,
+            LIVE_TABLE,
+            rows,
+            keys=_LIVE_KEY,
+            insert_only=_LIVE_SKETCHES,
+            returning=(*_LIVE_KEY, *_LIVE_SKETCHES),
+        )
         merged = []
-        for rollout, arm, minute, latency_doc, ttft_doc in stored:
+        for rollout, arm, minute, latency_doc, ttft_doc in sorted(stored):
             bucket = buckets[(rollout, arm, minute_of(minute))]
             latency = QuantileSketch.from_json(latency_doc).merge(
                 QuantileSketch.of(bucket.latencies)
@@ -234,22 +228,11 @@ def upsert_live(conn: Connection, buckets: Mapping[RollupKey, LiveBucket]) -> No
             ttft = QuantileSketch.from_json(ttft_doc).merge(QuantileSketch.of(bucket.ttfts))
             merged.append(
                 {
-                    "k_rollout": rollout,
-                    "k_arm": arm,
-                    "k_minute": minute,
-                    "v_latency": latency.to_json(),
-                    "v_ttft": ttft.to_json(),
+                    "rollout": rollout,
+                    "arm": arm,
+                    "minute": minute,
+                    "latency_sketch": latency.to_json(),
+                    "ttft_sketch": ttft.to_json(),
                 }
             )
-        conn.execute(
-            update(t)
-            .where(
-                and_(
-                    t.c.rollout == bindparam("k_rollout"),
-                    t.c.arm == bindparam("k_arm"),
-                    t.c.minute == bindparam("k_minute"),
-                )
-            )
-            .values(latency_sketch=bindparam("v_latency"), ttft_sketch=bindparam("v_ttft")),
-            merged,
-        )
+        bulk.update_by_key(conn, LIVE_TABLE, merged, keys=_LIVE_KEY)
