@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from typing import Literal, overload
 
 import aiohttp
 import structlog
@@ -41,6 +42,9 @@ log = structlog.get_logger(__name__)
 
 FALLBACK_SUFFIX = "-fallback"
 
+# A stream the upstream accepted: the open response and when the call was sent.
+_OpenStream = tuple[aiohttp.ClientResponse, float]
+
 
 class Proxy:
     """Relays calls to the upstreams and records them in the tap."""
@@ -60,25 +64,56 @@ class Proxy:
 
     async def _plain(self, call: Call, send: Send) -> None:
         decision = call.decision
-        outcome = await self._attempt(call, decision.model)
+        outcome = await self._call_upstream(call, decision.model, stream=False)
         arm, event_id = decision.arm, call.event_id
         if outcome.retryable and decision.fallback_model is not None:
-            record_outcome(self._tap, call, outcome, arm=arm, event_id=event_id)
-            self._count(call, arm, outcome.status)
-            metrics.FALLBACKS.labels(reason=_reason(outcome)).inc()
-            outcome = await self._attempt(call, decision.fallback_model)
+            self._record_failed_before_fallback(call, outcome, arm, event_id)
+            outcome = await self._call_upstream(call, decision.fallback_model, stream=False)
             arm, event_id = Arm.BASELINE, event_id + FALLBACK_SUFFIX
-        headers = outcome.headers
-        headers.append((b"content-length", str(len(outcome.body)).encode()))
-        await send({"type": "http.response.start", "status": outcome.status, "headers": headers})
-        await send({"type": "http.response.body", "body": outcome.body})
+        await _send_whole(send, outcome)
         added = time.perf_counter() - call.started - outcome.upstream_s
         _child(metrics.ADDED_LATENCY, call.kind.name).observe(added)
         _child(metrics.UPSTREAM_LATENCY, arm.value).observe(outcome.upstream_s)
         self._count(call, arm, outcome.status)
         record_outcome(self._tap, call, outcome, arm=arm, event_id=event_id)
 
-    async def _attempt(self, call: Call, model: str) -> Outcome:
+    # -- streamed -------------------------------------------------------------------
+
+    async def _streamed(self, call: Call, send: Send, receive: Receive) -> None:
+        decision = call.decision
+        opened = await self._call_upstream(call, decision.model, stream=True)
+        arm, model, event_id = decision.arm, decision.model, call.event_id
+        if isinstance(opened, Outcome) and opened.retryable and decision.fallback_model:
+            self._record_failed_before_fallback(call, opened, arm, event_id)
+            model, arm, event_id = decision.fallback_model, Arm.BASELINE, event_id + FALLBACK_SUFFIX
+            opened = await self._call_upstream(call, model, stream=True)
+        if isinstance(opened, Outcome):  # the upstream said no before streaming anything
+            await _send_whole(send, opened)
+            self._count(call, arm, opened.status)
+            record_outcome(self._tap, call, opened, arm=arm, event_id=event_id)
+            return
+        response, upstream_started = opened
+        await self._relay(call, response, upstream_started, model, arm, event_id, send, receive)
+
+    @overload
+    async def _call_upstream(
+        self, call: Call, model: str, *, stream: Literal[False]
+    ) -> Outcome: ...
+
+    @overload
+    async def _call_upstream(
+        self, call: Call, model: str, *, stream: Literal[True]
+    ) -> Outcome | _OpenStream: ...
+
+    async def _call_upstream(
+        self, call: Call, model: str, *, stream: bool
+    ) -> Outcome | _OpenStream:
+        """One attempt at ``model``: its answer or failure as an ``Outcome``, the breaker told.
+
+        A streamed call that the upstream accepts (200) comes back as the open response and
+        the time it was sent; the relay reads it and tells the breaker how it ended. Any
+        other answer is read whole here, and only an unstreamed one below 400 is a success.
+        """
         endpoint = self._upstreams.endpoints[model]
         breaker = self._upstreams.breakers[model]
         if not breaker.allow():
@@ -88,8 +123,10 @@ class Proxy:
         started = time.perf_counter()
         try:
             response = await self._upstreams.post(
-                endpoint, call.kind.path, body, timeout_s=timeout, stream=False
+                endpoint, call.kind.path, body, timeout_s=timeout, stream=stream
             )
+            if stream and response.status == 200:
+                return response, started
             try:
                 data = await response.read()
             finally:
@@ -106,69 +143,10 @@ class Proxy:
             breaker.record_failure()
         else:
             breaker.record_success()
-        if status < 400:
+        if status < 400 and not stream:
             return Outcome(model, status, client_headers(response.raw_headers), data, upstream_s)
         return _status_failure(
             model, status, response.raw_headers, endpoint.scrub(data), upstream_s
-        )
-
-    # -- streamed -------------------------------------------------------------------
-
-    async def _streamed(self, call: Call, send: Send, receive: Receive) -> None:
-        decision = call.decision
-        opened = await self._open_stream(call, decision.model)
-        arm, model, event_id = decision.arm, decision.model, call.event_id
-        if isinstance(opened, Outcome) and opened.retryable and decision.fallback_model:
-            record_outcome(self._tap, call, opened, arm=arm, event_id=event_id)
-            self._count(call, arm, opened.status)
-            metrics.FALLBACKS.labels(reason=_reason(opened)).inc()
-            model, arm, event_id = decision.fallback_model, Arm.BASELINE, event_id + FALLBACK_SUFFIX
-            opened = await self._open_stream(call, model)
-        if isinstance(opened, Outcome):  # the upstream said no before streaming anything
-            opened.headers.append((b"content-length", str(len(opened.body)).encode()))
-            await send(
-                {"type": "http.response.start", "status": opened.status, "headers": opened.headers}
-            )
-            await send({"type": "http.response.body", "body": opened.body})
-            self._count(call, arm, opened.status)
-            record_outcome(self._tap, call, opened, arm=arm, event_id=event_id)
-            return
-        response, upstream_started = opened
-        await self._relay(call, response, upstream_started, model, arm, event_id, send, receive)
-
-    async def _open_stream(
-        self, call: Call, model: str
-    ) -> Outcome | tuple[aiohttp.ClientResponse, float]:
-        endpoint = self._upstreams.endpoints[model]
-        breaker = self._upstreams.breakers[model]
-        if not breaker.allow():
-            return _breaker_open(model, breaker.retry_after_s())
-        timeout = call.decision.timeout_s or endpoint.timeout_s
-        started = time.perf_counter()
-        try:
-            response = await self._upstreams.post(
-                endpoint, call.kind.path, call.body_for(endpoint.upstream_model),
-                timeout_s=timeout, stream=True,
-            )  # fmt: skip
-            if response.status == 200:
-                return response, started
-            try:
-                data = await response.read()
-            finally:
-                response.release()
-        except asyncio.CancelledError:
-            breaker.record_abandoned()
-            raise
-        except (TimeoutError, aiohttp.ClientError) as exc:
-            breaker.record_failure()
-            return _transport_failure(model, exc, time.perf_counter() - started, timeout)
-        if response.status >= 500:
-            breaker.record_failure()
-        else:
-            breaker.record_success()
-        upstream_s = time.perf_counter() - started
-        return _status_failure(
-            model, response.status, response.raw_headers, endpoint.scrub(data), upstream_s
         )
 
     async def _relay(
@@ -268,6 +246,14 @@ class Proxy:
             error_class=failure_class,
         )  # fmt: skip
 
+    def _record_failed_before_fallback(
+        self, call: Call, failed: Outcome, arm: Arm, event_id: str
+    ) -> None:
+        """The attempt a fallback replaces is recorded under its own arm and event id."""
+        record_outcome(self._tap, call, failed, arm=arm, event_id=event_id)
+        self._count(call, arm, failed.status)
+        metrics.FALLBACKS.labels(reason=_reason(failed)).inc()
+
     def _count(self, call: Call, arm: Arm, status: int) -> None:
         key = (call.kind.name, arm, status)
         counter = self._requests.get(key)
@@ -289,6 +275,15 @@ def _child(histogram: Histogram, label: str) -> Histogram:
     if child is None:
         child = _CHILDREN[key] = histogram.labels(label)
     return child
+
+
+async def _send_whole(send: Send, outcome: Outcome) -> None:
+    """An answer read whole (success or failure) goes to the client in one body."""
+    outcome.headers.append((b"content-length", str(len(outcome.body)).encode()))
+    await send(
+        {"type": "http.response.start", "status": outcome.status, "headers": outcome.headers}
+    )
+    await send({"type": "http.response.body", "body": outcome.body})
 
 
 def _ends_stream(data: bytes, assembly: object) -> bool:

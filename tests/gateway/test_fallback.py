@@ -28,10 +28,17 @@ def _healthy_sim(sim: SimHandle) -> Iterator[None]:
     sim.set_profile("gpt-slow", median_ms=5, p99_ms=20)
 
 
-def _post(gateway: GatewayHandle, user: str, path: str = "/v1/chat/completions", **headers: str):
+def _post(
+    gateway: GatewayHandle,
+    user: str,
+    path: str = "/v1/chat/completions",
+    *,
+    stream: bool = False,
+    **headers: str,
+):
     return httpx.post(
         f"{gateway.root_url}{path}",
-        json={**CHAT, "user": user},
+        json={**CHAT, "user": user, **({"stream": True} if stream else {})},
         headers={"Authorization": f"Bearer {gateway.api_key}", **headers},
         timeout=30,
     )
@@ -46,16 +53,26 @@ def _at_full_canary(gateway: GatewayHandle, database_url: str) -> None:
     )
 
 
+def _answering_model(response: httpx.Response) -> str:
+    """The model named in a whole answer, or in the first chunk of a streamed one."""
+    if response.headers["content-type"].startswith("text/event-stream"):
+        first = next(line for line in response.text.splitlines() if line.startswith("data: {"))
+        return str(json.loads(first.removeprefix("data: "))["model"])
+    return str(response.json()["model"])
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["whole", "streamed"])
 def test_a_failing_candidate_is_served_by_the_baseline_and_both_are_recorded(
-    gateway: GatewayHandle, sim: SimHandle, database_url: str, redis_url: str
+    gateway: GatewayHandle, sim: SimHandle, database_url: str, redis_url: str, stream: bool
 ) -> None:
     """Candidate 500 -> the client gets the baseline's 200; events: candidate error + fallback."""
     _at_full_canary(gateway, database_url)
     probe_key = hash_stickiness_key("probe", SALT)
     sim.set_profile("gpt-5.5", error_rate=1.0)
-    response = _post(gateway, "user-f")
+    response = _post(gateway, "user-f", stream=stream)
     assert response.status_code == 200
-    assert response.json()["model"] == "gpt-5.2"
+    assert _answering_model(response) == "gpt-5.2"
+    assert ("data: [DONE]" in response.text) is stream
     events = wait_until(
         lambda: (
             (found := [e for e in tapped_events(redis_url) if e.stickiness_key != probe_key])
