@@ -210,6 +210,12 @@ def main() -> None:
     parser.add_argument("--gateway-rate", type=float, default=20.0)
     parser.add_argument("--no-gateway", action="store_true")
     parser.add_argument("--drain-timeout", type=float, default=120.0)
+    parser.add_argument(
+        "--flush-interval",
+        type=float,
+        default=TapSettings().flush_interval_s,
+        help="the tap's flush interval (s): how many events each ingest batch carries",
+    )
     args = parser.parse_args()
 
     scratch = Path(tempfile.mkdtemp(prefix="sc-soak-"))
@@ -255,7 +261,7 @@ def main() -> None:
             )
             pids["gateway"] = gateway.pid
             clients = GatewayClients(gateway.base_url, gateway.api_key, args.gateway_rate)
-        tap = Tap(TapSettings(flush_interval_s=0.02), redis_server.url)
+        tap = Tap(TapSettings(flush_interval_s=args.flush_interval), redis_server.url)
         emitter = Emitter(tap, args.rate, args.seconds)
         queue = redis.Redis.from_url(redis_server.url)
         depths: list[int] = []

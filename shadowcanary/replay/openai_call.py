@@ -4,20 +4,23 @@ Works against anything that speaks the OpenAI API (OpenAI, Azure OpenAI, vLLM,
 Ollama, a LiteLLM proxy, the simulator). SDK exceptions are translated into the
 shadowcanary error tree so retry decisions are made in one place.
 
-Non-streamed replays use the SDK's documented low-level call,
+Non-streamed calls use the SDK's documented low-level call,
 ``client.post("/chat/completions", content=..., cast_to=httpx.Response)``: it still
-goes through the SDK (auth, base URL and Azure deployment routing, status errors,
-``Retry-After``) but skips the per-call transform of the params through their
-TypedDicts and the pydantic parse of the response, which together cost more CPU than
-the HTTP exchange itself. The captured request is already plain JSON, so it is sent
-as orjson bytes and the answer is read with orjson.
+goes through the SDK (auth, base URL, status errors, ``Retry-After``) but skips the
+per-call transform of the params through their TypedDicts and the pydantic parse of
+the response, which together cost more CPU than the HTTP exchange itself. The
+captured request is already plain JSON, so it is sent as orjson bytes and the answer
+is read with orjson. The replay worker goes one step further for non-streamed calls
+and posts with aiohttp directly (``chat_post``), mapping failures through the same
+``status_error``.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 import httpx2
 import openai
@@ -92,9 +95,6 @@ def translate_error(
     exc: Exception, *, model: str, now: datetime | None = None
 ) -> ShadowCanaryError:
     """Map an ``openai`` SDK exception onto the error tree (transient vs permanent)."""
-    if isinstance(exc, openai.RateLimitError):
-        retry_after = parse_retry_after(exc.response.headers, now=now or datetime.now(UTC))
-        return UpstreamRateLimited(f"{model}: rate limited (429)", retry_after_s=retry_after)
     if isinstance(exc, openai.APITimeoutError):
         return UpstreamTimeout(f"{model}: timed out")
     if isinstance(exc, openai.APIConnectionError):
@@ -102,13 +102,29 @@ def translate_error(
             f"{model}: connection failed: {type(exc.__cause__ or exc).__name__}"
         )
     if isinstance(exc, openai.APIStatusError):
-        if exc.status_code >= 500 or exc.status_code in (408, 409):
-            return UpstreamUnavailable(f"{model}: HTTP {exc.status_code}")
-        return UpstreamRejected(
-            f"{model}: HTTP {exc.status_code}: {exc.message[:300]}",
-            hint="the candidate rejected a prompt the baseline accepted; see the replay's error",
+        return status_error(
+            model,
+            exc.status_code,
+            exc.response.headers,
+            exc.message,
+            now=now or datetime.now(UTC),
         )
     return UpstreamUnavailable(f"{model}: {type(exc).__name__}")
+
+
+def status_error(
+    model: str, status: int, headers: Mapping[str, str], message: str, *, now: datetime
+) -> ShadowCanaryError:
+    """The error for an HTTP error status from ``model`` (429 and 5xx are transient)."""
+    if status == 429:
+        retry_after = parse_retry_after(headers, now=now)
+        return UpstreamRateLimited(f"{model}: rate limited (429)", retry_after_s=retry_after)
+    if status >= 500 or status in (408, 409):
+        return UpstreamUnavailable(f"{model}: HTTP {status}")
+    return UpstreamRejected(
+        f"{model}: HTTP {status}: {message[:300]}",
+        hint="the candidate rejected a prompt the baseline accepted; see the replay's error",
+    )
 
 
 async def call_model(
@@ -119,8 +135,12 @@ async def call_model(
     request: ModelRequest,
     stream: bool,
     cost_per_token: tuple[float, float],
+    poster: ChatPost | None = None,
 ) -> CallOutput:
     """Send ``request`` to ``model`` and return what came back.
+
+    A non-streamed call goes through ``poster`` when one is given (the replay
+    worker's lean path, see ``chat_post``), else through the SDK's low-level ``post``.
 
     Raises:
         TransientError: 429, 5xx, timeouts, connection failures (retry later).
@@ -144,16 +164,15 @@ async def call_model(
                 ttft_ms = (assembly.first_content_at - started) * 1000
         else:
             body = {"model": upstream_model, **kwargs}
-            if isinstance(client, openai.AsyncAzureOpenAI):
-                # Azure routes /deployments/{model} from a dict body's "model"; bytes
-                # would hide it, so Azure gets the dict and the SDK's own JSON encoder.
-                raw = await client.post("/chat/completions", body=body, cast_to=httpx2.Response)
+            if poster is not None:
+                content = await poster.post(model, body)
             else:
                 # The SDK's default headers already say application/json.
                 raw = await client.post(
                     "/chat/completions", content=orjson.dumps(body), cast_to=httpx2.Response
                 )
-            completion = _json_object(raw.content, model=model)
+                content = raw.content
+            completion = _json_object(content, model=model)
             response, usage = response_from_completion(completion), usage_of(completion)
     except openai.OpenAIError as exc:
         raise translate_error(exc, model=model) from exc
@@ -173,6 +192,12 @@ async def call_model(
         completion_tokens=usage.completion_tokens,
         cost_usd=cost,
     )
+
+
+class ChatPost(Protocol):
+    """What ``call_model`` needs of a non-SDK poster (``chat_post.ChatPoster``)."""
+
+    async def post(self, model: str, body: Mapping[str, Any]) -> bytes: ...
 
 
 def _json_object(body: bytes, *, model: str) -> dict[str, Any]:

@@ -20,6 +20,7 @@ import redis.asyncio as aioredis
 import uvloop
 
 from shadowcanary.replay.budget import DailyBudget
+from shadowcanary.replay.chat_post import ChatPoster
 from shadowcanary.replay.ratelimit import RateLimit, RedisRateLimiter
 from shadowcanary.settings import Settings
 
@@ -30,7 +31,8 @@ T = TypeVar("T")
 class ReplayResources:
     """Objects that live on the runtime's loop; build and use them only from there."""
 
-    clients: dict[str, openai.AsyncOpenAI]
+    clients: dict[str, openai.AsyncOpenAI]  # streamed replays and embeddings
+    poster: ChatPoster  # non-streamed replays: the hot path
     limiters: dict[str, RedisRateLimiter]
     budget: DailyBudget
     in_flight: asyncio.Semaphore
@@ -85,6 +87,7 @@ class ReplayRuntime:
         budget = DailyBudget.from_settings(redis, settings.replay)
         return ReplayResources(
             clients=clients,
+            poster=ChatPoster(settings.models, max_connections=settings.replay.max_in_flight),
             limiters=limiters,
             budget=budget,
             in_flight=asyncio.Semaphore(settings.replay.max_in_flight),
@@ -104,6 +107,7 @@ class ReplayRuntime:
         async def _close() -> None:
             for client in self.resources.clients.values():
                 await client.close()
+            await self.resources.poster.close()
             await self.resources.redis.aclose()
 
         try:

@@ -240,6 +240,7 @@ class ReplayService:
                         endpoint.input_usd_per_mtok / 1e6,
                         endpoint.output_usd_per_mtok / 1e6,
                     ),
+                    poster=res.poster,
                 )
         except UpstreamRateLimited as exc:
             if exc.retry_after_s:
