@@ -58,8 +58,10 @@ def report_command(
     tenant: Annotated[
         str | None,
         typer.Option(
-            help="Show only this tenant's prompts and answers (for a report shared with one "
-            "tenant); the figures stay rollout-wide counts."
+            help="A report for one tenant (to share with it): every figure, prompt and "
+            "answer from that tenant's calls only (raw calls, kept retention_days); the "
+            "controller's whole-rollout evidence is left out.",
+            callback=_tenant_name,
         ),
     ] = None,
 ) -> None:
@@ -117,7 +119,33 @@ def _generate(rollout: str, format: ReportFormatOption, pairs: int, tenant: str 
         )
     finally:
         engine.dispose()
+    if data.tenant_scope is not None and not data.tenant_scope.calls:
+        # Still a report (a quiet tenant is not an error), but a typo should not pass
+        # unnoticed behind a page of "no data yet".
+        _err_console.print(
+            f"[bold yellow]warning:[/] no calls from tenant {tenant!r} are stored for rollout "
+            f"{rollout!r} since {data.since:%Y-%m-%d %H:%M} UTC; the report is empty",
+            highlight=False,
+            soft_wrap=True,
+        )
+        _err_console.print(
+            "[dim]hint: tenant names match exactly what the services send (case too)[/]",
+            highlight=False,
+            soft_wrap=True,
+        )
     return render(data, format.value)
+
+
+def _tenant_name(tenant: str | None) -> str | None:
+    """A usage error (exit 2) for a name no call can carry, before touching the database."""
+    from shadowcanary.report.load import check_tenant_name
+
+    if tenant is not None:
+        try:
+            check_tenant_name(tenant)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from None
+    return tenant
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -234,11 +234,12 @@ def project_monthly_cost(
     observed_requests: int,
     observed_since: datetime | None,
     observed_until: datetime | None,
+    tenant: str | None = None,
 ) -> CostProjection:
     """requests/day observed x (candidate - baseline cost per request) x 30 days.
 
-    The traffic is every live request of the rollout, both arms (the flag only splits
-    it), extrapolated from the observed span to a day.
+    The traffic is every live request of the rollout (of ``tenant`` when given), both
+    arms (the flag only splits it), extrapolated from the observed span to a day.
     """
     per_day: float | None = None
     if observed_requests and observed_since is not None and observed_until is not None:
@@ -258,15 +259,23 @@ def project_monthly_cost(
         baseline_monthly_usd=None if monthly is None or b is None else monthly * b,
         candidate_monthly_usd=None if monthly is None or c is None else monthly * c,
         monthly_delta_usd=None if monthly is None or delta is None else monthly * delta,
-        assumption=_assumption(baseline, candidate, observed_requests, per_day),
+        assumption=_assumption(baseline, candidate, observed_requests, per_day, tenant),
     )
 
 
-def _assumption(baseline: ArmCost, candidate: ArmCost, observed: int, per_day: float | None) -> str:
+def _assumption(
+    baseline: ArmCost,
+    candidate: ArmCost,
+    observed: int,
+    per_day: float | None,
+    tenant: str | None,
+) -> str:
+    whose = "" if tenant is None else f" of tenant {tenant}"
     traffic = (
-        "no live traffic observed yet"
+        f"no live traffic{whose} observed yet"
         if per_day is None
-        else f"{observed:,} live requests observed (both arms), i.e. {per_day:,.0f} requests/day"
+        else f"{observed:,} live requests{whose} observed (both arms), "
+        f"i.e. {per_day:,.0f} requests/day"
     )
     return (
         f"Projected monthly cost delta = requests/day x (candidate - baseline cost per "

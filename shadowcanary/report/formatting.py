@@ -4,17 +4,44 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from shadowcanary.report.model import TenantScope
+
 NO_DATA = "no data yet"
+TRIGGERS_WITHHELD = (
+    "Not shown in a tenant's report: the triggers' statistics are computed over every "
+    "tenant's calls."
+)
 DASH = "\u2013"  # an absent figure
 MINUS = "\u2212"
 
 
-def tenant_note(tenant: str) -> str:
-    """What a tenant's report shows of that tenant alone, and what it shows of everyone."""
-    return (
-        f"Tenant {tenant}: the prompts and answers shown are this tenant's only; the "
-        "rates, latencies, costs and similarity figures are counts over the whole rollout."
+def tenant_note(scope: TenantScope, since: datetime, until: datetime) -> str:
+    """What a tenant's report counts (that tenant's calls alone) and what it leaves out."""
+    note = (
+        f"Tenant {scope.tenant}: every figure (requests, error rates, latencies, tokens, "
+        "cost, similarity) and every prompt and answer shown come from this tenant's calls "
+        "only. The rollout's status, candidate share and step history are the whole "
+        "rollout's (the flag is shared by every tenant); the rollback triggers' evidence "
+        "and the controller's reasons are computed over every tenant's calls and are left "
+        "out."
     )
+    if scope.starts_at_retention:
+        note += (
+            f" Raw calls are kept {scope.retention_days} days (retention_days): this report "
+            f"starts at {when(since)}, not at the rollout's start."
+        )
+    if not scope.calls:
+        note += (
+            f" No calls from tenant {scope.tenant} are stored for this rollout between "
+            f"{when(since)} and {when(until)}: check the name (it must match exactly what "
+            "the services send)."
+        )
+    return note
+
+
+def whole_rollout(tenant: str | None) -> str:
+    """A label for the rollout's own state in a tenant's report."""
+    return "" if tenant is None else " (whole rollout)"
 
 
 def ms(value: float | None) -> str:

@@ -76,6 +76,8 @@ def render_html(data: ReportData) -> str:
         quantiles=QUANTILES,
         no_data=fmt.NO_DATA,
         tenant_note=fmt.tenant_note,
+        whole_rollout=fmt.whole_rollout,
+        triggers_withheld=fmt.TRIGGERS_WITHHELD,
     )
 
 

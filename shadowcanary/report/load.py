@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from dataclasses import replace
+from datetime import datetime, timedelta
 
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
@@ -21,25 +23,34 @@ from shadowcanary.report.data import (
     project_monthly_cost,
     similarity_histogram,
     step_marks,
-    traffic_span,
     trigger_series,
 )
+from shadowcanary.report.live import rollout_live, tenant_live
 from shadowcanary.report.model import (
     ARMS,
+    REASON_WITHHELD,
+    ArmCost,
+    ArmSummary,
     DivergentPair,
     LastDecision,
     ReportData,
     RolloutInfo,
+    StepMark,
+    TenantScope,
+    TriggerSeries,
 )
-from shadowcanary.settings import Settings
-from shadowcanary.store.repository import Store
+from shadowcanary.settings import ModelEndpoint, Settings
+from shadowcanary.store.models import NAME
 from shadowcanary.store.rollups import minute_of
+from shadowcanary.store.totals import LiveTotals
 from shadowcanary.tap.redaction import Redactor
 
 AUDIT_LIMIT = 5_000
 HISTOGRAM_BINS = 20
 DIVERGENT_PAIRS = 5
 MAX_TEXT_CHARS = 4_000
+# events.Name: what a captured call's tenant can be.
+TENANT_NAME = re.compile(rf"[\w.:/@+-]{{1,{NAME}}}")
 
 
 def load_report(
@@ -53,72 +64,78 @@ def load_report(
 ) -> ReportData:
     """Every figure of the report of rollout ``name`` for its current run, up to ``now``.
 
+    With ``tenant``, every figure and text comes from that tenant's calls only (read
+    from the raw rows, as the rollups hold no tenant), the window starts no earlier
+    than the raw rows' retention, and the controller's evidence, which is about
+    every tenant's calls, is left out (see ``TenantScope``).
+
     Raises:
         RolloutNotFound: no rollout has this name (the hint lists the known ones).
         ServiceUnavailable: Postgres could not be read.
+        ValueError: ``now`` is naive or ``tenant`` is not a tenant name.
     """
     if now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware (e.g. datetime.now(UTC)), got {now}")
+    if tenant is not None:
+        check_tenant_name(tenant)
     controller = ControllerStore(engine)
     record = controller.get(name)
     history = controller.history(name, limit=AUDIT_LIMIT)
     # A name may have run before: only this run's entries (history is newest first).
     entries = [e for e in reversed(history) if e.at >= record.started_at]
     since = minute_of(record.started_at)
+    retention_start = minute_of(now - timedelta(days=settings.retention_days))
+    starts_at_retention = tenant is not None and retention_start > since
+    if starts_at_retention:
+        since = retention_start
     # The open minute is included: a report is a look at what is there now.
     until = max(minute_of(now), since) + MINUTE
+    bucket_minutes = choose_bucket_minutes(until - since)
     plan = record.plan
-    totals = Store(engine).live_totals(name, since, until)
     try:
         with engine.connect() as conn:
-            minutes = queries.live_minutes(conn, name, since, until)
-            shadow = queries.shadow_tokens(conn, name, since)
-            counts, means = queries.similarity_counts(conn, name, since, HISTOGRAM_BINS)
+            if tenant is None:
+                live = rollout_live(conn, name, since, until)
+            else:
+                live = tenant_live(conn, name, tenant, since, until, bucket_minutes)
+            shadow = queries.shadow_tokens(conn, name, since, tenant=tenant)
+            counts, means = queries.similarity_counts(
+                conn, name, since, HISTOGRAM_BINS, tenant=tenant
+            )
             pair_rows = queries.most_divergent(conn, name, since, pairs, tenant=tenant)
     except OperationalError as exc:
         raise unavailable("reading the report", exc) from exc
 
-    bucket_minutes = choose_bucket_minutes(until - since)
+    totals = live.totals
     arms = {
         Arm.BASELINE.value: arm_summary("baseline", plan.baseline, totals[Arm.BASELINE]),
         Arm.CANDIDATE.value: arm_summary("candidate", plan.candidate, totals[Arm.CANDIDATE]),
     }
-    live_b, live_c = arms["baseline"], arms["candidate"]
-    baseline_cost = arm_cost(
-        "baseline",
-        plan.baseline,
-        source="live",
-        requests=totals[Arm.BASELINE].tokens_n,
-        prompt_tokens=live_b.prompt_tokens_per_request,
-        completion_tokens=live_b.completion_tokens_per_request,
-        observed_cost_usd=live_b.observed_cost_per_request_usd,
-        price=settings.models.get(plan.baseline),
+    baseline_cost = _live_cost(
+        arms["baseline"], totals[Arm.BASELINE], settings.models.get(plan.baseline)
     )
     # The candidate's own live traffic when it has some; before the first step, what it
     # used answering the mirrored prompts.
-    if totals[Arm.CANDIDATE].tokens_n:
-        candidate_cost = arm_cost(
-            "candidate",
-            plan.candidate,
-            source="live",
-            requests=totals[Arm.CANDIDATE].tokens_n,
-            prompt_tokens=live_c.prompt_tokens_per_request,
-            completion_tokens=live_c.completion_tokens_per_request,
-            observed_cost_usd=live_c.observed_cost_per_request_usd,
-            price=settings.models.get(plan.candidate),
+    candidate_price = settings.models.get(plan.candidate)
+    candidate_cost = (
+        _live_cost(arms["candidate"], totals[Arm.CANDIDATE], candidate_price)
+        if totals[Arm.CANDIDATE].tokens_n
+        else _shadow_cost(plan.candidate, shadow, candidate_price)
+    )
+    steps, triggers, last_decision = (
+        step_marks(entries),
+        trigger_series(entries),
+        _last_decision(entries),
+    )
+    scope = None
+    if tenant is not None:
+        steps, triggers, last_decision = _whole_rollout_evidence_withheld(steps, last_decision)
+        scope = TenantScope(
+            tenant=tenant,
+            calls=live.calls,
+            retention_days=settings.retention_days,
+            starts_at_retention=starts_at_retention,
         )
-    else:
-        candidate_cost = arm_cost(
-            "candidate",
-            plan.candidate,
-            source="shadow",
-            requests=shadow.replays,
-            prompt_tokens=shadow.prompt_tokens,
-            completion_tokens=shadow.completion_tokens,
-            observed_cost_usd=shadow.cost_usd,
-            price=settings.models.get(plan.candidate),
-        )
-    observed, first, last = traffic_span(minutes)
     redactor = Redactor(settings.tap.redact_patterns)
     return ReportData(
         rollout=_info(record),
@@ -127,21 +144,75 @@ def load_report(
         until=until,
         bucket_minutes=bucket_minutes,
         arms=arms,
-        series=bucket_series(minutes, ARMS, since, until, bucket_minutes),
-        steps=step_marks(entries),
+        series=bucket_series(live.rows, ARMS, since, until, bucket_minutes),
+        steps=steps,
         cost=project_monthly_cost(
             baseline_cost,
             candidate_cost,
-            observed_requests=observed,
-            observed_since=first,
-            observed_until=last,
+            observed_requests=live.calls,
+            observed_since=live.first_minute,
+            observed_until=live.end_minute,
+            tenant=tenant,
         ),
         similarity=similarity_histogram(counts, means, HISTOGRAM_BINS),
-        triggers=trigger_series(entries),
-        last_decision=_last_decision(entries),
+        triggers=triggers,
+        last_decision=last_decision,
         divergent=tuple(_pair(row, redactor) for row in pair_rows),
         audit_truncated=len(history) >= AUDIT_LIMIT,
         tenant=tenant,
+        tenant_scope=scope,
+    )
+
+
+def check_tenant_name(tenant: str) -> None:
+    """Refuse what no event can carry as its tenant (a typo would report nothing)."""
+    if not TENANT_NAME.fullmatch(tenant):
+        raise ValueError(
+            f"{tenant!r} is not a tenant name: tenant names are 1 to {NAME} characters of "
+            "letters, digits and . : / @ + - _, exactly as the services send them"
+        )
+
+
+def _live_cost(summary: ArmSummary, totals: LiveTotals, price: ModelEndpoint | None) -> ArmCost:
+    """An arm's cost per request from the live calls it served."""
+    return arm_cost(
+        summary.arm,
+        summary.model,
+        source="live",
+        requests=totals.tokens_n,
+        prompt_tokens=summary.prompt_tokens_per_request,
+        completion_tokens=summary.completion_tokens_per_request,
+        observed_cost_usd=summary.observed_cost_per_request_usd,
+        price=price,
+    )
+
+
+def _shadow_cost(model: str, shadow: queries.ShadowTokens, price: ModelEndpoint | None) -> ArmCost:
+    """The candidate's cost per request from its answers to mirrored prompts."""
+    return arm_cost(
+        "candidate",
+        model,
+        source="shadow",
+        requests=shadow.replays,
+        prompt_tokens=shadow.prompt_tokens,
+        completion_tokens=shadow.completion_tokens,
+        observed_cost_usd=shadow.cost_usd,
+        price=price,
+    )
+
+
+def _whole_rollout_evidence_withheld(
+    steps: tuple[StepMark, ...], last: LastDecision | None
+) -> tuple[tuple[StepMark, ...], tuple[TriggerSeries, ...], LastDecision | None]:
+    """A tenant's report keeps when the shared flag moved, not why.
+
+    The reasons and the trigger statistics are computed over every tenant's calls: next
+    to the tenant's own figures they would tell the other tenants' by difference.
+    """
+    return (
+        tuple(replace(mark, reason=REASON_WITHHELD) for mark in steps),
+        (),
+        None if last is None else replace(last, reason=REASON_WITHHELD),
     )
 
 

@@ -57,19 +57,21 @@ def render_markdown(data: ReportData) -> str:
         "",
         f"{_text(r.baseline)} → {_text(r.candidate)} on flag **{_text(r.flag)}** "
         f"(Unleash project {_text(r.project)}, environment {_text(r.environment)}). "
-        f"Status **{_text(r.status)}**, candidate at **{r.percent} %** "
-        f"(steps {' → '.join(str(s) for s in r.steps)} %).",
+        f"Status{fmt.whole_rollout(data.tenant)} **{_text(r.status)}**, candidate at "
+        f"**{r.percent} %** (steps {' → '.join(str(s) for s in r.steps)} %).",
         "",
         f"Generated {fmt.when(data.generated_at)}; figures from {fmt.when(data.since)} "
         f"to {fmt.when(data.until)}.",
         "",
     ]
-    if data.tenant is not None:
-        out += [f"_{_text(fmt.tenant_note(data.tenant))}_", ""]
+    if data.tenant_scope is not None:
+        note = fmt.tenant_note(data.tenant_scope, data.since, data.until)
+        out += [f"_{_text(note)}_", ""]
     if data.last_decision is not None:
         d = data.last_decision
         out += [
-            f"**Last decision** ({fmt.when(d.at)}, {_text(d.actor)}): **{_text(d.action)}** — "
+            f"**Last decision{fmt.whole_rollout(data.tenant)}** ({fmt.when(d.at)}, "
+            f"{_text(d.actor)}): **{_text(d.action)}** — "
             f"{_text(d.reason)}",
             "",
         ]
@@ -149,9 +151,11 @@ def render_markdown(data: ReportData) -> str:
                     fmt.statistic(t.margin),
                 )
             )
+    elif data.tenant is not None:
+        out.append(f"_{fmt.TRIGGERS_WITHHELD}_")
     else:
         out.append(f"_{fmt.NO_DATA}_")
-    out += ["", "## Step history", ""]
+    out += ["", f"## Step history{fmt.whole_rollout(data.tenant)}", ""]
     if data.steps:
         out += _header("when", "flag", "action", "by", "reason")
         for mark in data.steps:

@@ -172,6 +172,23 @@ class DivergentPair:
     candidate_answer: str
 
 
+# What a tenant's report shows instead of the controller's reasons: they quote figures of
+# the whole rollout (canary request counts, trigger estimates), i.e. of other tenants too.
+REASON_WITHHELD = "not shown in a tenant's report (it quotes whole-rollout figures)"
+
+
+@dataclass(frozen=True, slots=True)
+class TenantScope:
+    """A report made for one tenant: what its figures cover."""
+
+    tenant: str
+    calls: int  # the tenant's live calls in the report window (0: no such calls stored)
+    retention_days: int  # raw calls, which a tenant's figures come from, are kept this long
+    # The window starts at the retention cut-off, not at the rollout's start: earlier
+    # calls may have been purged, so they are not counted at all.
+    starts_at_retention: bool
+
+
 @dataclass(frozen=True, slots=True)
 class ReportData:
     """Everything a report shows."""
@@ -190,9 +207,11 @@ class ReportData:
     last_decision: LastDecision | None
     divergent: tuple[DivergentPair, ...]
     audit_truncated: bool  # the audit log had more entries than the report read
-    # Set: the texts (divergent prompts) are this tenant's only; the figures are rollups,
-    # which hold counts and sums over the whole rollout, never a tenant's text.
+    # Set: every figure and text is this tenant's calls only (from raw rows, not the
+    # rollups); the rollout's state and step history are the whole rollout's, the trigger
+    # evidence and decision reasons are left out. tenant_scope says what was counted.
     tenant: str | None = None
+    tenant_scope: TenantScope | None = None
 
     @property
     def has_live_data(self) -> bool:

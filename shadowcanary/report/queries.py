@@ -2,7 +2,9 @@
 
 Everything except the divergent pairs reads rollups or aggregates in SQL, so a report
 costs O(minutes) for the charts and O(bins) for the histogram whatever the traffic;
-the pairs are a LIMIT on the comparisons' similarity.
+the pairs are a LIMIT on the comparisons' similarity. The shadow reads take a
+``tenant`` (joining captures, which hold it); a tenant's live figures are in
+``shadowcanary.report.live``.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Connection, Table, and_, func, select
+from sqlalchemy.sql.elements import ColumnElement
 
 from shadowcanary.replay.records import ReplayKind
 from shadowcanary.store.models import (
@@ -84,9 +87,15 @@ def live_minutes(
     ]
 
 
-def shadow_tokens(conn: Connection, rollout: str, since: datetime) -> ShadowTokens:
-    """What the candidate's answers to mirrored prompts used, for the cost model."""
+def shadow_tokens(
+    conn: Connection, rollout: str, since: datetime, *, tenant: str | None = None
+) -> ShadowTokens:
+    """What the candidate's answers to mirrored prompts used, for the cost model.
+
+    With ``tenant``, only the replays of that tenant's calls.
+    """
     ok = and_(
+        *_tenant_only(tenant),
         REPLAYS.c.kind == ReplayKind.CANDIDATE.value,
         REPLAYS.c.status == "ok",
         REPLAYS.c.prompt_tokens.is_not(None),
@@ -112,16 +121,30 @@ def shadow_tokens(conn: Connection, rollout: str, since: datetime) -> ShadowToke
 
 
 def similarity_counts(
-    conn: Connection, rollout: str, since: datetime, bins: int
+    conn: Connection, rollout: str, since: datetime, bins: int, *, tenant: str | None = None
 ) -> tuple[dict[str, dict[int, int]], dict[str, float]]:
-    """Comparisons per kind and similarity bin (1..bins), and the mean per kind."""
+    """Comparisons per kind and similarity bin (1..bins), and the mean per kind.
+
+    With ``tenant``, only the comparisons of that tenant's calls.
+    """
     raw = func.width_bucket(COMPARISONS.c.lexical_similarity, 0.0, 1.0, bins)
     # width_bucket puts exactly 1.0 in bin bins+1 (and below 0 in bin 0): fold them in.
     bin_no = func.least(func.greatest(raw, 1), bins).label("bin")
-    where = (COMPARISONS.c.rollout == rollout, COMPARISONS.c.recorded_at >= since)
+    where = (
+        COMPARISONS.c.rollout == rollout,
+        COMPARISONS.c.recorded_at >= since,
+        *_tenant_only(tenant),
+    )
+    # The join only narrows to a tenant; without one, comparisons alone answer.
+    source = (
+        COMPARISONS
+        if tenant is None
+        else COMPARISONS.join(CAPTURES, COMPARISONS.c.event_id == CAPTURES.c.event_id)
+    )
     counts: dict[str, dict[int, int]] = {}
     for kind, bin_index, count in conn.execute(
         select(COMPARISONS.c.kind, bin_no, func.count())
+        .select_from(source)
         .where(*where)
         .group_by(COMPARISONS.c.kind, bin_no)
     ):
@@ -130,6 +153,7 @@ def similarity_counts(
         kind: float(mean)
         for kind, mean in conn.execute(
             select(COMPARISONS.c.kind, func.avg(COMPARISONS.c.lexical_similarity))
+            .select_from(source)
             .where(*where)
             .group_by(COMPARISONS.c.kind)
         )
@@ -145,7 +169,6 @@ def most_divergent(
 
     With ``tenant``, only that tenant's calls: another tenant's prompts never show.
     """
-    tenant_only = () if tenant is None else (CAPTURES.c.tenant == tenant,)
     joined = COMPARISONS.join(CAPTURES, COMPARISONS.c.event_id == CAPTURES.c.event_id).join(
         REPLAYS,
         and_(
@@ -169,12 +192,17 @@ def most_divergent(
             COMPARISONS.c.rollout == rollout,
             COMPARISONS.c.kind == ReplayKind.CANDIDATE.value,
             COMPARISONS.c.recorded_at >= since,
-            *tenant_only,
+            *_tenant_only(tenant),
         )
         .order_by(COMPARISONS.c.lexical_similarity, COMPARISONS.c.event_id)
         .limit(limit)
     ).all()
     return [PairRow(*row) for row in rows]
+
+
+def _tenant_only(tenant: str | None) -> tuple[ColumnElement[bool], ...]:
+    """The filter to one tenant's calls (the query must join captures), or none."""
+    return () if tenant is None else (CAPTURES.c.tenant == tenant,)
 
 
 def _float(value: Any) -> float | None:
