@@ -46,7 +46,9 @@ def _controller_group() -> None:
 class _Context:
     """Settings, database and flag backend, wired once per command."""
 
-    def __init__(self, flags: str | None = None, unleash_url: str | None = None) -> None:
+    def __init__(
+        self, flags: str | None = None, unleash_url: str | None = None, *, migrate: bool = True
+    ) -> None:
         from dataclasses import replace
 
         from shadowcanary.controller.lock import lock_engine
@@ -58,7 +60,10 @@ class _Context:
         self.settings = load_settings()
         configure_logging(self.settings.log_level)
         settings = self.settings
-        url = database_url(settings)
+        if migrate or not settings.database_url:
+            url = database_url(settings)  # migrated (the embedded Postgres started first)
+        else:
+            url = settings.database_url  # the caller migrates (controller run waits for it)
         self.database_url = url
         self.engine = make_engine(url, pool_size=2)
         self.lock_engine = lock_engine(url)
@@ -273,9 +278,11 @@ def run(
         raise typer.BadParameter(f"--flags must be embedded or unleash, not {flags!r}")
     interval_s = parse_interval(interval) if interval else None
     backoff_s = parse_interval(max_backoff)
-    from shadowcanary.controller.loop import ControllerLoop, LoopConfig
+    from shadowcanary.controller.loop import ControllerLoop, LoopConfig, migrate_when_reachable
+    from shadowcanary.store.db import migrate
 
-    ctx = _Context(flags=flags, unleash_url=unleash_url)
+    # Postgres may be down at start: migrate_when_reachable waits for it (counted, logged).
+    ctx = _Context(flags=flags, unleash_url=unleash_url, migrate=False)
     port = metrics_port or ctx.settings.metrics_port
     if port:
         from prometheus_client import start_http_server
@@ -294,4 +301,5 @@ def run(
 
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
-    ControllerLoop(ctx.ports(), ctx.lock_engine, config).run(stop)
+    if migrate_when_reachable(ctx.database_url, config, stop, migrate=migrate):
+        ControllerLoop(ctx.ports(), ctx.lock_engine, config).run(stop)

@@ -31,6 +31,10 @@ from shadowcanary.errors import ServiceUnavailable, ShadowCanaryError
 
 log = structlog.get_logger(__name__)
 
+# The rollout label of an outage met while listing the rollouts (``--all``), before
+# any rollout is known.
+EVERY_ROLLOUT = "*"
+
 # Statuses that need a controller: active ones, and rolled-back ones (kept at 0 %).
 CONTROLLED = frozenset(
     {
@@ -55,6 +59,45 @@ class LoopConfig:
     interval_s: float = 10.0
     rollouts: tuple[str, ...] | None = None  # None: every rollout that needs a controller
     max_backoff_s: float = 60.0
+
+
+def migrate_when_reachable(
+    database_url: str,
+    config: LoopConfig,
+    stop: threading.Event,
+    *,
+    migrate: Callable[[str], None],
+) -> bool:
+    """Bring the schema to head before the loop starts, waiting for Postgres if it is down.
+
+    A controller started while Postgres is down has read no rollout: their plans, and
+    so their webhooks, live in Postgres. It has nobody to alert and nothing to act on
+    (guarantee 2.8), so it logs and counts each failed try and retries with the loop's
+    backoff instead of exiting (a supervisor would only restart it into the same
+    outage). Returns False if ``stop`` was set first.
+    """
+    labels = config.rollouts or (EVERY_ROLLOUT,)
+    failures = 0
+    while not stop.is_set():
+        try:
+            migrate(database_url)
+        except ServiceUnavailable as exc:
+            failures += 1
+            for label in labels:
+                metrics.UNAVAILABLE.labels(label, "postgres").inc()
+            log.warning(
+                "postgres unreachable at start: holding, nothing read yet",
+                service="postgres",
+                rollouts=list(labels),
+                error=type(exc.__cause__ or exc).__name__,
+                attempt=failures,
+            )
+            stop.wait(backoff_s(failures, config.interval_s, config.max_backoff_s))
+        else:
+            if failures:
+                log.info("postgres reachable: controller starting", after_attempts=failures)
+            return True
+    return False
 
 
 @dataclass(slots=True)
@@ -128,8 +171,16 @@ class ControllerLoop:
             return self._config.rollouts
         try:
             records = self._ports.store.list()
-        except ServiceUnavailable:
+        except ServiceUnavailable as exc:
             # Keep ticking what we know: each tick then reports the outage and holds.
+            if not self._slots:
+                # Started blind: no rollout known to report for (guarantee 2.8).
+                metrics.UNAVAILABLE.labels(EVERY_ROLLOUT, "postgres").inc()
+                log.warning(
+                    "rollout list unreadable: dependency unreachable",
+                    service="postgres",
+                    error=exc.message,
+                )
             return list(self._slots)
         wanted = [r.name for r in records if r.status in CONTROLLED]
         for gone in set(self._slots) - set(wanted):
@@ -174,5 +225,8 @@ class ControllerLoop:
 
     def _sleep_s(self) -> float:
         now = self._monotonic()
-        next_due = min((slot.due for slot in self._slots.values()), default=now)
+        # No rollout yet (--all with none running, or Postgres down since the start):
+        # list again after an interval, not in a busy loop.
+        idle = now + self._config.interval_s
+        next_due = min((slot.due for slot in self._slots.values()), default=idle)
         return max(0.01, min(self._config.interval_s, next_due - now))

@@ -59,7 +59,8 @@ TRIGGER_MARGIN = Gauge(
 UNAVAILABLE = Counter(
     "shadowcanary_controller_service_unavailable_total",
     "Ticks that held because a dependency was unreachable, by service",
-    ["rollout", "service"],  # postgres | flags
+    # service: postgres | flags; rollout "*": `--all` could not even list the rollouts
+    ["rollout", "service"],
 )
 LOCK_HELD = Gauge(
     "shadowcanary_controller_lock_held",

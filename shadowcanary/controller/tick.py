@@ -529,10 +529,23 @@ def json_inputs(inputs: DecisionInputs) -> dict[str, Any]:
 
 def held_unreachable(ports: TickPorts, name: str, memory: TickMemory) -> TickResult:
     """Postgres did not answer before the tick could start (the lock check failed)."""
-    if memory.record is None:  # never held this rollout: nothing to report
-        return TickResult(name, TickOutcome.UNAVAILABLE, service="postgres")
     down = _Down("postgres", ServiceUnavailable("Postgres did not answer the lock check"))
-    result = _unavailable(ports, memory, name, down, ports.clock())
+    if memory.record is None:
+        # Never read this rollout (started blind, or a standby): its plan, and so its
+        # webhooks, live in Postgres. Log and count the outage, act on nothing. No
+        # down_since either: a standby taking over hours later must not announce a
+        # "reachable again after hours" it never saw end.
+        metrics.UNAVAILABLE.labels(name, "postgres").inc()
+        log.warning(
+            "tick held: dependency unreachable",
+            rollout=name,
+            service="postgres",
+            error=_error_text(down),
+            rollout_never_read=True,
+        )
+        result = TickResult(name, TickOutcome.UNAVAILABLE, service="postgres")
+    else:
+        result = _unavailable(ports, memory, name, down, ports.clock())
     metrics.TICKS.labels(name, result.outcome.value).inc()
     return result
 

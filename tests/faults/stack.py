@@ -232,15 +232,22 @@ class ControllerProcess:
 
 @contextmanager
 def controller_process(
-    env: dict[str, str], rollout: str, log: Path, *, interval: str = "300ms"
+    env: dict[str, str],
+    rollout: str,
+    log: Path,
+    *,
+    interval: str = "300ms",
+    all_rollouts: bool = False,
 ) -> Iterator[ControllerProcess]:
+    """The controller driving ``rollout`` (or, with ``all_rollouts``, ``--all``)."""
     full = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
     runbooks = os.environ.get("SHADOWCANARY_RUNBOOKS_DIR")
     full.update({"SHADOWCANARY_LOG_LEVEL": "info", **env})
     if runbooks and "SHADOWCANARY_RUNBOOKS_DIR" not in env:
         full["SHADOWCANARY_RUNBOOKS_DIR"] = runbooks
     code = "from shadowcanary.cli_rollout import controller_app; controller_app()"
-    args = ["run", "--rollout", rollout, "--interval", interval, "--max-backoff", "1s"]
+    which = ["--all"] if all_rollouts else ["--rollout", rollout]
+    args = ["run", *which, "--interval", interval, "--max-backoff", "1s"]
     with log.open("wb") as out:
         proc = subprocess.Popen(
             [sys.executable, "-c", code, *args],
