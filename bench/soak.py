@@ -181,25 +181,39 @@ def _lag_ms(engine: Engine, since_s: float = 0.0, until_s: float = 1e9) -> dict[
     """p50/p99 of (comparison stored - call ended - candidate call latency), in ms.
 
     Only calls that started between ``since_s`` and ``until_s`` after the first one.
+    Also the two stages: call ended -> capture stored (tap, broker, ingest) and capture
+    stored -> comparison stored (replay scheduling, model call excluded, recording).
     """
     sql = """
         with t as (
             select extract(epoch from m.recorded_at - c.started_at) * 1000
                    - c.latency_ms - coalesce(r.latency_ms, 0) as lag,
+                   extract(epoch from c.received_at - c.started_at) * 1000
+                   - c.latency_ms as ingest,
+                   extract(epoch from m.recorded_at - c.received_at) * 1000
+                   - coalesce(r.latency_ms, 0) as replay,
                    extract(epoch from c.started_at - min(c.started_at) over ()) as at_s
             from comparisons m join captures c using (event_id)
             join replays r on r.event_id = m.event_id and r.kind = m.kind
             where c.rollout = :r and m.kind = 'candidate'
         )
         select percentile_cont(0.5) within group (order by lag),
-               percentile_cont(0.99) within group (order by lag), count(*)
+               percentile_cont(0.99) within group (order by lag),
+               percentile_cont(0.99) within group (order by ingest),
+               percentile_cont(0.99) within group (order by replay), count(*)
         from t where at_s >= :since and at_s < :until
     """
     with engine.connect() as conn:
-        p50, p99, n = conn.execute(
+        p50, p99, ingest_p99, replay_p99, n = conn.execute(
             text(sql), {"r": ROLLOUT, "since": since_s, "until": until_s}
         ).one()
-    return {"p50": float(p50 or 0), "p99": float(p99 or 0), "n": int(n)}
+    return {
+        "p50": float(p50 or 0),
+        "p99": float(p99 or 0),
+        "ingest_p99": float(ingest_p99 or 0),
+        "replay_p99": float(replay_p99 or 0),
+        "n": int(n),
+    }
 
 
 def main() -> None:
@@ -343,6 +357,8 @@ def main() -> None:
         "drain_s": round(drained_s, 1),
         "lag_p50_ms": round(lag["p50"], 1),
         "lag_p99_ms": round(lag["p99"], 1),
+        "lag_ingest_p99_ms": round(lag["ingest_p99"], 1),
+        "lag_replay_p99_ms": round(lag["replay_p99"], 1),
         "lag_p99_ratio": round(last["p99"] / first["p99"], 2) if first["p99"] else None,
         "queue_depth_max": max(depths, default=0),
         "lost": lost,
