@@ -27,7 +27,8 @@ def tenant_note(scope: TenantScope, since: datetime, until: datetime) -> str:
     )
     if scope.starts_at_retention:
         note += (
-            f" Raw calls are kept {scope.retention_days} days (retention_days): this report "
+            f" Raw calls are kept for {scope.retention_days} "
+            f"day{'' if scope.retention_days == 1 else 's'} (retention_days): this report "
             f"starts at {when(since)}, not at the rollout's start."
         )
     if not scope.calls:

@@ -13,6 +13,7 @@ import math
 from datetime import datetime
 from typing import Any
 
+from shadowcanary.report.formatting import tenant_note
 from shadowcanary.report.model import ReportData
 
 REPORT_FORMAT = 1
@@ -41,6 +42,10 @@ def report_dict(data: ReportData) -> dict[str, Any]:
     """The report as a dict (``json.dumps`` ready)."""
     body = _plain(data)
     body["has_live_data"] = data.has_live_data
+    if data.tenant_scope is not None:
+        # The sentence the other formats show: a JSON report shared with a tenant says
+        # what it counts (and when no call of that tenant was found) too.
+        body["tenant_note"] = tenant_note(data.tenant_scope, data.since, data.until)
     return {"report_format": REPORT_FORMAT, **body}
 
 
