@@ -11,21 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-import httpx
-
-import shadowcanary
 from shadowcanary.gateway.auth import hash_key
+from shadowcanary.testing.processes import child_env, scratch_dir, serve_with_port_file
 
 GATEWAY_TEST_KEY = "sc-gw-test-key"
 
@@ -50,63 +41,34 @@ class GatewayHandle:
         return self.log_path.read_text(errors="replace")
 
 
-def _tail(path: Path, lines: int = 40) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _wait_ready(proc: subprocess.Popen[bytes], port_file: Path, log: Path, deadline: float) -> int:
-    port: int | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise GatewayFailed(f"gateway exited with {proc.returncode}:\n{_tail(log)}")
-        if port is None and port_file.exists():
-            text = port_file.read_text().strip()
-            port = int(text) if text.isdigit() else None
-        if port is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1.0).status_code == 200:
-                    return port
-        time.sleep(0.05)
-    raise GatewayFailed(f"gateway not ready before the deadline:\n{_tail(log)}")
-
-
 @contextlib.contextmanager
 def run_gateway(
     env: Mapping[str, str], *, startup_timeout_s: float = 30.0
 ) -> Iterator[GatewayHandle]:
     """Run ``python -m shadowcanary.gateway`` with ``env`` (SHADOWCANARY_* settings)."""
-    workdir = Path(tempfile.mkdtemp(prefix="sc-gw-"))
-    port_file = workdir / "port"
-    log_path = workdir / "gateway.log"
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
-    full_env.setdefault("SHADOWCANARY_GATEWAY__PORT", "0")
-    full_env["SHADOWCANARY_GATEWAY__API_KEYS"] = json.dumps(
-        {"test-service": {"sha256": hash_key(GATEWAY_TEST_KEY)}}
+    full_env = child_env(
+        {
+            "SHADOWCANARY_GATEWAY__PORT": "0",
+            "SHADOWCANARY_GATEWAY__API_KEYS": json.dumps(
+                {"test-service": {"sha256": hash_key(GATEWAY_TEST_KEY)}}
+            ),
+            **env,
+        }
     )
-    full_env.update(env)
     full_env.pop("PROMETHEUS_MULTIPROC_DIR", None)
-    package_root = str(Path(shadowcanary.__file__).resolve().parent.parent)
-    full_env["PYTHONPATH"] = os.pathsep.join(
-        p for p in (package_root, full_env.get("PYTHONPATH")) if p
-    )
-    cmd = [sys.executable, "-m", "shadowcanary.gateway", "--port-file", str(port_file)]
-    cmd.append("--exit-with-parent")
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT, env=full_env
-        )
-    try:
-        port = _wait_ready(proc, port_file, log_path, time.monotonic() + startup_timeout_s)
-        yield GatewayHandle(f"http://127.0.0.1:{port}/v1", port, proc.pid, log_path)
-    finally:
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(timeout=5)
-        shutil.rmtree(workdir, ignore_errors=True)
+    with (
+        scratch_dir("sc-gw-") as workdir,
+        serve_with_port_file(
+            "shadowcanary.gateway",
+            [],
+            workdir=workdir,
+            env=full_env,
+            ready_path="/readyz",
+            what="gateway",
+            failure=GatewayFailed,
+            startup_timeout_s=startup_timeout_s,
+            stop_grace_s=10.0,
+        ) as served,
+    ):
+        port = served.port
+        yield GatewayHandle(f"http://127.0.0.1:{port}/v1", port, served.proc.pid, served.log_path)

@@ -14,13 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import os
-import shutil
-import signal
-import subprocess
-import sys
-import tempfile
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,8 +21,8 @@ from typing import Any
 
 import httpx
 
-import shadowcanary
 from shadowcanary.errors import ConfigError
+from shadowcanary.testing.processes import child_env, scratch_dir, serve_with_port_file
 
 SIM_API_KEY = "sim-key"
 
@@ -95,45 +88,6 @@ class SimHandle:
         return int(self.stats()["requests"].get(model, {}).get(str(status), 0))
 
 
-def _log_tail(path: Path, lines: int = 30) -> str:
-    try:
-        return "\n".join(path.read_text(errors="replace").splitlines()[-lines:])
-    except OSError:
-        return "(no log)"
-
-
-def _wait_until_healthy(
-    proc: subprocess.Popen[bytes], port_file: Path, log_path: Path, deadline: float
-) -> int:
-    port: int | None = None
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SimulatorFailed(
-                f"simulator exited with code {proc.returncode} during start-up:\n"
-                f"{_log_tail(log_path)}"
-            )
-        if port is None and port_file.exists():
-            text = port_file.read_text().strip()
-            port = int(text) if text.isdigit() else None
-        if port is not None:
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1.0).status_code == 200:
-                    return port
-        time.sleep(0.02)
-    raise SimulatorFailed(f"simulator not healthy before the deadline:\n{_log_tail(log_path)}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    if proc.poll() is not None:
-        return
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.wait(timeout=5)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-        proc.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def run_simulator(
     profiles: Mapping[str, Mapping[str, Any]] | None = None,
@@ -150,39 +104,30 @@ def run_simulator(
     fields take their defaults); None means the shipped defaults. To tweak the
     defaults, start from ``shadowcanary.sim.default_profiles()``.
     """
-    workdir = Path(tempfile.mkdtemp(prefix="sc-sim-"))
-    port_file = workdir / "port"
-    log_path = workdir / "sim.log"
-    cmd = [sys.executable, "-m", "shadowcanary.sim", "--host", "127.0.0.1"]
-    cmd += ["--port", str(port or 0), "--port-file", str(port_file)]
-    # --exit-with-parent: a crashed or killed test run leaves no simulator behind.
-    cmd += ["--admin-token", admin_token, "--seed", str(seed), "--exit-with-parent"]
-    if profiles is not None:
-        profiles_path = workdir / "profiles.yaml"
-        # JSON is valid YAML, and exact for floats.
-        profiles_path.write_text(json.dumps({"models": profiles}))
-        cmd += ["--profiles", str(profiles_path)]
+    args = ["--host", "127.0.0.1", "--port", str(port or 0)]
+    args += ["--admin-token", admin_token, "--seed", str(seed)]
     if max_body_bytes is not None:
-        cmd += ["--max-body-bytes", str(max_body_bytes)]
-    env = dict(os.environ)
-    package_root = str(Path(shadowcanary.__file__).resolve().parent.parent)
-    env["PYTHONPATH"] = os.pathsep.join(p for p in (package_root, env.get("PYTHONPATH")) if p)
-    with log_path.open("wb") as log:
-        proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            cmd,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=env,
-        )
-    try:
-        bound = _wait_until_healthy(proc, port_file, log_path, time.monotonic() + startup_timeout_s)
-        yield SimHandle(
-            base_url=f"http://127.0.0.1:{bound}/v1",
-            admin_token=admin_token,
-            port=bound,
-            log_path=log_path,
-        )
-    finally:
-        _stop(proc)
-        shutil.rmtree(workdir, ignore_errors=True)
+        args += ["--max-body-bytes", str(max_body_bytes)]
+    with scratch_dir("sc-sim-") as workdir:
+        if profiles is not None:
+            profiles_path = workdir / "profiles.yaml"
+            # JSON is valid YAML, and exact for floats.
+            profiles_path.write_text(json.dumps({"models": profiles}))
+            args += ["--profiles", str(profiles_path)]
+        with serve_with_port_file(
+            "shadowcanary.sim",
+            args,
+            workdir=workdir,
+            env=child_env({}, inherit_settings=True),
+            ready_path="/healthz",
+            what="simulator",
+            failure=SimulatorFailed,
+            startup_timeout_s=startup_timeout_s,
+            stop_grace_s=5.0,
+        ) as served:
+            yield SimHandle(
+                base_url=f"http://127.0.0.1:{served.port}/v1",
+                admin_token=admin_token,
+                port=served.port,
+                log_path=served.log_path,
+            )

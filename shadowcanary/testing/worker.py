@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import signal
 import subprocess
 import threading
 import time
@@ -11,16 +9,16 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from pathlib import Path
 
 from shadowcanary import constants
+from shadowcanary.testing.processes import PACKAGE_ROOT, ChildProcess, child_env
 from workers.command import worker_command
 
-REPO_ROOT = Path(__file__).resolve().parents[2]
+REPO_ROOT = PACKAGE_ROOT  # the checkout: workers run from it
 
 
 @dataclass
-class WorkerProcess:
+class WorkerProcess(ChildProcess):
     """A ``celery worker`` subprocess whose output is collected for assertions."""
 
     proc: subprocess.Popen[str]
@@ -49,19 +47,6 @@ class WorkerProcess:
             f"worker did not print {text!r} in {timeout_s}s:\n{self.output()[-4000:]}"
         )
 
-    def kill9(self) -> None:
-        """SIGKILL the worker: no shutdown hooks, no acks: the crash case."""
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
-
 
 @contextmanager
 def run_worker(
@@ -74,12 +59,10 @@ def run_worker(
     ready_timeout_s: float = 60.0,
 ) -> Iterator[WorkerProcess]:
     """Start a worker with ``env`` added to the environment; wait until it is ready."""
-    full_env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
-    full_env.update(env)
     proc = subprocess.Popen(  # noqa: S603 - our own interpreter and arguments
         worker_command(name=name, queues=queues, pool=pool, concurrency=concurrency),
         cwd=REPO_ROOT,
-        env=full_env,
+        env=child_env(env),
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,

@@ -11,7 +11,6 @@ with a reason, and the per-minute rollups count each of them exactly once.
 from __future__ import annotations
 
 import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,8 +26,7 @@ from shadowcanary.settings import TapSettings
 from shadowcanary.tap import Tap, TapStats
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
-
-REPO_ROOT = Path(__file__).resolve().parents[2]
+from shadowcanary.testing.processes import ChildProcess, child_env, spawn_logged
 
 
 def outage_s() -> float:
@@ -204,30 +202,13 @@ def assert_balanced(books: Books, emitted: list[str], stats: TapStats) -> None:
 
 
 @dataclass
-class ControllerProcess:
+class ControllerProcess(ChildProcess):
     """``shadowcanary controller run`` in a subprocess; its output goes to ``log``."""
 
-    proc: subprocess.Popen[bytes]
     log: Path
 
     def output(self) -> str:
         return self.log.read_text(errors="replace")
-
-    @property
-    def pid(self) -> int:
-        return self.proc.pid
-
-    def kill9(self) -> None:
-        self.proc.kill()
-        self.proc.wait(timeout=10)
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=15)
-            except subprocess.TimeoutExpired:
-                self.kill9()
 
 
 @contextmanager
@@ -240,22 +221,14 @@ def controller_process(
     all_rollouts: bool = False,
 ) -> Iterator[ControllerProcess]:
     """The controller driving ``rollout`` (or, with ``all_rollouts``, ``--all``)."""
-    full = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
+    full = child_env({"SHADOWCANARY_LOG_LEVEL": "info", **env})
     runbooks = os.environ.get("SHADOWCANARY_RUNBOOKS_DIR")
-    full.update({"SHADOWCANARY_LOG_LEVEL": "info", **env})
     if runbooks and "SHADOWCANARY_RUNBOOKS_DIR" not in env:
         full["SHADOWCANARY_RUNBOOKS_DIR"] = runbooks
     code = "from shadowcanary.cli_rollout import controller_app; controller_app()"
     which = ["--all"] if all_rollouts else ["--rollout", rollout]
     args = ["run", *which, "--interval", interval, "--max-backoff", "1s"]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-c", code, *args],
-            env=full,
-            cwd=REPO_ROOT,
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    proc = spawn_logged([sys.executable, "-c", code, *args], full, log)
     handle = ControllerProcess(proc, log)
     try:
         yield handle
