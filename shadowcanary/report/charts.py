@@ -257,6 +257,23 @@ def time_chart(
     return "\n".join(out)
 
 
+def _bars_open(
+    fr: Frame,
+    title: str,
+    slug: str,
+    groups: Sequence[Bars],
+    y_label: str,
+    y_format: Callable[[float], str],
+) -> tuple[Scale, list[str]]:
+    """The value scale from zero up (with headroom for the labels over the bars), the
+    opened SVG and its y axis: what the bar and histogram charts start with."""
+    values = [v for group in groups for v in group.values if v is not None]
+    low, high = extent(values, include=[0.0])
+    ticks = nice_ticks(low, high * 1.1)
+    y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
+    return y, [*_open(fr, title, slug), *_y_axis(fr, y, ticks, y_label, y_format)]
+
+
 def bar_chart(
     title: str,
     slug: str,
@@ -269,14 +286,9 @@ def bar_chart(
 ) -> str:
     """Grouped bars: for each category, one bar per group (e.g. p50/p95/p99 per arm)."""
     fr = frame or Frame()
-    values = [v for group in groups for v in group.values if v is not None]
-    low, high = extent(values, include=[0.0])
-    ticks = nice_ticks(low, high * 1.1)  # headroom for the value labels
-    y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
+    y, out = _bars_open(fr, title, slug, groups, y_label, y_format)
     slot = (fr.right - LEFT) / max(1, len(categories))
     bar = slot * 0.7 / max(1, len(groups))
-    out = _open(fr, title, slug)
-    out += _y_axis(fr, y, ticks, y_label, y_format)
     base = fr.bottom
     for c, category in enumerate(categories):
         x0 = LEFT + c * slot + slot * 0.15
@@ -317,13 +329,8 @@ def histogram_chart(
 ) -> str:
     """Side-by-side histograms over the same bins (shares of each group, so sizes differ)."""
     fr = frame or Frame()
-    values = [v for group in groups for v in group.values if v is not None]
-    low, high = extent(values, include=[0.0])
-    ticks = nice_ticks(low, high * 1.1)  # headroom for the value labels
-    y = Scale(ticks[0], ticks[-1], fr.bottom, TOP)
+    y, out = _bars_open(fr, title, slug, groups, y_label, format_number)
     x = Scale(edges[0], edges[-1], LEFT, fr.right)
-    out = _open(fr, title, slug)
-    out += _y_axis(fr, y, ticks, y_label, format_number)
     base = fr.bottom
     for i in range(len(edges) - 1):
         left, right = x(edges[i]), x(edges[i + 1])

@@ -111,17 +111,17 @@ def load_report(
         Arm.BASELINE.value: arm_summary("baseline", plan.baseline, totals[Arm.BASELINE]),
         Arm.CANDIDATE.value: arm_summary("candidate", plan.candidate, totals[Arm.CANDIDATE]),
     }
-    baseline_cost = _live_cost(
-        arms["baseline"], totals[Arm.BASELINE], settings.models.get(plan.baseline)
-    )
+    baseline, candidate = arms["baseline"], arms["candidate"]
+    baseline_use = _live_use(baseline, totals[Arm.BASELINE])
+    baseline_cost = _cost(baseline, "live", baseline_use, settings.models.get(plan.baseline))
     # The candidate's own live traffic when it has some; before the first step, what it
     # used answering the mirrored prompts.
     candidate_price = settings.models.get(plan.candidate)
-    candidate_cost = (
-        _live_cost(arms["candidate"], totals[Arm.CANDIDATE], candidate_price)
-        if totals[Arm.CANDIDATE].tokens_n
-        else _shadow_cost(plan.candidate, shadow, candidate_price)
-    )
+    if totals[Arm.CANDIDATE].tokens_n:
+        candidate_use, candidate_source = _live_use(candidate, totals[Arm.CANDIDATE]), "live"
+    else:
+        candidate_use, candidate_source = shadow, "shadow"
+    candidate_cost = _cost(candidate, candidate_source, candidate_use, candidate_price)
     steps, triggers, last_decision = (
         step_marks(entries),
         trigger_series(entries),
@@ -173,30 +173,27 @@ def check_tenant_name(tenant: str) -> None:
         )
 
 
-def _live_cost(summary: ArmSummary, totals: LiveTotals, price: ModelEndpoint | None) -> ArmCost:
-    """An arm's cost per request from the live calls it served."""
-    return arm_cost(
-        summary.arm,
-        summary.model,
-        source="live",
-        requests=totals.tokens_n,
+def _live_use(summary: ArmSummary, totals: LiveTotals) -> queries.TokenUse:
+    """What an arm's served calls used, per call."""
+    return queries.TokenUse(
+        calls=totals.tokens_n,
         prompt_tokens=summary.prompt_tokens_per_request,
         completion_tokens=summary.completion_tokens_per_request,
-        observed_cost_usd=summary.observed_cost_per_request_usd,
-        price=price,
+        cost_usd=summary.observed_cost_per_request_usd,
     )
 
 
-def _shadow_cost(model: str, shadow: queries.ShadowTokens, price: ModelEndpoint | None) -> ArmCost:
-    """The candidate's cost per request from its answers to mirrored prompts."""
+def _cost(
+    summary: ArmSummary, source: str, use: queries.TokenUse, price: ModelEndpoint | None
+) -> ArmCost:
     return arm_cost(
-        "candidate",
-        model,
-        source="shadow",
-        requests=shadow.replays,
-        prompt_tokens=shadow.prompt_tokens,
-        completion_tokens=shadow.completion_tokens,
-        observed_cost_usd=shadow.cost_usd,
+        summary.arm,
+        summary.model,
+        source=source,
+        requests=use.calls,
+        prompt_tokens=use.prompt_tokens,
+        completion_tokens=use.completion_tokens,
+        observed_cost_usd=use.cost_usd,
         price=price,
     )
 

@@ -43,10 +43,10 @@ class LiveMinute:
 
 
 @dataclass(frozen=True, slots=True)
-class ShadowTokens:
-    """Token and cost averages of the candidate's successful shadow replays."""
+class TokenUse:
+    """Average tokens and recorded cost per call, over ``calls`` calls (for the cost model)."""
 
-    replays: int
+    calls: int
     prompt_tokens: float | None
     completion_tokens: float | None
     cost_usd: float | None
@@ -89,7 +89,7 @@ def live_minutes(
 
 def shadow_tokens(
     conn: Connection, rollout: str, since: datetime, *, tenant: str | None = None
-) -> ShadowTokens:
+) -> TokenUse:
     """What the candidate's answers to mirrored prompts used, for the cost model.
 
     With ``tenant``, only the replays of that tenant's calls.
@@ -112,8 +112,8 @@ def shadow_tokens(
         .select_from(REPLAYS.join(CAPTURES, REPLAYS.c.event_id == CAPTURES.c.event_id))
         .where(CAPTURES.c.rollout == rollout, ok)
     ).one()
-    return ShadowTokens(
-        replays=int(count),
+    return TokenUse(
+        calls=int(count),
         prompt_tokens=_float(prompt),
         completion_tokens=_float(completion),
         cost_usd=_float(cost),
