@@ -15,8 +15,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from shadowcanary.plan import MAX_PLAN_CHARS, PlanError, RolloutPlan, load_plan, parse_plan
+from tests.plan_cases import MINIMAL_PLAN as MINIMAL
+from tests.plan_cases import assert_plan_error
 
-MINIMAL = "name: checkout-gpt55\nflag: checkout-model\nbaseline: gpt-5.2\ncandidate: gpt-5.5\n"
 # An error message is read by a person in a terminal: short, whatever the input was.
 MAX_MESSAGE_CHARS = 4_000
 
@@ -127,13 +128,8 @@ def test_hostile_plans_are_rejected_with_a_short_clear_error(
     text: str, fragments: list[str]
 ) -> None:
     """Each hostile plan is a PlanError naming the field, in a message a person can read."""
-    with pytest.raises(PlanError) as raised:
-        parse_plan(text, source="hostile.yaml")
-    message = str(raised.value)
-    assert message.startswith("hostile.yaml"), message[:300]
+    message = assert_plan_error(text, fragments, source="hostile.yaml")
     assert len(message) <= MAX_MESSAGE_CHARS, f"{len(message)} characters"
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in:\n{message[:2000]}"
     assert not Path("/tmp/sc-pwned").exists()
 
 

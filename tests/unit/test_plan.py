@@ -16,13 +16,8 @@ from shadowcanary.plan import (
     load_plan,
     parse_plan,
 )
-
-MINIMAL = """\
-name: checkout-gpt55
-flag: checkout-model
-baseline: gpt-5.2
-candidate: gpt-5.5
-"""
+from tests.plan_cases import MINIMAL_PLAN as MINIMAL
+from tests.plan_cases import assert_plan_error
 
 FULL = """\
 name: checkout-gpt55
@@ -231,12 +226,7 @@ INVALID = [
 @pytest.mark.parametrize(("text", "fragments"), INVALID)
 def test_invalid_plans_say_where_and_how_to_fix(text: str, fragments: list[str]) -> None:
     """Each invalid plan fails with a PlanError naming the line, the field and the fix."""
-    with pytest.raises(PlanError) as raised:
-        parse_plan(text, source="rollout.yaml")
-    message = str(raised.value)
-    assert message.startswith("rollout.yaml")
-    for fragment in fragments:
-        assert fragment in message, f"{fragment!r} not in:\n{message}"
+    assert_plan_error(text, fragments, source="rollout.yaml")
 
 
 def test_every_problem_is_reported_at_once() -> None:
