@@ -2,8 +2,10 @@
 
 Two tenants share one rollout (two services behind the same gateway route). A report
 made for one tenant (``shadowcanary report R --tenant T``, every format) shows that
-tenant's prompts and answers and none of the other's; and through the gateway's
-ingest endpoint a service cannot file events under another tenant's name.
+tenant's prompts, answers, event ids and figures and none of the other's; and through
+the gateway's ingest endpoint a service cannot file events under another tenant's name.
+The figures themselves are checked number by number in
+tests/integration/test_report_tenant.py.
 """
 
 from __future__ import annotations
@@ -41,8 +43,12 @@ def engine(database_url: str) -> Iterator[Engine]:
     engine.dispose()
 
 
-def _seed(engine: Engine) -> None:
-    """Both tenants' calls in one rollout, each prompt carrying its tenant's marker."""
+def _seed(engine: Engine) -> dict[str, list[str]]:
+    """Both tenants' calls in one rollout, each prompt carrying its tenant's marker.
+
+    Returns each tenant's event ids. Alpha's calls are slow (9 s), bravo's fast (0.1 s).
+    """
+    ids: dict[str, list[str]] = {tenant: [] for tenant in SECRETS}
     now = datetime.now(UTC)
     plan = RolloutPlan(name=ROLLOUT, flag="shared-flag", baseline="gpt-5.2", candidate="gpt-5.5")
     ControllerStore(engine).create_rollout(plan, now=now - timedelta(minutes=30), actor="test")
@@ -52,33 +58,42 @@ def _seed(engine: Engine) -> None:
             tenant=tenant,
             rollout=ROLLOUT,
             started_at=now - timedelta(minutes=20 - i),
+            latency_ms=9_000.0 if tenant == "alpha" else 100.0,
             request={
                 "messages": [{"role": "user", "content": f"{marker}: my order {i} is late"}],
             },
             response={"text": f"{marker} answer {i}", "finish_reason": "stop"},
         )
+        ids[tenant].append(event.event_id)
         store.insert_captures(
             [AssessedCapture(event=event, flags=make_flags(), cost_usd=0.001)], received_at=now
         )
         # Every pair is "divergent": with 50 pairs asked for, all of them would show.
         replay = make_replay(event.event_id, lexical_similarity=0.1 + i / 100)
         store.record_replays([replay], recorded_at=now)
+    return ids
 
 
 def test_a_tenants_report_shows_none_of_another_tenants_texts(engine: Engine) -> None:
-    """html, md and json for tenant alpha hold alpha's marker and not bravo's; and back."""
-    _seed(engine)
+    """html, md and json for tenant alpha hold alpha's marker, ids and figures, not bravo's."""
+    ids = _seed(engine)
     settings = load_settings({})
     now = datetime.now(UTC)
     for tenant, marker in SECRETS.items():
         others = [m for t, m in SECRETS.items() if t != tenant]
+        other_ids = [i for t, tenant_ids in ids.items() if t != tenant for i in tenant_ids]
         data = load_report(engine, settings, ROLLOUT, now=now, pairs=50, tenant=tenant)
         assert len(data.divergent) == 3
+        # The figures are this tenant's calls: three, all of them 9 s (alpha) or 0.1 s.
+        assert data.arms["baseline"].requests == 3
+        assert data.arms["baseline"].latency_mean_ms == (9_000.0 if tenant == "alpha" else 100.0)
+        assert data.similarity.candidate_n == 3
         for text in (render_html(data), render_markdown(data), render_json(data)):
             assert marker in text
             assert f"Tenant {tenant}" in text or f'"tenant": "{tenant}"' in text
             for other in others:
                 assert other not in text, f"{other} leaked into {tenant}'s report"
+            assert not [i for i in other_ids if i in text], f"event ids leaked to {tenant}"
     # The operator's report (no tenant) shows both: the filter is what isolates.
     everything = render_markdown(load_report(engine, settings, ROLLOUT, now=now, pairs=50))
     assert all(marker in everything for marker in SECRETS.values())
