@@ -7,7 +7,6 @@ to the next request; nothing is persisted.
 
 from __future__ import annotations
 
-import json
 import re
 from typing import Any
 
@@ -19,6 +18,7 @@ from starlette.routing import Route
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.sim import shapes
+from shadowcanary.sim.json_body import parse_json_body
 from shadowcanary.sim.profiles import MODEL_NAME_PATTERN, ModelProfile, describe_validation_error
 from shadowcanary.sim.reject import JSON_MEDIA, Reject, endpoint
 from shadowcanary.sim.state import SimState
@@ -111,10 +111,7 @@ async def _json_object(request: Request) -> dict[str, Any]:
         raw += chunk
         if len(raw) > _MAX_ADMIN_BODY:
             raise Reject(413, f"admin body over {_MAX_ADMIN_BODY} bytes", model=ADMIN)
-    try:
-        body = json.loads(raw or b"{}")
-    except ValueError as exc:
-        raise Reject(400, f"admin body is not valid JSON: {exc}", model=ADMIN) from None
+    body = parse_json_body(raw or b"{}", model=ADMIN)
     if not isinstance(body, dict):
         raise Reject(400, "admin body must be a JSON object of profile fields", model=ADMIN)
     return body

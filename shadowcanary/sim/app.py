@@ -7,14 +7,12 @@ answer, one ``asyncio.sleep`` (or a few while streaming). No per-request logging
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
-import orjson
 from pydantic import BaseModel, ValidationError
 from starlette.applications import Starlette
 from starlette.requests import Request
@@ -25,6 +23,7 @@ from starlette.types import Receive, Scope, Send
 from shadowcanary.sim import shapes
 from shadowcanary.sim.admin import admin_routes
 from shadowcanary.sim.embeddings import embed, encode_base64
+from shadowcanary.sim.json_body import parse_json_body
 from shadowcanary.sim.output import SimAnswer
 from shadowcanary.sim.profiles import ModelProfile, ProfileSet, describe_validation_error
 from shadowcanary.sim.prompt import SimPrompt, count_tokens
@@ -86,19 +85,7 @@ async def _read_json(request: Request, sim: SimState) -> dict[str, Any]:
             "send a smaller body or start the simulator with a higher limit.",
             code="request_too_large",
         )
-    raw = b"".join(chunks)
-    try:
-        body = orjson.loads(raw)
-    except ValueError:
-        # orjson is stricter than the stdlib (lone surrogate escapes, NaN, UTF-16): the
-        # simulator accepted those before, and still does, on this rare slow path.
-        try:
-            body = json.loads(raw)
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise Reject(
-                400,
-                f"We could not parse the JSON body of your request ({exc}). Send a JSON object.",
-            ) from None
+    body = parse_json_body(b"".join(chunks))
     if not isinstance(body, dict):
         raise Reject(400, f"The request body must be a JSON object, not {type(body).__name__}.")
     return body

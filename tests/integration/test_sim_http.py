@@ -300,6 +300,7 @@ def test_oversized_body_is_413(client: openai.OpenAI) -> None:
         ({}, {"model": "base", "messages": ASK}, 401, "API key"),
         ({"Authorization": "Bearer k"}, b"{not json", 400, "could not parse"),
         ({"Authorization": "Bearer k"}, [1, 2], 400, "JSON object"),
+        ({"Authorization": "Bearer k"}, b"[" * 5000 + b"]" * 5000, 400, "nested too deeply"),
         ({"Authorization": "Bearer k"}, {"model": "base"}, 400, "messages: Field required"),
         ({"Authorization": "Bearer k"}, {"model": "base", "messages": ASK, "n": 2}, 400, "n=1"),
     ],
@@ -313,6 +314,58 @@ def test_bad_requests_get_clear_openai_errors(
     r = httpx.post(url, content=raw, headers={**headers, "Content-Type": "application/json"})
     assert r.status_code == status
     assert fragment in r.json()["error"]["message"]
+
+
+def _post_raw(sim: SimHandle, path: str, raw: str) -> httpx.Response:
+    headers = {"Authorization": "Bearer k", "Content-Type": "application/json"}
+    return httpx.post(f"{sim.base_url}{path}", content=raw.encode(), headers=headers)
+
+
+def _answer_text(path: str, response: httpx.Response) -> str:
+    assert response.status_code == 200, response.text
+    if path == "/responses":
+        message = next(o for o in response.json()["output"] if o["type"] == "message")
+        return "".join(str(part["text"]) for part in message["content"])
+    if response.headers["content-type"].startswith("text/event-stream"):
+        chunks = [
+            json.loads(line.removeprefix("data: "))
+            for line in response.text.splitlines()
+            if line.startswith("data: {")
+        ]
+        return "".join(c["choices"][0]["delta"].get("content") or "" for c in chunks)
+    return str(response.json()["choices"][0]["message"]["content"])
+
+
+@pytest.mark.parametrize(
+    ("path", "template"),
+    [
+        ("/chat/completions", '{"model": "base", "messages": [{"role": "user", "content": "%s"}]}'),
+        (
+            "/chat/completions",
+            '{"model": "base", "stream": true, "messages": [{"role": "user", "content": "%s"}]}',
+        ),
+        ("/responses", '{"model": "base", "input": "%s"}'),
+    ],
+    ids=["chat", "chat-streamed", "responses"],
+)
+def test_a_lone_surrogate_escape_is_data_read_as_u_fffd(
+    sim: SimHandle, path: str, template: str
+) -> None:
+    """A JSON "\\ud800" (not UTF-8 encodable) is never a 500: it reads as U+FFFD."""
+    lone = _post_raw(sim, path, template % "tell me \\ud800 now \\udfff")
+    replaced = _post_raw(sim, path, template % "tell me \\ufffd now \\ufffd")
+    assert _answer_text(path, lone) == _answer_text(path, replaced)
+
+
+def test_an_admin_body_nested_too_deeply_is_a_400(sim: SimHandle) -> None:
+    """The admin API parses like the model endpoints: a clear 400, not a 500."""
+    r = httpx.put(
+        f"{sim.root_url}/admin/profiles/base",
+        content=b"[" * 5000 + b"]" * 5000,
+        headers={"Authorization": "Bearer adm-token"},
+    )
+    assert r.status_code == 400
+    assert "nested too deeply" in r.json()["error"]["message"]
 
 
 @pytest.mark.parametrize(
