@@ -265,7 +265,8 @@ def run(
         str | None, typer.Option(help="Unleash server URL (default: settings).")
     ] = None,
     metrics_port: Annotated[
-        int | None, typer.Option(help="Serve Prometheus /metrics on this port.")
+        int | None,
+        typer.Option(help="Serve Prometheus /metrics on this port (on SHADOWCANARY_METRICS_ADDR)."),
     ] = None,
 ) -> None:
     """Run the controller until SIGTERM: one active controller per rollout (advisory lock).
@@ -287,7 +288,7 @@ def run(
     if port:
         from prometheus_client import start_http_server
 
-        start_http_server(port)
+        start_http_server(port, addr=str(ctx.settings.metrics_addr))
     config = LoopConfig(
         interval_s=interval_s or ctx.settings.controller_interval_s,
         rollouts=tuple(rollout) if rollout else None,

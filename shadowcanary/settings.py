@@ -13,10 +13,19 @@ import difflib
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    IPvAnyAddress,
+    SecretStr,
+    ValidationError,
+    model_validator,
+)
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shadowcanary.errors import ConfigError, UnknownModel
@@ -197,8 +206,11 @@ class Settings(BaseSettings):
     retention_days: int = Field(default=14, gt=0)
     # Embedding similarity is computed when a model here is configured in ``models``.
     embeddings_model: str | None = None
-    # Port for the Prometheus /metrics endpoint of workers (None: not served).
+    # Port for the Prometheus /metrics endpoint of workers and the controller (None: not
+    # served), and the address it listens on: loopback unless 0.0.0.0 (or one interface's
+    # address) is asked for, so metrics are not on every interface by default.
     metrics_port: int | None = Field(default=None, gt=0, lt=65536)
+    metrics_addr: IPvAnyAddress = IPv4Address("127.0.0.1")
 
     # Where rollout flags live: "embedded" (Postgres, evaluated with Unleash's engine)
     # or "unleash" (a real Unleash server driven through its Admin API).

@@ -148,7 +148,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         if settings.metrics_port:
             from prometheus_client import start_http_server
 
-            start_http_server(settings.metrics_port)
+            start_http_server(settings.metrics_port, addr=str(settings.metrics_addr))
         metrics.IN_FLIGHT.set_function(lambda: context.runtime.in_flight())
         # Build the services now rather than in the first task, so the first batch does
         # not pay for the event loop, the clients and the pools. Nothing here connects
