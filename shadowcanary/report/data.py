@@ -215,18 +215,6 @@ def arm_cost(
     )
 
 
-def traffic_span(rows: Iterable[LiveMinute]) -> tuple[int, datetime | None, datetime | None]:
-    """Live requests in the window, from the first to the end of the last minute with any."""
-    total, first, last = 0, None, None
-    for row in rows:
-        if not row.requests:
-            continue
-        total += row.requests
-        first = row.minute if first is None or row.minute < first else first
-        last = row.minute if last is None or row.minute > last else last
-    return total, first, None if last is None else last + MINUTE
-
-
 def project_monthly_cost(
     baseline: ArmCost,
     candidate: ArmCost,

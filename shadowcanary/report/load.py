@@ -95,7 +95,7 @@ def load_report(
     try:
         with engine.connect() as conn:
             if tenant is None:
-                live = rollout_live(conn, name, since, until)
+                live = rollout_live(conn, name, since, until, bucket_minutes)
             else:
                 live = tenant_live(conn, name, tenant, since, until, bucket_minutes)
             shadow = queries.shadow_tokens(conn, name, since, tenant=tenant)

@@ -1,9 +1,8 @@
-"""The report's reads: per-minute rollup rows, a similarity histogram, the worst pairs.
+"""The report's shadow and text reads: a similarity histogram, tokens, the worst pairs.
 
-Everything except the divergent pairs reads rollups or aggregates in SQL, so a report
-costs O(minutes) for the charts and O(bins) for the histogram whatever the traffic;
-the pairs are a LIMIT on the comparisons' similarity. The shadow reads take a
-``tenant`` (joining captures, which hold it); a tenant's live figures are in
+The histogram and token figures are aggregates in SQL (O(bins) rows whatever the
+traffic); the pairs are a LIMIT on the comparisons' similarity. Each takes a
+``tenant``, joining captures (which hold it). The live figures are in
 ``shadowcanary.report.live``.
 """
 
@@ -20,12 +19,10 @@ from shadowcanary.replay.records import ReplayKind
 from shadowcanary.store.models import (
     CaptureRow,
     ComparisonRow,
-    LiveRollupRow,
     ReplayRow,
 )
 from shadowcanary.store.sketch import QuantileSketch
 
-LIVE: Table = LiveRollupRow.__table__  # type: ignore[assignment]
 CAPTURES: Table = CaptureRow.__table__  # type: ignore[assignment]
 REPLAYS: Table = ReplayRow.__table__  # type: ignore[assignment]
 COMPARISONS: Table = ComparisonRow.__table__  # type: ignore[assignment]
@@ -33,7 +30,7 @@ COMPARISONS: Table = ComparisonRow.__table__  # type: ignore[assignment]
 
 @dataclass(frozen=True, slots=True)
 class LiveMinute:
-    """One live rollup row: one arm in one minute."""
+    """Live calls of one arm in one stretch of time (a chart bucket, or a rollup minute)."""
 
     minute: datetime
     arm: str
@@ -64,27 +61,6 @@ class PairRow:
     event: dict[str, Any]
     candidate_model: str | None
     candidate_output: dict[str, Any] | None
-
-
-def live_minutes(
-    conn: Connection, rollout: str, since: datetime, until: datetime
-) -> list[LiveMinute]:
-    """The rollout's live rollup rows in [since, until), oldest first."""
-    rows = conn.execute(
-        select(LIVE.c.minute, LIVE.c.arm, LIVE.c.requests, LIVE.c.failures, LIVE.c.latency_sketch)
-        .where(LIVE.c.rollout == rollout, LIVE.c.minute >= since, LIVE.c.minute < until)
-        .order_by(LIVE.c.minute, LIVE.c.arm)
-    ).all()
-    return [
-        LiveMinute(
-            minute=minute,
-            arm=arm,
-            requests=int(requests),
-            failures=int(failures),
-            latency_sketch=QuantileSketch.from_json(sketch),
-        )
-        for minute, arm, requests, failures, sketch in rows
-    ]
 
 
 def shadow_tokens(

@@ -19,7 +19,6 @@ from shadowcanary.report.data import (
     project_monthly_cost,
     similarity_histogram,
     step_marks,
-    traffic_span,
     trigger_series,
 )
 from shadowcanary.report.model import ArmCost
@@ -139,18 +138,6 @@ def test_monthly_cost_projection(
         spread = projection.candidate_monthly_usd - projection.baseline_monthly_usd
         assert spread == pytest.approx(monthly_delta)
     assert "x 30 days" in projection.assumption
-
-
-def test_traffic_span_runs_from_first_to_end_of_last_busy_minute() -> None:
-    """Idle minutes at either end do not stretch the span the rate is computed over."""
-    rows = [
-        LiveMinute(T0, "baseline", 0, 0, QuantileSketch()),
-        LiveMinute(T0 + 2 * MIN, "baseline", 30, 0, QuantileSketch()),
-        LiveMinute(T0 + 2 * MIN, "candidate", 5, 1, QuantileSketch()),
-        LiveMinute(T0 + 9 * MIN, "baseline", 15, 0, QuantileSketch()),
-    ]
-    assert traffic_span(rows) == (50, T0 + 2 * MIN, T0 + 10 * MIN)
-    assert traffic_span([]) == (0, None, None)
 
 
 @pytest.mark.parametrize(
