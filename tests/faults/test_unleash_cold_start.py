@@ -1,0 +1,165 @@
+"""Services started while Unleash is down, with no cached flags: baseline, then the flag.
+
+Guarantee 2.9. A tap-side service (``ModelRouter`` on ``UnleashClientEvaluator``) and
+the gateway process start while the real Unleash server is stopped and no flag cache
+exists on disk. The gateway meets a closed port; the tap-side service reaches Unleash
+through a loopback proxy that accepts and never answers (a hung Unleash), so a request
+path that waited on Unleash would take the SDK's request timeout and the time bounds
+below would catch it. Every user must get the baseline model, at once. When Unleash
+comes back with the flag at 100 %, both pick it up within their refresh interval.
+The other half of 2.9 (a service that had fetched the flags keeps them through an
+outage) is proved by test_unleash_outage.py.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+import uuid
+from contextlib import closing
+from pathlib import Path
+
+import openai
+import pytest
+
+from flags.base import FlagSpec
+from flags.router import ModelRouter, UnleashClientEvaluator
+from flags.unleash import UnleashFlags
+from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.testing.poll import wait_until
+from shadowcanary.testing.sim import SimHandle
+from shadowcanary.testing.tcp_proxy import tcp_proxy
+from shadowcanary.testing.unleash import UnleashHandle
+from tests.gateway.conftest import SALT, base_env
+
+pytestmark = pytest.mark.integration
+
+BASELINE, CANDIDATE = "gpt-5.2", "gpt-5.5"
+REFRESH_S = 1  # both services poll Unleash every second
+SDK_TIMEOUT_S = 2  # the tap-side service's request timeout: what one wait on Unleash costs
+# start() registers and fetches once each: two timeouts against a hung Unleash, never
+# more (+ a margin for a loaded 2-vCPU CI machine).
+START_BOUND_S = 2 * SDK_TIMEOUT_S + 3.0
+# All 2,000 routing decisions together: under one SDK timeout, so not one of them
+# waited on Unleash (measured: 0.2-0.4 s at load average 7-10, i.e. local evaluation).
+ROUTE_BOUND_S = SDK_TIMEOUT_S
+PICKUP_MARGIN_S = 4.0  # beyond the refresh interval, once Unleash is healthy
+USERS = [f"cold-user-{i}" for i in range(2000)]
+GATEWAY_USERS = USERS[:20]
+
+
+def _routed(router: ModelRouter) -> set[str]:
+    return {router.model_for({"user_id": user}) for user in USERS}
+
+
+def _gateway_models(client: openai.OpenAI) -> set[str]:
+    return {
+        client.chat.completions.create(
+            model=BASELINE, messages=[{"role": "user", "content": "hi"}], user=user
+        ).model
+        for user in GATEWAY_USERS
+    }
+
+
+def _gateway_env(
+    redis_url: str, database_url: str, sim: SimHandle, unleash: UnleashHandle, flag: str
+) -> dict[str, str]:
+    env = base_env(redis_url, database_url, sim)
+    env.update(
+        {
+            "SHADOWCANARY_FLAGS": "unleash",
+            "SHADOWCANARY_UNLEASH_URL": unleash.url,
+            "SHADOWCANARY_UNLEASH_ADMIN_TOKEN": unleash.admin_token,  # settings ask for it
+            "SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN": unleash.backend_token,
+            "SHADOWCANARY_GATEWAY__FLAG_REFRESH_S": str(REFRESH_S),
+            "SHADOWCANARY_GATEWAY__ROUTES": json.dumps(
+                {"default": {"rollout": "cold-start", "flag": flag}}
+            ),
+            # The SDK's on-disk flag cache lives under the user cache directory: an
+            # empty one means this gateway has never fetched any flag.
+            "XDG_CACHE_HOME": tempfile.mkdtemp(prefix="sc-cold-cache-"),
+        }
+    )
+    return env
+
+
+def _client(gateway: GatewayHandle) -> openai.OpenAI:
+    return openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+
+
+def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_the_flag(
+    unleash: UnleashHandle,
+    redis_url: str,
+    database_url: str,
+    sim: SimHandle,
+    tmp_path: Path,
+) -> None:
+    """Never fetched: everyone on the baseline at once; the flag lands once Unleash is up."""
+    flag = f"cold-start-{uuid.uuid4().hex[:8]}"
+    spec = FlagSpec(flag, "default", "development", "userId", BASELINE, CANDIDATE)
+    with UnleashFlags(unleash.url, unleash.admin_token) as admin:
+        admin.ensure_flag(spec)
+        assert admin.set_rollout(flag, 100).effective_percent == 100
+    empty_cache = tmp_path / "flag-cache"
+    empty_cache.mkdir()
+    unleash.stop()
+    try:
+        with tcp_proxy(unleash.port) as hung_unleash:
+            hung_unleash.set_fault(hang=True)
+            evaluator = UnleashClientEvaluator(
+                f"http://127.0.0.1:{hung_unleash.port}",
+                unleash.backend_token,
+                refresh_interval_s=REFRESH_S,
+                request_timeout_s=SDK_TIMEOUT_S,
+                send_metrics=False,
+                cache_directory=str(empty_cache),  # an empty directory: nothing cached
+            )
+            began = time.perf_counter()
+            evaluator.start()
+            start_s = time.perf_counter() - began
+            with (
+                closing(evaluator),
+                run_gateway(_gateway_env(redis_url, database_url, sim, unleash, flag)) as gateway,
+            ):
+                router = ModelRouter(
+                    evaluator, flag, BASELINE, stickiness="userId", stickiness_salt=SALT
+                )
+                began = time.perf_counter()
+                during_outage = _routed(router)
+                route_s = time.perf_counter() - began
+                client = _client(gateway)
+                gateway_during_outage = _gateway_models(client)
+
+                hung_unleash.clear()  # the proxy now forwards (to the server, once it runs)
+                unleash.start()  # returns once /health answers
+                healthy = time.monotonic()
+                wait_until(
+                    lambda: _routed(router) == {CANDIDATE},
+                    timeout_s=REFRESH_S + SDK_TIMEOUT_S + PICKUP_MARGIN_S + 10,
+                    interval_s=0.1,
+                    what="the service to pick up the 100 % flag",
+                )
+                service_pickup_s = time.monotonic() - healthy
+                wait_until(
+                    lambda: _gateway_models(client) == {CANDIDATE},
+                    timeout_s=2 * REFRESH_S + PICKUP_MARGIN_S + 10,
+                    interval_s=0.1,
+                    what="the gateway to pick up the 100 % flag",
+                )
+                gateway_pickup_s = time.monotonic() - healthy
+    finally:
+        unleash.start()
+
+    # Unleash down, nothing cached: every user on the baseline, without waiting on Unleash.
+    assert during_outage == {BASELINE}
+    assert gateway_during_outage == {BASELINE}
+    assert start_s < START_BOUND_S, f"start() took {start_s:.2f}s with Unleash down"
+    assert route_s < ROUTE_BOUND_S, f"{len(USERS)} routing decisions took {route_s:.2f}s"
+    # Unleash back with the flag at 100 %: picked up within the refresh interval (+ margin;
+    # a poll still hung on the old link may first run out its timeout, and the gateway
+    # reuses each user's answer for up to one interval).
+    assert service_pickup_s < REFRESH_S + SDK_TIMEOUT_S + PICKUP_MARGIN_S, (
+        f"{service_pickup_s:.1f}s"
+    )
+    assert gateway_pickup_s < 2 * REFRESH_S + PICKUP_MARGIN_S, f"{gateway_pickup_s:.1f}s"
