@@ -23,23 +23,26 @@ class _Failed(RuntimeError):
     pass
 
 
-def test_a_server_dying_during_start_up_raises_with_its_exit_code_and_log(tmp_path: Path) -> None:
-    # ``python -m json.tool --port-file ...`` refuses the unknown flags and exits 2.
-    with (
-        pytest.raises(_Failed, match=r"(?s)tool exited with code 2 during start-up:.*usage"),
-        serve_with_port_file(
-            "json.tool",
-            [],
-            workdir=tmp_path,
-            env=child_env({}),
-            ready_path="/healthz",
-            what="tool",
-            failure=_Failed,
-            startup_timeout_s=20,
-            stop_grace_s=1,
-        ),
+def _start(module: str, workdir: Path, env: dict[str, str], startup_timeout_s: float) -> None:
+    """Launch ``module`` as a port-file server that is expected never to become ready."""
+    with serve_with_port_file(
+        module,
+        [],
+        workdir=workdir,
+        env=env,
+        ready_path="/healthz",
+        what=module.split(".")[-1],
+        failure=_Failed,
+        startup_timeout_s=startup_timeout_s,
+        stop_grace_s=1,
     ):
         pytest.fail("the block must not run for a server that never became ready")
+
+
+def test_a_server_dying_during_start_up_raises_with_its_exit_code_and_log(tmp_path: Path) -> None:
+    # ``python -m json.tool --port-file ...`` refuses the unknown flags and exits 2.
+    with pytest.raises(_Failed, match=r"(?s)tool exited with code 2 during start-up:.*usage"):
+        _start("json.tool", tmp_path, child_env({}), startup_timeout_s=20)
 
 
 def test_a_server_that_never_writes_its_port_times_out_and_is_stopped(tmp_path: Path) -> None:
@@ -47,21 +50,8 @@ def test_a_server_that_never_writes_its_port_times_out_and_is_stopped(tmp_path: 
     waiter = "import os, time\nprint('waiting', os.getpid(), flush=True)\ntime.sleep(60)\n"
     (tmp_path / "waiter.py").write_text(waiter)
     env = child_env({"PYTHONPATH": str(tmp_path)})
-    with (
-        pytest.raises(_Failed, match=r"(?s)waiter not ready within 0.5s:.*waiting"),
-        serve_with_port_file(
-            "waiter",
-            [],
-            workdir=tmp_path,
-            env=env,
-            ready_path="/healthz",
-            what="waiter",
-            failure=_Failed,
-            startup_timeout_s=0.5,
-            stop_grace_s=1,
-        ),
-    ):
-        pytest.fail("the block must not run for a server that never became ready")
+    with pytest.raises(_Failed, match=r"(?s)waiter not ready within 0.5s:.*waiting"):
+        _start("waiter", tmp_path, env, startup_timeout_s=0.5)
     pid = int((tmp_path / "waiter.log").read_text().split()[1])
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)  # stopped and reaped, not left running
