@@ -8,7 +8,8 @@ path that waited on Unleash would take the SDK's request timeout and the time bo
 below would catch it. Every user must get the baseline model, at once. When Unleash
 comes back with the flag at 100 %, both pick it up within their refresh interval.
 The other half of 2.9 (a service that had fetched the flags keeps them through an
-outage) is proved by test_unleash_outage.py.
+outage) is proved by test_unleash_outage.py; here, a service restarted during a
+second outage evaluates the copy the SDK kept on disk.
 """
 
 from __future__ import annotations
@@ -47,6 +48,22 @@ ROUTE_BOUND_S = SDK_TIMEOUT_S
 PICKUP_MARGIN_S = 4.0  # beyond the refresh interval, once Unleash is healthy
 USERS = [f"cold-user-{i}" for i in range(2000)]
 GATEWAY_USERS = USERS[:20]
+
+
+def _evaluator(port: int, unleash: UnleashHandle, cache: Path) -> UnleashClientEvaluator:
+    """The tap-side service's flag client, polling Unleash through loopback ``port``."""
+    return UnleashClientEvaluator(
+        f"http://127.0.0.1:{port}",
+        unleash.backend_token,
+        refresh_interval_s=REFRESH_S,
+        request_timeout_s=SDK_TIMEOUT_S,
+        send_metrics=False,
+        cache_directory=str(cache),
+    )
+
+
+def _router(evaluator: UnleashClientEvaluator, flag: str) -> ModelRouter:
+    return ModelRouter(evaluator, flag, BASELINE, stickiness="userId", stickiness_salt=SALT)
 
 
 def _routed(router: ModelRouter) -> set[str]:
@@ -107,14 +124,7 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
     try:
         with tcp_proxy(unleash.port) as hung_unleash:
             hung_unleash.set_fault(hang=True)
-            evaluator = UnleashClientEvaluator(
-                f"http://127.0.0.1:{hung_unleash.port}",
-                unleash.backend_token,
-                refresh_interval_s=REFRESH_S,
-                request_timeout_s=SDK_TIMEOUT_S,
-                send_metrics=False,
-                cache_directory=str(empty_cache),  # an empty directory: nothing cached
-            )
+            evaluator = _evaluator(hung_unleash.port, unleash, empty_cache)  # nothing cached
             began = time.perf_counter()
             evaluator.start()
             start_s = time.perf_counter() - began
@@ -122,9 +132,7 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
                 closing(evaluator),
                 run_gateway(_gateway_env(redis_url, database_url, sim, unleash, flag)) as gateway,
             ):
-                router = ModelRouter(
-                    evaluator, flag, BASELINE, stickiness="userId", stickiness_salt=SALT
-                )
+                router = _router(evaluator, flag)
                 began = time.perf_counter()
                 during_outage = _routed(router)
                 route_s = time.perf_counter() - began
@@ -148,6 +156,10 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
                     what="the gateway to pick up the 100 % flag",
                 )
                 gateway_pickup_s = time.monotonic() - healthy
+            # Restarted during a second outage: the copy the SDK kept on disk serves.
+            hung_unleash.set_fault(hang=True)
+            with closing(_evaluator(hung_unleash.port, unleash, empty_cache).start()) as again:
+                after_restart = _routed(_router(again, flag))
     finally:
         unleash.start()
 
@@ -163,3 +175,5 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
         f"{service_pickup_s:.1f}s"
     )
     assert gateway_pickup_s < 2 * REFRESH_S + PICKUP_MARGIN_S, f"{gateway_pickup_s:.1f}s"
+    # A service restarted while Unleash hangs again starts from the flags it kept on disk.
+    assert after_restart == {CANDIDATE}
