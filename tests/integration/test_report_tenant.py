@@ -410,6 +410,39 @@ def test_an_unknown_tenant_gets_an_empty_report_that_says_so(
     assert "match exactly" in err
 
 
+def test_before_the_first_step_the_candidate_cost_is_the_tenants_shadow_replays(
+    engine: Engine,
+) -> None:
+    """No candidate live traffic yet: its cost comes from replays of this tenant's prompts."""
+    now = datetime.now(UTC)
+    plan = RolloutPlan(name=ROLLOUT, flag="shared", baseline="gpt-5.2", candidate="gpt-5.5")
+    ControllerStore(engine).create_rollout(plan, now=now - timedelta(hours=1), actor="cli:sre")
+    store = Store(engine)
+    tokens = {"alpha": (400, 300), "bravo": (20, 10)}  # prompt, completion of the candidate
+    for tenant, (prompt, completion) in tokens.items():
+        events = [
+            make_event(tenant=tenant, rollout=ROLLOUT, started_at=now - timedelta(minutes=m))
+            for m in range(1, 5)
+        ]
+        captures = [AssessedCapture(e, make_flags(), None) for e in events]
+        store.insert_captures(captures, received_at=now)
+        replays = []
+        for event in events:
+            replay = make_replay(event.event_id)
+            assert replay.output is not None
+            output = replace(replay.output, prompt_tokens=prompt, completion_tokens=completion)
+            replays.append(replace(replay, output=output))
+        store.record_replays(replays, recorded_at=now)
+    for tenant, (prompt, completion) in tokens.items():
+        data = load_report(engine, load_settings({}), ROLLOUT, now=now, tenant=tenant)
+        candidate = data.cost.candidate
+        assert (candidate.source, candidate.requests) == ("shadow", 4)
+        assert (candidate.prompt_tokens, candidate.completion_tokens) == (prompt, completion)
+        assert candidate.cost_per_request_usd == pytest.approx(
+            (prompt * 5.0 + completion * 30.0) / 1e6
+        )
+
+
 def test_a_name_no_call_can_carry_is_a_usage_error(database_url: str) -> None:
     """--tenant 'acme corp' (a space) exits 2 and says what a tenant name is."""
     code, _, err = _run_cli(database_url, ROLLOUT, "--tenant", "acme corp")
