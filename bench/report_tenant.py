@@ -6,7 +6,8 @@ sketch bin; O(buckets x bins) rows come back). Its cost grows with the rollout's
 calls in the window, as the captures index is (rollout, started_at); the rollup
 report's grows with minutes only. This measures both on one database seeded as
 bench/controller_tick.py seeds its own (``--rows`` captures over ``--days``, rollups
-built from them), the calls spread over ``--tenants`` tenants.
+built from them), the calls spread over ``--tenants`` tenants. ``--tenant-index``
+adds the index a tenant's report would want, to see what it would change.
 
 Client CPU (this process: building sketches and figures) is measured apart from wall
 time, which includes Postgres' work and the machine's load (printed).
@@ -57,6 +58,12 @@ def main() -> None:
     parser.add_argument("--days", type=float, default=3.0, help="span of the rollout's traffic")
     parser.add_argument("--tenants", type=int, default=20, help="tenants sharing the rollout")
     parser.add_argument("--runs", type=int, default=10, help="timed reports of each kind")
+    parser.add_argument(
+        "--tenant-index",
+        action="store_true",
+        help="first add an index on captures (rollout, tenant, started_at), which the "
+        "schema does not have: what it would change",
+    )
     args = parser.parse_args()
     configure_logging("warning", json=False)
     directory = Path(tempfile.mkdtemp(prefix="sc-bench-report-"))
@@ -73,6 +80,8 @@ def main() -> None:
                 text("UPDATE captures SET tenant = 'tenant-' || (abs(hashtext(event_id)) % :n)"),
                 {"n": args.tenants},
             )
+            if args.tenant_index:
+                conn.execute(text("CREATE INDEX ON captures (rollout, tenant, started_at)"))
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
             conn.execute(text("VACUUM ANALYZE captures"))
         settings, now = load_settings({}), span.end + timedelta(seconds=20)
@@ -110,6 +119,7 @@ def main() -> None:
                 "tenant_requests": tenant_requests,
                 "whole_requests": whole_requests,
                 "days": args.days,
+                "tenant_index": args.tenant_index,
                 "runs": args.runs,
                 "seed_s": round(seed_s, 1),
                 "total_s": round(time.perf_counter() - began, 1),
