@@ -111,17 +111,7 @@ def load_report(
         Arm.BASELINE.value: arm_summary("baseline", plan.baseline, totals[Arm.BASELINE]),
         Arm.CANDIDATE.value: arm_summary("candidate", plan.candidate, totals[Arm.CANDIDATE]),
     }
-    baseline, candidate = arms["baseline"], arms["candidate"]
-    baseline_use = _live_use(baseline, totals[Arm.BASELINE])
-    baseline_cost = _cost(baseline, "live", baseline_use, settings.models.get(plan.baseline))
-    # The candidate's own live traffic when it has some; before the first step, what it
-    # used answering the mirrored prompts.
-    candidate_price = settings.models.get(plan.candidate)
-    if totals[Arm.CANDIDATE].tokens_n:
-        candidate_use, candidate_source = _live_use(candidate, totals[Arm.CANDIDATE]), "live"
-    else:
-        candidate_use, candidate_source = shadow, "shadow"
-    candidate_cost = _cost(candidate, candidate_source, candidate_use, candidate_price)
+    baseline_cost, candidate_cost = _arm_costs(arms, totals, shadow, settings, record)
     steps, triggers, last_decision = (
         step_marks(entries),
         trigger_series(entries),
@@ -171,6 +161,27 @@ def check_tenant_name(tenant: str) -> None:
             f"{tenant!r} is not a tenant name: tenant names are 1 to {NAME} characters of "
             "letters, digits and . : / @ + - _, exactly as the services send them"
         )
+
+
+def _arm_costs(
+    arms: dict[str, ArmSummary],
+    totals: dict[Arm, LiveTotals],
+    shadow: queries.TokenUse,
+    settings: Settings,
+    record: RolloutRecord,
+) -> tuple[ArmCost, ArmCost]:
+    """Baseline and candidate cost per request, at the configured prices."""
+    baseline, candidate = arms["baseline"], arms["candidate"]
+    baseline_use = _live_use(baseline, totals[Arm.BASELINE])
+    price = settings.models.get
+    baseline_cost = _cost(baseline, "live", baseline_use, price(record.plan.baseline))
+    # The candidate's own live traffic when it has some; before the first step, what it
+    # used answering the mirrored prompts.
+    if totals[Arm.CANDIDATE].tokens_n:
+        use, source = _live_use(candidate, totals[Arm.CANDIDATE]), "live"
+    else:
+        use, source = shadow, "shadow"
+    return baseline_cost, _cost(candidate, source, use, price(record.plan.candidate))
 
 
 def _live_use(summary: ArmSummary, totals: LiveTotals) -> queries.TokenUse:
