@@ -33,11 +33,15 @@ def test_redis_stopped_then_restarted_loses_nothing_it_accepted(
         **worker_env,
         "SHADOWCANARY_REDIS_URL": persistent_redis.url,
         # A task whose ack or retry could not reach Redis stays unacked there and comes
-        # back after the visibility timeout (guarantee 2.10); shortened so the test sees it.
-        "SHADOWCANARY_REPLAY__VISIBILITY_TIMEOUT_S": "30",
+        # back after the visibility timeout (guarantee 2.10); shortened so the test sees it
+        # (a task here runs for about a second).
+        "SHADOWCANARY_REPLAY__VISIBILITY_TIMEOUT_S": "15",
+        # Few replays in flight and a slow candidate: the worker settles fewer events
+        # per second than the ~48 replays/s sent, so a backlog is queued when Redis stops.
+        "SHADOWCANARY_REPLAY__MAX_IN_FLIGHT": "16",
+        "SHADOWCANARY_REPLAY__BATCH_SIZE": "8",
     }
-    # The candidate is slow enough that a backlog is still queued in Redis when it stops.
-    sim.set_profile("gpt-5.5", median_ms=400, p99_ms=600)
+    sim.set_profile("gpt-5.5", median_ms=500, p99_ms=700)
     try:
         with ExitStack() as stack:
             workers = [stack.enter_context(run_worker(env))]
@@ -48,7 +52,11 @@ def test_redis_stopped_then_restarted_loses_nothing_it_accepted(
                 what="traffic flowing before the outage",
             )
             client = redis.Redis.from_url(persistent_redis.url)
-            queued = client.llen(constants.QUEUE_REPLAY) + client.llen(constants.QUEUE_INGEST)
+            queued = wait_until(
+                lambda: client.llen(constants.QUEUE_REPLAY) + client.llen(constants.QUEUE_INGEST),
+                timeout_s=30,
+                what="a backlog queued in Redis",
+            )
             client.close()
             published_before = traffic.tap.stats().published
             persistent_redis.stop(graceful=True)
@@ -59,6 +67,8 @@ def test_redis_stopped_then_restarted_loses_nothing_it_accepted(
             during = traffic.tap.stats()
             persistent_redis.start()
             restarted = time.monotonic()
+            # A fast candidate again, so the backlog drains within the test.
+            sim.set_profile("gpt-5.5", median_ms=5, p99_ms=20)
             if workers[0].proc.poll() is not None:
                 # kombu can crash the worker when the broker connection drops (a race in
                 # its reconnect; see docs/guarantees.md 2.10). Its supervisor restarts it,
