@@ -3,8 +3,8 @@
 - ``flags.base``: ``FlagBackend`` / ``FlagEvaluator`` protocols, ``FlagSpec``, ``FlagState``
 - ``flags.unleash``: ``UnleashFlags`` (Admin API; Unleash is the system of record)
 - ``flags.embedded``: ``EmbeddedFlags`` (the same feature JSON in Postgres)
-- ``flags.router``: ``ModelRouter`` and the evaluators ``UnleashClientEvaluator``,
-  ``EmbeddedEvaluator``, ``StaticEvaluator``
+- ``flags.router``: ``ModelRouter`` and the evaluators ``EmbeddedEvaluator``,
+  ``StaticEvaluator`` (and ``UnleashClientEvaluator``, from ``flags.unleash_sdk``)
 
 Names are imported on first use, so ``import flags`` (or ``flags.base``) stays cheap
 for code that never evaluates a flag.
@@ -23,9 +23,9 @@ if TYPE_CHECKING:
         EmbeddedEvaluator,
         ModelRouter,
         StaticEvaluator,
-        UnleashClientEvaluator,
     )
     from flags.unleash import UnleashFlags
+    from flags.unleash_sdk import UnleashClientEvaluator
 
 _LAZY = {
     "EmbeddedFlags": "flags.embedded",
@@ -33,7 +33,7 @@ _LAZY = {
     "ModelRouter": "flags.router",
     "EmbeddedEvaluator": "flags.router",
     "StaticEvaluator": "flags.router",
-    "UnleashClientEvaluator": "flags.router",
+    "UnleashClientEvaluator": "flags.unleash_sdk",
 }
 
 

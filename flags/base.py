@@ -13,9 +13,23 @@ Reads fail closed for the controller: an unreachable backend raises
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal, Protocol
+from typing import Any, Literal, Protocol
 
 Stickiness = Literal["userId", "conversationId"]
+
+
+def evaluation_context(stickiness_value: str, **static: str) -> dict[str, Any]:
+    """The Unleash context for a stickiness value, offered under every stickiness field.
+
+    The router already chose which id to route on; naming it both ``userId`` and
+    ``conversationId`` means the flag's own stickiness setting always finds it (a
+    missing field would make flexibleRollout fall back to random, i.e. not sticky).
+    """
+    return {
+        **static,
+        "userId": stickiness_value,
+        "properties": {"conversationId": stickiness_value},
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -4,7 +4,7 @@
 yggdrasil-engine (the Rust engine inside UnleashClient) and refresh their copy of the
 flag in the background, so a call never waits on the network:
 
-- ``UnleashClientEvaluator``: the official SDK polling Unleash.
+- ``UnleashClientEvaluator`` (``flags.unleash_sdk``): the official SDK polling Unleash.
 - ``EmbeddedEvaluator``: re-reads the embedded backend's feature JSON from Postgres.
 - ``StaticEvaluator``: fixed feature JSON (tests, bootstrapping).
 
@@ -26,9 +26,7 @@ different arms on different paths. ``model_for`` hashes raw ids itself, so
 from __future__ import annotations
 
 import json
-import logging
 import threading
-import uuid
 from collections.abc import Mapping
 from typing import Any, Self
 
@@ -37,9 +35,10 @@ from pydantic import SecretStr
 from sqlalchemy import Engine
 from yggdrasil_engine.engine import UnleashEngine
 
-from flags.base import FlagEvaluator, Stickiness
+from flags.base import FlagEvaluator, Stickiness, evaluation_context
 from flags.embedded import StoredFeatures, read_features
 from flags.unleash import model_from_payload
+from flags.unleash_sdk import UnleashClientEvaluator
 from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.events import hash_stickiness_key
 from shadowcanary.tap.openai_wrapper import DEV_SALT
@@ -51,20 +50,6 @@ CONTEXT_KEYS: dict[str, tuple[str, ...]] = {
     "userId": ("user_id", "userId"),
     "conversationId": ("conversation_id", "conversationId"),
 }
-
-
-def evaluation_context(stickiness_value: str, **static: str) -> dict[str, Any]:
-    """The Unleash context for a stickiness value, offered under every stickiness field.
-
-    The router already chose which id to route on; naming it both ``userId`` and
-    ``conversationId`` means the flag's own stickiness setting always finds it (a
-    missing field would make flexibleRollout fall back to random, i.e. not sticky).
-    """
-    return {
-        **static,
-        "userId": stickiness_value,
-        "properties": {"conversationId": stickiness_value},
-    }
 
 
 class ModelRouter:
@@ -230,79 +215,11 @@ class EmbeddedEvaluator:
                 log.warning("embedded_flags_refresh_failed", error=type(exc).__name__)
 
 
-class UnleashClientEvaluator:
-    """FlagEvaluator on UnleashClient: local evaluation, polling Unleash in the background.
-
-    Fails open, as a request path must: if Unleash is unreachable the SDK keeps the
-    last state it fetched (none at first: everyone gets the baseline) and no call
-    raises. Use it as a context manager, or call ``start()`` and ``close()``.
-    """
-
-    def __init__(
-        self,
-        api_url: str,
-        backend_token: str,
-        *,
-        app_name: str = "shadowcanary",
-        environment: str = "development",
-        refresh_interval_s: int = 15,
-        request_timeout_s: int = 5,
-        cache_directory: str | None = None,
-        send_metrics: bool = True,
-    ) -> None:
-        # Imported here: the SDK pulls in its scheduler, which the controller never needs.
-        from UnleashClient.clients.unleash_client import UnleashClient
-        from UnleashClient.utils import InstanceAllowType
-
-        url = api_url.rstrip("/")
-        self.api_url = url if url.endswith("/api") else f"{url}/api"
-        self._client = UnleashClient(
-            url=self.api_url,
-            app_name=app_name,
-            environment=environment,
-            instance_id=f"{app_name}-{uuid.uuid4().hex[:12]}",
-            refresh_interval=refresh_interval_s,
-            request_timeout=request_timeout_s,
-            request_retries=0,  # the next poll is the retry; keeps start() quick
-            custom_headers={"Authorization": backend_token},
-            cache_directory=cache_directory,
-            disable_metrics=not send_metrics,
-            multiple_instance_mode=InstanceAllowType.SILENTLY_ALLOW,
-            # The SDK logs each evaluation of a flag it does not know at this level;
-            # before a rollout creates its flag that is every request.
-            verbose_log_level=logging.DEBUG,
-        )
-
-    def __repr__(self) -> str:
-        return f"UnleashClientEvaluator(api_url={self.api_url!r})"
-
-    def start(self) -> Self:
-        """Fetch the flags once (or fail open) and start polling."""
-        try:
-            self._client.initialize_client()
-        except Exception as exc:  # noqa: BLE001 - the request path never fails on Unleash
-            log.warning("unleash_client_start_failed", error=type(exc).__name__)
-        return self
-
-    def close(self) -> None:
-        self._client.destroy()
-
-    def __enter__(self) -> Self:
-        return self.start()
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def candidate_for(self, flag: str, stickiness_value: str | None) -> str | None:
-        if not stickiness_value:
-            return None
-        try:
-            variant: dict[str, Any] = self._client.get_variant(
-                flag, evaluation_context(stickiness_value)
-            )
-        except Exception as exc:  # noqa: BLE001 - fail open to the baseline
-            log.warning("unleash_evaluation_failed", flag=flag, error=type(exc).__name__)
-            return None
-        if not variant.get("feature_enabled"):
-            return None
-        return model_from_payload(variant.get("payload"))
+__all__ = [
+    "CONTEXT_KEYS",
+    "EmbeddedEvaluator",
+    "ModelRouter",
+    "StaticEvaluator",
+    "UnleashClientEvaluator",
+    "evaluation_context",
+]

@@ -162,8 +162,11 @@ class GatewaySettings(_Section):
     breaker_open_s: float = Field(default=30.0, gt=0)
     # How often the flag state is re-read (embedded backend) or polled (Unleash).
     flag_refresh_s: float = Field(default=5.0, gt=0)
-    # Unleash client (backend) token, needed when ``Settings.flags`` is "unleash".
+    # Unleash client (backend) token, needed when ``Settings.flags`` is "unleash" (the
+    # gateway only evaluates flags: it never needs the admin token).
     unleash_backend_token: SecretStr | None = None
+    # Timeout of each request to Unleash (register, poll, metrics); never on the request path.
+    unleash_request_timeout_s: float = Field(default=5.0, gt=0)
 
     @model_validator(mode="after")
     def _default_route_exists(self) -> Self:
@@ -216,6 +219,7 @@ class Settings(BaseSettings):
     # or "unleash" (a real Unleash server driven through its Admin API).
     flags: Literal["embedded", "unleash"] = "embedded"
     unleash_url: str | None = None  # e.g. http://unleash:4242 (without /api)
+    # Admin API token: only the controller and the rollout CLI (they change flags) need it.
     unleash_admin_token: SecretStr | None = None
     controller_interval_s: float = Field(default=10.0, gt=0)
     # Where the controller writes one Markdown runbook per rollout (and alerts/).
@@ -241,13 +245,11 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _unleash_is_reachable(self) -> Self:
-        if self.flags == "unleash" and (
-            self.unleash_url is None or self.unleash_admin_token is None
-        ):
-            raise ValueError(
-                "flags='unleash' needs SHADOWCANARY_UNLEASH_URL and "
-                "SHADOWCANARY_UNLEASH_ADMIN_TOKEN"
-            )
+        # Only the URL here: the admin token is for what changes flags (the controller
+        # asks for it); a service that only evaluates them (the gateway) holds just a
+        # client token, so a compromised one cannot change any flag.
+        if self.flags == "unleash" and self.unleash_url is None:
+            raise ValueError("flags='unleash' needs SHADOWCANARY_UNLEASH_URL")
         return self
 
     @model_validator(mode="after")

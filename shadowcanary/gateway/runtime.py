@@ -52,16 +52,26 @@ def _evaluator(settings: Settings) -> FlagEvaluator | None:
         from flags.router import UnleashClientEvaluator
 
         token = settings.gateway.unleash_backend_token
-        if token is None or settings.unleash_url is None:
+        if token is None or not token.get_secret_value().strip():
             raise ConfigError(
-                "the gateway routes by an Unleash flag but has no client token",
-                hint="set SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN (a backend token)",
+                "the gateway routes by an Unleash flag but has no Unleash client token",
+                hint="set SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN to a client (backend) "
+                "token, e.g. 'default:development.<secret>'; the gateway never needs the "
+                "admin token",
             )
+        if settings.unleash_url is None:
+            raise ConfigError(
+                "the gateway routes by an Unleash flag but has no Unleash URL",
+                hint="set SHADOWCANARY_UNLEASH_URL, e.g. http://unleash:4242",
+            )
+        # start() returns at once: the gateway is ready while Unleash hangs, routing
+        # everyone to the baseline until the first fetch (or the SDK's disk copy).
         return UnleashClientEvaluator(
             settings.unleash_url,
             token.get_secret_value(),
             app_name="shadowcanary-gateway",
             refresh_interval_s=max(1, round(refresh_s)),
+            request_timeout_s=max(1, round(settings.gateway.unleash_request_timeout_s)),
         ).start()
     from flags.router import EmbeddedEvaluator
     from shadowcanary.store.db import make_engine
