@@ -1,4 +1,9 @@
-"""The gateway routes by a flag on a real Unleash server (UnleashClient, polling)."""
+"""The gateway routes by a flag on a real Unleash server (UnleashClient, polling).
+
+Least privilege: the gateway only evaluates flags, so it is given the client (backend)
+token and never the admin token; without the client token it refuses to start and
+names the variable to set.
+"""
 
 from __future__ import annotations
 
@@ -10,7 +15,7 @@ import pytest
 
 from flags.base import FlagSpec
 from flags.unleash import UnleashFlags
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.testing.gateway import GatewayFailed, GatewayHandle, run_gateway
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.unleash import UnleashHandle
@@ -37,7 +42,10 @@ def test_an_unleash_rollout_step_and_rollback_reach_the_gateway(
     database_url: str,
     sim: SimHandle,
 ) -> None:
-    """100 % in Unleash: the candidate answers; disabled (rollback): the baseline again."""
+    """100 % in Unleash: the candidate answers; disabled (rollback): the baseline again.
+
+    The gateway has the client token only: no admin token in its environment.
+    """
     spec = FlagSpec(
         name=f"gw-unleash-{uuid.uuid4().hex[:8]}",
         project="default",
@@ -51,7 +59,6 @@ def test_an_unleash_rollout_step_and_rollback_reach_the_gateway(
         {
             "SHADOWCANARY_FLAGS": "unleash",
             "SHADOWCANARY_UNLEASH_URL": unleash.url,
-            "SHADOWCANARY_UNLEASH_ADMIN_TOKEN": unleash.admin_token,
             "SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN": unleash.backend_token,
             "SHADOWCANARY_GATEWAY__FLAG_REFRESH_S": "1",
             "SHADOWCANARY_GATEWAY__ROUTES": json.dumps(
@@ -59,6 +66,7 @@ def test_an_unleash_rollout_step_and_rollback_reach_the_gateway(
             ),
         }
     )
+    assert not any("ADMIN" in name for name in env)
     with UnleashFlags(unleash.url, unleash.admin_token) as backend:
         backend.ensure_flag(spec)
         backend.set_rollout(spec.name, 100)
@@ -75,3 +83,24 @@ def test_an_unleash_rollout_step_and_rollback_reach_the_gateway(
                 what="the gateway to see the rollback",
             )
             assert unleash.backend_token not in gateway.log_text()
+
+
+def test_a_gateway_without_the_client_token_names_the_variable_to_set(
+    unleash: UnleashHandle, redis_url: str, database_url: str, sim: SimHandle
+) -> None:
+    """Unleash routing with no client token: the gateway does not start and says what to set."""
+    env = base_env(redis_url, database_url, sim)
+    env.update(
+        {
+            "SHADOWCANARY_FLAGS": "unleash",
+            "SHADOWCANARY_UNLEASH_URL": unleash.url,
+            # An admin token does not stand in for the client token.
+            "SHADOWCANARY_UNLEASH_ADMIN_TOKEN": unleash.admin_token,
+        }
+    )
+    with pytest.raises(GatewayFailed) as failed, run_gateway(env, startup_timeout_s=20):
+        pass
+    message = str(failed.value)
+    assert "no Unleash client token" in message
+    assert "SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN" in message
+    assert unleash.admin_token not in message
