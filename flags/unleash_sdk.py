@@ -103,6 +103,24 @@ class _SdkLogFilter(logging.Filter):
         return True
 
 
+class _SchedulerChatter(logging.Filter):
+    """On our scheduler's loggers: per-run lines ("Running job", "skipped: maximum number
+    of running instances", every second while a poll hangs) at debug; errors stay."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR:
+            return True
+        log.debug("unleash_scheduler_log", message=record.getMessage())
+        return False
+
+
+SCHEDULER_LOGGER = "flags.unleash_sdk.scheduler"
+EXECUTOR = "shadowcanary-unleash"
+_scheduler_chatter = _SchedulerChatter()
+for _name in (SCHEDULER_LOGGER, f"apscheduler.executors.{EXECUTOR}"):
+    logging.getLogger(_name).addFilter(_scheduler_chatter)
+
+
 def _watched_cache(name: str, directory: str | None, reachability: Reachability) -> FileCache:
     """The SDK's FileCache, telling ``reachability`` when a fetch stored an answer."""
     from UnleashClient.cache import FileCache
@@ -163,9 +181,10 @@ class UnleashClientEvaluator:
         self.request_timeout_s = request_timeout_s
         self.reachability = Reachability(self.api_url)
         thread_prefix = f"unleash-sdk-{next(_serial)}-"
-        self._executor = "shadowcanary-unleash"
+        self._executor = EXECUTOR
         # The SDK's jobs (the first register + fetch, then polls and metrics) run here.
         self._scheduler = BackgroundScheduler(
+            logger=logging.getLogger(SCHEDULER_LOGGER),
             executors={
                 self._executor: ThreadPoolExecutor(
                     max_workers=2, pool_kwargs={"thread_name_prefix": thread_prefix}
@@ -220,7 +239,8 @@ class UnleashClientEvaluator:
         closer = threading.Thread(target=self._client.destroy, name="unleash-close", daemon=True)
         closer.start()
         closer.join(timeout=self.request_timeout_s + 1.0)
-        logging.getLogger(SDK_LOGGER).removeFilter(self._log_filter)
+        if not closer.is_alive():  # else its last failure must stay quiet too
+            logging.getLogger(SDK_LOGGER).removeFilter(self._log_filter)
 
     def __enter__(self) -> Self:
         return self.start()
