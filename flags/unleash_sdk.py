@@ -14,8 +14,9 @@ SDK's own extension points rather than a hand-written fetch loop:
 - **Quiet outage logs.** While Unleash is down the SDK logs a full traceback on every
   poll. A filter on the SDK's logger, limited to this client's scheduler threads,
   turns that into one warning when Unleash becomes unreachable and one info line when
-  it answers again (a fetch stored a new ETag or state in the cache); the SDK's own
-  lines, tracebacks included, are kept at debug.
+  it answers again (a requests response hook, passed in the SDK's ``custom_options``,
+  sees the answer, 304s included); the SDK's own lines, tracebacks included, and its
+  scheduler's per-run lines are kept at debug.
 """
 
 from __future__ import annotations
@@ -47,6 +48,9 @@ OUTAGE_MESSAGES = (
     "Unleash Client metrics submission",
     "Unleash client does not have cached features",
 )
+# Of those, the ones that say Unleash did not answer a fetch or registration (a refused
+# metrics post can be a token without that right: demoted, but no outage).
+REACHABILITY_MESSAGES = OUTAGE_MESSAGES[:2]
 _serial = itertools.count(1)
 
 
@@ -93,7 +97,7 @@ class _SdkLogFilter(logging.Filter):
         if not (record.threadName or "").startswith(self._thread_prefix):
             return True  # another client's thread, or the caller's own: not ours to judge
         outage = record.levelno >= logging.WARNING and str(record.msg).startswith(OUTAGE_MESSAGES)
-        if outage and "cached features" not in str(record.msg):
+        if outage and str(record.msg).startswith(REACHABILITY_MESSAGES):
             exc = record.exc_info[1] if record.exc_info else None
             self._reachability.failed(type(exc).__name__ if exc else record.getMessage()[:200])
         if outage or record.levelno < logging.WARNING:
@@ -121,22 +125,31 @@ for _name in (SCHEDULER_LOGGER, f"apscheduler.executors.{EXECUTOR}"):
     logging.getLogger(_name).addFilter(_scheduler_chatter)
 
 
-def _watched_cache(name: str, directory: str | None, reachability: Reachability) -> FileCache:
-    """The SDK's FileCache, telling ``reachability`` when a fetch stored an answer."""
+# Statuses that mean Unleash answered: features (200, 304 not modified), register and
+# metrics (200/202). A 401 or 5xx is no recovery: the SDK logs it as a failure.
+ANSWERED_STATUSES = frozenset({200, 202, 304})
+
+
+def _response_hook(reachability: Reachability) -> Any:
+    """A requests response hook: a request of this client got an answer from Unleash.
+
+    Passed through the SDK's ``custom_options`` (extra arguments of every request it
+    makes). A 304 leaves no other trace: no log line, no cache write, no event.
+    """
+
+    def on_response(response: Any, *_args: Any, **_kwargs: Any) -> None:
+        if response.status_code in ANSWERED_STATUSES:
+            reachability.answered()
+
+    return on_response
+
+
+def _disk_cache(name: str, directory: str | None) -> FileCache:
+    """The SDK's FileCache, bootstrapped from the copy an earlier run left on disk."""
     from UnleashClient.cache import FileCache
-    from UnleashClient.constants import ETAG, FEATURES_URL
+    from UnleashClient.constants import FEATURES_URL
 
-    class WatchedFileCache(FileCache):
-        armed = False  # not while we bootstrap it from its own disk copy
-
-        def set(self, key: str, value: Any) -> None:
-            super().set(key, value)
-            # A 200 stores the state (and its ETag), a 304 stores the ETag again; a
-            # failed fetch stores neither.
-            if self.armed and key in (FEATURES_URL, ETAG) and value:
-                reachability.answered()
-
-    cache = WatchedFileCache(name, directory=directory)
+    cache = FileCache(name, directory=directory)
     on_disk = cache.get(FEATURES_URL)
     if on_disk:
         try:
@@ -145,7 +158,6 @@ def _watched_cache(name: str, directory: str | None, reachability: Reachability)
             cache.bootstrap_from_dict(json.loads(on_disk))
         except ValueError:
             log.warning("unleash_disk_cache_unreadable", hint="ignored; the next fetch replaces it")
-    cache.armed = True
     return cache
 
 
@@ -204,7 +216,8 @@ class UnleashClientEvaluator:
             request_timeout=request_timeout_s,
             request_retries=0,  # the next poll is the retry
             custom_headers={"Authorization": backend_token},
-            cache=_watched_cache(app_name, cache_directory, self.reachability),
+            cache=_disk_cache(app_name, cache_directory),
+            custom_options={"hooks": {"response": _response_hook(self.reachability)}},
             scheduler=self._scheduler,
             scheduler_executor=self._executor,
             disable_metrics=not send_metrics,
