@@ -73,8 +73,9 @@ class Reachability:
             "unleash_unreachable",
             url=self.api_url,
             error=error,
-            hint="routing keeps the last flags it fetched (none yet: the baseline); "
-            "the SDK keeps polling",
+            hint="routing keeps the last flags it fetched (none yet: the baseline) and "
+            "the SDK keeps polling; check that Unleash is up, its URL, and (on HTTP "
+            "401/403) the client token",
         )
 
     def answered(self) -> None:
