@@ -233,8 +233,12 @@ def test_the_runbooks_commands_work_when_run(
         assert result.exit_code == 0, (line, result.output)
     status_line = command_starting(text, "shadowcanary rollout status ")
     assert "rolled_back" in run_shadowcanary(status_line, env).output
-    wide = {**env, "COLUMNS": "400"}  # one table row per entry, no wrapping
-    history = run_shadowcanary(command_starting(text, "shadowcanary rollout history "), wide)
+    # One table row per entry, no wrapping. The CLI's console took its width (COLUMNS)
+    # when first imported, which in this process may have been by an earlier test.
+    from shadowcanary import cli_support
+
+    monkeypatch.setattr(cli_support.console, "width", 400)
+    history = run_shadowcanary(command_starting(text, "shadowcanary rollout history "), env)
     assert history.exit_code == 0 and "on-call: describe what you saw" in history.stdout
 
     # The operator commands regenerated the runbook through the controller's wiring.
