@@ -305,7 +305,7 @@ def _send_minute(
 def _wait_until_processed(
     lanes: list[Lane], store: Store, clock: DemoClock, view: DemoView
 ) -> None:
-    """Poll until every call is stored and every baseline answer has its shadow replay."""
+    """Poll until every call is stored and every baseline answer is replayed or dead-lettered."""
     deadline = time.monotonic() + _CATCH_UP_TIMEOUT_S
     until = clock.now + timedelta(days=1)
     while True:
@@ -316,7 +316,11 @@ def _wait_until_processed(
             shadow = store.shadow_totals(lane.scenario.name, clock.start, until)
             ok_baseline = totals[Arm.BASELINE].requests - totals[Arm.BASELINE].failures
             pending += max(0, lane.sent - stored)
-            pending += max(0, ok_baseline - shadow[ReplayKind.CANDIDATE].replays)
+            # A replay given up on (dead-lettered after its last attempt) is settled too.
+            settled = shadow[ReplayKind.CANDIDATE].replays + store.dead_lettered_replays(
+                lane.scenario.name
+            )
+            pending += max(0, ok_baseline - settled)
         if pending == 0:
             return
         if time.monotonic() > deadline:

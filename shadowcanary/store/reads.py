@@ -13,6 +13,7 @@ from shadowcanary.replay.records import ReplayKind
 from shadowcanary.store.models import (
     LIVE_COUNTERS,
     SHADOW_COUNTERS,
+    CaptureRow,
     DeadLetterRow,
     LiveRollupRow,
     ShadowRollupRow,
@@ -23,6 +24,7 @@ from shadowcanary.store.totals import LiveTotals, ShadowTotals, StoreCounts
 LIVE: Table = LiveRollupRow.__table__  # type: ignore[assignment]
 SHADOW: Table = ShadowRollupRow.__table__  # type: ignore[assignment]
 DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
+CAPTURES: Table = CaptureRow.__table__  # type: ignore[assignment]
 
 
 def _sums(table: Table, names: Sequence[str]) -> list[Any]:
@@ -124,4 +126,16 @@ def counts(conn: Connection) -> StoreCounts:
         replayed_skipped_budget=skipped,
         compared=compared,
         dead_lettered=dead,
+    )
+
+
+def dead_lettered_replays(conn: Connection, rollout: str) -> int:
+    """Events of ``rollout`` whose replay was given up on (they will never be compared)."""
+    letters = DEAD_LETTERS.join(CAPTURES, DEAD_LETTERS.c.event_id == CAPTURES.c.event_id)
+    return int(
+        conn.execute(
+            select(func.count(func.distinct(DEAD_LETTERS.c.event_id)))
+            .select_from(letters)
+            .where(DEAD_LETTERS.c.stage == "replay", CAPTURES.c.rollout == rollout)
+        ).scalar_one()
     )

@@ -292,6 +292,12 @@ class Store:
             "reading shadow rollups", lambda c: reads.shadow_totals(c, rollout, since, until)
         )
 
+    def dead_lettered_replays(self, rollout: str) -> int:
+        """Events of ``rollout`` dead-lettered at the replay stage: never to be compared."""
+        return self._read(
+            "counting dead-lettered replays", lambda c: reads.dead_lettered_replays(c, rollout)
+        )
+
     def headline(self, rollout: str | None = None) -> Headline:
         """The figures an operator looks at first, over all stored rollups of ``rollout``."""
 

@@ -613,3 +613,22 @@ def test_sketch_matches_ddsketch_and_merges_losslessly() -> None:
     for q in (0.0, 0.5, 0.95, 0.99, 1.0):
         assert merged.quantile(q) == pytest.approx(reference.get_quantile_value(q))
     assert QuantileSketch().quantile(0.5) is None
+
+
+def test_dead_lettered_replays_are_counted_per_rollout_once_per_event(store: Store) -> None:
+    """A replay given up on counts for its capture's rollout, once however often it was lettered."""
+    mine = make_event(started_at=at(0), rollout="lettered")
+    other = make_event(started_at=at(0), rollout="elsewhere")
+    store.insert_captures([assessed(mine), assessed(other)], received_at=NOW)
+    replay_letter = {"stage": "replay", "error_class": "UpstreamUnavailable", "payload": None}
+    store.record_dead_letters(
+        [
+            make_dead_letter(event_id=mine.event_id, **replay_letter),
+            make_dead_letter(event_id=mine.event_id, attempts=5, **replay_letter),
+            make_dead_letter(event_id=other.event_id, stage="ingest"),
+        ],
+        recorded_at=NOW,
+    )
+    assert store.dead_lettered_replays("lettered") == 1
+    assert store.dead_lettered_replays("elsewhere") == 0  # an ingest letter is not a replay's
+    assert store.dead_lettered_replays("unknown") == 0
