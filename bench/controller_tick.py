@@ -49,7 +49,7 @@ from shadowcanary.replay.records import ReplayKind
 from shadowcanary.store import AssessedCapture, Store
 from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.models import LIVE_COUNTERS, SHADOW_COUNTERS, ShadowRollupRow
-from shadowcanary.store.sketch import _MAPPING, RELATIVE_ACCURACY, QuantileSketch
+from shadowcanary.store.sketch import MAPPING, RELATIVE_ACCURACY, QuantileSketch
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
 from shadowcanary.testing.servers import PostgresServer
 
@@ -194,7 +194,7 @@ def _seed_rollups(engine: Engine) -> None:
         conn.execute(text("SET LOCAL work_mem = '256MB'"))
         conn.execute(
             text(statement),
-            {"rollout": ROLLOUT, "multiplier": _MAPPING._multiplier, "alpha": RELATIVE_ACCURACY},
+            {"rollout": ROLLOUT, "multiplier": MAPPING._multiplier, "alpha": RELATIVE_ACCURACY},
         )
         minutes = conn.execute(
             text(

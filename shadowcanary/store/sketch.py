@@ -26,7 +26,7 @@ from ddsketch.store import DenseStore
 RELATIVE_ACCURACY = 0.01
 SKETCH_FORMAT_VERSION = 1
 # One mapping for the whole process: every stored sketch must share gamma to merge.
-_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
+MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 
 
 def _empty_bins() -> dict[int, int]:
@@ -46,8 +46,8 @@ class QuantileSketch:
         zero = 0
         bins: Counter[int] = Counter()
         for value in values:
-            if value > _MAPPING.min_possible:
-                bins[_MAPPING.key(value)] += 1
+            if value > MAPPING.min_possible:
+                bins[MAPPING.key(value)] += 1
             else:
                 zero += 1
         return cls(zero_count=zero, bins=dict(bins))
@@ -75,7 +75,7 @@ class QuantileSketch:
         store = DenseStore()
         for key in sorted(self.bins):
             store.add(key, self.bins[key])
-        sketch = BaseDDSketch(_MAPPING, store, DenseStore(), float(self.zero_count))
+        sketch = BaseDDSketch(MAPPING, store, DenseStore(), float(self.zero_count))
         value = sketch.get_quantile_value(q)
         return None if value is None else float(value)
 
@@ -129,5 +129,5 @@ def first_key_above(threshold: float) -> int:
     if threshold < 0 or threshold != threshold:
         raise ValueError(f"threshold must be a non-negative number, got {threshold}")
     # x lies in bin key(x); the bin below represents less than x, the bin above more.
-    key = int(_MAPPING.key(max(threshold, _MAPPING.min_possible)))
-    return key if _MAPPING.value(key) > threshold else key + 1
+    key = int(MAPPING.key(max(threshold, MAPPING.min_possible)))
+    return key if MAPPING.value(key) > threshold else key + 1

@@ -18,25 +18,22 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from ddsketch import LogarithmicMapping
 from sqlalchemy import Double, Integer, case, cast, func, literal
 from sqlalchemy.sql.elements import ColumnElement
 
-from shadowcanary.store.sketch import RELATIVE_ACCURACY, QuantileSketch
+from shadowcanary.store.sketch import MAPPING, QuantileSketch
 
-_MAPPING = LogarithmicMapping(RELATIVE_ACCURACY)
 _LN2 = math.log(2)
-# ddsketch keeps its multiplier private; this is its own arithmetic, in its order
-# (1 / log1p(gamma - 1), then times ln 2), so the double is the same.
-_GAMMA_MANTISSA = 2 * RELATIVE_ACCURACY / (1 - RELATIVE_ACCURACY)
-_MULTIPLIER = (1 / math.log1p(_GAMMA_MANTISSA)) * _LN2
+# ddsketch keeps its multiplier private; read from the rollups' own mapping, it is the
+# very double ``MAPPING.key`` multiplies by (as bench/controller_tick.py uses it).
+_MULTIPLIER: float = MAPPING._multiplier
 
 
 def sketch_key(value: ColumnElement[Any]) -> ColumnElement[int | None]:
     """The sketch bin of a non-negative ``value``; NULL for the zero bin (as ``of`` does)."""
     log2 = func.ln(cast(value, Double)) / literal(_LN2, Double)
     key = cast(func.ceil(log2 * literal(_MULTIPLIER, Double)), Integer)
-    return case((value > literal(_MAPPING.min_possible, Double), key), else_=None)
+    return case((value > literal(MAPPING.min_possible, Double), key), else_=None)
 
 
 def sketch_of_bins(bins: Iterable[tuple[int | None, int]]) -> QuantileSketch:

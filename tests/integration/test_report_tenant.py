@@ -367,10 +367,11 @@ def test_a_lone_tenants_report_equals_the_rollup_report(engine: Engine) -> None:
 
 def test_sql_sketch_bins_are_the_rollups_bins(engine: Engine) -> None:
     """sketch_key in Postgres puts every value in QuantileSketch.of's bin, edges included."""
-    from shadowcanary.store.sketch_sql import _MAPPING, _MULTIPLIER
+    from shadowcanary.store.sketch import MAPPING
+    from shadowcanary.store.sketch_sql import _MULTIPLIER
 
     rng = random.Random(5)
-    samples = [0.0, _MAPPING.min_possible, 1e-300, 1e-9, 0.5, 1.0, 850.0, 1e9]
+    samples = [0.0, MAPPING.min_possible, 1e-300, 1e-9, 0.5, 1.0, 850.0, 1e9]
     for k in range(-200, 2000, 3):  # bin edges gamma^k and the doubles either side
         edge = math.pow(2.0, k / _MULTIPLIER)
         samples += [edge, math.nextafter(edge, 0.0), math.nextafter(edge, math.inf)]
