@@ -1,7 +1,7 @@
 """A controller tick's read path with millions of captured requests in the store.
 
 A tick is what ``shadowcanary controller run`` does before touching the flag:
-``ControllerStore.get`` + ``load_evidence`` (audit timeline, live and shadow rollups)
+``RolloutStore.get`` + ``load_evidence`` (audit timeline, live and shadow rollups)
 + ``judge.decide``. It should cost O(minutes of the rollout), not O(requests).
 
 Side by side in one run, on one PostgreSQL started here, two databases holding the
@@ -38,17 +38,17 @@ from typing import Any
 
 from sqlalchemy import Engine, insert, text
 
-from shadowcanary.controller.evidence import freeze_baseline_p99, load_evidence, newest_data_at
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.events import Arm
 from shadowcanary.judge import decide
 from shadowcanary.logging import configure_logging
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay.records import ReplayKind
+from shadowcanary.replay_results import ReplayKind
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.store import AssessedCapture, Store
 from shadowcanary.store.db import make_engine, migrate
+from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence, newest_data_at
 from shadowcanary.store.models import LIVE_COUNTERS, SHADOW_COUNTERS, ShadowRollupRow
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.store.sketch import MAPPING, RELATIVE_ACCURACY, QuantileSketch
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
 from shadowcanary.testing.servers import PostgresServer
@@ -234,7 +234,7 @@ def _seed_rollups(engine: Engine) -> None:
 
 
 def _seed_rollout(engine: Engine, span: Span) -> RolloutRecord:
-    store = ControllerStore(engine)
+    store = RolloutStore(engine)
     plan = RolloutPlan(name=ROLLOUT, flag="bench-model", baseline="gpt-5.2", candidate="gpt-5.5")
     record = store.create_rollout(plan, now=span.start, actor="cli:bench")
     p99 = freeze_baseline_p99(engine, ROLLOUT, since=span.start, until=span.canary_at)
@@ -309,7 +309,7 @@ class Ticker:
 
     def __post_init__(self) -> None:
         self.engine = make_engine(self.url, pool_size=2)
-        self.store = ControllerStore(self.engine)
+        self.store = RolloutStore(self.engine)
         self.writer = Store(self.engine)
 
     def arrive(self) -> None:

@@ -36,12 +36,11 @@ from sqlalchemy import Engine
 from yggdrasil_engine.engine import UnleashEngine
 
 from flags.base import FlagEvaluator, Stickiness, evaluation_context
-from flags.embedded import StoredFeatures, read_features
 from flags.unleash import model_from_payload
 from flags.unleash_sdk import UnleashClientEvaluator
 from shadowcanary.errors import ShadowCanaryError
-from shadowcanary.events import hash_stickiness_key
-from shadowcanary.tap.openai_wrapper import DEV_SALT
+from shadowcanary.events import DEV_SALT, hash_stickiness_key
+from shadowcanary.store.flag_table import StoredFeatures, read_features
 
 log = structlog.get_logger(__name__)
 

@@ -30,15 +30,15 @@ from pydantic import BaseModel, SecretStr
 
 from runbooks import view
 from runbooks.view import FlagAccess
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.errors import ShadowCanaryError
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 
 if TYPE_CHECKING:
     import jinja2
 
-    from shadowcanary.controller.store import ControllerStore
     from shadowcanary.judge.decide import Decision
     from shadowcanary.settings import Settings
+    from shadowcanary.store.rollouts import RolloutStore
 
 DEFAULT_OUTPUT_DIR = Path("runbooks/generated")
 ALERTS_DIR = "alerts"
@@ -225,7 +225,7 @@ def install_static_runbooks(output_dir: Path) -> Path:
 
 
 def read_inputs(
-    store: ControllerStore | None,
+    store: RolloutStore | None,
     record: RolloutRecord,
     decision: Decision | None,
     flags: FlagAccess,
@@ -246,7 +246,7 @@ def read_inputs(
 
 
 def generate_runbook(
-    store: ControllerStore | None,
+    store: RolloutStore | None,
     record: RolloutRecord,
     decision: Decision | None = None,
     *,

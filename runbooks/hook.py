@@ -39,10 +39,10 @@ from runbooks.generator import (
 from runbooks.view import FlagAccess
 
 if TYPE_CHECKING:
-    from shadowcanary.controller.records import RolloutRecord
-    from shadowcanary.controller.store import ControllerStore
     from shadowcanary.judge.decide import Decision
+    from shadowcanary.rollout_records import RolloutRecord
     from shadowcanary.settings import Settings
+    from shadowcanary.store.rollouts import RolloutStore
 
 log = structlog.get_logger(__name__)
 
@@ -62,14 +62,14 @@ RUNBOOK_FAILURES = Counter(
 class RunbookHook:
     """``TickPorts.runbook`` bound to a store: writes ``<output_dir>/<rollout>.md``."""
 
-    store: ControllerStore | None
+    store: RolloutStore | None
     output_dir: Path = DEFAULT_OUTPUT_DIR
     flags: FlagAccess = field(default_factory=FlagAccess)
     secrets: tuple[str, ...] = field(default=(), repr=False)
 
     @classmethod
     def from_settings(
-        cls, settings: Settings, store: ControllerStore | None, output_dir: Path | None = None
+        cls, settings: Settings, store: RolloutStore | None, output_dir: Path | None = None
     ) -> RunbookHook:
         return cls(
             store=store,
@@ -114,7 +114,7 @@ def regenerate_runbook(record: RolloutRecord, decision: Decision | None) -> None
 
 
 @contextlib.contextmanager
-def _settings_store(settings: Settings) -> Iterator[ControllerStore | None]:
+def _settings_store(settings: Settings) -> Iterator[RolloutStore | None]:
     """A store on the configured (or already running embedded) Postgres, closed afterwards.
 
     Never starts a server: a hook that launched Postgres as a side effect would be a
@@ -129,12 +129,12 @@ def _settings_store(settings: Settings) -> Iterator[ControllerStore | None]:
     if url is None:
         yield None
         return
-    from shadowcanary.controller.store import ControllerStore
     from shadowcanary.store.db import make_engine
+    from shadowcanary.store.rollouts import RolloutStore
 
     engine = make_engine(url, pool_size=1)
     try:
-        yield ControllerStore(engine)
+        yield RolloutStore(engine)
     finally:
         engine.dispose()
 

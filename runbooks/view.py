@@ -15,7 +15,6 @@ from datetime import UTC, datetime
 from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.judge.decide import Decision
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import (
@@ -28,6 +27,7 @@ from shadowcanary.plan import (
     TriggerConfig,
     TriggerMode,
 )
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 
 FlagBackendName = Literal["embedded", "unleash"]
 

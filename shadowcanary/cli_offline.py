@@ -337,14 +337,21 @@ def compare_command(
                 cases = [_with_default_min_similarity(c, min_similarity) for c in cases]
         else:
             assert from_captures is not None
-            cases = load_capture_cases(
-                settings,
-                from_captures,
-                since=since,
-                limit=limit,
-                rollout=rollout,
-                min_similarity=min_similarity,
-            )
+            from shadowcanary.cli_support import database_engine
+
+            engine = database_engine(settings)
+            try:
+                cases = load_capture_cases(
+                    engine,
+                    settings,
+                    from_captures,
+                    since=since,
+                    limit=limit,
+                    rollout=rollout,
+                    min_similarity=min_similarity,
+                )
+            finally:
+                engine.dispose()
             source = f"captures of {from_captures} since {since}"
         for arm, model in arms.items():
             if arm is SuiteArm.CANDIDATE or any(c.recorded_baseline is None for c in cases):

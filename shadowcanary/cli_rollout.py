@@ -51,11 +51,11 @@ class _Context:
     ) -> None:
         from dataclasses import replace
 
-        from shadowcanary.controller.lock import lock_engine
         from shadowcanary.controller.wiring import FlagsConfig, flags_factory
         from shadowcanary.logging import configure_logging
         from shadowcanary.settings import load_settings
         from shadowcanary.store.db import make_engine
+        from shadowcanary.store.locks import lock_engine
 
         self.settings = load_settings()
         configure_logging(self.settings.log_level)

@@ -29,11 +29,9 @@ import openai
 from rich.console import Console
 
 from flags.router import EmbeddedEvaluator, ModelRouter
-from shadowcanary.controller.lock import lock_engine
 from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
-from shadowcanary.controller.records import RolloutStatus
 from shadowcanary.controller.tick import TickPorts, TickResult, tick
 from shadowcanary.controller.wiring import build_ports
 from shadowcanary.demo_plans import Scenario, demo_plan, models_json, scenarios, sim_profiles
@@ -41,9 +39,11 @@ from shadowcanary.demo_view import DemoView, LaneView, print_where_to_look
 from shadowcanary.embedded import ServiceUrls
 from shadowcanary.events import Arm
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay.records import ReplayKind
+from shadowcanary.replay_results import ReplayKind
+from shadowcanary.rollout_records import RolloutStatus
 from shadowcanary.settings import Settings
 from shadowcanary.store import Store, make_engine
+from shadowcanary.store.locks import lock_engine
 from shadowcanary.tap import Tap, tap_openai
 from shadowcanary.testing.sim import SimHandle, run_simulator
 from shadowcanary.testing.worker import run_worker

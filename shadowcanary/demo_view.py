@@ -20,8 +20,8 @@ from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from shadowcanary.controller.records import RolloutStatus
 from shadowcanary.judge.triggers import TriggerResult
+from shadowcanary.rollout_records import RolloutStatus
 from shadowcanary.settings import Settings
 
 log = structlog.get_logger(__name__)

@@ -178,6 +178,11 @@ class CapturedCall(_Wire):
         return "\n".join(m.text() for m in self.request.messages)
 
 
+# The salt every process uses when none is configured (``Settings.stickiness_salt``). Tap,
+# gateway and router must hash with the same salt or one user lands in different arms.
+DEV_SALT = "shadowcanary-dev-salt"
+
+
 def hash_stickiness_key(raw_id: str, salt: str) -> str:
     """Keyed hash of a user or conversation id: stable per deployment, not reversible."""
     return hmac.new(salt.encode(), raw_id.encode(), hashlib.sha256).hexdigest()[:32]

@@ -29,6 +29,7 @@ from pydantic import (
 from pydantic_settings import BaseSettings, SettingsConfigDict, SettingsError
 
 from shadowcanary.errors import ConfigError, UnknownModel
+from shadowcanary.events import DEV_SALT
 
 ENV_PREFIX = "SHADOWCANARY_"
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
@@ -205,7 +206,7 @@ class Settings(BaseSettings):
     data_dir: Path = Path(".shadowcanary")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
     # Salt for hashing user/conversation ids; set it per deployment.
-    stickiness_salt: SecretStr = SecretStr("shadowcanary-dev-salt")
+    stickiness_salt: SecretStr = SecretStr(DEV_SALT)
     retention_days: int = Field(default=14, gt=0)
     # Embedding similarity is computed when a model here is configured in ``models``.
     embeddings_model: str | None = None

@@ -19,11 +19,11 @@ from shadowcanary import constants
 from shadowcanary.embedded import ServiceUrls, resolve_urls
 from shadowcanary.events import now_utc
 from shadowcanary.logging import configure_logging
-from shadowcanary.replay.candidates import RolloutCandidates
 from shadowcanary.replay.ingest import IngestService
 from shadowcanary.replay.runtime import ReplayRuntime
 from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
+from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
 from workers import metrics

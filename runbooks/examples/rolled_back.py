@@ -16,7 +16,6 @@ from pathlib import Path
 
 from runbooks.generator import RunbookInputs, render_runbook, write_atomically
 from runbooks.view import FlagAccess
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.judge.decide import Decision, DecisionKind, decide
 from shadowcanary.judge.evidence import (
     ArmCounts,
@@ -27,6 +26,7 @@ from shadowcanary.judge.evidence import (
     ShadowCounts,
 )
 from shadowcanary.plan import RolloutPlan, parse_plan
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 
 EXAMPLE_PATH = Path(__file__).with_name("checkout-gpt55-rolled-back.md")
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)

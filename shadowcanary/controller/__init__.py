@@ -10,7 +10,7 @@
 - ``notify``: Slack-compatible webhooks; ``metrics``: Prometheus
 - ``wiring``: concrete adapters from Settings
 
-Names are imported on first use so ``import shadowcanary.controller.records`` stays
+Names are imported on first use so ``import shadowcanary.rollout_records`` stays
 cheap for code that never runs a controller.
 """
 

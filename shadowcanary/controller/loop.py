@@ -23,11 +23,11 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from shadowcanary.controller import metrics
-from shadowcanary.controller.lock import LockState, RolloutLock
 from shadowcanary.controller.policy import TickMemory
-from shadowcanary.controller.records import RolloutStatus
 from shadowcanary.controller.tick import TickOutcome, TickPorts, TickResult, held_unreachable, tick
 from shadowcanary.errors import ServiceUnavailable, ShadowCanaryError
+from shadowcanary.rollout_records import RolloutStatus
+from shadowcanary.store.locks import LockState, RolloutLock
 
 log = structlog.get_logger(__name__)
 
@@ -189,7 +189,12 @@ class ControllerLoop:
 
     def _slot(self, name: str) -> _Slot:
         if name not in self._slots:
-            self._slots[name] = _Slot(RolloutLock(self._lock_engine, name))
+            lock = RolloutLock(
+                self._lock_engine,
+                name,
+                on_held_change=lambda held: metrics.LOCK_HELD.labels(name).set(int(held)),
+            )
+            self._slots[name] = _Slot(lock)
         return self._slots[name]
 
     def _tick_one(self, name: str, slot: _Slot) -> TickResult | None:

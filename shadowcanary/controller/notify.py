@@ -20,9 +20,9 @@ from urllib.parse import urlsplit
 import httpx
 import structlog
 
-from shadowcanary.controller.records import RolloutRecord
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
+from shadowcanary.rollout_records import RolloutRecord
 
 log = structlog.get_logger(__name__)
 

@@ -33,7 +33,6 @@ import structlog
 
 from flags.base import FlagBackend, FlagSpec
 from shadowcanary.controller.notify import Notification
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.controller.tick import TickPorts
 from shadowcanary.errors import (
     FlagRejected,
@@ -42,6 +41,7 @@ from shadowcanary.errors import (
     ShadowCanaryError,
 )
 from shadowcanary.plan import RolloutPlan
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 
 log = structlog.get_logger(__name__)
 

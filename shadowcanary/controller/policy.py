@@ -13,9 +13,9 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.judge.decide import Decision
 from shadowcanary.plan import RolloutPlan
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 
 # A HOLD whose shape is unchanged is written to the audit log at most this often: a
 # tick every 10 s with the full evidence would grow the log by gigabytes a day.

@@ -41,7 +41,6 @@ import structlog
 
 from flags.base import FlagBackend, FlagState
 from shadowcanary.controller import metrics
-from shadowcanary.controller.evidence import newest_data_at
 from shadowcanary.controller.notify import Notification, Notifier, redacted_webhook
 from shadowcanary.controller.policy import (
     CONTROLLER_ACTOR,
@@ -53,8 +52,6 @@ from shadowcanary.controller.policy import (
     should_record_hold,
     step_of,
 )
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.errors import (
     FlagNotFound,
     FlagRejected,
@@ -64,6 +61,9 @@ from shadowcanary.errors import (
 from shadowcanary.judge.decide import Decision, DecisionInputs, DecisionKind, decide
 from shadowcanary.judge.evidence import Evidence
 from shadowcanary.plan import RolloutPlan
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
+from shadowcanary.store.evidence_reads import newest_data_at
+from shadowcanary.store.rollouts import RolloutStore
 
 log = structlog.get_logger(__name__)
 
@@ -99,7 +99,7 @@ class TickResult:
 class TickPorts:
     """Everything a tick touches, injected so the loop, the CLI and tests wire their own."""
 
-    store: ControllerStore
+    store: RolloutStore
     flags_for: FlagsFor
     notifier: Notifier
     clock: Callable[[], datetime]
@@ -149,7 +149,7 @@ class _Tick:
     now: datetime
 
     @property
-    def store(self) -> ControllerStore:
+    def store(self) -> RolloutStore:
         return self.ports.store
 
     def run(self, name: str) -> TickResult:

@@ -10,8 +10,8 @@ from rich.table import Table
 from rich.text import Text
 
 from shadowcanary.controller.policy import is_intent
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord
-from shadowcanary.controller.store import ControllerStore
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
+from shadowcanary.store.rollouts import RolloutStore
 
 # Entries that carry a judge decision worth showing as "the last decision".
 _DECISIONS = {
@@ -39,7 +39,7 @@ def entry_data(entry: AuditEntry, *, with_inputs: bool = False) -> dict[str, Any
     return data
 
 
-def status_data(store: ControllerStore, records: Sequence[RolloutRecord]) -> list[dict[str, Any]]:
+def status_data(store: RolloutStore, records: Sequence[RolloutRecord]) -> list[dict[str, Any]]:
     """Each rollout's state and its newest decision (with trigger numbers)."""
     out = []
     for record in records:

@@ -17,18 +17,18 @@ from sqlalchemy import Engine
 
 from flags.base import FlagBackend
 from runbooks.hook import RunbookHook, regenerate_runbook
-from shadowcanary.controller.evidence import freeze_baseline_p99, load_evidence
-from shadowcanary.controller.lock import operation_lock
 from shadowcanary.controller.notify import Notifier
 from shadowcanary.controller.policy import controller_actor
-from shadowcanary.controller.records import RolloutRecord
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
 from shadowcanary.errors import ConfigError
 from shadowcanary.judge.decide import Decision
 from shadowcanary.judge.evidence import Evidence
 from shadowcanary.plan import RolloutPlan
+from shadowcanary.rollout_records import RolloutRecord
 from shadowcanary.settings import Settings
+from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence
+from shadowcanary.store.locks import operation_lock
+from shadowcanary.store.rollouts import RolloutStore
 
 FlagBackendName = Literal["embedded", "unleash"]
 
@@ -110,7 +110,7 @@ def build_ports(
     without, the hook falls back to loading settings itself on each call.
     """
 
-    store = ControllerStore(engine)
+    store = RolloutStore(engine)
     runbook: Callable[[RolloutRecord, Decision | None], None] = regenerate_runbook
     if settings is not None:
         runbook = RunbookHook.from_settings(settings, store)

@@ -14,8 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import Any
 
-from shadowcanary.controller.records import RolloutStatus
 from shadowcanary.plan import RolloutPlan, parse_plan
+from shadowcanary.rollout_records import RolloutStatus
 
 BASELINE = "gpt-5.2"
 HEALTHY = "gpt-5.5"

@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from shadowcanary.controller.policy import is_intent
-from shadowcanary.controller.records import AuditEntry
 from shadowcanary.report.model import (
     DAYS_PER_MONTH,
     QUANTILES,
@@ -26,8 +25,9 @@ from shadowcanary.report.model import (
     TriggerPoint,
     TriggerSeries,
 )
-from shadowcanary.report.queries import LiveMinute
+from shadowcanary.rollout_records import AuditEntry
 from shadowcanary.settings import ModelEndpoint
+from shadowcanary.store.report_reads import LiveMinute
 from shadowcanary.store.sketch import QuantileSketch, merge_all
 from shadowcanary.store.totals import LiveTotals
 

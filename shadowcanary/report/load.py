@@ -9,10 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
-from shadowcanary.controller.records import AuditEntry, RolloutRecord
-from shadowcanary.controller.store import ControllerStore, unavailable
 from shadowcanary.events import Arm, CapturedCall
-from shadowcanary.report import queries
 from shadowcanary.report.data import (
     MINUTE,
     arm_cost,
@@ -25,7 +22,6 @@ from shadowcanary.report.data import (
     step_marks,
     trigger_series,
 )
-from shadowcanary.report.live import rollout_live, tenant_live
 from shadowcanary.report.model import (
     ARMS,
     REASON_WITHHELD,
@@ -39,8 +35,12 @@ from shadowcanary.report.model import (
     TenantScope,
     TriggerSeries,
 )
+from shadowcanary.rollout_records import AuditEntry, RolloutRecord
 from shadowcanary.settings import ModelEndpoint, Settings
+from shadowcanary.store import report_reads as queries
+from shadowcanary.store.live_reads import rollout_live, tenant_live
 from shadowcanary.store.models import NAME
+from shadowcanary.store.rollouts import RolloutStore, unavailable
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.totals import LiveTotals
 from shadowcanary.tap.redaction import Redactor
@@ -78,7 +78,7 @@ def load_report(
         raise ValueError(f"now must be timezone-aware (e.g. datetime.now(UTC)), got {now}")
     if tenant is not None:
         check_tenant_name(tenant)
-    controller = ControllerStore(engine)
+    controller = RolloutStore(engine)
     record = controller.get(name)
     history = controller.history(name, limit=AUDIT_LIMIT)
     # A name may have run before: only this run's entries (history is newest first).

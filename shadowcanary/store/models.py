@@ -289,7 +289,7 @@ class FlagRow(Base):
 
 
 class RolloutRow(Base):
-    """A rollout the controller drives (shadowcanary.controller.store), one row per name.
+    """A rollout the controller drives (shadowcanary.store.rollouts), one row per name.
 
     ``plan`` is ``RolloutPlan.model_dump(mode="json")``. ``version`` goes up by one on
     every write: a writer that read an older version loses (optimistic concurrency).

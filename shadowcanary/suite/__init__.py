@@ -16,7 +16,6 @@ from shadowcanary.suite.captures import (
     cases_from_captures,
     load_capture_cases,
     parse_since,
-    read_captures,
 )
 from shadowcanary.suite.cases import Expectations, MatchMode, SuiteCase
 from shadowcanary.suite.gate import (
@@ -74,7 +73,6 @@ __all__ = [
     "paired_stat",
     "parse_since",
     "planned_calls",
-    "read_captures",
     "render_report",
     "report_json",
     "require_answers",

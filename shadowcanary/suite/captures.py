@@ -11,14 +11,13 @@ import re
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 
-from sqlalchemy import Engine, select
-from sqlalchemy.exc import OperationalError
+from sqlalchemy import Engine
 
-from shadowcanary.errors import ConfigError, ServiceUnavailable
-from shadowcanary.events import Arm, CallStatus, CapturedCall, now_utc
+from shadowcanary.errors import ConfigError
+from shadowcanary.events import CapturedCall, now_utc
 from shadowcanary.judge import output_from_capture
 from shadowcanary.settings import Settings
-from shadowcanary.store.models import CaptureRow
+from shadowcanary.store.capture_reads import read_captures
 from shadowcanary.suite.cases import Expectations, SuiteCase
 
 _DURATION = re.compile(r"^(\d+(?:\.\d+)?)\s*(s|m|h|d|w)$")
@@ -42,45 +41,6 @@ def parse_since(value: str, *, now: datetime) -> datetime:
             hint="use e.g. 24h, 30m, 7d or 2026-06-01T00:00:00Z",
         ) from None
     return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
-
-
-def read_captures(
-    engine: Engine,
-    *,
-    route: str,
-    since: datetime,
-    limit: int,
-    rollout: str | None = None,
-) -> list[CapturedCall]:
-    """The route's newest successful baseline-arm captures started at or after ``since``.
-
-    Raises:
-        ServiceUnavailable: Postgres cannot be read.
-    """
-    table = CaptureRow.__table__
-    stmt = (
-        select(table.c.event)
-        .where(
-            table.c.route == route,
-            table.c.started_at >= since,
-            table.c.arm == Arm.BASELINE.value,
-            table.c.status == CallStatus.OK.value,
-        )
-        .order_by(table.c.started_at.desc(), table.c.event_id)
-        .limit(limit)
-    )
-    if rollout is not None:
-        stmt = stmt.where(table.c.rollout == rollout)
-    try:
-        with engine.connect() as conn:
-            documents = conn.execute(stmt).scalars().all()
-    except OperationalError as exc:
-        raise ServiceUnavailable(
-            f"could not read captures from Postgres: {type(exc.orig).__name__}",
-            hint="check that Postgres is up and SHADOWCANARY_DATABASE_URL points at it",
-        ) from exc
-    # Oldest first: a report reads in the order traffic arrived.
-    return [CapturedCall.model_validate(doc) for doc in reversed(documents)]
 
 
 def cases_from_captures(
@@ -109,6 +69,7 @@ def cases_from_captures(
 
 
 def load_capture_cases(
+    engine: Engine,
     settings: Settings,
     route: str,
     *,
@@ -117,22 +78,14 @@ def load_capture_cases(
     rollout: str | None = None,
     min_similarity: float | None = None,
 ) -> list[SuiteCase]:
-    """Cases from the configured store (the embedded Postgres when no URL is set).
+    """Cases from the route's captures in the store ``engine`` points at.
 
     Raises:
         ConfigError: ``since`` is unreadable, or the route has no qualifying captures.
         ServiceUnavailable: Postgres cannot be reached.
     """
-    from shadowcanary.cli_support import database_url as migrated_database_url
-    from shadowcanary.store.db import make_engine
-
     start = parse_since(since, now=now_utc())
-    database_url = migrated_database_url(settings)
-    engine = make_engine(database_url, pool_size=1)
-    try:
-        captures = read_captures(engine, route=route, since=start, limit=limit, rollout=rollout)
-    finally:
-        engine.dispose()
+    captures = read_captures(engine, route=route, since=start, limit=limit, rollout=rollout)
     if not captures:
         raise ConfigError(
             f"no successful baseline captures of route {route!r} since {start:%Y-%m-%d %H:%M} UTC",

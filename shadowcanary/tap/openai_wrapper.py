@@ -32,6 +32,7 @@ import structlog
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.events import (
+    DEV_SALT,
     Arm,
     CallStatus,
     CapturedCall,
@@ -56,7 +57,6 @@ StickinessFrom = Callable[[Mapping[str, Any]], str | None]
 ModelRouter = Callable[[str | None], str]
 
 _MARKER = "__shadowcanary_tap__"
-DEV_SALT = "shadowcanary-dev-salt"
 
 
 def _default_stickiness(kwargs: Mapping[str, Any]) -> str | None:

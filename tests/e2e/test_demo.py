@@ -16,13 +16,13 @@ import pytest
 from rich.console import Console
 
 from flags.embedded import EmbeddedFlags
-from shadowcanary.controller.records import AuditAction, RolloutStatus
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.demo import run_demo
 from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
+from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store import make_engine
 from shadowcanary.store.db import migrate
+from shadowcanary.store.rollouts import RolloutStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]
 
@@ -56,7 +56,7 @@ def test_demo_fast_completes_one_rollout_and_rolls_back_the_other(
 
     engine = make_engine(urls.database_url, pool_size=1)
     try:
-        store = ControllerStore(engine)
+        store = RolloutStore(engine)
         healthy = store.get("demo-healthy-t1")
         assert healthy.status is RolloutStatus.COMPLETED and healthy.percent == 100
         history = list(reversed(store.history("demo-healthy-t1")))  # oldest first

@@ -135,11 +135,11 @@ def test_empty_report_renders_no_data_yet(
     browser: Any, database_url: str, engine: Engine, tmp_path: Path
 ) -> None:
     """A rollout that just started shows "no data yet" blocks in the browser, with no errors."""
-    from shadowcanary.controller.store import ControllerStore
     from shadowcanary.plan import RolloutPlan
+    from shadowcanary.store.rollouts import RolloutStore
 
     plan = RolloutPlan(name="just-started", flag="f", baseline="gpt-5.2", candidate="gpt-5.5")
-    ControllerStore(engine).create_rollout(plan, now=datetime.now(UTC), actor="cli:sre")
+    RolloutStore(engine).create_rollout(plan, now=datetime.now(UTC), actor="cli:sre")
     report = tmp_path / "empty.html"
     _write_report(database_url, "just-started", report)
 

@@ -23,12 +23,12 @@ from structlog.testing import capture_logs
 
 from flags.embedded import EmbeddedFlags
 from flags.unleash import UnleashFlags
-from shadowcanary.controller.lock import lock_engine
 from shadowcanary.controller.loop import EVERY_ROLLOUT, ControllerLoop, LoopConfig
 from shadowcanary.controller.operator import Operator
-from shadowcanary.controller.records import AuditAction
 from shadowcanary.controller.tick import TickOutcome
+from shadowcanary.rollout_records import AuditAction
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.locks import lock_engine
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import PostgresServer, free_port
 from shadowcanary.testing.unleash import UnleashHandle

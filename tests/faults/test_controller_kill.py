@@ -10,7 +10,7 @@ from sqlalchemy.engine import make_url
 
 from flags.embedded import EmbeddedFlags
 from shadowcanary.controller.operator import Operator
-from shadowcanary.controller.records import AuditAction, RolloutStatus
+from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle

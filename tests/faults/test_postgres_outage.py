@@ -10,7 +10,7 @@ import pytest
 
 from flags.embedded import EmbeddedFlags
 from shadowcanary.controller.operator import Operator
-from shadowcanary.controller.records import AuditAction
+from shadowcanary.rollout_records import AuditAction
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import PostgresServer, RedisServer

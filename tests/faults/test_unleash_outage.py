@@ -13,9 +13,9 @@ import pytest
 from flags.router import UnleashClientEvaluator
 from flags.unleash import UnleashFlags
 from shadowcanary.controller.operator import Operator
-from shadowcanary.controller.records import AuditAction, RolloutStatus
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import hash_stickiness_key
+from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle

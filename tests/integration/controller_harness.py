@@ -18,13 +18,13 @@ from typing import Any
 from sqlalchemy import Engine
 
 from flags.base import FlagBackend
-from shadowcanary.controller.lock import lock_engine
 from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.tick import TickPorts
 from shadowcanary.controller.wiring import build_ports
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.plan import RolloutPlan, parse_plan
 from shadowcanary.store import AssessedCapture, Store
+from shadowcanary.store.locks import lock_engine
 from shadowcanary.testing.factories import make_event, make_flags
 
 # Minute 0 of every test's fake timeline: a fixed past minute, so buckets are exact.

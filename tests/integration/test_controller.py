@@ -27,13 +27,13 @@ from typer.testing import CliRunner
 
 from flags.embedded import EmbeddedFlags
 from shadowcanary.cli_rollout import controller_app, rollout_app
-from shadowcanary.controller.lock import LockState, RolloutLock, lock_engine
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
-from shadowcanary.controller.records import AuditAction, RolloutStatus
 from shadowcanary.controller.tick import TickOutcome, tick
 from shadowcanary.judge.decide import DecisionInputs, DecisionKind
+from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.store import Store, make_engine, migrate
+from shadowcanary.store.locks import LockState, RolloutLock, lock_engine
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import PostgresServer
 from tests.integration.controller_harness import (

@@ -1,4 +1,4 @@
-"""ControllerStore against a real PostgreSQL: rollouts, optimistic concurrency, audit log."""
+"""RolloutStore against a real PostgreSQL: rollouts, optimistic concurrency, audit log."""
 
 from __future__ import annotations
 
@@ -11,21 +11,21 @@ import pytest
 from sqlalchemy import Engine, text
 from sqlalchemy.exc import DBAPIError
 
-from shadowcanary.controller.records import (
+from shadowcanary.errors import PermanentError, ServiceUnavailable
+from shadowcanary.plan import RolloutPlan, parse_plan
+from shadowcanary.rollout_records import (
     AuditAction,
     AuditEntry,
     RolloutRecord,
     RolloutStatus,
 )
-from shadowcanary.controller.store import (
-    ControllerStore,
+from shadowcanary.store import make_engine
+from shadowcanary.store.rollouts import (
     RolloutExists,
     RolloutNotFound,
+    RolloutStore,
     StaleRollout,
 )
-from shadowcanary.errors import PermanentError, ServiceUnavailable
-from shadowcanary.plan import RolloutPlan, parse_plan
-from shadowcanary.store import make_engine
 from shadowcanary.testing.servers import free_port
 
 pytestmark = pytest.mark.integration
@@ -66,8 +66,8 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def store(engine: Engine) -> ControllerStore:
-    return ControllerStore(engine)
+def store(engine: Engine) -> RolloutStore:
+    return RolloutStore(engine)
 
 
 def entry(
@@ -93,7 +93,7 @@ def entry(
 
 
 def advance(
-    store: ControllerStore, record: RolloutRecord, percent: int, at: datetime
+    store: RolloutStore, record: RolloutRecord, percent: int, at: datetime
 ) -> RolloutRecord:
     step = record.plan.step_percents.index(percent)
     moved = dataclasses.replace(
@@ -104,7 +104,7 @@ def advance(
     )
 
 
-def test_create_then_get_returns_the_rollout_with_its_plan(store: ControllerStore) -> None:
+def test_create_then_get_returns_the_rollout_with_its_plan(store: RolloutStore) -> None:
     """A created rollout starts at step -1, 0 %, version 1, and reads back equal."""
     full = parse_plan(FULL_PLAN)
     created = store.create_rollout(full, now=T0, actor="cli:alice")
@@ -118,7 +118,7 @@ def test_create_then_get_returns_the_rollout_with_its_plan(store: ControllerStor
     assert fetched.plan.exposure_at(1).deadline == timedelta(hours=6)
 
 
-def test_create_writes_a_start_entry(store: ControllerStore) -> None:
+def test_create_writes_a_start_entry(store: RolloutStore) -> None:
     """Creating a rollout writes one START audit entry with the actor and the flag at 0 %."""
     store.create_rollout(plan(), now=T0, actor="cli:alice")
     (start,) = store.history("checkout-gpt55")
@@ -128,7 +128,7 @@ def test_create_writes_a_start_entry(store: ControllerStore) -> None:
     assert "gpt-5.2 -> gpt-5.5" in start.reason
 
 
-def test_an_active_rollout_name_cannot_be_created_twice(store: ControllerStore) -> None:
+def test_an_active_rollout_name_cannot_be_created_twice(store: RolloutStore) -> None:
     """A second create of a running rollout fails with RolloutExists and changes nothing."""
     store.create_rollout(plan(), now=T0, actor="cli:alice")
     with pytest.raises(RolloutExists, match="already running") as caught:
@@ -138,7 +138,7 @@ def test_an_active_rollout_name_cannot_be_created_twice(store: ControllerStore) 
     assert len(store.history("checkout-gpt55")) == 1
 
 
-def test_concurrent_creates_of_one_name_let_exactly_one_win(store: ControllerStore) -> None:
+def test_concurrent_creates_of_one_name_let_exactly_one_win(store: RolloutStore) -> None:
     """Eight threads creating the same rollout at once: one succeeds, seven get RolloutExists."""
     results: list[object] = []
     barrier = threading.Barrier(8)
@@ -160,7 +160,7 @@ def test_concurrent_creates_of_one_name_let_exactly_one_win(store: ControllerSto
     assert len(store.history("checkout-gpt55")) == 1
 
 
-def test_a_finished_rollout_name_can_be_started_again(store: ControllerStore) -> None:
+def test_a_finished_rollout_name_can_be_started_again(store: RolloutStore) -> None:
     """After a rollback the name is reused: the row restarts, its version keeps counting up."""
     first = store.create_rollout(plan(), now=T0, actor="cli:alice")
     first = advance(store, first, 10, T0 + timedelta(minutes=1))
@@ -185,14 +185,14 @@ def test_a_finished_rollout_name_can_be_started_again(store: ControllerStore) ->
     assert store.percent_timeline(again.name) == [(later, 0)]  # only the current run
 
 
-def test_list_returns_every_rollout_by_name(store: ControllerStore) -> None:
+def test_list_returns_every_rollout_by_name(store: RolloutStore) -> None:
     """list() returns all rollouts, active or not, ordered by name."""
     for name in ("zeta", "alpha", "mid"):
         store.create_rollout(plan(name), now=T0, actor="controller")
     assert [r.name for r in store.list()] == ["alpha", "mid", "zeta"]
 
 
-def test_unknown_rollout_error_lists_the_known_ones(store: ControllerStore) -> None:
+def test_unknown_rollout_error_lists_the_known_ones(store: RolloutStore) -> None:
     """get/history/percent_timeline of an unknown name raise RolloutNotFound naming what exists."""
     with pytest.raises(RolloutNotFound) as empty:
         store.get("nope")
@@ -205,7 +205,7 @@ def test_unknown_rollout_error_lists_the_known_ones(store: ControllerStore) -> N
         assert "checkout-gpt55 (running)" in str(caught.value)
 
 
-def test_save_bumps_the_version_and_stores_every_field(store: ControllerStore) -> None:
+def test_save_bumps_the_version_and_stores_every_field(store: RolloutStore) -> None:
     """save() writes the record and returns it one version up; get() sees the same."""
     record = store.create_rollout(plan(), now=T0, actor="controller")
     changed = dataclasses.replace(
@@ -223,7 +223,7 @@ def test_save_bumps_the_version_and_stores_every_field(store: ControllerStore) -
     assert store.get(record.name) == saved
 
 
-def test_a_stale_save_loses_and_writes_no_audit(store: ControllerStore) -> None:
+def test_a_stale_save_loses_and_writes_no_audit(store: RolloutStore) -> None:
     """Two writers read version 1; the second save raises StaleRollout and its audit is dropped."""
     record = store.create_rollout(plan(), now=T0, actor="controller")
     paused = dataclasses.replace(record, status=RolloutStatus.PAUSED)
@@ -240,7 +240,7 @@ def test_a_stale_save_loses_and_writes_no_audit(store: ControllerStore) -> None:
     ]
 
 
-def test_concurrent_saves_of_one_version_let_exactly_one_win(store: ControllerStore) -> None:
+def test_concurrent_saves_of_one_version_let_exactly_one_win(store: RolloutStore) -> None:
     """Six threads saving the same read version: one succeeds, the others are stale."""
     record = store.create_rollout(plan(), now=T0, actor="controller")
     barrier = threading.Barrier(6)
@@ -267,7 +267,7 @@ def test_concurrent_saves_of_one_version_let_exactly_one_win(store: ControllerSt
     assert len(store.history(record.name)) == 2  # START + the winner's entry
 
 
-def test_save_of_a_missing_rollout_is_not_found(store: ControllerStore) -> None:
+def test_save_of_a_missing_rollout_is_not_found(store: RolloutStore) -> None:
     """Saving a record whose rollout was never created raises RolloutNotFound."""
     ghost = RolloutRecord(
         name="ghost",
@@ -285,7 +285,7 @@ def test_save_of_a_missing_rollout_is_not_found(store: ControllerStore) -> None:
         store.save(ghost)
 
 
-def test_history_is_newest_first_and_limited(store: ControllerStore) -> None:
+def test_history_is_newest_first_and_limited(store: RolloutStore) -> None:
     """history() orders by time (then insertion) newest first and honours limit."""
     store.create_rollout(plan(), now=T0, actor="controller")
     name = "checkout-gpt55"
@@ -303,7 +303,7 @@ def test_history_is_newest_first_and_limited(store: ControllerStore) -> None:
     assert [e.action for e in store.history(name, limit=2)] == actions[:2]
 
 
-def test_audit_entry_round_trips_decision_and_inputs(store: ControllerStore) -> None:
+def test_audit_entry_round_trips_decision_and_inputs(store: RolloutStore) -> None:
     """append_audit returns the entry with an id; history returns it field for field."""
     store.create_rollout(plan(), now=T0, actor="controller")
     written = AuditEntry(
@@ -324,7 +324,7 @@ def test_audit_entry_round_trips_decision_and_inputs(store: ControllerStore) -> 
     assert store.history("checkout-gpt55")[0] == stored
 
 
-def test_jsonb_keeps_the_value_of_huge_floats(store: ControllerStore) -> None:
+def test_jsonb_keeps_the_value_of_huge_floats(store: RolloutStore) -> None:
     """JSONB stores numbers as numeric: 1.5e300 reads back as an int of exactly that value."""
     store.create_rollout(plan(), now=T0, actor="controller")
     written = entry("checkout-gpt55", AuditAction.HOLD, T0)
@@ -334,13 +334,13 @@ def test_jsonb_keeps_the_value_of_huge_floats(store: ControllerStore) -> None:
     assert float(back.decision["statistic"]) == 1.5e300  # what from_jsonable does for floats
 
 
-def test_audit_for_an_unknown_rollout_is_refused(store: ControllerStore) -> None:
+def test_audit_for_an_unknown_rollout_is_refused(store: RolloutStore) -> None:
     """An audit entry must name an existing rollout (foreign key): RolloutNotFound."""
     with pytest.raises(RolloutNotFound, match="'nobody'"):
         store.append_audit(entry("nobody", AuditAction.ALERT, T0))
 
 
-def test_the_database_refuses_to_change_audit_rows(store: ControllerStore, engine: Engine) -> None:
+def test_the_database_refuses_to_change_audit_rows(store: RolloutStore, engine: Engine) -> None:
     """UPDATE, DELETE and TRUNCATE of rollout_audit fail even for a direct SQL client."""
     store.create_rollout(plan(), now=T0, actor="controller")
     for statement in (
@@ -353,7 +353,7 @@ def test_the_database_refuses_to_change_audit_rows(store: ControllerStore, engin
     assert store.history("checkout-gpt55")[0].reason.startswith("rollout started")
 
 
-def test_percent_timeline_follows_entries_that_set_the_flag(store: ControllerStore) -> None:
+def test_percent_timeline_follows_entries_that_set_the_flag(store: RolloutStore) -> None:
     """The timeline has START 0 %, each change (advances, overrides, rollback), merged repeats."""
     record = store.create_rollout(plan(), now=T0, actor="controller")
     t = [T0 + timedelta(minutes=m) for m in range(8)]
@@ -372,7 +372,7 @@ def test_percent_timeline_follows_entries_that_set_the_flag(store: ControllerSto
     ]
 
 
-def test_judge_state_carries_the_controller_view(store: ControllerStore) -> None:
+def test_judge_state_carries_the_controller_view(store: RolloutStore) -> None:
     """judge_state() maps percent, times, p99 and paused/overridden into a RolloutState."""
     record = store.create_rollout(plan(), now=T0, actor="controller")
     record = advance(store, record, 30, T0 + timedelta(minutes=9))
@@ -387,7 +387,7 @@ def test_judge_state_carries_the_controller_view(store: ControllerStore) -> None
     assert overridden.overridden and not overridden.paused
 
 
-def test_naive_datetimes_are_refused(store: ControllerStore) -> None:
+def test_naive_datetimes_are_refused(store: RolloutStore) -> None:
     """A naive timestamp would be read in the server's time zone: refused with ValueError."""
     with pytest.raises(ValueError, match="timezone-aware"):
         store.create_rollout(plan(), now=datetime(2026, 3, 2, 9), actor="controller")
@@ -398,8 +398,8 @@ def test_unreachable_postgres_is_service_unavailable() -> None:
     engine = make_engine(f"postgresql://postgres@127.0.0.1:{free_port()}/none", pool_size=1)
     try:
         with pytest.raises(ServiceUnavailable, match="Postgres failed"):
-            ControllerStore(engine).get("checkout-gpt55")
+            RolloutStore(engine).get("checkout-gpt55")
         with pytest.raises(ServiceUnavailable):
-            ControllerStore(engine).create_rollout(plan(), now=T0, actor="controller")
+            RolloutStore(engine).create_rollout(plan(), now=T0, actor="controller")
     finally:
         engine.dispose()

@@ -10,16 +10,16 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from sqlalchemy import Engine, event
 
-from shadowcanary.controller.evidence import freeze_baseline_p99, load_evidence, newest_data_at
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge import Decision, DecisionKind, decide
 from shadowcanary.judge.decide import DecisionInputs
 from shadowcanary.judge.evidence import ArmCounts, Moments
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay.records import ReplayKind, ReplayStatus
+from shadowcanary.replay_results import ReplayKind, ReplayStatus
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.store import AssessedCapture, QuantileSketch, Store, make_engine
+from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence, newest_data_at
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
 
 pytestmark = pytest.mark.integration
@@ -48,8 +48,8 @@ def store(engine: Engine) -> Store:
 
 
 @pytest.fixture
-def controller_store(engine: Engine) -> ControllerStore:
-    return ControllerStore(engine)
+def controller_store(engine: Engine) -> RolloutStore:
+    return RolloutStore(engine)
 
 
 def the_plan() -> RolloutPlan:
@@ -70,9 +70,7 @@ def capture(
     return AssessedCapture(event=event, flags=make_flags(**flags), cost_usd=0.002)
 
 
-def set_percent(
-    cs: ControllerStore, record: RolloutRecord, step: int, at: datetime
-) -> RolloutRecord:
+def set_percent(cs: RolloutStore, record: RolloutRecord, step: int, at: datetime) -> RolloutRecord:
     percent = record.plan.steps[step].percent
     moved = dataclasses.replace(
         record, step_index=step, percent=percent, step_started_at=at, updated_at=at
@@ -93,7 +91,7 @@ def set_percent(
 
 
 @pytest.fixture
-def rollout(controller_store: ControllerStore) -> RolloutRecord:
+def rollout(controller_store: RolloutStore) -> RolloutRecord:
     """Started at 09:00:30; 10 % at 09:01:00; 30 % at 09:03:30 (mid-minute); p99 frozen."""
     record = controller_store.create_rollout(the_plan(), now=T0, actor="cli:alice")
     record = set_percent(controller_store, record, 0, minute(1))
@@ -137,7 +135,7 @@ def traffic(store: Store, rollout: RolloutRecord) -> dict[str, list[str]]:
 
 
 def test_one_bucket_per_minute_with_the_flag_percent_in_force(
-    controller_store: ControllerStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
+    controller_store: RolloutStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
 ) -> None:
     """Six buckets 09:00..09:05; % is 0, 10, 10, 20 (half 10, half 30), 30, 30."""
     evidence = load_evidence(controller_store, rollout, now=NOW)
@@ -183,7 +181,7 @@ def test_an_empty_minute_is_an_empty_bucket(
 
 def test_no_threshold_until_the_baseline_p99_is_frozen(
     engine: Engine,
-    controller_store: ControllerStore,
+    controller_store: RolloutStore,
     rollout: RolloutRecord,
     traffic: dict[str, list[str]],
 ) -> None:
@@ -244,7 +242,7 @@ def test_shadow_pairs_and_json_validity_per_minute(
 
 
 def test_decide_accepts_the_evidence_and_replays_from_the_audit_row(
-    controller_store: ControllerStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
+    controller_store: RolloutStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
 ) -> None:
     """decide() acts on the loaded evidence; recomputing from its audit row gives the same."""
     evidence = load_evidence(controller_store, rollout, now=NOW)
@@ -299,7 +297,7 @@ class Statements:
 
 def test_a_tick_reads_rollup_ranges_and_never_raw_captures(
     engine: Engine,
-    controller_store: ControllerStore,
+    controller_store: RolloutStore,
     rollout: RolloutRecord,
     traffic: dict[str, list[str]],
 ) -> None:
@@ -320,7 +318,7 @@ def test_a_tick_reads_rollup_ranges_and_never_raw_captures(
 def test_only_changed_hours_are_read_again(
     engine: Engine,
     store: Store,
-    controller_store: ControllerStore,
+    controller_store: RolloutStore,
     rollout: RolloutRecord,
     traffic: dict[str, list[str]],
 ) -> None:
@@ -346,7 +344,7 @@ def test_only_changed_hours_are_read_again(
 
 
 def test_a_new_threshold_recounts_every_minute(
-    controller_store: ControllerStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
+    controller_store: RolloutStore, rollout: RolloutRecord, traffic: dict[str, list[str]]
 ) -> None:
     """Re-freezing the baseline p99 changes the threshold: slow counts follow at once."""
     load_evidence(controller_store, rollout, now=NOW)

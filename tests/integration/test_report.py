@@ -15,17 +15,17 @@ from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
 from shadowcanary.cli_report import report_command
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutStatus
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import RolloutPlan, TriggerMode
-from shadowcanary.replay.records import ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.replay_results import ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.report import load_report, render_html, render_markdown, report_dict
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutStatus
 from shadowcanary.settings import load_settings
 from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.store.models import ComparisonRow
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import (
     DEFAULT_ROLLOUT,
     make_comparison,
@@ -96,7 +96,7 @@ def _decision(at: datetime, kind: DecisionKind, frm: int, to: int | None, e: flo
 def seed_rollout(engine: Engine, *, now: datetime, minutes: int = 80) -> Seeded:
     """A rollout that went 0 -> 10 -> 30 % and was rolled back on errors, with real rows."""
     rng = random.Random(7)
-    controller, store = ControllerStore(engine), Store(engine)
+    controller, store = RolloutStore(engine), Store(engine)
     t0 = (now - timedelta(minutes=minutes + 5)).replace(second=0, microsecond=0)
     record = controller.create_rollout(_plan(), now=t0, actor="cli:sre")
     steps = [(t0 + timedelta(minutes=5), 10), (t0 + timedelta(minutes=35), 30)]
@@ -317,7 +317,7 @@ def test_all_three_formats_from_the_cli(database_url: str, engine: Engine, tmp_p
 def test_a_rollout_that_just_started_says_no_data_yet(database_url: str, engine: Engine) -> None:
     """A rollout with no traffic or decisions renders every format with "no data yet"."""
     now = datetime.now(UTC)
-    ControllerStore(engine).create_rollout(_plan("fresh-rollout"), now=now, actor="cli:sre")
+    RolloutStore(engine).create_rollout(_plan("fresh-rollout"), now=now, actor="cli:sre")
     data = load_report(engine, load_settings({}), "fresh-rollout", now=now)
     html, md = render_html(data), render_markdown(data)
     assert html.count("no data yet") >= 6
@@ -334,7 +334,7 @@ def test_a_rollout_that_just_started_says_no_data_yet(database_url: str, engine:
 
 def test_unknown_rollout_is_one_error_line(database_url: str, engine: Engine) -> None:
     """An unknown rollout exits 1 with the error and the known names, not a traceback."""
-    ControllerStore(engine).create_rollout(_plan("known-one"), now=datetime.now(UTC), actor="x")
+    RolloutStore(engine).create_rollout(_plan("known-one"), now=datetime.now(UTC), actor="x")
     code, _, err = _run_cli(database_url, "nope", "--format", "md")
     assert code == 1
     assert "no rollout named 'nope'" in err and "known-one" in err

@@ -22,17 +22,17 @@ from sqlalchemy import Double, Engine, column, select, values
 from typer.testing import CliRunner
 
 from shadowcanary.cli_report import report_command
-from shadowcanary.controller.records import AuditAction, AuditEntry
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import RolloutPlan, TriggerMode
-from shadowcanary.replay.records import ReplayKind
+from shadowcanary.replay_results import ReplayKind
 from shadowcanary.report import load_report, render_html, render_json, render_markdown
 from shadowcanary.report.model import REASON_WITHHELD, ReportData
+from shadowcanary.rollout_records import AuditAction, AuditEntry
 from shadowcanary.settings import load_settings
 from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.sketch import QuantileSketch
 from shadowcanary.store.sketch_sql import sketch_key
@@ -120,7 +120,7 @@ def seed_two_tenants(engine: Engine, now: datetime, minutes: int = 30) -> dict[s
     """Both tenants' calls interleaved in every minute, an advance with a telling reason."""
     rng = random.Random(11)
     t0 = minute_of(now - timedelta(minutes=minutes + 10))
-    controller, store = ControllerStore(engine), Store(engine)
+    controller, store = RolloutStore(engine), Store(engine)
     plan = RolloutPlan(name=ROLLOUT, flag="shared", baseline="gpt-5.2", candidate="gpt-5.5")
     record = controller.create_rollout(plan, now=t0, actor="cli:sre")
     at = t0 + timedelta(minutes=2)
@@ -417,7 +417,7 @@ def test_before_the_first_step_the_candidate_cost_is_the_tenants_shadow_replays(
     """No candidate live traffic yet: its cost comes from replays of this tenant's prompts."""
     now = datetime.now(UTC)
     plan = RolloutPlan(name=ROLLOUT, flag="shared", baseline="gpt-5.2", candidate="gpt-5.5")
-    ControllerStore(engine).create_rollout(plan, now=now - timedelta(hours=1), actor="cli:sre")
+    RolloutStore(engine).create_rollout(plan, now=now - timedelta(hours=1), actor="cli:sre")
     store = Store(engine)
     tokens = {"alpha": (400, 300), "bravo": (20, 10)}  # prompt, completion of the candidate
     for tenant, (prompt, completion) in tokens.items():
@@ -456,7 +456,7 @@ def test_a_tenant_report_starts_at_the_raw_rows_retention(engine: Engine) -> Non
     """Raw calls are purged after retention_days: the window says so instead of undercounting."""
     now = datetime.now(UTC)
     plan = RolloutPlan(name=ROLLOUT, flag="shared", baseline="gpt-5.2", candidate="gpt-5.5")
-    ControllerStore(engine).create_rollout(plan, now=now - timedelta(days=3), actor="cli:sre")
+    RolloutStore(engine).create_rollout(plan, now=now - timedelta(days=3), actor="cli:sre")
     old = make_event(tenant="alpha", rollout=ROLLOUT, started_at=now - timedelta(days=2))
     recent = [
         make_event(tenant="alpha", rollout=ROLLOUT, started_at=now - timedelta(minutes=m))

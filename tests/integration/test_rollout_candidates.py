@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.events import now_utc
 from shadowcanary.plan import parse_plan
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
@@ -26,7 +26,7 @@ def test_replays_follow_the_candidate_named_by_each_rollout_plan(
     """Search uses gpt-5.5-b, chat the default; a candidate with no endpoint fails clearly."""
     engine = make_engine(database_url)
     sim.set_profile("gpt-5.5-b", median_ms=5, p99_ms=20, diverge_from="gpt-5.2", divergence=0.2)
-    controller = ControllerStore(engine)
+    controller = RolloutStore(engine)
     controller.create_rollout(parse_plan(_plan("search", "gpt-5.5-b")), now=now_utc(), actor="t")
     controller.create_rollout(parse_plan(_plan("ghost", "gpt-9")), now=now_utc(), actor="t")
     models = json.loads(models_setting(sim.base_url))

@@ -32,15 +32,14 @@ from flags.router import ModelRouter, UnleashClientEvaluator
 from flags.unleash import UnleashFlags
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
-from shadowcanary.controller.records import AuditAction, RolloutStatus
 from shadowcanary.controller.tick import TickOutcome, TickPorts, TickResult, tick
-from shadowcanary.events import Arm, hash_stickiness_key
+from shadowcanary.events import DEV_SALT, Arm, hash_stickiness_key
 from shadowcanary.judge.decide import DecisionKind
-from shadowcanary.replay.records import ReplayKind
+from shadowcanary.replay_results import ReplayKind
+from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.settings import TapSettings
 from shadowcanary.store import Store, make_engine
 from shadowcanary.tap import Tap, tap_openai
-from shadowcanary.tap.openai_wrapper import DEV_SALT
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.unleash import UnleashHandle

@@ -31,10 +31,10 @@ from runbooks.generator import RunbookInputs, render_runbook, runbook_path
 from runbooks.hook import RunbookHook, regenerate_runbook
 from runbooks.view import FlagAccess
 from shadowcanary.controller.operator import flag_spec
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.plan import parse_plan
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.store import make_engine
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.servers import free_port
 from shadowcanary.testing.unleash import UnleashHandle
 
@@ -52,11 +52,11 @@ def engine(database_url: str) -> Iterator[Engine]:
 
 
 @pytest.fixture
-def store(engine: Engine) -> ControllerStore:
-    return ControllerStore(engine)
+def store(engine: Engine) -> RolloutStore:
+    return RolloutStore(engine)
 
 
-def store_example(store: ControllerStore) -> RolloutRecord:
+def store_example(store: RolloutStore) -> RolloutRecord:
     """The example rollout (rolled back at 30 % by error_rate), written as the controller would."""
     example = build()
     assert example.history is not None
@@ -115,7 +115,7 @@ def run_shadowcanary(line: str, env: dict[str, str]) -> Result:
 
 
 def test_hook_renders_a_stored_rollout_exactly_as_from_memory(
-    store: ControllerStore, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    store: RolloutStore, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """regenerate_runbook reads the audit log from Postgres; the result equals the in-memory one."""
     record = store_example(store)
@@ -129,7 +129,7 @@ def test_hook_renders_a_stored_rollout_exactly_as_from_memory(
     assert (tmp_path / "runbooks" / "generated" / "alerts" / "trigger-fired.md").is_file()
 
 
-def test_bound_hook_uses_the_decision_it_is_given(store: ControllerStore, tmp_path: Path) -> None:
+def test_bound_hook_uses_the_decision_it_is_given(store: RolloutStore, tmp_path: Path) -> None:
     """RunbookHook (the controller's wiring) shows the tick's decision, even one not recorded."""
     record = store_example(store)
     example = build()
@@ -151,7 +151,7 @@ def test_hook_with_postgres_down_still_writes_a_runbook(tmp_path: Path) -> None:
     dead = make_engine(f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/none", pool_size=1)
     example = build()
     try:
-        RunbookHook(ControllerStore(dead), tmp_path)(example.record, example.decision)
+        RunbookHook(RolloutStore(dead), tmp_path)(example.record, example.decision)
     finally:
         dead.dispose()
     text = runbook_path(tmp_path, EXAMPLE).read_text(encoding="utf-8")
@@ -163,7 +163,7 @@ def test_hook_with_postgres_down_still_writes_a_runbook(tmp_path: Path) -> None:
 
 
 def test_cli_writes_and_prints_the_runbook(
-    store: ControllerStore, database_url: str, tmp_path: Path
+    store: RolloutStore, database_url: str, tmp_path: Path
 ) -> None:
     """`shadowcanary runbook ROLLOUT` writes the file, --stdout prints it; unknown exits 1."""
     store_example(store)
@@ -186,7 +186,7 @@ def test_cli_writes_and_prints_the_runbook(
 
 def test_the_runbooks_commands_work_when_run(
     engine: Engine,
-    store: ControllerStore,
+    store: RolloutStore,
     database_url: str,
     redis_url: str,
     tmp_path: Path,

@@ -23,12 +23,12 @@ from sqlalchemy import Engine, text
 from flags.base import FlagSpec
 from flags.embedded import EmbeddedFlags
 from shadowcanary import constants
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay.records import ReplayKind
+from shadowcanary.replay_results import ReplayKind
 from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.store.models import Base
 from shadowcanary.store.purge import PURGED_TABLES
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import make_dead_letter, make_event, make_flags, make_replay
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.worker import REPO_ROOT, run_worker
@@ -60,7 +60,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def _place(engine: Engine, cutoff: datetime, margin: timedelta) -> Placed:
     """Captures, replays, comparisons and dead letters at cutoff - margin and cutoff (+ margin)."""
     store = Store(engine)
-    controller = ControllerStore(engine)
+    controller = RolloutStore(engine)
     plan = RolloutPlan(
         name="purge-me-not", flag="purge-flag", baseline="gpt-5.2", candidate="gpt-5.5"
     )

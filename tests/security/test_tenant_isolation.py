@@ -20,11 +20,11 @@ from typer.testing import CliRunner
 
 from shadowcanary import constants
 from shadowcanary.cli_report import report_command
-from shadowcanary.controller.store import ControllerStore
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.report import load_report, render_html, render_json, render_markdown
 from shadowcanary.settings import load_settings
 from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.tap.publisher import decode_ingest_message
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
 from shadowcanary.testing.gateway import GatewayHandle
@@ -51,7 +51,7 @@ def _seed(engine: Engine) -> dict[str, list[str]]:
     ids: dict[str, list[str]] = {tenant: [] for tenant in SECRETS}
     now = datetime.now(UTC)
     plan = RolloutPlan(name=ROLLOUT, flag="shared-flag", baseline="gpt-5.2", candidate="gpt-5.5")
-    ControllerStore(engine).create_rollout(plan, now=now - timedelta(minutes=30), actor="test")
+    RolloutStore(engine).create_rollout(plan, now=now - timedelta(minutes=30), actor="test")
     store = Store(engine)
     for i, (tenant, marker) in enumerate(sorted(SECRETS.items()) * 3):
         event = make_event(

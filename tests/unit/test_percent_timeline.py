@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shadowcanary.controller.rollup_reads import percent_per_minute, points_signature
+from shadowcanary.store.rollup_reads import percent_per_minute, points_signature
 
 M0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 

@@ -8,7 +8,6 @@ from typing import Any
 
 import pytest
 
-from shadowcanary.controller.records import AuditAction, AuditEntry
 from shadowcanary.report.axes import log_ticks, nice_ticks, time_ticks
 from shadowcanary.report.charts import Line, Mark, time_chart
 from shadowcanary.report.data import (
@@ -22,8 +21,9 @@ from shadowcanary.report.data import (
     trigger_series,
 )
 from shadowcanary.report.model import ArmCost
-from shadowcanary.report.queries import LiveMinute
+from shadowcanary.rollout_records import AuditAction, AuditEntry
 from shadowcanary.settings import ModelEndpoint
+from shadowcanary.store.report_reads import LiveMinute
 from shadowcanary.store.sketch import QuantileSketch
 from shadowcanary.store.totals import LiveTotals
 

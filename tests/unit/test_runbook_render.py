@@ -29,7 +29,7 @@ from runbooks.generator import (
 )
 from runbooks.hook import RunbookHook
 from runbooks.view import FlagAccess, public_url
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutStatus
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutStatus
 from shadowcanary.settings import load_settings
 
 NAME = "checkout-gpt55"

@@ -11,7 +11,6 @@ import pytest
 import typer
 
 from shadowcanary.cli_rollout import parse_interval
-from shadowcanary.controller.lock import lock_key
 from shadowcanary.controller.loop import backoff_s
 from shadowcanary.controller.notify import Notification, slack_payload
 from shadowcanary.controller.operator import InvalidTransition, Operator
@@ -26,12 +25,13 @@ from shadowcanary.controller.policy import (
     reconcile,
     should_record_hold,
 )
-from shadowcanary.controller.records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.controller.wiring import FlagsConfig, flags_factory
 from shadowcanary.errors import ConfigError
 from shadowcanary.judge.decide import Check, Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import RolloutPlan, TriggerMode
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
+from shadowcanary.store.locks import lock_key
 
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 PLAN = RolloutPlan(

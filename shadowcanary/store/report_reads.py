@@ -3,7 +3,7 @@
 The histogram and token figures are aggregates in SQL (O(bins) rows whatever the
 traffic); the pairs are a LIMIT on the comparisons' similarity. Each takes a
 ``tenant``, joining captures (which hold it). The live figures are in
-``shadowcanary.report.live``.
+``shadowcanary.store.live_reads``.
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from shadowcanary.replay.records import ReplayKind
+from shadowcanary.replay_results import ReplayKind
 from shadowcanary.store.models import (
     CaptureRow,
     ComparisonRow,

@@ -37,9 +37,8 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.sql.elements import ColumnElement
 
 from shadowcanary.events import Arm, CallStatus
-from shadowcanary.report.data import MINUTE
-from shadowcanary.report.queries import CAPTURES, LiveMinute
 from shadowcanary.store.models import LiveRollupRow
+from shadowcanary.store.report_reads import CAPTURES, LiveMinute
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.sketch import RELATIVE_ACCURACY
 from shadowcanary.store.sketch_sql import sketch_key, sketch_of_bins
@@ -61,6 +60,7 @@ COUNTERS: tuple[str, ...] = (
     "cost_usd_sum",
     "cost_usd_sq_sum",
 )
+MINUTE = timedelta(minutes=1)
 _INTEGERS = frozenset(("requests", "failures", "tokens_n", "prompt_tokens_sum"))
 _INTEGERS |= {"completion_tokens_sum", "cost_n"}
 

@@ -9,7 +9,7 @@ thousand or ten million requests stored.
 Slow requests (the tail-latency trigger) are counted inside Postgres from each
 minute's latency sketch, so one number per row crosses the wire, not the sketch.
 
-Handed a ``ControllerStore``, ``load_evidence`` remembers the buckets it built per
+Handed a ``RolloutStore``, ``load_evidence`` remembers the buckets it built per
 hour of the rollout and, on the next tick, reads in full only the hours whose rows
 changed (``rollup_reads`` explains how it knows); the rest comes from two small
 aggregate queries. Handed an Engine it reads everything every time.
@@ -24,8 +24,11 @@ from typing import Any
 from sqlalchemy import Engine, event, select
 from sqlalchemy.exc import OperationalError
 
-from shadowcanary.controller.records import RolloutRecord
-from shadowcanary.controller.rollup_reads import (
+from shadowcanary.judge.decide import slow_threshold_ms
+from shadowcanary.judge.evidence import Bucket, Evidence
+from shadowcanary.rollout_records import RolloutRecord
+from shadowcanary.store.rollouts import RolloutStore, timeline, unavailable
+from shadowcanary.store.rollup_reads import (
     BASELINE,
     CHUNK_MINUTES,
     LIVE,
@@ -36,9 +39,6 @@ from shadowcanary.controller.rollup_reads import (
     percent_per_minute,
     points_signature,
 )
-from shadowcanary.controller.store import ControllerStore, timeline, unavailable
-from shadowcanary.judge.decide import slow_threshold_ms
-from shadowcanary.judge.evidence import Bucket, Evidence
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.sketch import QuantileSketch, first_key_above, merge_all
 
@@ -56,7 +56,7 @@ class EvidenceCache:
 
 
 def load_evidence(
-    engine_or_store: Engine | ControllerStore, record: RolloutRecord, *, now: datetime
+    engine_or_store: Engine | RolloutStore, record: RolloutRecord, *, now: datetime
 ) -> Evidence:
     """One Bucket per minute from the rollout's start to ``now`` (the open minute included).
 
@@ -64,7 +64,7 @@ def load_evidence(
     ``canary_percent`` is the flag's percentage in force during that minute, averaged
     over time when it changed within the minute. ``slow`` counts requests above
     ``slow_threshold_ms(plan, state)`` (zero, with no threshold, until the baseline
-    p99 is frozen). Pass the same ControllerStore on every tick so unchanged hours
+    p99 is frozen). Pass the same RolloutStore on every tick so unchanged hours
     are not read again.
 
     Raises:
@@ -78,7 +78,7 @@ def load_evidence(
     if not count:
         return Evidence(buckets=(), slow_threshold_ms=threshold)
     slow_key = None if threshold is None else first_key_above(threshold)
-    if isinstance(engine_or_store, ControllerStore):
+    if isinstance(engine_or_store, RolloutStore):
         engine, caches = engine_or_store.engine, engine_or_store.evidence_cache
     else:
         engine, caches = engine_or_store, {}

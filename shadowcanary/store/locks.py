@@ -14,7 +14,7 @@ already hold the lock, so the old holder must stop acting until it wins it again
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from enum import StrEnum
 
@@ -24,7 +24,6 @@ from sqlalchemy import Connection, Engine, create_engine, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.pool import NullPool
 
-from shadowcanary.controller import metrics
 from shadowcanary.errors import ServiceUnavailable, TransientError
 from shadowcanary.store.db import normalise_database_url
 
@@ -70,9 +69,16 @@ def lock_engine(database_url: str) -> Engine:
 class RolloutLock:
     """The advisory lock of one rollout, on its own connection."""
 
-    def __init__(self, engine: Engine, rollout: str) -> None:
+    def __init__(
+        self,
+        engine: Engine,
+        rollout: str,
+        on_held_change: Callable[[bool], None] = lambda _held: None,
+    ) -> None:
         self._engine = engine
         self.rollout = rollout
+        # The controller's metrics hook: the store does not know about Prometheus.
+        self._on_held_change = on_held_change
         self.key = lock_key(rollout)
         self._conn: Connection | None = None
 
@@ -101,7 +107,7 @@ class RolloutLock:
             conn.close()
             return LockState.TAKEN
         self._conn = conn
-        metrics.LOCK_HELD.labels(self.rollout).set(1)
+        self._on_held_change(True)
         log.info("controller lock acquired", rollout=self.rollout, key=self.key)
         return LockState.HELD
 
@@ -140,7 +146,7 @@ class RolloutLock:
 
     def _forget(self) -> None:
         conn, self._conn = self._conn, None
-        metrics.LOCK_HELD.labels(self.rollout).set(0)
+        self._on_held_change(False)
         if conn is not None:
             try:
                 conn.close()

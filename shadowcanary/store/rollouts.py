@@ -25,18 +25,18 @@ from sqlalchemy import Connection, Engine, Row, Table, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.exc import DBAPIError, IntegrityError, OperationalError
 
-from shadowcanary.controller.records import (
+from shadowcanary.errors import PermanentError, ServiceUnavailable
+from shadowcanary.plan import RolloutPlan
+from shadowcanary.rollout_records import (
     AuditAction,
     AuditEntry,
     RolloutRecord,
     RolloutStatus,
 )
-from shadowcanary.errors import PermanentError, ServiceUnavailable
-from shadowcanary.plan import RolloutPlan
 from shadowcanary.store.models import RolloutAuditRow, RolloutRow
 
 if TYPE_CHECKING:
-    from shadowcanary.controller.evidence import EvidenceCache
+    from shadowcanary.store.evidence_reads import EvidenceCache
 
 log = structlog.get_logger(__name__)
 T = TypeVar("T")
@@ -62,7 +62,7 @@ class StaleRollout(PermanentError):
         self.current = current
 
 
-class ControllerStore:
+class RolloutStore:
     """Rollout state and audit log, behind one object per process."""
 
     def __init__(self, engine: Engine) -> None:
