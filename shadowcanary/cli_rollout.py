@@ -51,11 +51,11 @@ class _Context:
     ) -> None:
         from dataclasses import replace
 
-        from shadowcanary.controller.wiring import FlagsConfig, flags_factory
         from shadowcanary.logging import configure_logging
         from shadowcanary.settings import load_settings
         from shadowcanary.store.db import make_engine
         from shadowcanary.store.locks import lock_engine
+        from shadowcanary.wiring import FlagsConfig, flags_factory
 
         self.settings = load_settings()
         configure_logging(self.settings.log_level)
@@ -76,7 +76,7 @@ class _Context:
 
     def ports(self, actor: str | None = None) -> Any:
         from shadowcanary.controller.notify import WebhookNotifier
-        from shadowcanary.controller.wiring import build_ports
+        from shadowcanary.wiring import build_ports
 
         return build_ports(
             engine=self.engine,

@@ -33,7 +33,6 @@ from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickPorts, TickResult, tick
-from shadowcanary.controller.wiring import build_ports
 from shadowcanary.demo_plans import Scenario, demo_plan, models_json, scenarios, sim_profiles
 from shadowcanary.demo_view import DemoView, LaneView, print_where_to_look
 from shadowcanary.embedded import ServiceUrls
@@ -48,6 +47,7 @@ from shadowcanary.tap import Tap, tap_openai
 from shadowcanary.testing.sim import SimHandle, run_simulator
 from shadowcanary.testing.worker import run_worker
 from shadowcanary.traffic import TrafficMix
+from shadowcanary.wiring import build_ports
 
 ROUTES = ("support", "coding", "extraction", "orders")
 FINAL = frozenset({RolloutStatus.COMPLETED, RolloutStatus.ROLLED_BACK, RolloutStatus.ABORTED})
@@ -167,7 +167,7 @@ def run_demo(
                 Tap(demo_settings.tap, urls.broker_url) as tap,
                 _tap_stamps_with(clock),
             ):
-                ports = _ports(engine, urls, clock)
+                ports = _ports(engine, urls, clock, demo_settings)
                 lanes = [
                     _lane(s, config, demo_settings, evaluator, tap, sim) for s in scenarios(run_id)
                 ]
@@ -364,7 +364,7 @@ def _worker_env(urls: ServiceUrls, sim: SimHandle) -> dict[str, str]:
     }
 
 
-def _ports(engine: Any, urls: ServiceUrls, clock: DemoClock) -> TickPorts:
+def _ports(engine: Any, urls: ServiceUrls, clock: DemoClock, settings: Settings) -> TickPorts:
     from flags.embedded import EmbeddedFlags
 
     flags = EmbeddedFlags(engine)
@@ -373,6 +373,7 @@ def _ports(engine: Any, urls: ServiceUrls, clock: DemoClock) -> TickPorts:
         lock_engine=lock_engine(urls.database_url),
         flags_for=lambda _plan: flags,
         notifier=WebhookNotifier(timeout_s=2.0),
+        settings=settings,
         clock=clock,
         actor=None,
     )

@@ -20,12 +20,13 @@ from sqlalchemy import Engine
 from flags.base import FlagBackend
 from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.tick import TickPorts
-from shadowcanary.controller.wiring import build_ports
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.plan import RolloutPlan, parse_plan
+from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store import AssessedCapture, Store
 from shadowcanary.store.locks import lock_engine
 from shadowcanary.testing.factories import make_event, make_flags
+from shadowcanary.wiring import build_ports
 
 # Minute 0 of every test's fake timeline: a fixed past minute, so buckets are exact.
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -126,13 +127,18 @@ def ports_for(
     clock: FakeClock,
     *,
     actor: str | None = None,
+    settings: Settings | None = None,
 ) -> TickPorts:
-    """Ports as the controller wires them, with the test's clock and one flag backend."""
+    """Ports as the controller wires them, with the test's clock and one flag backend.
+
+    Without ``settings`` they are read from the environment once, as a process would.
+    """
     return build_ports(
         engine=engine,
         lock_engine=lock_engine(database_url),
         flags_for=lambda _plan: flags,
         notifier=WebhookNotifier(timeout_s=2.0),
+        settings=settings or load_settings(),
         clock=clock,
         actor=actor,
     )

@@ -28,11 +28,12 @@ from flags.unleash import UnleashFlags
 from runbooks.cli import runbook_command
 from runbooks.examples.rolled_back import T0, build
 from runbooks.generator import RunbookInputs, render_runbook, runbook_path
-from runbooks.hook import RunbookHook, regenerate_runbook
+from runbooks.hook import RunbookHook
 from runbooks.view import FlagAccess
 from shadowcanary.controller.operator import flag_spec
 from shadowcanary.plan import parse_plan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
+from shadowcanary.settings import load_settings
 from shadowcanary.store import make_engine
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.servers import free_port
@@ -117,11 +118,11 @@ def run_shadowcanary(line: str, env: dict[str, str]) -> Result:
 def test_hook_renders_a_stored_rollout_exactly_as_from_memory(
     store: RolloutStore, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """regenerate_runbook reads the audit log from Postgres; the result equals the in-memory one."""
+    """The hook wired from settings reads the audit log from Postgres, as rendered in memory."""
     record = store_example(store)
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("SHADOWCANARY_DATABASE_URL", database_url)
-    regenerate_runbook(record, None)
+    RunbookHook.from_settings(load_settings(), store)(record, None)
     text = (tmp_path / "runbooks" / "generated" / f"{EXAMPLE}.md").read_text(encoding="utf-8")
     assert text == render_runbook(replace(build(), decision=None, flags=FlagAccess()))
     assert "**ROLLBACK** · 30 % -> 0 %" in text and "Fired: `error_rate`" in text

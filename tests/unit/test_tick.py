@@ -25,13 +25,13 @@ from shadowcanary.controller.policy import (
     reconcile,
     should_record_hold,
 )
-from shadowcanary.controller.wiring import FlagsConfig, flags_factory
 from shadowcanary.errors import ConfigError
 from shadowcanary.judge.decide import Check, Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import RolloutPlan, TriggerMode
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.store.locks import lock_key
+from shadowcanary.wiring import FlagsConfig, flags_factory
 
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 PLAN = RolloutPlan(

@@ -1,7 +1,9 @@
-"""Build the controller's ports from settings: flag backend, store, evidence, locks.
+"""The composition root: the controller's ports built from one ``Settings``.
 
-The one place (besides the CLI) that picks concrete adapters for the controller and
-the operator commands, so both act on a rollout through exactly the same objects.
+The one place (with ``workers/app.py``) that picks concrete adapters — flag backend,
+store, evidence reads, locks, the runbook hook — for the controller loop, the operator
+commands and the demo, so all of them act on a rollout through the same objects.
+Adapters never import each other to find a collaborator: they get it here.
 """
 
 from __future__ import annotations
@@ -16,12 +18,11 @@ from typing import Literal
 from sqlalchemy import Engine
 
 from flags.base import FlagBackend
-from runbooks.hook import RunbookHook, regenerate_runbook
+from runbooks.hook import RunbookHook
 from shadowcanary.controller.notify import Notifier
 from shadowcanary.controller.policy import controller_actor
 from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
 from shadowcanary.errors import ConfigError
-from shadowcanary.judge.decide import Decision
 from shadowcanary.judge.evidence import Evidence
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import RolloutRecord
@@ -100,20 +101,16 @@ def build_ports(
     lock_engine: Engine,
     flags_for: Callable[[RolloutPlan], FlagBackend],
     notifier: Notifier,
+    settings: Settings,
     clock: Callable[[], datetime] = utc_now,
     actor: str | None = None,
-    settings: Settings | None = None,
 ) -> TickPorts:
     """The ports of a tick (or an operator command when ``actor`` is ``cli:<user>``).
 
-    With ``settings`` the runbook hook reuses this store (and its connection pool);
-    without, the hook falls back to loading settings itself on each call.
+    The runbook hook shares this store (and its connection pool) and takes its output
+    directory, flag links and secrets from ``settings`` once, not on every decision.
     """
-
     store = RolloutStore(engine)
-    runbook: Callable[[RolloutRecord, Decision | None], None] = regenerate_runbook
-    if settings is not None:
-        runbook = RunbookHook.from_settings(settings, store)
 
     def evidence_for(record: RolloutRecord, now: datetime) -> Evidence:
         # Through the store: it caches the hours whose rollups did not change.
@@ -135,7 +132,7 @@ def build_ports(
         clock=clock,
         evidence_for=evidence_for,
         baseline_p99_for=baseline_p99_for,
-        runbook=runbook,
+        runbook=RunbookHook.from_settings(settings, store),
         operation_lock=lambda name: operation_lock(lock_engine, name),
         actor=actor or controller_actor(instance_name()),
     )
