@@ -41,10 +41,10 @@ import uvloop
 
 from flags.base import FlagSpec
 from flags.embedded import EmbeddedFlags
+from shadowcanary.launcher.gateway import run_gateway
+from shadowcanary.launcher.sim import SIM_API_KEY, run_simulator
 from shadowcanary.store.db import make_engine, migrate
-from shadowcanary.testing.gateway import run_gateway
 from shadowcanary.testing.servers import PostgresServer, RedisServer
-from shadowcanary.testing.sim import SIM_API_KEY, run_simulator
 
 ZERO = {"median_ms": 0.001, "p99_ms": 0.001, "sampling_noise": 0.0}
 PROFILES = {"gpt-5.2": ZERO, "gpt-5.5": {**ZERO, "diverge_from": "gpt-5.2", "divergence": 0.1}}

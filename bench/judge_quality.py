@@ -50,7 +50,7 @@ from shadowcanary.plan import RolloutPlan, parse_plan
 REQUESTS_PER_MINUTE = 600
 BASELINE_ERROR_RATE = 0.01
 REGRESSED_ERROR_RATE = 0.03
-DETECT_WITHIN = 1500  # canary requests (JUDGE.md target)
+DETECT_WITHIN = 1500  # canary requests (docs/judge.md target)
 THRESHOLD_RULE_MAX_ERROR_RATE = 0.02
 THRESHOLD_RULE_FAILED_CHECKS = 5
 # Regression streams run this far (canary requests) so slow rules can be timed too.

@@ -31,12 +31,12 @@ from sqlalchemy import Engine, text
 
 from shadowcanary import constants
 from shadowcanary.events import now_utc
+from shadowcanary.launcher.sim import run_simulator
+from shadowcanary.launcher.worker import REPO_ROOT, run_worker
 from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.repository import AssessedCapture, Store
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.servers import PostgresServer, RedisServer, free_port
-from shadowcanary.testing.sim import run_simulator
-from shadowcanary.testing.worker import REPO_ROOT, run_worker
 
 PROFILES: dict[str, dict[str, Any]] = {
     "gpt-5.2": {"median_ms": 300, "p99_ms": 900},

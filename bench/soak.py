@@ -39,13 +39,13 @@ from sqlalchemy.engine import Engine
 
 from shadowcanary import constants
 from shadowcanary.events import now_utc
+from shadowcanary.launcher.sim import run_simulator
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import TapSettings
 from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.tap import Tap
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.servers import PostgresServer, RedisServer
-from shadowcanary.testing.sim import run_simulator
-from shadowcanary.testing.worker import run_worker
 
 ROLLOUT = "soak"
 # Near-zero model latency: the lag measured is our pipeline's, not the model's.
@@ -260,7 +260,7 @@ def main() -> None:
         pids["tap_process"] = os.getpid()
         clients = None
         if not args.no_gateway:
-            from shadowcanary.testing.gateway import run_gateway
+            from shadowcanary.launcher.gateway import run_gateway
 
             gateway = stack.enter_context(
                 run_gateway(

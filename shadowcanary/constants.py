@@ -28,5 +28,5 @@ def budget_key(day: str, kind: str) -> str:
     return f"{KEY_PREFIX}budget:{day}:{kind}"
 
 
-def in_flight_key(worker: str) -> str:
-    return f"{KEY_PREFIX}inflight:{worker}"
+# Each tap process's cumulative counters, one hash field per instance (tap/stats.py).
+TAP_STATS_KEY = f"{KEY_PREFIX}tap:stats"

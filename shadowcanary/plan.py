@@ -1,6 +1,6 @@
 """The rollout plan: the YAML file an SRE writes, validated at the edge by pydantic.
 
-A minimal plan is four lines; everything else has a default chosen from JUDGE.md and
+A minimal plan is four lines; everything else has a default chosen from docs/judge.md and
 the migration guides in ``shared/seeds`` ("error_rate > 2 % OR completion_rate_drop
 > 5 %", "p99 latency increase > 200 ms", "quality score drop > 10 %")::
 

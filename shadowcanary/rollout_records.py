@@ -55,7 +55,7 @@ class RolloutRecord:
     started_at: datetime
     step_started_at: datetime
     updated_at: datetime
-    # Frozen from pre-canary baseline traffic (JUDGE.md, tail latency); None until then.
+    # Frozen from pre-canary baseline traffic (docs/judge.md, tail latency); None until then.
     baseline_p99_ms: float | None
     version: int  # optimistic concurrency: a save must name the version it read
 

@@ -16,11 +16,11 @@ from celery import Celery, signals
 from kombu.entity import Queue
 
 from shadowcanary import constants
-from shadowcanary.embedded import ServiceUrls, resolve_urls
 from shadowcanary.events import now_utc
+from shadowcanary.ingest.service import IngestService
+from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.logging import configure_logging
-from shadowcanary.replay.ingest import IngestService
-from shadowcanary.replay.runtime import ReplayRuntime
+from shadowcanary.replay.event_loop import ReplayRuntime
 from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates

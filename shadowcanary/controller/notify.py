@@ -266,10 +266,3 @@ class WebhookNotifier:
     def close(self) -> None:
         if self._owns_client:
             self._client.close()
-
-
-class NullNotifier:
-    """Sends nothing (a rollout with no webhooks, or a dry run of the CLI)."""
-
-    def send(self, webhooks: Sequence[str], message: Notification) -> None:
-        del webhooks, message

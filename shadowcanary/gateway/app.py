@@ -35,9 +35,9 @@ from shadowcanary.gateway.http import (
     send_json,
     send_rejection,
 )
-from shadowcanary.gateway.ingest import ingest
+from shadowcanary.gateway.resources import Runtime
 from shadowcanary.gateway.routing import route_from_path
-from shadowcanary.gateway.runtime import Runtime
+from shadowcanary.gateway.tap_events import ingest
 from shadowcanary.settings import GatewaySettings
 
 log = structlog.get_logger(__name__)

@@ -18,7 +18,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from shadowcanary.gateway.app import GatewayApp
-from shadowcanary.gateway.runtime import build_runtime, check_routes
+from shadowcanary.gateway.resources import build_runtime, check_routes
 from shadowcanary.listening import BACKLOG, bind_socket, exit_when_orphaned
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import Settings, load_settings

@@ -18,7 +18,6 @@ from enum import StrEnum
 import aiohttp
 from yarl import URL
 
-from shadowcanary.events import CallStatus
 from shadowcanary.gateway import metrics
 from shadowcanary.gateway.breaker import BreakerState, CircuitBreaker
 from shadowcanary.settings import ModelEndpoint
@@ -73,17 +72,6 @@ def error_class(status: int) -> str:
     if status in _ERROR_CLASSES:
         return _ERROR_CLASSES[status]
     return "InternalServerError" if status >= 500 else "APIStatusError"
-
-
-def status_of(http_status: int) -> CallStatus:
-    if http_status == 429:
-        return CallStatus.RATE_LIMITED
-    return CallStatus.OK if http_status < 400 else CallStatus.ERROR
-
-
-def is_retryable(http_status: int) -> bool:
-    """Whether another upstream (or a later try) could answer this: 5xx and 429."""
-    return http_status >= 500 or http_status == 429
 
 
 def client_headers(raw: Sequence[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:

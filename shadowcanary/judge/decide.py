@@ -4,7 +4,7 @@ Pure and deterministic: the clock is ``now``, there is no randomness, and the in
 and the Decision serialise to JSON, so ``DecisionInputs.from_json(row).decide()``
 replays an audit row exactly.
 
-The order of JUDGE.md's "decision each tick", with one deliberate refinement: checks
+The order of docs/judge.md's "decision each tick", with one deliberate refinement: checks
 that make the numbers *unusable* (paused, overridden, invalid, no data) come first;
 checks that only make it unsafe to *advance* (stale data, sample-ratio mismatch, a
 flag that disagrees with the step) come after the rollback tests. Rolling back is

@@ -1,4 +1,4 @@
-"""Anytime-valid sequential statistics (JUDGE.md). Pure: numbers in, numbers out.
+"""Anytime-valid sequential statistics (docs/judge.md). Pure: numbers in, numbers out.
 
 Each test may be looked at after every minute, forever, and still keeps its false
 rejection probability below alpha (Ville's inequality: a nonnegative supermartingale
@@ -56,7 +56,7 @@ def count_log_e(
 ) -> float:
     """log E_t of the count e-process for H0: canary/baseline rate ratio rho <= rho0.
 
-    JUDGE.md: an event (failure) lands in the canary with probability
+    docs/judge.md: an event (failure) lands in the canary with probability
     q0 = w*rho0 / (w*rho0 + 1 - w) under H0, and with q_k under the alternative rho_k.
     Grouped per bucket j (c canary and b baseline events at canary share w_j)::
 
@@ -109,7 +109,7 @@ def rate_log_e(
 def msprt_log_lambda(estimate: float, variance: float, null: float, tau: float) -> float:
     """log of the mSPRT mixture likelihood ratio with a N(null, tau^2) mixture.
 
-    JUDGE.md / Johari et al. eq. (11)::
+    docs/judge.md / Johari et al. eq. (11)::
 
         Lambda = sqrt(V/(V+tau^2)) * exp( tau^2 (Delta - theta0)^2 / (2 V (V+tau^2)) )
 
@@ -147,7 +147,7 @@ def msprt_one_sided_log_lambda(estimate: float, variance: float, null: float, ta
 def mixture_radius(variance: float, tau: float, alpha: float) -> float:
     """Half-width of the normal-mixture confidence sequence (the mSPRT inverted).
 
-    JUDGE.md: Delta +- sqrt( V(V+tau^2)/tau^2 * ln((V+tau^2)/(V alpha^2)) ), i.e. the
+    docs/judge.md: Delta +- sqrt( V(V+tau^2)/tau^2 * ln((V+tau^2)/(V alpha^2)) ), i.e. the
     set of theta0 the mSPRT at level alpha has not rejected; it covers the true value
     at every time simultaneously with probability >= 1 - alpha.
     """

@@ -16,7 +16,7 @@ the split moves); the ADVANCE bound is the normal-mixture confidence sequence on
 rate *difference* p_C - p_B (smoothed variances), because a margin in points stays
 meaningful at rare rates, where a ratio cannot be bounded by a few thousand requests.
 Events are counted per request, not per user: failures that cluster on a few heavy
-users make the test anti-conservative (JUDGE.md: "with per-user routing, count per
+users make the test anti-conservative (docs/judge.md: "with per-user routing, count per
 user"), which needs per-user rollups the store does not keep yet.
 
 Tail latency: "p99 + margin" is tested as the canary's share of requests slower than

@@ -25,8 +25,8 @@ from shadowcanary.errors import (
 from shadowcanary.events import CapturedCall, now_utc
 from shadowcanary.judge import compare, output_from_capture
 from shadowcanary.judge.types import CallOutput
+from shadowcanary.replay.event_loop import ReplayResources, ReplayRuntime
 from shadowcanary.replay.openai_call import call_model
-from shadowcanary.replay.runtime import ReplayResources, ReplayRuntime
 from shadowcanary.replay_results import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.settings import Settings
 from shadowcanary.store.candidates import RolloutCandidates

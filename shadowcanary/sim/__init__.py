@@ -16,7 +16,7 @@ come from a seeded RNG; the text never does. Profiles change at run time through
 ``/admin`` (bearer admin token).
 
 Start one: ``python -m shadowcanary.sim --port 8765 --admin-token T`` or
-``serve(...)``; in tests: ``shadowcanary.testing.sim.run_simulator()``.
+``serve(...)``; in tests: ``shadowcanary.launcher.sim.run_simulator()``.
 """
 
 from __future__ import annotations

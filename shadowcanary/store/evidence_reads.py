@@ -42,7 +42,7 @@ from shadowcanary.store.rollup_reads import (
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.sketch import QuantileSketch, first_key_above, merge_all
 
-# Below this many baseline requests a p99 rests on too few points to freeze (JUDGE.md).
+# Below this many baseline requests a p99 rests on too few points to freeze (docs/judge.md).
 MIN_P99_REQUESTS = 500
 
 

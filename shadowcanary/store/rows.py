@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime
 from typing import Any, overload
 
@@ -12,15 +13,8 @@ from shadowcanary.store.models import NAME
 
 MAX_MESSAGE_CHARS = 10_000
 EVENT_ID = 128  # captures.event_id / dead_letters.event_id width
-FLAG_NAMES = (
-    "empty",
-    "truncated",
-    "refusal",
-    "json_expected",
-    "json_invalid",
-    "tool_schema_invalid",
-    "tool_unknown",
-)
+# One column per OutputFlags field (captures, and reference_/other_ on comparisons).
+FLAG_NAMES = tuple(flag.name for flag in dataclasses.fields(OutputFlags))
 
 
 @overload

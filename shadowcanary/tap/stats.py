@@ -12,9 +12,8 @@ from typing import Any
 
 import redis
 
-from shadowcanary.constants import KEY_PREFIX
+from shadowcanary.constants import TAP_STATS_KEY
 
-TAP_STATS_KEY = f"{KEY_PREFIX}tap:stats"
 _FIELD_TTL_S = 3600
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from shadowcanary.testing.worker import REPO_ROOT
+from shadowcanary.launcher.worker import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -50,7 +50,7 @@ def test_hostile_rollout_names_are_looked_up_as_data(
     ]
     # One interpreter for all: each command through the CLI's own entry point.
     script = (
-        "import sys\nfrom typer.main import get_command\nfrom shadowcanary.cli import app\n"
+        "import sys\nfrom typer.main import get_command\nfrom shadowcanary.cli.main import app\n"
         "cli = get_command(app)\n"
         "for args in __import__('json').loads(sys.argv[1]):\n"
         "    try:\n        cli.main(args=args, prog_name='shadowcanary')\n"

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from shadowcanary.replay.ingest import IngestService
+from shadowcanary.ingest.service import IngestService
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import load_settings
 from shadowcanary.store import Store, make_engine
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.corpus.hostile_events import PROMPT_INJECTIONS, Item, corpus, good_event
 from tests.integration.pipeline import rows, scalar, send_ingest
 

@@ -13,7 +13,7 @@ from typing import Any
 import httpx
 import pytest
 
-from shadowcanary.testing.gateway import GatewayHandle
+from shadowcanary.launcher.gateway import GatewayHandle
 from tests.corpus.hostile_events import PROMPT_INJECTIONS, good_event
 
 pytestmark = pytest.mark.integration

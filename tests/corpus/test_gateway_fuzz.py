@@ -26,7 +26,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shadowcanary.testing.gateway import GatewayHandle
+from shadowcanary.launcher.gateway import GatewayHandle
 from tests.corpus.hostile_events import good_event
 
 pytestmark = pytest.mark.integration

@@ -18,10 +18,10 @@ from typing import Any
 
 import pytest
 
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store import make_engine
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.corpus.hostile_events import PROMPT_INJECTIONS, good_event
 from tests.integration.conftest import models_setting
 from tests.integration.pipeline import rows, scalar, send_ingest

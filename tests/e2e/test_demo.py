@@ -16,8 +16,8 @@ import pytest
 from rich.console import Console
 
 from flags.embedded import EmbeddedFlags
-from shadowcanary.demo import run_demo
-from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
+from shadowcanary.cli.demo import run_demo
+from shadowcanary.launcher.embedded_services import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store import make_engine

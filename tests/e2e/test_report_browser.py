@@ -69,7 +69,7 @@ def engine(database_url: str) -> Iterator[Engine]:
 def _write_report(database_url: str, rollout: str, path: Path) -> None:
     import typer
 
-    from shadowcanary.cli_report import report_command
+    from shadowcanary.cli.report import report_command
 
     app = typer.Typer()
     app.command()(report_command)

@@ -22,11 +22,11 @@ from pathlib import Path
 
 from sqlalchemy import Engine, text
 
+from shadowcanary.launcher.processes import ChildProcess, child_env, spawn_logged
 from shadowcanary.settings import TapSettings
 from shadowcanary.tap import Tap, TapStats
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.processes import ChildProcess, child_env, spawn_logged
 
 
 def outage_s() -> float:
@@ -225,7 +225,7 @@ def controller_process(
     runbooks = os.environ.get("SHADOWCANARY_RUNBOOKS_DIR")
     if runbooks and "SHADOWCANARY_RUNBOOKS_DIR" not in env:
         full["SHADOWCANARY_RUNBOOKS_DIR"] = runbooks
-    code = "from shadowcanary.cli_rollout import controller_app; controller_app()"
+    code = "from shadowcanary.cli.rollout import controller_app; controller_app()"
     which = ["--all"] if all_rollouts else ["--rollout", rollout]
     args = ["run", *which, "--interval", interval, "--max-backoff", "1s"]
     proc = spawn_logged([sys.executable, "-c", code, *args], full, log)

@@ -12,11 +12,11 @@ from collections.abc import Callable
 
 import pytest
 
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.tcp_proxy import tcp_proxy
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import assert_balanced, read_books, settle, steady_traffic
 from tests.integration.conftest import models_setting
 from tests.integration.pipeline import rows, sim_calls

@@ -10,12 +10,12 @@ from sqlalchemy.engine import make_url
 
 from flags.embedded import EmbeddedFlags
 from shadowcanary.controller.operator import Operator
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.tcp_proxy import tcp_proxy
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import assert_balanced, controller_process, settle, steady_traffic
 from tests.integration.controller_harness import FakeClock, ports_for, small_plan
 from tests.integration.pipeline import scalar

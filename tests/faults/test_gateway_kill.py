@@ -11,11 +11,11 @@ from dataclasses import dataclass, field
 import openai
 import pytest
 
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store.db import make_engine
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import settle
 from tests.gateway.conftest import ROLLOUT, base_env, set_flag
 

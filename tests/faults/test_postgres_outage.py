@@ -10,12 +10,12 @@ import pytest
 
 from flags.embedded import EmbeddedFlags
 from shadowcanary.controller.operator import Operator
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.rollout_records import AuditAction
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import PostgresServer, RedisServer
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import (
     assert_balanced,
     controller_process,

@@ -10,14 +10,14 @@ import pytest
 import redis
 
 from shadowcanary import constants
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import TapSettings
 from shadowcanary.store.db import make_engine
 from shadowcanary.tap import DropReason, Tap
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import RedisServer
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import assert_balanced, outage_s, read_books, settle, steady_traffic
 
 pytestmark = pytest.mark.integration

@@ -31,9 +31,9 @@ import pytest
 from flags.base import FlagSpec
 from flags.router import ModelRouter, UnleashClientEvaluator
 from flags.unleash import UnleashFlags
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.tcp_proxy import tcp_proxy
 from shadowcanary.testing.unleash import UnleashHandle
 from tests.gateway.conftest import SALT, base_env

@@ -15,12 +15,12 @@ from flags.unleash import UnleashFlags
 from shadowcanary.controller.operator import Operator
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import hash_stickiness_key
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.unleash import UnleashHandle
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import (
     assert_balanced,
     controller_process,

@@ -19,10 +19,10 @@ from flags.base import FlagSpec
 from flags.embedded import EmbeddedFlags
 from shadowcanary import constants
 from shadowcanary.events import CapturedCall, parse_event
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.store.db import make_engine
 from shadowcanary.tap.publisher import decode_ingest_message
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
-from shadowcanary.testing.sim import SimHandle
 from tests.integration.conftest import sim, worker_env  # noqa: F401 - fixtures
 
 ROLLOUT = "gw-rollout"

@@ -9,9 +9,9 @@ import openai
 import pytest
 
 from shadowcanary.gateway.auth import hash_key
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from tests.gateway.conftest import UPSTREAM_KEY, base_env, set_flag, tapped_events
 
 pytestmark = pytest.mark.integration

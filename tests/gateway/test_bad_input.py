@@ -10,7 +10,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
 
 pytestmark = pytest.mark.integration
 

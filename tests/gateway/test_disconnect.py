@@ -9,9 +9,9 @@ import httpx
 import psutil
 import pytest
 
-from shadowcanary.testing.gateway import GatewayHandle
+from shadowcanary.launcher.gateway import GatewayHandle
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from tests.gateway.conftest import tapped_events
 
 pytestmark = pytest.mark.integration

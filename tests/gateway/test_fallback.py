@@ -9,9 +9,9 @@ import httpx
 import pytest
 
 from shadowcanary.events import hash_stickiness_key
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from tests.gateway.conftest import ROLLOUT, SALT, base_env, set_flag, tapped_events
 from tests.integration.pipeline import sim_calls
 

@@ -11,9 +11,9 @@ from typing import Any
 
 import pytest
 
-from shadowcanary.testing.gateway import GatewayHandle
+from shadowcanary.launcher.gateway import GatewayHandle
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from tests.gateway.conftest import tapped_events
 from tests.gateway.sameness import same
 

@@ -7,11 +7,11 @@ from typing import Any
 import openai
 import pytest
 
+from shadowcanary.launcher.gateway import GatewayHandle
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store.db import make_engine
-from shadowcanary.testing.gateway import GatewayHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.gateway.conftest import ROLLOUT, set_flag
 from tests.gateway.sameness import same
 from tests.integration.pipeline import rows

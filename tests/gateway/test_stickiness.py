@@ -6,8 +6,8 @@ import httpx
 import pytest
 
 from flags.router import EmbeddedEvaluator, ModelRouter
+from shadowcanary.launcher.gateway import GatewayHandle
 from shadowcanary.store.db import make_engine
-from shadowcanary.testing.gateway import GatewayHandle
 from shadowcanary.testing.poll import wait_until
 from tests.gateway.conftest import FLAG, SALT, set_flag
 

@@ -9,10 +9,10 @@ from datetime import UTC, datetime, timedelta
 import httpx
 import pytest
 
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import RedisServer
-from shadowcanary.testing.sim import SimHandle
 from tests.gateway.conftest import base_env, set_flag, tapped_events
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ import pytest
 
 from flags.base import FlagSpec
 from flags.unleash import UnleashFlags
-from shadowcanary.testing.gateway import GatewayFailed, GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayFailed, GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.tcp_proxy import tcp_proxy
 from shadowcanary.testing.unleash import UnleashHandle
 from tests.gateway.conftest import ROLLOUT, base_env

@@ -7,7 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from shadowcanary.testing.sim import SimHandle, run_simulator
+from shadowcanary.launcher.sim import SimHandle, run_simulator
 
 # Fast, fault-free simulated models: the tests inject faults explicitly.
 FAST_PROFILES = {

@@ -5,11 +5,11 @@ from __future__ import annotations
 import subprocess
 import sys
 
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import REPO_ROOT, run_worker
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import REPO_ROOT, run_worker
 from tests.integration.pipeline import rows, scalar, send_ingest
 
 
@@ -74,7 +74,7 @@ def test_cli_refuses_to_start_on_invalid_settings_and_names_the_variable(tmp_pat
         ("SHADOWCANARY_CANDIDATE_MODEL", "gpt-9", "gpt-9"),
     ]:
         result = subprocess.run(
-            [sys.executable, "-m", "shadowcanary.cli", "status"],
+            [sys.executable, "-m", "shadowcanary.cli.main", "status"],
             env={"PATH": "/usr/bin:/bin", name: value, "SHADOWCANARY_DATA_DIR": str(tmp_path)},
             cwd=REPO_ROOT,
             capture_output=True,

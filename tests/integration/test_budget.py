@@ -11,7 +11,7 @@ import redis.asyncio
 
 from shadowcanary.constants import budget_key
 from shadowcanary.errors import BudgetExhausted, ConfigError, ServiceUnavailable
-from shadowcanary.replay.budget import DailyBudget, Spend
+from shadowcanary.limits.budget import DailyBudget, Spend
 from tests.integration.redis_async import client, run
 
 pytestmark = pytest.mark.integration

@@ -23,12 +23,12 @@ from shadowcanary.errors import (
     UpstreamUnavailable,
 )
 from shadowcanary.judge.types import CallOutput
+from shadowcanary.launcher.sim import SimHandle, run_simulator
 from shadowcanary.replay.chat_post import ChatPoster
 from shadowcanary.replay.openai_call import call_model
 from shadowcanary.settings import ModelEndpoint
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.servers import free_port
-from shadowcanary.testing.sim import SimHandle, run_simulator
 
 API_KEY = "sk-chat-post-test-0123456789abcdef"
 PROFILES: dict[str, dict[str, Any]] = {

@@ -17,11 +17,11 @@ import pytest
 import typer
 from typer.testing import CliRunner, Result
 
-from shadowcanary.cli_offline import compare_command
+from shadowcanary.cli.offline import compare_command
 from shadowcanary.events import Arm, CallStatus, CapturedCall
+from shadowcanary.launcher.sim import SimHandle, run_simulator
 from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.testing.factories import make_event
-from shadowcanary.testing.sim import SimHandle, run_simulator
 
 pytestmark = pytest.mark.integration
 

@@ -26,7 +26,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from flags.embedded import EmbeddedFlags
-from shadowcanary.cli_rollout import controller_app, rollout_app
+from shadowcanary.cli.rollout import controller_app, rollout_app
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickOutcome, tick
@@ -350,7 +350,7 @@ def test_loop_with_all_drives_every_rollout_that_needs_a_controller(rig: Rig) ->
 def _controller_process(database_url: str, rollout: str, log: Path) -> subprocess.Popen[bytes]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
     env.update({"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "info"})
-    code = "from shadowcanary.cli_rollout import controller_app; controller_app()"
+    code = "from shadowcanary.cli.rollout import controller_app; controller_app()"
     args = ["run", "--rollout", rollout, "--interval", "200ms", "--max-backoff", "1s"]
     with log.open("wb") as out:
         return subprocess.Popen(

@@ -16,8 +16,8 @@ import redis
 import sqlalchemy as sa
 from kombu import Connection
 
-from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.errors import ConfigError
+from shadowcanary.launcher.embedded_services import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.settings import Settings
 
 pytestmark = pytest.mark.integration
@@ -93,7 +93,7 @@ def test_servers_outlive_the_process_that_started_them(data_dir):
         f"""
         import redis, sqlalchemy as sa
         from pathlib import Path
-        from shadowcanary.embedded import EmbeddedServices
+        from shadowcanary.launcher.embedded_services import EmbeddedServices
         urls = EmbeddedServices(Path({str(data_dir)!r})).start()
         engine = sa.create_engine(urls.database_url)
         with engine.begin() as conn:

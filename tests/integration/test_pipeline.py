@@ -11,6 +11,8 @@ import redis
 from shadowcanary.events import CapturedCall, ModelRequest
 from shadowcanary.judge import compare, output_from_capture
 from shadowcanary.judge.types import CallOutput
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import TapSettings
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
@@ -18,8 +20,6 @@ from shadowcanary.tap.emitter import Tap
 from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import free_port
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.integration.conftest import models_setting
 from tests.integration.pipeline import rows, scalar
 

@@ -15,7 +15,7 @@ import redis.asyncio
 
 from shadowcanary.constants import rate_limit_key
 from shadowcanary.errors import ConfigError, ServiceUnavailable, UpstreamRateLimited
-from shadowcanary.replay.ratelimit import RateLimit, RedisRateLimiter
+from shadowcanary.limits.ratelimit import RateLimit, RedisRateLimiter
 from tests.integration.redis_async import client, run
 
 pytestmark = pytest.mark.integration

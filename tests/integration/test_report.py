@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy import Engine, func, select
 from typer.testing import CliRunner
 
-from shadowcanary.cli_report import report_command
+from shadowcanary.cli.report import report_command
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict

@@ -21,7 +21,7 @@ import typer
 from sqlalchemy import Double, Engine, column, select, values
 from typer.testing import CliRunner
 
-from shadowcanary.cli_report import report_command
+from shadowcanary.cli.report import report_command
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict

@@ -25,11 +25,11 @@ from typer.testing import CliRunner, Result
 
 from flags.embedded import EmbeddedFlags
 from flags.unleash import UnleashFlags
-from runbooks.cli import runbook_command
 from runbooks.examples.rolled_back import T0, build
 from runbooks.generator import RunbookInputs, render_runbook, runbook_path
 from runbooks.hook import RunbookHook
 from runbooks.view import FlagAccess
+from shadowcanary.cli.runbook import runbook_command
 from shadowcanary.controller.operator import flag_spec
 from shadowcanary.plan import parse_plan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
@@ -101,7 +101,7 @@ def bash(script: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
 
 def run_shadowcanary(line: str, env: dict[str, str]) -> Result:
     """Run one `shadowcanary ...` line through the real typer app (as the console script)."""
-    from shadowcanary.cli import app
+    from shadowcanary.cli.main import app
 
     words = shlex.split(line)
     assert words[0] == "shadowcanary"
@@ -236,7 +236,7 @@ def test_the_runbooks_commands_work_when_run(
     assert "rolled_back" in run_shadowcanary(status_line, env).output
     # One table row per entry, no wrapping. The CLI's console took its width (COLUMNS)
     # when first imported, which in this process may have been by an earlier test.
-    from shadowcanary import cli_support
+    from shadowcanary.cli import support as cli_support
 
     monkeypatch.setattr(cli_support.console, "width", 400)
     history = run_shadowcanary(command_starting(text, "shadowcanary rollout history "), env)

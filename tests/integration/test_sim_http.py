@@ -15,7 +15,7 @@ import jsonschema
 import openai
 import pytest
 
-from shadowcanary.testing.sim import SimHandle, SimulatorFailed, run_simulator
+from shadowcanary.launcher.sim import SimHandle, SimulatorFailed, run_simulator
 
 FAST: dict[str, Any] = {"median_ms": 3, "p99_ms": 6}
 PROFILES: dict[str, dict[str, Any]] = {

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.integration.pipeline import rows, scalar, send_ingest, sim_calls
 
 

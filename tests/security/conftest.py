@@ -4,9 +4,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from shadowcanary.testing.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.gateway import GatewayHandle, run_gateway
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.testing.servers import RedisServer
-from shadowcanary.testing.sim import SimHandle
 from tests.integration.conftest import models_setting, sim, worker_env
 
 __all__ = ["gateway", "sim", "worker_env"]

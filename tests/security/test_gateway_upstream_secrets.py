@@ -14,7 +14,7 @@ from http.server import BaseHTTPRequestHandler
 import httpx
 import pytest
 
-from shadowcanary.testing.gateway import run_gateway
+from shadowcanary.launcher.gateway import run_gateway
 from shadowcanary.testing.servers import RedisServer
 from tests.security.recorder import Answer, recording_server
 

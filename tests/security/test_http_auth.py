@@ -24,11 +24,11 @@ import redis
 from starlette.routing import Route
 
 from shadowcanary import constants
+from shadowcanary.launcher.gateway import GatewayHandle
+from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.sim.app import create_app
 from shadowcanary.sim.profiles import profiles_from_mapping
-from shadowcanary.testing.gateway import GatewayHandle
 from shadowcanary.testing.servers import free_port
-from shadowcanary.testing.sim import SimHandle
 from tests.corpus.hostile_events import good_event
 from tests.integration.conftest import FAST_PROFILES
 

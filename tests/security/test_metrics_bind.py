@@ -13,9 +13,9 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import free_port
-from shadowcanary.testing.worker import run_worker
 from tests.faults.stack import controller_process
 
 pytestmark = pytest.mark.integration

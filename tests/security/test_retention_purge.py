@@ -23,6 +23,7 @@ from sqlalchemy import Engine, text
 from flags.base import FlagSpec
 from flags.embedded import EmbeddedFlags
 from shadowcanary import constants
+from shadowcanary.launcher.worker import REPO_ROOT, run_worker
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.replay_results import ReplayKind
 from shadowcanary.store import AssessedCapture, Store, make_engine
@@ -31,7 +32,6 @@ from shadowcanary.store.purge import PURGED_TABLES
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import make_dead_letter, make_event, make_flags, make_replay
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.worker import REPO_ROOT, run_worker
 
 pytestmark = pytest.mark.integration
 
@@ -199,7 +199,7 @@ def test_the_daily_purge_task_on_a_real_worker(
 
 def _cli(database_url: str, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shadowcanary.cli", *args],
+        [sys.executable, "-m", "shadowcanary.cli.main", *args],
         env={
             "PATH": "/usr/bin:/bin",
             "SHADOWCANARY_DATABASE_URL": database_url,

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
+from shadowcanary.launcher.worker import REPO_ROOT
 from shadowcanary.testing.servers import free_port
-from shadowcanary.testing.worker import REPO_ROOT
 
 pytestmark = pytest.mark.integration
 
@@ -24,7 +24,7 @@ SECRET = "S3cr3t-value-Zq81x"
 
 def _run(env: dict[str, str], tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shadowcanary.cli", *args],
+        [sys.executable, "-m", "shadowcanary.cli.main", *args],
         env={"PATH": "/usr/bin:/bin", "SHADOWCANARY_DATA_DIR": str(tmp_path), **env},
         cwd=REPO_ROOT,
         capture_output=True,

@@ -34,7 +34,7 @@ from kombu import compression
 from rich.console import Console
 from sqlalchemy import text
 
-import shadowcanary.demo as demo_module
+import shadowcanary.cli.demo as demo_module
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import load_settings
 from shadowcanary.store import make_engine

@@ -16,10 +16,10 @@ from pathlib import Path
 import httpx
 import pytest
 
+from shadowcanary.launcher.sim import SimHandle
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store import make_engine
 from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.sim import SimHandle
-from shadowcanary.testing.worker import run_worker
 from tests.corpus.hostile_events import good_event
 from tests.integration.pipeline import rows, scalar, send_ingest, sim_calls
 from tests.security.recorder import recording_server

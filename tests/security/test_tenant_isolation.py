@@ -19,7 +19,8 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from shadowcanary import constants
-from shadowcanary.cli_report import report_command
+from shadowcanary.cli.report import report_command
+from shadowcanary.launcher.gateway import GatewayHandle
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.report import load_report, render_html, render_json, render_markdown
 from shadowcanary.settings import load_settings
@@ -27,7 +28,6 @@ from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.tap.publisher import decode_ingest_message
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
-from shadowcanary.testing.gateway import GatewayHandle
 from shadowcanary.testing.poll import wait_until
 
 pytestmark = pytest.mark.integration

@@ -17,9 +17,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy import text
 
+from shadowcanary.launcher.worker import REPO_ROOT
 from shadowcanary.store import make_engine
 from shadowcanary.testing.unleash import UnleashHandle
-from shadowcanary.testing.worker import REPO_ROOT
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]
 
@@ -29,7 +29,7 @@ WRONG_TOKEN = "*:*.wrong-admin-token-Kq93"
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "shadowcanary.cli", *args],
+        [sys.executable, "-m", "shadowcanary.cli.main", *args],
         env={"PATH": "/usr/bin:/bin", "COLUMNS": "200", **env},
         cwd=REPO_ROOT,
         capture_output=True,

@@ -9,14 +9,14 @@ import pytest
 import typer
 from typer.testing import CliRunner
 
-from shadowcanary.audit import (
+from shadowcanary.cli.model_references import (
     FileKind,
     audit_tree,
     file_kind,
     identifier_pattern,
     vendor_of,
 )
-from shadowcanary.cli_offline import audit_command
+from shadowcanary.cli.offline import audit_command
 from shadowcanary.errors import ConfigError
 
 # path -> (content, kind); each names gpt-5.2 on its second line.

@@ -54,7 +54,7 @@ escalation: "#sre-oncall"
 
 
 def test_minimal_plan_is_four_lines_with_defaults() -> None:
-    """Name, flag, baseline and candidate are enough; the rest has JUDGE.md's defaults."""
+    """Name, flag, baseline and candidate are enough; the rest has docs/judge.md's defaults."""
     plan = parse_plan(MINIMAL)
     assert plan.step_percents == (10, 30, 50, 100)
     assert plan.alpha == 0.01

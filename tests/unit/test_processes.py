@@ -9,14 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from shadowcanary.testing.poll import wait_until
-from shadowcanary.testing.processes import (
+from shadowcanary.launcher.processes import (
     child_env,
     scratch_dir,
     serve_with_port_file,
     spawn_logged,
     stop_process,
 )
+from shadowcanary.testing.poll import wait_until
 
 
 class _Failed(RuntimeError):

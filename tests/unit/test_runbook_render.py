@@ -240,11 +240,11 @@ def test_public_url_drops_credentials_and_api_suffix() -> None:
 
 
 def cli_group() -> Any:
-    """The shadowcanary command line (a typer/click group), plus what shadowcanary.cli
+    """The shadowcanary command line (a typer/click group), plus what shadowcanary.cli.main
     may not mount yet. Typer vendors click, so groups are recognised by ``commands``."""
-    from runbooks.cli import runbook_command
-    from shadowcanary.cli import app
-    from shadowcanary.cli_rollout import controller_app, rollout_app
+    from shadowcanary.cli.main import app
+    from shadowcanary.cli.rollout import controller_app, rollout_app
+    from shadowcanary.cli.runbook import runbook_command
 
     group: Any = typer.main.get_command(app)
     assert hasattr(group, "commands")

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import typer
 
-from shadowcanary.cli_rollout import parse_interval
+from shadowcanary.cli.rollout import parse_interval
 from shadowcanary.controller.loop import backoff_s
 from shadowcanary.controller.notify import Notification, slack_payload
 from shadowcanary.controller.operator import InvalidTransition, Operator

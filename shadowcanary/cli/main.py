@@ -6,30 +6,29 @@ turns shadowcanary errors into one clear line plus a hint, never a traceback.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
-from runbooks.cli import runbook_command
-from shadowcanary.cli_gateway import gateway_app
-from shadowcanary.cli_offline import audit_command, compare_command
-from shadowcanary.cli_report import report_command
-from shadowcanary.cli_rollout import controller_app, rollout_app
-from shadowcanary.cli_support import (
+from shadowcanary.cli.gateway import gateway_app
+from shadowcanary.cli.offline import audit_command, compare_command
+from shadowcanary.cli.report import report_command
+from shadowcanary.cli.rollout import controller_app, rollout_app
+from shadowcanary.cli.runbook import runbook_command
+from shadowcanary.cli.support import (
     EXIT_FAILURE,
     console,
     err_console,
     friendly_errors,
     print_error,
 )
-from shadowcanary.embedded import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.errors import ShadowCanaryError
+from shadowcanary.launcher.embedded_services import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import Settings, load_settings
 
@@ -130,30 +129,10 @@ def worker(
     """
     settings = _settings()
     urls = _urls(settings)
-    from workers.command import worker_command
+    from shadowcanary.launcher.worker import worker_command
 
     cmd = worker_command(name="shadowcanary", queues=queues.split(","), concurrency=concurrency)
     raise typer.Exit(subprocess.call(cmd, env=child_env(settings, urls)))  # noqa: S603
-
-
-def collect_status(settings: Settings, urls: ServiceUrls, rollout: str | None) -> dict[str, Any]:
-    """Counts and headline figures, as plain data (for --json and the live view)."""
-    import redis
-
-    from shadowcanary.store.db import make_engine
-    from shadowcanary.store.repository import Store
-    from shadowcanary.tap.stats import read_shared_tap_stats
-
-    store = Store(make_engine(urls.database_url, pool_size=1))
-    client = redis.Redis.from_url(urls.redis_url, socket_timeout=2)
-    try:
-        return {
-            "counts": dataclasses.asdict(store.counts()),
-            "headline": dataclasses.asdict(store.headline(rollout)),
-            "tap": read_shared_tap_stats(client),
-        }
-    finally:
-        client.close()
 
 
 @app.command()
@@ -169,11 +148,13 @@ def status(
     Example: shadowcanary status --json
     """
     settings = _settings()
+    from shadowcanary.cli.status_view import collect_status
+
     data = collect_status(settings, _urls(settings), rollout)
     if as_json:
         typer.echo(json.dumps(data, default=str, indent=2))
         return
-    from shadowcanary.status_view import render_status
+    from shadowcanary.cli.status_view import render_status
 
     console.print(render_status(data))
 
@@ -226,7 +207,7 @@ def up(
 
     Example: shadowcanary up --duration 60
     """
-    from shadowcanary.local_stack import run_local_stack
+    from shadowcanary.cli.up import run_local_stack
 
     settings = _settings()
     urls = _urls(settings)
@@ -269,7 +250,7 @@ def demo(
 
       shadowcanary demo --fast
     """
-    from shadowcanary.demo import run_demo
+    from shadowcanary.cli.demo import run_demo
 
     settings = _settings()
     if not verbose:

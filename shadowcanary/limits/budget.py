@@ -22,7 +22,7 @@ import redis.exceptions
 
 from shadowcanary.constants import budget_key
 from shadowcanary.errors import BudgetExhausted, ConfigError
-from shadowcanary.replay.ratelimit import redis_unavailable
+from shadowcanary.limits.ratelimit import redis_unavailable
 
 if TYPE_CHECKING:
     from shadowcanary.settings import ReplaySettings

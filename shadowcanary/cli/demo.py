@@ -29,14 +29,17 @@ import openai
 from rich.console import Console
 
 from flags.router import EmbeddedEvaluator, ModelRouter
+from shadowcanary.cli.demo_plans import Scenario, demo_plan, models_json, scenarios, sim_profiles
+from shadowcanary.cli.demo_view import DemoView, LaneView, print_where_to_look
 from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickPorts, TickResult, tick
-from shadowcanary.demo_plans import Scenario, demo_plan, models_json, scenarios, sim_profiles
-from shadowcanary.demo_view import DemoView, LaneView, print_where_to_look
-from shadowcanary.embedded import ServiceUrls
 from shadowcanary.events import Arm
+from shadowcanary.launcher.embedded_services import ServiceUrls
+from shadowcanary.launcher.sim import SimHandle, run_simulator
+from shadowcanary.launcher.traffic import TrafficMix
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.replay_results import ReplayKind
 from shadowcanary.rollout_records import RolloutStatus
@@ -44,9 +47,6 @@ from shadowcanary.settings import Settings
 from shadowcanary.store import Store, make_engine
 from shadowcanary.store.locks import lock_engine
 from shadowcanary.tap import Tap, tap_openai
-from shadowcanary.testing.sim import SimHandle, run_simulator
-from shadowcanary.testing.worker import run_worker
-from shadowcanary.traffic import TrafficMix
 from shadowcanary.wiring import build_ports
 
 ROUTES = ("support", "coding", "extraction", "orders")
@@ -250,7 +250,7 @@ def _maybe_regress(lane: Lane, sim: SimHandle, view: DemoView, minute: int) -> N
     at = lane.scenario.regress_at_percent
     if at is None or lane.regressed or lane.view.percent < at or lane.view.status in FINAL:
         return
-    from shadowcanary.demo_plans import REGRESSED_ERROR_RATE
+    from shadowcanary.cli.demo_plans import REGRESSED_ERROR_RATE
 
     sim.set_profile(lane.scenario.candidate, error_rate=REGRESSED_ERROR_RATE)
     lane.regressed = True

@@ -1,6 +1,6 @@
 """``shadowcanary rollout ...`` and ``shadowcanary controller run``: steering rollouts.
 
-Mounted in ``shadowcanary.cli``::
+Mounted in ``shadowcanary.cli.main``::
 
     app.add_typer(rollout_app, name="rollout")
     app.add_typer(controller_app, name="controller")
@@ -22,7 +22,7 @@ from typing import Annotated, Any
 import typer
 from pydantic import TypeAdapter, ValidationError
 
-from shadowcanary.cli_support import (
+from shadowcanary.cli.support import (
     console,
     database_url,
     err_console,

@@ -1,7 +1,7 @@
 """Offline commands: ``audit`` (where are the model names?) and ``compare`` (the suite).
 
 Both are plain functions with typer annotations, mounted on the main app in
-``shadowcanary.cli``. They handle their own errors so their exit codes stay what
+``shadowcanary.cli.main``. They handle their own errors so their exit codes stay what
 CI scripts rely on:
 
 - ``audit``: 0 listed (found or not), 1 an identifier named by ``--fail-on`` is
@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from shadowcanary.audit import AuditResult, Finding, audit_tree
+from shadowcanary.cli.model_references import AuditResult, Finding, audit_tree
 from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import Settings, load_settings
@@ -337,7 +337,7 @@ def compare_command(
                 cases = [_with_default_min_similarity(c, min_similarity) for c in cases]
         else:
             assert from_captures is not None
-            from shadowcanary.cli_support import database_engine
+            from shadowcanary.cli.support import database_engine
 
             engine = database_engine(settings)
             try:

@@ -1,6 +1,6 @@
 """``shadowcanary report ROLLOUT``: the rollout report as HTML, Markdown or JSON.
 
-Mounted in ``shadowcanary.cli``::
+Mounted in ``shadowcanary.cli.main``::
 
     app.command("report")(report_command)
 
@@ -103,7 +103,7 @@ def report_command(
 
 
 def _generate(rollout: str, format: ReportFormatOption, pairs: int, tenant: str | None) -> str:
-    from shadowcanary.cli_support import database_url
+    from shadowcanary.cli.support import database_url
     from shadowcanary.logging import configure_logging
     from shadowcanary.report import load_report, render
     from shadowcanary.settings import load_settings

@@ -48,7 +48,7 @@ def friendly_errors(func: F) -> F:
 
 def database_url(settings: Settings) -> str:
     """The configured Postgres, or the embedded one (started if needed), migrated to head."""
-    from shadowcanary.embedded import EmbeddedServices
+    from shadowcanary.launcher.embedded_services import EmbeddedServices
     from shadowcanary.store.db import migrate
 
     url = settings.database_url or EmbeddedServices(settings.data_dir).start_postgres()

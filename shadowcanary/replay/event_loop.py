@@ -19,9 +19,9 @@ import openai
 import redis.asyncio as aioredis
 import uvloop
 
-from shadowcanary.replay.budget import DailyBudget
+from shadowcanary.limits.budget import DailyBudget
+from shadowcanary.limits.ratelimit import RateLimit, RedisRateLimiter
 from shadowcanary.replay.chat_post import ChatPoster
-from shadowcanary.replay.ratelimit import RateLimit, RedisRateLimiter
 from shadowcanary.settings import Settings
 
 T = TypeVar("T")

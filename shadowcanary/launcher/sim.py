@@ -22,7 +22,7 @@ from typing import Any
 import httpx
 
 from shadowcanary.errors import ConfigError
-from shadowcanary.testing.processes import child_env, scratch_dir, serve_with_port_file
+from shadowcanary.launcher.processes import child_env, scratch_dir, serve_with_port_file
 
 SIM_API_KEY = "sim-key"
 

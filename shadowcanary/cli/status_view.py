@@ -1,11 +1,16 @@
-"""Rich rendering of ``shadowcanary status`` data (shared by the command and the live view)."""
+"""``shadowcanary status`` data and its rich rendering (shared by the command and ``up``)."""
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
 from rich.table import Table
+
+if TYPE_CHECKING:
+    from shadowcanary.launcher.embedded_services import ServiceUrls
+    from shadowcanary.settings import Settings
 
 
 def _fmt(value: Any) -> str:
@@ -54,3 +59,23 @@ def render_status(data: dict[str, Any]) -> Group:
     if isinstance(arms, dict) and arms:
         parts.append(_arms(arms))
     return Group(*parts)
+
+
+def collect_status(settings: Settings, urls: ServiceUrls, rollout: str | None) -> dict[str, Any]:
+    """Counts and headline figures, as plain data (for --json and the live view)."""
+    import redis
+
+    from shadowcanary.store.db import make_engine
+    from shadowcanary.store.repository import Store
+    from shadowcanary.tap.stats import read_shared_tap_stats
+
+    store = Store(make_engine(urls.database_url, pool_size=1))
+    client = redis.Redis.from_url(urls.redis_url, socket_timeout=2)
+    try:
+        return {
+            "counts": dataclasses.asdict(store.counts()),
+            "headline": dataclasses.asdict(store.headline(rollout)),
+            "tap": read_shared_tap_stats(client),
+        }
+    finally:
+        client.close()

@@ -22,15 +22,15 @@ from rich.live import Live
 from rich.panel import Panel
 
 from shadowcanary import constants
-from shadowcanary.embedded import ServiceUrls
+from shadowcanary.cli.status_view import collect_status, render_status
 from shadowcanary.events import Arm
+from shadowcanary.launcher.embedded_services import ServiceUrls
+from shadowcanary.launcher.sim import SimHandle, run_simulator
+from shadowcanary.launcher.traffic import TrafficMix, arm_for_user
+from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import Settings
-from shadowcanary.status_view import render_status
 from shadowcanary.tap.emitter import Tap
 from shadowcanary.tap.openai_wrapper import tap_openai
-from shadowcanary.testing.sim import SimHandle, run_simulator
-from shadowcanary.testing.worker import run_worker
-from shadowcanary.traffic import TrafficMix, arm_for_user
 
 log = structlog.get_logger(__name__)
 
@@ -120,8 +120,6 @@ def run_local_stack(
     console: Console,
 ) -> dict[str, Any]:
     """Run simulator + worker + traffic; return the final status data."""
-    from shadowcanary.cli import collect_status
-
     with run_simulator(None, port=sim_port) as sim:
         worker_env = {k: v for k, v in env.items() if k.startswith("SHADOWCANARY_")}
         with (
@@ -151,8 +149,6 @@ def run_local_stack(
 def _wait_for_replays(
     settings: Settings, urls: ServiceUrls, live: Live, traffic: TrafficGenerator, tap: Tap
 ) -> dict[str, Any]:
-    from shadowcanary.cli import collect_status
-
     client = redis.Redis.from_url(urls.redis_url, socket_timeout=2)
     deadline = time.monotonic() + _CATCH_UP_TIMEOUT_S
     try:

@@ -1,6 +1,6 @@
 """``shadowcanary runbook ROLLOUT``: write a rollout's runbook now.
 
-Mounted in ``shadowcanary.cli`` as ``app.command("runbook")(runbook_command)``. The
+Mounted in ``shadowcanary.cli.main`` as ``app.command("runbook")(runbook_command)``. The
 controller rewrites the runbook after every decision; this command is for a rollout
 whose controller is down, for a fresh copy to paste into an incident, and for
 checking what the runbook says before a rollout starts moving.
@@ -59,7 +59,7 @@ def runbook_command(
 
 def _write(rollout: str, output_dir: Path | None) -> Path:
     from runbooks.generator import flag_access, generate_runbook, output_dir_for, settings_secrets
-    from shadowcanary.cli_support import database_url
+    from shadowcanary.cli.support import database_url
     from shadowcanary.logging import configure_logging
     from shadowcanary.settings import load_settings
     from shadowcanary.store.db import make_engine

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from shadowcanary.gateway.auth import hash_key
-from shadowcanary.testing.processes import child_env, scratch_dir, serve_with_port_file
+from shadowcanary.launcher.processes import child_env, scratch_dir, serve_with_port_file
 
 GATEWAY_TEST_KEY = "sc-gw-test-key"
 

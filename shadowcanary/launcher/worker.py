@@ -1,8 +1,9 @@
-"""Run a real Celery worker process for tests and benchmarks."""
+"""Run a real Celery worker process: its command line (CLI, up, demo) and a supervised child."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 import threading
 import time
 from collections import deque
@@ -11,10 +12,42 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from shadowcanary import constants
-from shadowcanary.testing.processes import PACKAGE_ROOT, ChildProcess, child_env
-from workers.command import worker_command
+from shadowcanary.launcher.processes import PACKAGE_ROOT, ChildProcess, child_env
 
 REPO_ROOT = PACKAGE_ROOT  # the checkout: workers run from it
+
+
+def worker_command(
+    *,
+    name: str = "worker",
+    queues: Sequence[str] = (constants.QUEUE_INGEST, constants.QUEUE_REPLAY),
+    pool: str | None = None,
+    concurrency: int | None = None,
+) -> list[str]:
+    """The ``celery worker`` command line for shadowcanary's app (CLI, tests, benchmarks)."""
+    cmd = [
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "workers.app",
+        "worker",
+        "-Q",
+        ",".join(queues),
+        "-n",
+        f"{name}@%h",
+        "-l",
+        "info",
+        # Workers share nothing but Redis and Postgres: no need for peer chatter.
+        "--without-gossip",
+        "--without-mingle",
+        "--without-heartbeat",
+    ]
+    if pool:
+        cmd += ["-P", pool]
+    if concurrency:
+        cmd += ["-c", str(concurrency)]
+    return cmd
 
 
 @dataclass

@@ -43,7 +43,7 @@ from prometheus_client import Counter, Histogram
 
 from shadowcanary.constants import rate_limit_key
 from shadowcanary.errors import ConfigError, ServiceUnavailable, UpstreamRateLimited
-from shadowcanary.replay.coalesce import Coalescer
+from shadowcanary.limits.coalesce import Coalescer
 
 if TYPE_CHECKING:
     from redis.commands.core import AsyncScript

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from shadowcanary.cli_support import console, friendly_errors
+from shadowcanary.cli.support import console, friendly_errors
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import load_settings
 
@@ -32,8 +32,8 @@ def run(
 
     Example: shadowcanary gateway run --port 8080   (with SHADOWCANARY_GATEWAY__API_KEYS set)
     """
-    from shadowcanary.embedded import resolve_urls
     from shadowcanary.gateway.server import serve
+    from shadowcanary.launcher.embedded_services import resolve_urls
     from shadowcanary.store.db import migrate
 
     settings = load_settings()

@@ -1,0 +1,1 @@
+"""Ingest: captured events from the tap validated, assessed, stored, replays scheduled."""
