@@ -42,8 +42,8 @@ from shadowcanary.events import Arm
 from shadowcanary.judge import decide
 from shadowcanary.logging import configure_logging
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay_results import ReplayKind
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store import AssessedCapture, Store
 from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence, newest_data_at

@@ -15,7 +15,7 @@ from celery import Celery
 from shadowcanary.judge import compare, output_from_capture
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.replay.openai_call import request_kwargs
-from shadowcanary.replay_results import ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.shadow_results import ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
 

@@ -41,9 +41,9 @@ from shadowcanary.launcher.sim import SimHandle, run_simulator
 from shadowcanary.launcher.traffic import TrafficMix
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay_results import ReplayKind
 from shadowcanary.rollout_records import RolloutStatus
 from shadowcanary.settings import Settings
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store import Store, make_engine
 from shadowcanary.store.locks import lock_engine
 from shadowcanary.tap import Tap, tap_openai

@@ -18,8 +18,8 @@ import structlog
 from shadowcanary.errors import InvalidEvent, PermanentError
 from shadowcanary.events import Arm, CallStatus, CapturedCall, now_utc, parse_event
 from shadowcanary.judge import assess, output_from_capture
-from shadowcanary.replay_results import DeadLetter
 from shadowcanary.settings import Settings
+from shadowcanary.shadow_results import DeadLetter
 from shadowcanary.store.repository import AssessedCapture, Store
 
 log = structlog.get_logger(__name__)

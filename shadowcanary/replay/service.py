@@ -27,8 +27,8 @@ from shadowcanary.judge import compare, output_from_capture
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.replay.event_loop import ReplayResources, ReplayRuntime
 from shadowcanary.replay.openai_call import call_model
-from shadowcanary.replay_results import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.settings import Settings
+from shadowcanary.shadow_results import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.repository import Store
 

@@ -9,7 +9,7 @@ from typing import Any
 from sqlalchemy import Connection, Select, Table, cast, func, select
 
 from shadowcanary.events import Arm
-from shadowcanary.replay_results import ReplayKind
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store.models import (
     LIVE_COUNTERS,
     SHADOW_COUNTERS,

@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, and_, func, select
 from sqlalchemy.sql.elements import ColumnElement
 
-from shadowcanary.replay_results import ReplayKind
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store.models import (
     CaptureRow,
     ComparisonRow,

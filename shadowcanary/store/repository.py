@@ -20,7 +20,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import Arm, CapturedCall
-from shadowcanary.replay_results import DeadLetter, ReplayKind, ReplayRecord
+from shadowcanary.shadow_results import DeadLetter, ReplayKind, ReplayRecord
 from shadowcanary.store import bulk, purge, reads, rows
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import (

@@ -34,7 +34,7 @@ from sqlalchemy import (
 
 from shadowcanary.events import Arm
 from shadowcanary.judge.evidence import ArmCounts, Bucket, Moments, ShadowCounts
-from shadowcanary.replay_results import ReplayKind
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store.models import LiveRollupRow, ShadowRollupRow
 
 LIVE: Table = LiveRollupRow.__table__  # type: ignore[assignment]

@@ -18,7 +18,7 @@ from sqlalchemy import Connection, Table
 
 from shadowcanary.events import CallStatus
 from shadowcanary.judge.types import Comparison
-from shadowcanary.replay_results import ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.shadow_results import ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.store import bulk
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import (

@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any, overload
 
 from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
-from shadowcanary.replay_results import DeadLetter, ReplayRecord
+from shadowcanary.shadow_results import DeadLetter, ReplayRecord
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import NAME
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from shadowcanary.events import Arm
-from shadowcanary.replay_results import ReplayKind
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store.sketch import QuantileSketch
 
 

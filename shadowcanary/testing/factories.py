@@ -18,7 +18,7 @@ from typing import Any
 
 from shadowcanary.events import Arm, CallStatus, CapturedCall
 from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
-from shadowcanary.replay_results import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
+from shadowcanary.shadow_results import DeadLetter, ReplayKind, ReplayRecord, ReplayStatus
 
 BASELINE_MODEL = "gpt-5.2"
 CANDIDATE_MODEL = "gpt-5.5"

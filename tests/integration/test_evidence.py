@@ -15,8 +15,8 @@ from shadowcanary.judge import Decision, DecisionKind, decide
 from shadowcanary.judge.decide import DecisionInputs
 from shadowcanary.judge.evidence import ArmCounts, Moments
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay_results import ReplayKind, ReplayStatus
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
+from shadowcanary.shadow_results import ReplayKind, ReplayStatus
 from shadowcanary.store import AssessedCapture, QuantileSketch, Store, make_engine
 from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence, newest_data_at
 from shadowcanary.store.rollouts import RolloutStore

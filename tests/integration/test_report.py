@@ -19,10 +19,10 @@ from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import RolloutPlan, TriggerMode
-from shadowcanary.replay_results import ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.report import load_report, render_html, render_markdown, report_dict
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutStatus
 from shadowcanary.settings import load_settings
+from shadowcanary.shadow_results import ReplayKind, ReplayRecord, ReplayStatus
 from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.store.models import ComparisonRow
 from shadowcanary.store.rollouts import RolloutStore

@@ -26,11 +26,11 @@ from shadowcanary.events import Arm, CallStatus
 from shadowcanary.judge.decide import Decision, DecisionKind
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import RolloutPlan, TriggerMode
-from shadowcanary.replay_results import ReplayKind
 from shadowcanary.report import load_report, render_html, render_json, render_markdown
 from shadowcanary.report.model import REASON_WITHHELD, ReportData
 from shadowcanary.rollout_records import AuditAction, AuditEntry
 from shadowcanary.settings import load_settings
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.store.rollups import minute_of

@@ -37,9 +37,9 @@ from shadowcanary.events import DEV_SALT, Arm, hash_stickiness_key
 from shadowcanary.judge.decide import DecisionKind
 from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.launcher.worker import run_worker
-from shadowcanary.replay_results import ReplayKind
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.settings import TapSettings
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store import Store, make_engine
 from shadowcanary.tap import Tap, tap_openai
 from shadowcanary.testing.poll import wait_until

@@ -15,7 +15,7 @@ from sqlalchemy import Engine, event, func, select, text
 from shadowcanary.errors import ConfigError, ServiceUnavailable
 from shadowcanary.events import Arm, CallStatus, CapturedCall
 from shadowcanary.judge.types import OutputFlags
-from shadowcanary.replay_results import ReplayKind, ReplayStatus
+from shadowcanary.shadow_results import ReplayKind, ReplayStatus
 from shadowcanary.store import (
     AssessedCapture,
     LiveTotals,

@@ -25,7 +25,7 @@ from flags.embedded import EmbeddedFlags
 from shadowcanary import constants
 from shadowcanary.launcher.worker import REPO_ROOT, run_worker
 from shadowcanary.plan import RolloutPlan
-from shadowcanary.replay_results import ReplayKind
+from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store import AssessedCapture, Store, make_engine
 from shadowcanary.store.models import Base
 from shadowcanary.store.purge import PURGED_TABLES
