@@ -101,9 +101,15 @@ def run_worker(
         text=True,
     )
     worker = WorkerProcess(proc)
-    threading.Thread(target=worker._pump, daemon=True).start()
+    pump = threading.Thread(target=worker._pump, daemon=True)
+    pump.start()
     try:
         worker.wait_for("ready.", timeout_s=ready_timeout_s)
         yield worker
     finally:
         worker.stop()
+        # The pump ends at EOF, once every process holding the pipe has exited; close
+        # our end either way so no file is left for the garbage collector.
+        pump.join(timeout=5)
+        if proc.stdout is not None:
+            proc.stdout.close()
