@@ -142,6 +142,11 @@ class GatewayApp:
             return
         if method != "POST":
             raise _method(method, path, "POST")
+        if kind is not None:
+            if headers.route is not None:
+                route = headers.route
+            # Before the body is read: a call on another team's route costs nothing.
+            runtime.keys.check_route(service, route, runtime.routing.rollout_of(route))
         raw = await _read_body(receive, headers.content_length, gateway.max_body_bytes)
         body = _parse(raw)
         if kind is None:  # /v1/tap/events
@@ -150,14 +155,13 @@ class GatewayApp:
                 body,
                 max_event_bytes=runtime.settings.tap.max_event_bytes,
                 service=service,
+                keys=runtime.keys,
             )
             await send_json(send, status, answer)
             return
         if not isinstance(body, dict):
             raise Rejection(400, f"The request body must be a JSON object, not {_json_type(body)}.")
         _check_shape(kind, body)
-        if headers.route is not None:
-            route = headers.route
         decision = runtime.routing.decide(
             route, body.get("model"), _stickiness_id(runtime, route, headers, body)
         )

@@ -109,6 +109,11 @@ class Routing:
     def names(self) -> list[str]:
         return sorted(self._routes)
 
+    def rollout_of(self, route: str) -> str | None:
+        """The rollout a route's calls report for; None for no rollout or an unknown route."""
+        found = self._routes.get(route)
+        return found.config.rollout if found is not None else None
+
     def stickiness_of(self, route: str) -> str:
         return self._route(route).config.stickiness
 
