@@ -190,6 +190,15 @@ class GatewaySettings(_Section):
     user_header: str = "x-user-id"
     conversation_header: str = "x-conversation-id"
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # The request line and headers of one request together: 431 beyond. SDKs send about
+    # 1 KiB; without a limit the HTTP parser buffers whatever a client sends.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A request's line and headers must arrive within this long of the connection
+    # opening (or of their first byte on a kept-alive connection), its body within
+    # body_timeout_s after them; else 408 and the connection is closed, so slow or
+    # silent clients cannot hold connections (and their memory) open.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
     # Circuit breaker per upstream model: open after this many consecutive failures...
     breaker_failures: int = Field(default=5, ge=1)
     # ...for this long, then let one probe through.
