@@ -36,7 +36,7 @@ from shadowcanary.gateway.http import (
     send_rejection,
 )
 from shadowcanary.gateway.ingest import ingest
-from shadowcanary.gateway.routing import route_from_path
+from shadowcanary.gateway.routing import route_from_path, routed_path
 from shadowcanary.gateway.runtime import Runtime
 from shadowcanary.settings import GatewaySettings
 
@@ -96,6 +96,8 @@ class GatewayApp:
         runtime = self.runtime
         path: str = scope["path"]
         try:
+            # uvicorn always sends raw_path; the decoded path is only a fallback.
+            path = routed_path(scope.get("raw_path") or path.encode())
             if runtime is None:
                 raise Rejection(503, "The gateway is starting; retry in a moment.", code="starting")
             if path.startswith("/v1/") or path.startswith("/r/"):

@@ -19,7 +19,7 @@ from shadowcanary.gateway.capture import (
     responses_response,
 )
 from shadowcanary.gateway.http import Rejection
-from shadowcanary.gateway.routing import route_from_path
+from shadowcanary.gateway.routing import route_from_path, routed_path
 from shadowcanary.settings import GatewayKey, load_settings
 
 EVENTS = [{"i": i, "text": "a\nb" * i} for i in range(6)]
@@ -205,3 +205,28 @@ def test_a_cut_responses_stream_keeps_its_text() -> None:
 def test_route_prefix(path: str, expected: tuple[str, str]) -> None:
     """/r/<route>/ names a route; anything else is the default route."""
     assert route_from_path(path, "default") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"/v1/chat/completions", "/v1/chat/completions"),
+        (b"/r/search/v1/responses", "/r/search/v1/responses"),
+        (b"/v1/models/meta%2Fllama%203", "/v1/models/meta/llama 3"),
+        (b"/r/search/v1/models/a%3Ab", "/r/search/v1/models/a:b"),
+        (b"/v1/chat%2Fcompletions", None),
+        (b"/%76%31/chat/completions", None),
+        (b"/%76%31/models/x%2Fy", None),
+        (b"/r/se%61rch/v1/models/x", None),
+        (b"/v1/chat/completions/v1/models/%2F", None),
+        (b"/v1/models\xff", None),
+    ],
+)
+def test_routed_path_is_the_raw_path(raw: bytes, expected: str | None) -> None:
+    """Routing sees the path as sent; encoded characters only in a model id, else 400."""
+    if expected is not None:
+        assert routed_path(raw) == expected
+        return
+    with pytest.raises(Rejection) as refused:
+        routed_path(raw)
+    assert (refused.value.status, refused.value.code) == (400, "encoded_path")
