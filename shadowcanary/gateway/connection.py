@@ -14,7 +14,9 @@ as it likes. This protocol adds, per request:
 
 Deadlines are totals, not idle timers, so trickling a byte at a time does not extend
 them. They do not run while the gateway itself has stopped reading (a pipelined
-request waiting for the previous answer) or while the app works on a request.
+request waiting for the previous answer) or while the app works on a request. A timer
+is only set while part of a request is missing after a read: a request that arrives
+whole in one read (the usual case) costs no timer but the connection's first.
 
 A refusal is answered with an OpenAI-style error and ``connection: close``; then the
 connection lingers for a moment, discarding what the client still sends, so that the
@@ -72,6 +74,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         )
         # Between requests the next bytes are a head; during a body they are not.
         self._reading_head = True
+        self._head_started = False  # the parser has seen the head's first byte
         self._head_bytes = 0
         self._deadline: asyncio.TimerHandle | None = None
         self._lingering = False
@@ -91,9 +94,10 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         while data and not self._lingering and not self.transport.is_closing():
             if not self._reading_head:
                 super().data_received(data)
-                return
+                break
             # Feed at most what is left of the head allowance, so an oversized head is
-            # refused before the parser has buffered more than the limit.
+            # refused before the parser has buffered more than the limit. (A slice
+            # covering all of ``data`` is ``data`` itself: no copy in the usual case.)
             room = limit - self._head_bytes
             chunk, data = data[:room], data[room:]
             self._head_bytes += len(chunk)
@@ -106,19 +110,20 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
                     "or ask the operator to raise SHADOWCANARY_GATEWAY__MAX_HEADER_BYTES.",
                     "request_headers_too_large",
                 )
+                return
+        self._time_what_is_missing()
 
     # -- parser callbacks -------------------------------------------------------------
 
     def on_message_begin(self) -> None:
         super().on_message_begin()
-        if self._deadline is None:  # a kept-alive connection's next request
-            self._arm(self._limits.header_timeout_s, self._head_timed_out)
+        self._head_started = True
 
     def on_headers_complete(self) -> None:
         self._reading_head = False
+        self._head_started = False
         self._disarm()
         super().on_headers_complete()
-        self._arm(self._limits.body_timeout_s, self._body_timed_out)
 
     def on_message_complete(self) -> None:
         super().on_message_complete()
@@ -127,6 +132,15 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
         self._head_bytes = 0
 
     # -- deadlines and refusals -------------------------------------------------------
+
+    def _time_what_is_missing(self) -> None:
+        """After a read: start the deadline of a head or body that is still incomplete."""
+        if self._deadline is not None or self._lingering or self.transport.is_closing():
+            return
+        if not self._reading_head:
+            self._arm(self._limits.body_timeout_s, self._body_timed_out)
+        elif self._head_started:
+            self._arm(self._limits.header_timeout_s, self._head_timed_out)
 
     def _arm(self, seconds: float, handler: Callable[[], None]) -> None:
         self._disarm()
@@ -150,7 +164,7 @@ class BoundedHttpToolsProtocol(HttpToolsProtocol):
             # A pipelined head waits for the current answer: its time starts after it.
             self._arm(self._limits.header_timeout_s, self._head_timed_out)
             return
-        if self._head_bytes == 0:
+        if not self._head_started:
             metrics.REJECTED.labels(reason="idle_connection").inc()
             self.transport.close()  # nothing was asked: nothing to answer
             return
