@@ -34,6 +34,10 @@ from shadowcanary.events import DEV_SALT
 ENV_PREFIX = "SHADOWCANARY_"
 SIMULATOR_URL = "http://127.0.0.1:8765/v1"
 MIN_SALT_CHARS = 12
+# A gateway key bound to this "rollout" may report for any rollout.
+ANY_ROLLOUT = "*"
+# The names the event contract accepts for tenants and rollouts (shadowcanary/events.py).
+_NAME_PATTERN = r"[\w.:/@+-]{1,200}"
 
 
 class _Section(BaseModel):
@@ -117,6 +121,36 @@ class GatewayKey(_Section):
     # Sustained requests per minute for this key (bursts up to one second's worth
     # more); None: unlimited. Enforced per gateway process.
     requests_per_minute: int | None = Field(default=None, gt=0)
+    # The rollouts this service may report for: the events it posts to /v1/tap/events
+    # and the routes it calls through must belong to one of them (traffic outside any
+    # rollout is always allowed). ["*"]: any rollout, e.g. a shared platform service.
+    # Required, so that "any rollout" is a decision written in the config, never a default.
+    rollouts: list[str]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _rollouts_are_stated(cls, data: Any) -> Any:
+        if isinstance(data, dict) and "rollouts" not in data:
+            raise ValueError(
+                'say which rollouts this service may report for: add "rollouts": '
+                '["<rollout>", ...] (plan names), or "rollouts": ["*"] for any rollout'
+            )
+        return data
+
+    @model_validator(mode="after")
+    def _rollouts_are_names(self) -> Self:
+        if ANY_ROLLOUT in self.rollouts and len(self.rollouts) > 1:
+            raise ValueError(
+                f'rollouts {self.rollouts[:5]}: "*" already allows every rollout; '
+                'use ["*"] alone or list the rollouts without it'
+            )
+        for name in self.rollouts:
+            if name != ANY_ROLLOUT and not re.fullmatch(_NAME_PATTERN, name):
+                raise ValueError(
+                    f"rollouts: {name[:80]!r} is not a rollout name; use the plan's name "
+                    "(letters, digits and _ . : / @ + -)"
+                )
+        return self
 
 
 class GatewayRoute(_Section):
@@ -157,6 +191,15 @@ class GatewaySettings(_Section):
     user_header: str = "x-user-id"
     conversation_header: str = "x-conversation-id"
     max_body_bytes: int = Field(default=8 * 1024 * 1024, gt=0)
+    # The request line and headers of one request together: 431 beyond. SDKs send about
+    # 1 KiB; without a limit the HTTP parser buffers whatever a client sends.
+    max_header_bytes: int = Field(default=64 * 1024, ge=1024, le=16 * 1024 * 1024)
+    # A request's line and headers must arrive within this long of the connection
+    # opening (or of their first byte on a kept-alive connection), its body within
+    # body_timeout_s after them; else 408 and the connection is closed, so slow or
+    # silent clients cannot hold connections (and their memory) open.
+    header_timeout_s: float = Field(default=10.0, gt=0)
+    body_timeout_s: float = Field(default=60.0, gt=0)
     # Circuit breaker per upstream model: open after this many consecutive failures...
     breaker_failures: int = Field(default=5, ge=1)
     # ...for this long, then let one probe through.
@@ -182,7 +225,7 @@ class GatewaySettings(_Section):
         # A key's name becomes the events' tenant: one the event contract refuses would
         # make every capture of that service fail (silently, as counted tap errors).
         for name in self.api_keys:
-            if not re.fullmatch(r"[\w.:/@+-]{1,200}", name):
+            if not re.fullmatch(_NAME_PATTERN, name):
                 raise ValueError(
                     f"api_keys: service name {name[:80]!r} is not a valid tenant name; use "
                     "letters, digits and _ . : / @ + - (e.g. 'billing-api')"

@@ -36,7 +36,7 @@ from shadowcanary.gateway.http import (
     send_rejection,
 )
 from shadowcanary.gateway.resources import Runtime
-from shadowcanary.gateway.routing import route_from_path
+from shadowcanary.gateway.routing import route_from_path, routed_path
 from shadowcanary.gateway.tap_events import ingest
 from shadowcanary.settings import GatewaySettings
 
@@ -96,6 +96,8 @@ class GatewayApp:
         runtime = self.runtime
         path: str = scope["path"]
         try:
+            # uvicorn always sends raw_path; the decoded path is only a fallback.
+            path = routed_path(scope.get("raw_path") or path.encode())
             if runtime is None:
                 raise Rejection(503, "The gateway is starting; retry in a moment.", code="starting")
             if path.startswith("/v1/") or path.startswith("/r/"):
@@ -142,6 +144,11 @@ class GatewayApp:
             return
         if method != "POST":
             raise _method(method, path, "POST")
+        if kind is not None:
+            if headers.route is not None:
+                route = headers.route
+            # Before the body is read: a call on another team's route costs nothing.
+            runtime.keys.check_route(service, route, runtime.routing.rollout_of(route))
         raw = await _read_body(receive, headers.content_length, gateway.max_body_bytes)
         body = _parse(raw)
         if kind is None:  # /v1/tap/events
@@ -150,14 +157,13 @@ class GatewayApp:
                 body,
                 max_event_bytes=runtime.settings.tap.max_event_bytes,
                 service=service,
+                keys=runtime.keys,
             )
             await send_json(send, status, answer)
             return
         if not isinstance(body, dict):
             raise Rejection(400, f"The request body must be a JSON object, not {_json_type(body)}.")
         _check_shape(kind, body)
-        if headers.route is not None:
-            route = headers.route
         decision = runtime.routing.decide(
             route, body.get("model"), _stickiness_id(runtime, route, headers, body)
         )

@@ -1,9 +1,13 @@
-"""Who is calling: per-service API keys, checked by hash, and a rate limit per key.
+"""Who is calling: per-service API keys, checked by hash, a rate limit and rollouts per key.
 
 Only the SHA-256 of each key is configured (``Settings.gateway.api_keys``), so a
 leaked config file or environment dump does not leak working keys. Looking a key up
 by its hash in a dict is safe against timing attacks on the key itself: what leaks
 is the position of a SHA-256 digest, not the key.
+
+Each key is bound to the rollouts its service may report for (``GatewayKey.rollouts``):
+the evidence a rollout is judged on must come from the services that own it, so one
+team's failing events cannot roll back (or hold up) another team's rollout.
 """
 
 from __future__ import annotations
@@ -11,11 +15,11 @@ from __future__ import annotations
 import hashlib
 import math
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from shadowcanary.gateway.http import Rejection
-from shadowcanary.settings import GatewayKey
+from shadowcanary.settings import ANY_ROLLOUT, GatewayKey
 
 
 def hash_key(key: str) -> str:
@@ -53,6 +57,11 @@ class KeyRing:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._by_hash = {key.sha256: name for name, key in keys.items()}
+        # Service -> the rollouts it may report for; None: any (configured as ["*"]).
+        self._rollouts: dict[str, frozenset[str] | None] = {
+            name: None if ANY_ROLLOUT in key.rollouts else frozenset(key.rollouts)
+            for name, key in keys.items()
+        }
         self._clock = clock
         self._buckets: dict[str, TokenBucket] = {}
         now = clock()
@@ -105,6 +114,62 @@ class KeyRing:
                     headers=[(b"retry-after", str(retry_after).encode())],
                 )
         return name
+
+    def may_report_for(self, service: str, rollout: str | None) -> bool:
+        """Whether ``service`` may file evidence for ``rollout`` (None: outside any rollout)."""
+        if rollout is None:
+            return True
+        allowed = self._rollouts.get(service, frozenset())
+        return allowed is None or rollout in allowed
+
+    def check_route(self, service: str, route: str, rollout: str | None) -> None:
+        """A proxied call on ``route`` (which reports for ``rollout``) is allowed.
+
+        Raises:
+            Rejection: 403 when the route's rollout is not one of the service's.
+        """
+        if self.may_report_for(service, rollout):
+            return
+        raise Rejection(
+            403,
+            f"Service '{service}' may not call route '{route}': its calls are evidence for "
+            f"rollout '{rollout}', and this key may report only for {self._bound(service)}. "
+            "Call your own route (route header or /r/<route>/v1/...), or ask the operator "
+            f"to add '{rollout}' to the \"rollouts\" of '{service}' in "
+            "SHADOWCANARY_GATEWAY__API_KEYS.",
+            code="rollout_not_allowed",
+        )
+
+    def check_events(self, service: str, rollouts: Iterable[tuple[int, str | None]]) -> None:
+        """Every event of a batch (``(index, rollout)`` pairs) is one ``service`` may report.
+
+        Raises:
+            Rejection: 403 naming the first foreign rollout and the events that name it.
+        """
+        foreign: dict[str, list[int]] = {}
+        for index, rollout in rollouts:
+            if rollout is not None and not self.may_report_for(service, rollout):
+                foreign.setdefault(rollout, []).append(index)
+        if not foreign:
+            return
+        rollout, indexes = next(iter(foreign.items()))
+        shown = ", ".join(str(i) for i in indexes[:10]) + (", ..." if len(indexes) > 10 else "")
+        others = f" (and {len(foreign) - 1} other rollout(s))" if len(foreign) > 1 else ""
+        raise Rejection(
+            403,
+            f"Service '{service}' may not report for rollout '{rollout}'{others} "
+            f"(events at index {shown}): this key may report only for {self._bound(service)}. "
+            "Nothing in this batch was accepted. Send these events with the key of the "
+            f"service that owns the rollout, or ask the operator to add '{rollout}' to the "
+            f"\"rollouts\" of '{service}' in SHADOWCANARY_GATEWAY__API_KEYS.",
+            code="rollout_not_allowed",
+        )
+
+    def _bound(self, service: str) -> str:
+        allowed = self._rollouts.get(service) or frozenset()
+        if not allowed:
+            return "traffic outside any rollout"
+        return "rollout(s) " + ", ".join(f"'{name}'" for name in sorted(allowed)[:10])
 
 
 def _bearer(authorization: bytes) -> bytes | None:

@@ -111,7 +111,8 @@ def build_runtime(settings: Settings, *, processes: int = 1) -> Runtime:
         raise ConfigError(
             "the gateway has no API keys configured, so it would refuse every call",
             hint="hash a key with `shadowcanary gateway hash-key` and set "
-            'SHADOWCANARY_GATEWAY__API_KEYS=\'{"my-service": {"sha256": "<hash>"}}\'',
+            'SHADOWCANARY_GATEWAY__API_KEYS=\'{"my-service": {"sha256": "<hash>", '
+            '"rollouts": ["<rollout>"]}}\'',
         )
     check_routes(settings)
     gateway = settings.gateway

@@ -10,8 +10,10 @@ configured model is served as asked, outside the rollout.
 
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
+from urllib.parse import unquote
 
 import structlog
 
@@ -25,6 +27,8 @@ log = structlog.get_logger(__name__)
 
 _DECISION_CACHE_SIZE = 100_000
 _MAX_DECISION_TTL_S = 5.0
+_ROUTE_PREFIX = re.compile(r"(/r/[^/%]+)?")
+_MODEL_PATH = "/v1/models/"
 
 
 @dataclass(frozen=True, slots=True)
@@ -109,6 +113,11 @@ class Routing:
     def names(self) -> list[str]:
         return sorted(self._routes)
 
+    def rollout_of(self, route: str) -> str | None:
+        """The rollout a route's calls report for; None for no rollout or an unknown route."""
+        found = self._routes.get(route)
+        return found.config.rollout if found is not None else None
+
     def stickiness_of(self, route: str) -> str:
         return self._route(route).config.stickiness
 
@@ -168,3 +177,31 @@ def route_from_path(path: str, default: str) -> tuple[str, str]:
         if sep and route:
             return route, "/" + rest
     return default, path
+
+
+def routed_path(raw_path: bytes) -> str:
+    """The path to route on: exactly as sent, never percent-decoded.
+
+    A proxy or ACL in front of the gateway matches the raw path; routing on the decoded
+    one would let ``/v1/chat%2Fcompletions`` reach chat past a rule on
+    ``/v1/chat/completions``. So an encoded character is refused anywhere in the part
+    that selects the endpoint; only a model id (``/v1/models/<id>``, which SDKs encode)
+    is decoded.
+
+    Raises:
+        Rejection: 400 when the path holds percent-encoded characters (or is not ASCII).
+    """
+    path = raw_path.decode("latin-1")
+    if "%" not in path and path.isascii():
+        return path
+    head, sep, model_id = path.partition(_MODEL_PATH)
+    if sep and path.isascii() and _ROUTE_PREFIX.fullmatch(head):
+        return head + sep + unquote(model_id)
+    raise Rejection(
+        400,
+        f"The path {path[:200]!r} holds percent-encoded (or non-ASCII) characters. The "
+        "gateway routes on the path exactly as sent, so that it serves the path a proxy "
+        "or ACL in front of it sees: send the path unencoded, e.g. /v1/chat/completions "
+        "(only a model id in /v1/models/<id> may be encoded).",
+        code="encoded_path",
+    )

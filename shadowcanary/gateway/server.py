@@ -1,5 +1,8 @@
 """Run the gateway: uvicorn on uvloop and httptools, one or several processes on one port.
 
+The HTTP protocol is uvicorn's httptools one with limits on reading a request
+(``connection.py``: head size, head and body deadlines).
+
 With ``workers > 1`` uvicorn's supervisor starts that many processes sharing the
 listening socket; each builds its own runtime (tap thread, HTTP session, flag
 evaluator) from the environment, and Prometheus metrics are aggregated across them
@@ -18,6 +21,7 @@ import uvicorn
 from uvicorn.supervisors import Multiprocess
 
 from shadowcanary.gateway.app import GatewayApp
+from shadowcanary.gateway.connection import ConnectionLimits, GatewayServerConfig
 from shadowcanary.gateway.resources import build_runtime, check_routes
 from shadowcanary.listening import BACKLOG, bind_socket, exit_when_orphaned
 from shadowcanary.logging import configure_logging
@@ -67,9 +71,10 @@ def serve(
         models=sorted(settings.models),
         services=len(gateway.api_keys),
     )
+    limits = ConnectionLimits.from_settings(gateway)
     options = {
         "loop": "uvloop",
-        "http": "httptools",
+        "ws": "none",  # no WebSocket endpoints: an Upgrade is an ordinary request
         "lifespan": "on",
         "access_log": False,
         "log_config": None,  # keep shadowcanary's structlog configuration
@@ -81,16 +86,18 @@ def serve(
     }
     if gateway.workers == 1:
         app = GatewayApp(lambda: build_runtime(settings))
-        uvicorn.Server(uvicorn.Config(app, **options)).run(sockets=[sock])  # type: ignore[arg-type]
+        config = GatewayServerConfig(app, limits=limits, **options)
+        uvicorn.Server(config).run(sockets=[sock])
         return
     # Worker processes read their settings from the environment (spawned, not forked).
     os.environ.setdefault("PROMETHEUS_MULTIPROC_DIR", tempfile.mkdtemp(prefix="sc-gw-metrics-"))
     os.environ["SHADOWCANARY_GATEWAY__WORKERS"] = str(gateway.workers)
-    config = uvicorn.Config(
+    config = GatewayServerConfig(
         "shadowcanary.gateway.server:create_app",
+        limits=limits,
         factory=True,
         workers=gateway.workers,
-        **options,  # type: ignore[arg-type]
+        **options,
     )
     Multiprocess(config, sockets=[sock]).run()
 

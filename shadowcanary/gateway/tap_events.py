@@ -7,7 +7,8 @@ was accepted, 207 when some were, 422 when none were.
 
 The events' ``tenant`` is the calling service (its key's name), as for proxied calls:
 an event left at the default tenant gets it, one naming another tenant is rejected,
-so a service cannot file its data under another's name.
+so a service cannot file its data under another's name. An event naming a rollout the
+key is not bound to refuses the whole batch (403): that is a misused key, not a bad event.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from __future__ import annotations
 from typing import Any
 
 from shadowcanary.errors import InvalidEvent, PayloadTooLarge
-from shadowcanary.events import parse_event
+from shadowcanary.events import CapturedCall, parse_event
 from shadowcanary.gateway import metrics
+from shadowcanary.gateway.auth import KeyRing
 from shadowcanary.gateway.http import Rejection
 from shadowcanary.tap.emitter import Tap
 
@@ -32,12 +34,13 @@ def _foreign_tenant(tenant: str, service: str) -> str:
 
 
 def ingest(
-    tap: Tap, body: Any, *, max_event_bytes: int, service: str
+    tap: Tap, body: Any, *, max_event_bytes: int, service: str, keys: KeyRing
 ) -> tuple[int, dict[str, Any]]:
     """Validate and emit a batch; the HTTP status and the answer's body.
 
     Raises:
-        Rejection: 400 when the body is not a batch of events at all.
+        Rejection: 400 when the body is not a batch of events at all; 403 when an event
+            names a rollout the service's key may not report for (nothing is emitted).
     """
     events = body.get("events") if isinstance(body, dict) else body
     if not isinstance(events, list):
@@ -55,7 +58,7 @@ def ingest(
             code="batch_too_large",
         )
     rejected: list[dict[str, Any]] = []
-    accepted = 0
+    valid: list[tuple[int, CapturedCall]] = []
     for index, raw in enumerate(events):
         if not isinstance(raw, dict):
             rejected.append({"index": index, "error": "an event must be a JSON object"})
@@ -70,8 +73,11 @@ def ingest(
                 rejected.append({"index": index, "error": _foreign_tenant(event.tenant, service)})
                 continue
             event = event.model_copy(update={"tenant": service})
+        valid.append((index, event))
+    keys.check_events(service, ((index, event.rollout) for index, event in valid))
+    for _, event in valid:
         tap.emit(event)
-        accepted += 1
+    accepted = len(valid)
     if accepted:
         metrics.INGESTED.labels(outcome="accepted").inc(accepted)
     if rejected:

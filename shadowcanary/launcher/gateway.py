@@ -50,7 +50,7 @@ def run_gateway(
         {
             "SHADOWCANARY_GATEWAY__PORT": "0",
             "SHADOWCANARY_GATEWAY__API_KEYS": json.dumps(
-                {"test-service": {"sha256": hash_key(GATEWAY_TEST_KEY)}}
+                {"test-service": {"sha256": hash_key(GATEWAY_TEST_KEY), "rollouts": ["*"]}}
             ),
             **env,
         }

@@ -118,8 +118,12 @@ def test_a_service_over_its_rate_limit_gets_429_with_retry_after(
     env = base_env(redis_url, database_url, sim)
     env["SHADOWCANARY_GATEWAY__API_KEYS"] = json.dumps(
         {
-            "batch-job": {"sha256": hash_key("slow-key"), "requests_per_minute": 60},
-            "checkout": {"sha256": hash_key("fast-key")},
+            "batch-job": {
+                "sha256": hash_key("slow-key"),
+                "requests_per_minute": 60,
+                "rollouts": ["*"],
+            },
+            "checkout": {"sha256": hash_key("fast-key"), "rollouts": ["*"]},
         }
     )
     with run_gateway(env) as gateway, httpx.Client(base_url=gateway.base_url) as client:

@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from shadowcanary.errors import ConfigError
 from shadowcanary.gateway.auth import KeyRing, hash_key
 from shadowcanary.gateway.breaker import BreakerState, CircuitBreaker
 from shadowcanary.gateway.capture import (
@@ -18,8 +19,8 @@ from shadowcanary.gateway.capture import (
     responses_response,
 )
 from shadowcanary.gateway.http import Rejection
-from shadowcanary.gateway.routing import route_from_path
-from shadowcanary.settings import GatewayKey
+from shadowcanary.gateway.routing import route_from_path, routed_path
+from shadowcanary.settings import GatewayKey, load_settings
 
 EVENTS = [{"i": i, "text": "a\nb" * i} for i in range(6)]
 STREAM = (
@@ -79,7 +80,9 @@ def test_rate_limit_allows_the_rate_and_says_when_to_retry() -> None:
     """60/min over 2 processes: 0.5/s each; the second call waits about 2 s."""
     clock = Clock()
     ring = KeyRing(
-        {"svc": GatewayKey(sha256=hash_key("k"), requests_per_minute=60)}, processes=2, clock=clock
+        {"svc": GatewayKey(sha256=hash_key("k"), requests_per_minute=60, rollouts=["*"])},
+        processes=2,
+        clock=clock,
     )
     assert ring.service_for(b"Bearer k", None) == "svc"
     with pytest.raises(Rejection) as refused:
@@ -88,6 +91,52 @@ def test_rate_limit_allows_the_rate_and_says_when_to_retry() -> None:
     assert dict(refused.value.headers)[b"retry-after"] == b"2"
     clock.now += 2
     assert ring.service_for(None, b"k") == "svc"  # Azure-style api-key header
+
+
+def _keys_env(key: dict[str, object]) -> dict[str, str]:
+    return {"SHADOWCANARY_GATEWAY__API_KEYS": json.dumps({"checkout": key})}
+
+
+@pytest.mark.parametrize(
+    ("rollouts", "error"),
+    [
+        (None, 'add "rollouts": ["<rollout>", ...]'),
+        (["*", "search-gpt55"], '"*" already allows every rollout'),
+        (["search gpt55"], "'search gpt55' is not a rollout name"),
+        ("search-gpt55", "valid list"),
+    ],
+)
+def test_a_key_must_state_its_rollouts(rollouts: object, error: str) -> None:
+    """A key without "rollouts", or with a bad one, is refused at load, naming the service."""
+    key: dict[str, object] = {"sha256": hash_key("k")}
+    if rollouts is not None:
+        key["rollouts"] = rollouts
+    with pytest.raises(ConfigError) as refused:
+        load_settings(_keys_env(key))
+    assert "SHADOWCANARY_GATEWAY__API_KEYS__CHECKOUT" in str(refused.value)
+    assert error in str(refused.value)
+
+
+def test_a_key_reports_only_for_its_rollouts() -> None:
+    """Bound names, "*" for any, [] for none; traffic outside any rollout is always allowed."""
+    ring = KeyRing(
+        {
+            name: GatewayKey(sha256=hash_key(name), rollouts=rollouts)
+            for name, rollouts in (("own", ["a", "b"]), ("any", ["*"]), ("none", []))
+        }
+    )
+    assert [ring.may_report_for("own", r) for r in ("a", "b", "c", None)] == [1, 1, 0, 1]
+    assert ring.may_report_for("any", "c") and ring.may_report_for("none", None)
+    assert not ring.may_report_for("none", "a")
+    with pytest.raises(Rejection) as refused:
+        ring.check_events("own", [(0, "a"), (1, "c"), (2, None), (3, "c"), (4, "d")])
+    assert refused.value.status == 403
+    assert refused.value.message.startswith(
+        "Service 'own' may not report for rollout 'c' (and 1 other rollout(s)) "
+        "(events at index 1, 3): this key may report only for rollout(s) 'a', 'b'."
+    )
+    with pytest.raises(Rejection, match="may report only for traffic outside any rollout"):
+        ring.check_route("none", "search", "a")
 
 
 def test_responses_requests_and_answers_map_to_the_chat_contract() -> None:
@@ -156,3 +205,28 @@ def test_a_cut_responses_stream_keeps_its_text() -> None:
 def test_route_prefix(path: str, expected: tuple[str, str]) -> None:
     """/r/<route>/ names a route; anything else is the default route."""
     assert route_from_path(path, "default") == expected
+
+
+@pytest.mark.parametrize(
+    ("raw", "expected"),
+    [
+        (b"/v1/chat/completions", "/v1/chat/completions"),
+        (b"/r/search/v1/responses", "/r/search/v1/responses"),
+        (b"/v1/models/meta%2Fllama%203", "/v1/models/meta/llama 3"),
+        (b"/r/search/v1/models/a%3Ab", "/r/search/v1/models/a:b"),
+        (b"/v1/chat%2Fcompletions", None),
+        (b"/%76%31/chat/completions", None),
+        (b"/%76%31/models/x%2Fy", None),
+        (b"/r/se%61rch/v1/models/x", None),
+        (b"/v1/chat/completions/v1/models/%2F", None),
+        (b"/v1/models\xff", None),
+    ],
+)
+def test_routed_path_is_the_raw_path(raw: bytes, expected: str | None) -> None:
+    """Routing sees the path as sent; encoded characters only in a model id, else 400."""
+    if expected is not None:
+        assert routed_path(raw) == expected
+        return
+    with pytest.raises(Rejection) as refused:
+        routed_path(raw)
+    assert (refused.value.status, refused.value.code) == (400, "encoded_path")
