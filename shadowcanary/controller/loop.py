@@ -229,9 +229,11 @@ class ControllerLoop:
         return result
 
     def _sleep_s(self) -> float:
+        if not self._slots:
+            # No rollout yet (--all with none running, or Postgres down since the start):
+            # list again after a whole interval (not now + interval - now, which float
+            # rounding can make a hair shorter), never in a busy loop.
+            return self._config.interval_s
         now = self._monotonic()
-        # No rollout yet (--all with none running, or Postgres down since the start):
-        # list again after an interval, not in a busy loop.
-        idle = now + self._config.interval_s
-        next_due = min((slot.due for slot in self._slots.values()), default=idle)
+        next_due = min(slot.due for slot in self._slots.values())
         return max(0.01, min(self._config.interval_s, next_due - now))
