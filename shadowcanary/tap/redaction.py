@@ -10,8 +10,8 @@ joined with NUL into one string so every detector makes one pass per batch (no
 built-in pattern matches across NUL); recent results are cached, since system
 prompts and earlier conversation turns repeat from call to call.
 
-Placeholders are typed (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SSN]``,
-``[SECRET]``; custom patterns give ``[REDACTED]``) so a reviewer can still tell what
+Placeholders are typed (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SSN]``, ``[IBAN]``,
+``[IP]``, ``[SECRET]``; custom patterns give ``[REDACTED]``) so a reviewer can still tell what
 kind of value was there.
 """
 
@@ -23,10 +23,31 @@ from collections.abc import Iterable, Sequence
 from shadowcanary.errors import ConfigError
 from shadowcanary.events import CapturedCall
 from shadowcanary.tap.event_texts import collect_batch_texts, collect_texts, replace_texts
-from shadowcanary.tap.pii import CARD, EMAIL, PHONE, SECRET, SSN, luhn_valid, redact_builtin
+from shadowcanary.tap.pii import (
+    CARD,
+    EMAIL,
+    IBAN,
+    IP,
+    PHONE,
+    SECRET,
+    SSN,
+    luhn_valid,
+    redact_builtin,
+)
 from shadowcanary.tap.wire import EventsWriter
 
-__all__ = ["CARD", "EMAIL", "PHONE", "REDACTED", "SECRET", "SSN", "Redactor", "luhn_valid"]
+__all__ = [
+    "CARD",
+    "EMAIL",
+    "IBAN",
+    "IP",
+    "PHONE",
+    "REDACTED",
+    "SECRET",
+    "SSN",
+    "Redactor",
+    "luhn_valid",
+]
 
 REDACTED = "[REDACTED]"
 
