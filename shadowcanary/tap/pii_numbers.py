@@ -71,9 +71,13 @@ _PHONE_WORDS = frozenset(
 _SSN_WORDS = frozenset(("ssn", "security"))
 # The words before the number, looking through "no." / "nr" / "number", "is", "me at".
 _LAST_WORDS = re.compile(
-    r"(\w+)[^\w.!?;。—]*(?:(?:no|nr|num|number|n°)\W*)?(?:(?:is|me|at|on|under|au|al|unter)\W*){0,2}\Z"
+    r"(\w+)[^\w.!?;。—]*(?:(no|nr|num|number|n°)\W*)?"
+    r"((?:(?:is|are|was|were|of|equals|me|at|on|under|au|al|unter)\W*){0,2})\Z"
 )
-_NUMBER_WORDS = frozenset(("number", "no", "nr", "num", "n°"))
+# A number after "<word> is", "of", "was"... not announced as a phone is a value: a count.
+_VALUE_LINKS = frozenset(("is", "are", "was", "were", "of", "equals"))
+_POSSESSIVES = frozenset(("my", "her", "his", "our", "your", "their", "mein", "mon", "mi"))
+_WORD_AFTER = re.compile(r"[ \t]+[^\W\d_]")
 _CURRENCY = frozenset("$€£¥₹")
 _SSN = re.compile(r"(?!000|666|9)[0-9]{3}([- ])(?!00)[0-9]{2}\1(?!0000)[0-9]{4}")
 
@@ -152,8 +156,8 @@ def _redact_number_run(run: str, context: Context, budget: CheckBudget) -> str:
 
 
 def _context(text: str, start: int, end: int) -> Context:
-    """What the words right before a number (and a currency sign or decimals right
-    around it) make it."""
+    """What the words right before a number make it (and a currency sign, decimals or
+    a word right after it)."""
     before = text[max(0, start - 32) : start].lower()
     before = before[before.rfind("\x00") + 1 :]  # a batch's texts are joined with NUL
     stripped = before.rstrip(" :.")
@@ -164,19 +168,21 @@ def _context(text: str, start: int, end: int) -> Context:
     if end + 1 < len(text) and text[end] in ",." and text[end + 1].isdigit():
         return Context.AMOUNT  # "12 345 678,90": an amount with decimals
     match = _LAST_WORDS.search(before)
-    if match is None:
-        return Context.NONE
-    word = match.group(1)
+    word = match.group(1) if match is not None else ""
     if word in _ID_WORDS:
         return Context.ID
     if word in _CODE_WORDS:
         return Context.CODE
     if word in _SSN_WORDS:
         return Context.SSN
-    if word in _PHONE_WORDS or (
-        word in _NUMBER_WORDS and before[: match.start(1)].rstrip().endswith(("my", "the", "her", "his", "our"))
-    ):
+    if word in _PHONE_WORDS:
         return Context.PHONE
+    if match is not None and match.group(2) and word in _POSSESSIVES:
+        return Context.PHONE  # "my number is ...", not "the number of rows is ..."
+    if _WORD_AFTER.match(text, end) or (
+        match is not None and _VALUE_LINKS.intersection(match.group(3).split())
+    ):
+        return Context.QUANTITY
     return Context.NONE
 
 

@@ -7,7 +7,7 @@ what the words around the run say. Rules, cheapest first:
   North American number, or a national number with a trunk ``0``;
 * right after a word that announces a phone ("phone", "Tel.", "call me at",
   "Telefon", "numéro", "電話"...): any 7-15 digits that are not a date;
-* standing alone and grouped the way phone numbers are written (2-5 groups of 2-8
+* standing alone (no word right after it, which would make it a count) and grouped the way phone numbers are written (2-5 groups of 2-8
   digits, 8-13 digits in all: ``21 2195-5308``, ``32 115 14 61``, ``573 911 171``),
   unless the grouping says it is something else (a range ``2019-2024``, a decimal
   ``7642.6939``, a thousands-grouped amount, a uniform run of four-digit blocks);
@@ -39,6 +39,7 @@ class Context(StrEnum):
     SSN = "ssn"
     PHONE = "phone"  # "phone", "call me at", "Tel.": a phone unless it is a date
     AMOUNT = "amount"  # a currency sign or decimals around it: a price
+    QUANTITY = "quantity"  # a word right after it ("123456789 units"): a count
 
 
 _SEPARATORS = " ().-/"
@@ -136,7 +137,7 @@ def is_phone(
         and _NATIONAL.fullmatch(number) is not None
     ):
         return True
-    if not whole or context == Context.AMOUNT:
+    if not whole or context in (Context.AMOUNT, Context.QUANTITY):
         return False
     if context == Context.PHONE:
         return 7 <= len(digits) <= 15
