@@ -39,7 +39,8 @@ def position_bytes(text: str) -> bytes:
 # Runs of digits and the separators numbers are written with, found on a copy of the
 # text where every digit is '0': a literal first character lets ``re`` skip ahead fast.
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
-_NUMBERISH = re.compile(rb"0[0 ().\-/]{5,}0")
+# A '.' followed by a space ends a sentence, not a group: "... 70. 572 775 009".
+_NUMBERISH = re.compile(rb"0(?:[0 ()\-/]|\.(?! )){5,}0")
 _GROUPS = re.compile(r"[0-9]+")
 _MIN_DIGITS, _MAX_DIGITS = 8, 19  # the shortest phone, the longest card
 _MAX_GROUPS_PER_NUMBER = 8  # "+44 (0) 20 7946 0958" has 5; bounds the work on long lists
