@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import random
 import string
-from collections import Counter, defaultdict
+from collections import defaultdict
 from dataclasses import dataclass, field
 
+import phonenumbers
 from faker import Faker
 
 from tests.corpus.pii.corpus import Item, leaked, redact_like_the_tap
@@ -160,13 +161,24 @@ def _api_key(fake: Faker) -> tuple[str, str]:
     return value, vendor
 
 
+def _valid_in(number: str, locale: str) -> bool:
+    """Whether libphonenumber knows ``number`` as a valid number of the locale's country."""
+    try:
+        return phonenumbers.is_valid_number(phonenumbers.parse(number, locale[-2:]))
+    except phonenumbers.NumberParseException:
+        return False
+
+
 def _value(fake: Faker, kind: str, locale: str) -> tuple[str, str]:
     """(value, style) of one PII value of ``kind`` made by Faker in ``locale``."""
     if kind == "email":
         method = fake.random_element(["email", "free_email", "company_email", "ascii_email"])
         return getattr(fake, method)(), method
     if kind == "phone":
-        return fake.phone_number(), "phone_number"
+        # Faker fills its formats with random digits: some are no number of the country.
+        # Labelled (not filtered) so recall can be read on both.
+        number = fake.phone_number()
+        return number, "valid" if _valid_in(number, locale) else "not_in_numbering_plan"
     if kind == "card":
         card_type = fake.random_element(_CARD_TYPES)
         return fake.credit_card_number(card_type=card_type), card_type
@@ -281,21 +293,33 @@ def build_corpus(seed: int = SEED, per_type: int = 60, negatives: int = 300) -> 
 
 @dataclass
 class LocaleScore:
-    """Recall per type and per (type, locale), and the negatives' false positives."""
+    """Each PII item and whether it leaked; the negatives the redaction changed."""
 
-    total: Counter[tuple[str, str]] = field(default_factory=Counter)
-    redacted: Counter[tuple[str, str]] = field(default_factory=Counter)
-    misses: dict[str, list[tuple[str, str, str]]] = field(default_factory=lambda: defaultdict(list))
+    outcomes: list[tuple[LocalItem, bool]] = field(default_factory=list)
     false_positives: list[tuple[str, str, str]] = field(default_factory=list)
+    misses: dict[str, list[tuple[str, str, str]]] = field(default_factory=lambda: defaultdict(list))
     negatives: int = 0
 
-    def recall(self, kind: str, locale: str | None = None) -> float:
-        keys = [key for key in self.total if key[0] == kind and locale in (None, key[1])]
-        total = sum(self.total[key] for key in keys)
-        return sum(self.redacted[key] for key in keys) / total if total else 1.0
+    def recall(self, kind: str, locale: str | None = None, style: str | None = None) -> float:
+        """Share of the ``kind`` items (of ``locale``, of ``style``) that did not leak."""
+        leaks = [
+            leaked_
+            for local, leaked_ in self.outcomes
+            if local.item.kind == kind
+            and locale in (None, local.locale)
+            and style in (None, local.item.style)
+        ]
+        return 1 - sum(leaks) / len(leaks) if leaks else 1.0
+
+    def count(self, kind: str, locale: str | None = None) -> int:
+        return sum(
+            1
+            for local, _ in self.outcomes
+            if local.item.kind == kind and locale in (None, local.locale)
+        )
 
     def locales(self, kind: str) -> list[str]:
-        return [locale for (k, locale) in self.total if k == kind]
+        return list(dict.fromkeys(l.locale for l, _ in self.outcomes if l.item.kind == kind))
 
     def worst_locale(self, kind: str) -> tuple[str, float]:
         return min(
@@ -320,10 +344,8 @@ def score(items: list[LocalItem], redacted_texts: list[str] | None = None) -> Lo
             if redacted != item.text:
                 result.false_positives.append((local.locale, item.text, redacted))
             continue
-        key = (item.kind, local.locale)
-        result.total[key] += 1
-        if leaked(item, redacted):
+        leak = leaked(item, redacted)
+        result.outcomes.append((local, leak))
+        if leak:
             result.misses[item.kind].append((local.locale, item.text, redacted))
-        else:
-            result.redacted[key] += 1
     return result
