@@ -127,7 +127,13 @@ _WORD_OR_DOT = _WORD | {"."}
 _DOT_DIGITS = frozenset("." + d for d in "0123456789")
 _VERSION_WORDS = ("version", "ver", "v", "build", "release", "rev", "firmware", "os")
 _HEX_CLASS = bytes(
-    0x68 if chr(b) in "0123456789abcdefABCDEF" else 0x3A if b == 0x3A else 0x2E if b == 0x2E else 0x20
+    0x68
+    if chr(b) in "0123456789abcdefABCDEF"
+    else 0x3A
+    if b == 0x3A
+    else 0x2E
+    if b == 0x2E
+    else 0x20
     for b in range(256)
 )
 # Two colons with at most four hex digits between them: in every IPv6 address.

@@ -49,25 +49,110 @@ _MAX_GROUPS_PER_NUMBER = 8  # "+44 (0) 20 7946 0958" has 5; bounds the work on l
 _BARE_CHECKS_PER_TEXT = 32
 # Words right before a number that make it an identifier rather than a phone.
 _ID_WORDS = frozenset(
-    "order invoice ticket ref reference id sku case account acct po receipt transaction "
-    "confirmation zip postcode plz cp cap customer user page pages pp".split()
+    [
+        "order",
+        "invoice",
+        "ticket",
+        "ref",
+        "reference",
+        "id",
+        "sku",
+        "case",
+        "account",
+        "acct",
+        "po",
+        "receipt",
+        "transaction",
+        "confirmation",
+        "zip",
+        "postcode",
+        "plz",
+        "cp",
+        "cap",
+        "customer",
+        "user",
+        "page",
+        "pages",
+        "pp",
+    ]
 )
 # ... a code: neither a phone nor a card (EAN/IMEI numbers pass Luhn by chance).
 _CODE_WORDS = frozenset(
-    "ean gtin isbn upc imei barcode tracking shipment parcel build version release epoch "
-    "ts timestamp serial sn".split()
+    [
+        "ean",
+        "gtin",
+        "isbn",
+        "upc",
+        "imei",
+        "barcode",
+        "tracking",
+        "shipment",
+        "parcel",
+        "build",
+        "version",
+        "release",
+        "epoch",
+        "ts",
+        "timestamp",
+        "serial",
+        "sn",
+    ]
 )
 # ... a phone, in the languages of the tap's users so far.
 _PHONE_WORDS = frozenset(
-    "phone tel telephone mobile cell cellphone call fax whatsapp sms contact reach ring "
-    "telefon telefonnummer rufnummer handy mobil anrufen "
-    "téléphone tél portable appelez appeler numéro "
-    "teléfono móvil llámame llamar número celular "
-    "telefono cellulare chiamami chiamare numero "
-    "telefone ligue ligar "
-    "telefoon bel mobiel nummer "
-    "numer zadzwoń komórka komórkowy "
-    "電話 携帯 電話番号 番号".split()
+    [
+        "phone",
+        "tel",
+        "telephone",
+        "mobile",
+        "cell",
+        "cellphone",
+        "call",
+        "fax",
+        "whatsapp",
+        "sms",
+        "contact",
+        "reach",
+        "ring",
+        "telefon",
+        "telefonnummer",
+        "rufnummer",
+        "handy",
+        "mobil",
+        "anrufen",
+        "téléphone",
+        "tél",
+        "portable",
+        "appelez",
+        "appeler",
+        "numéro",
+        "teléfono",
+        "móvil",
+        "llámame",
+        "llamar",
+        "número",
+        "celular",
+        "telefono",
+        "cellulare",
+        "chiamami",
+        "chiamare",
+        "numero",
+        "telefone",
+        "ligue",
+        "ligar",
+        "telefoon",
+        "bel",
+        "mobiel",
+        "nummer",
+        "numer",
+        "zadzwoń",
+        "komórka",
+        "komórkowy",
+        "電話",
+        "携帯",
+        "電話番号",
+        "番号",
+    ]
 )
 _SSN_WORDS = frozenset(("ssn", "security"))
 # The words before the number, looking through "no." / "nr" / "number", "is", "me at".

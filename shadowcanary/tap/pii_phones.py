@@ -7,12 +7,14 @@ what the words around the run say. Rules, cheapest first:
   North American number, or a national number with a trunk ``0``;
 * right after a word that announces a phone ("phone", "Tel.", "call me at",
   "Telefon", "numéro", "電話"...): any 7-15 digits that are not a date;
-* standing alone (no word right after it, which would make it a count) and grouped the way phone numbers are written (2-5 groups of 2-8
-  digits, 8-13 digits in all: ``21 2195-5308``, ``32 115 14 61``, ``573 911 171``),
-  unless the grouping says it is something else (a range ``2019-2024``, a decimal
-  ``7642.6939``, a thousands-grouped amount, a uniform run of four-digit blocks);
+* standing alone (no word right after it, which would make it a count) and grouped
+  the way phone numbers are written (2-5 groups of 2-8 digits, 8-13 digits in all:
+  ``21 2195-5308``, ``32 115 14 61``, ``573 911 171``), unless the grouping says it
+  is something else (a range ``2019-2024``, a decimal ``7642.6939``, a postcode
+  ``60688-648``, a uniform run of four-digit blocks);
 * standing alone as bare digits: only when libphonenumber (``phonenumbers``) says it
-  is a valid mobile or fixed-line number, as written, in one of the regions where
+  is a mobile number (or, keeping a leading 0, a fixed-line one), as written, of one
+  of the regions where
   numbers are written without a trunk prefix (``_BARE_REGIONS``): its metadata's
   patterns for the region, a few µs, run only on 9-12 bare digits no other rule
   settled, a bounded number of times per scan (``CheckBudget``), results cached.
@@ -56,14 +58,18 @@ _GROUP = re.compile(r"[0-9]+")
 _BARE_REGIONS = ("IT", "PL", "ES", "PT", "IN", "DK", "NO", "BE", "CH", "CZ")
 
 
-
 def _bare_shapes() -> tuple[tuple[frozenset[int], re.Pattern[str], re.Pattern[str]], ...]:
     """Each bare region's possible national lengths, and its mobile and fixed-line
     number patterns, from libphonenumber's metadata."""
     shapes = []
     for region in _BARE_REGIONS:
         metadata = phonenumbers.PhoneMetadata.metadata_for_region(region)
-        if metadata is None or metadata.mobile is None or metadata.fixed_line is None:
+        if (
+            metadata is None
+            or metadata.general_desc is None
+            or metadata.mobile is None
+            or metadata.fixed_line is None
+        ):
             continue
         shapes.append(
             (
@@ -113,7 +119,7 @@ def _grouped_like_a_phone(number: str, digits: str) -> bool:
         first, second = groups
         if len(second) < 4:
             return False  # "60688-648": a Brazilian postcode; phones end in 4+ digits
-        if "." in separators or first.startswith(("19", "20")) and len(first) == 4:
+        if "." in separators or (first.startswith(("19", "20")) and len(first) == 4):
             return False  # "7642.6939" is a decimal, "2019 2024" two years
         if len(first) == len(second) and 0 < int(second) - int(first) < 1000:
             return False  # "1234-1256": a range

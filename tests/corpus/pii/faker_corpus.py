@@ -261,7 +261,7 @@ def _negative(fake: Faker) -> tuple[str, str]:
         "expiry": f"expires {fake.credit_card_expire()}",
         "numbers": "values: " + ", ".join(str(fake.random_int(0, 999)) for _ in range(8)),
         "address": fake.street_address(),
-        "quantity": f"{fake.random_int(2, 999)} units at {fake.random_int(1, 99)}.{fake.random_int(10, 99)} each",
+        "quantity": f"{fake.random_int(2, 999)} units at {fake.pyfloat(2, 2, positive=True)} each",
     }[style]
     return text, style
 
@@ -319,7 +319,7 @@ class LocaleScore:
         )
 
     def locales(self, kind: str) -> list[str]:
-        return list(dict.fromkeys(l.locale for l, _ in self.outcomes if l.item.kind == kind))
+        return list(dict.fromkeys(x.locale for x, _ in self.outcomes if x.item.kind == kind))
 
     def worst_locale(self, kind: str) -> tuple[str, float]:
         return min(

@@ -40,7 +40,9 @@ def result(corpus: list[LocalItem]) -> LocaleScore:
 
 
 def _misses(result: LocaleScore, kind: str) -> str:
-    return "\n".join(f"  {locale}: {text!r} -> {out!r}" for locale, text, out in result.misses[kind][:15])
+    return "\n".join(
+        f"  {locale}: {text!r} -> {out!r}" for locale, text, out in result.misses[kind][:15]
+    )
 
 
 @pytest.mark.parametrize("kind", sorted(TARGETS))
@@ -70,7 +72,9 @@ def test_every_locale_is_measured(result: LocaleScore) -> None:
 def test_hard_negatives_are_left_alone(result: LocaleScore) -> None:
     """Order numbers, dates, versions, prices, tracking ids, UUIDs... come through unchanged."""
     assert result.negatives >= 3000
-    changed = "\n".join(f"  {locale}: {text!r} -> {out!r}" for locale, text, out in result.false_positives[:15])
+    changed = "\n".join(
+        f"  {locale}: {text!r} -> {out!r}" for locale, text, out in result.false_positives[:15]
+    )
     assert result.negatives_untouched >= NEGATIVES_TARGET, changed
 
 
