@@ -7,7 +7,9 @@ shape:
 * IBAN: two capital letters and two digits at a word start (``AA00`` found with
   ``bytes.find``), a country python-stdnum knows, then as many characters as that
   country's IBAN has (compact, or in the groups of four it is printed in), checked
-  with ``stdnum.iban`` (ISO 7064 mod 97 and the country's BBAN structure).
+  with ``stdnum.iban`` (ISO 7064 mod 97 and the country's BBAN structure). A number
+  of another length (a typo, a generator's mistake) still counts when its run of
+  capitals and digits passes the mod-97 check alone (1 in 97 random runs would).
 * IPv4: four dotted decimal octets not glued to other digits, dots or letters, and not
   right after a word saying it is a version; IPv6: a run of hex groups and colons
   holding at least three groups; both parsed by the standard library's ``ipaddress``.

@@ -197,13 +197,21 @@ def _classify(number: str, context: Context, *, whole: bool, budget: CheckBudget
     return None
 
 
+def _printed_in_blocks(run: str, groups: list[tuple[int, int]]) -> bool:
+    """Whether ``run`` is five or more four-digit blocks with one separator: a code
+    printed in blocks (a tracking number), longer than any card, not several numbers."""
+    if len(groups) < 5 or any(end - start != 4 for start, end in groups):
+        return False
+    return len({run[end] for _, end in groups[:-1]}) == 1
+
+
 def _redact_number_run(run: str, context: Context, budget: CheckBudget) -> str:
     """``run`` with the PII numbers in it replaced: the whole run, or the longest pieces."""
     placeholder = _classify(run, context, whole=True, budget=budget)
     if placeholder is not None:
         return placeholder
     groups = [match.span() for match in _GROUPS.finditer(run)]
-    if len(groups) < 2 or context == Context.CODE:
+    if len(groups) < 2 or context == Context.CODE or _printed_in_blocks(run, groups):
         return run
     digits_before = [0]  # digits in the groups before each group
     for group_start, group_end in groups:
@@ -301,6 +309,8 @@ def redact_numbers(text: str) -> str:
             redacted = SSN  # nine bare digits are an SSN only when said to be one
         else:
             redacted = _redact_number_run(run, context, budget)
+        if redacted != run and run[0] == "(" and redacted.startswith((CARD, SSN)):
+            redacted = "(" + redacted  # "(4111 1111 1111 1111)": the parenthesis stays
         if redacted != run:
             out.append(text[done:start])
             out.append(redacted)

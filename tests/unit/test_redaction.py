@@ -100,6 +100,7 @@ def redactor() -> Redactor:
         ("maestro 675950718667", "maestro [CARD]"),
         ("jcb 213124103659802 and 3596365765779724", "jcb [CARD] and [CARD]"),
         ("diners 38409531003431", "diners [CARD]"),
+        ("paid (4111 1111 1111 1111) today", "paid ([CARD]) today"),
         # bank accounts and IP addresses (personal data under GDPR)
         ("IBAN DE89 3704 0044 0532 0130 00, BIC COBADEFFXXX", "IBAN [IBAN], BIC COBADEFFXXX"),
         ("to GB82WEST12345698765432.", "to [IBAN]."),
@@ -146,6 +147,7 @@ def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
         "running version 1.2.3.4 on 10:41:00, mac 00:1a:2b:3c:4d:5e",
         "std::vector<int> v; a[1::2]; TIME 12:30:45",
         "build 10.0.19045.3693, shipment 3048 3010 7223 2200 3721",
+        "0314 6922 7728 2085 4962 is on its way",  # a code printed in blocks
         "BIC DEUTDEFF500 and ISO ABCD12345678901234",  # no IBAN country, mod 97 fails
     ],
 )

@@ -24,6 +24,7 @@ import random
 import string
 from collections import defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 
 import phonenumbers
 from faker import Faker
@@ -31,6 +32,7 @@ from faker import Faker
 from tests.corpus.pii.corpus import Item, leaked, redact_like_the_tap
 
 SEED = 17_2026
+_FIRST_DAY, _LAST_DAY = datetime(2015, 1, 1), datetime(2026, 12, 31)
 LOCALES = (
     "en_US",
     "en_GB",
@@ -197,6 +199,11 @@ def _value(fake: Faker, kind: str, locale: str) -> tuple[str, str]:
 
 def _negative(fake: Faker) -> tuple[str, str]:
     """(text, style): a text holding no PII that numbers- or token-hungry detectors hit."""
+
+    def moment() -> datetime:
+        # Between fixed bounds: Faker's defaults are relative to now (not reproducible).
+        return fake.date_time_between(_FIRST_DAY, _LAST_DAY)
+
     style = fake.random_element(
         [
             "order",
@@ -215,6 +222,7 @@ def _negative(fake: Faker) -> tuple[str, str]:
             "numbers",
             "address",
             "quantity",
+            "unlabelled",
         ]
     )
     text = {
@@ -228,14 +236,14 @@ def _negative(fake: Faker) -> tuple[str, str]:
         ),
         "date": fake.random_element(
             [
-                f"Delivered on {fake.date()}.",
-                f"meeting {fake.date(pattern='%d.%m.%Y')} at noon",
-                f"created_at={fake.date_time().isoformat()}",
-                f"from {fake.date(pattern='%d/%m/%Y')} to {fake.date(pattern='%d/%m/%Y')}",
-                f"{fake.day_of_month()} {fake.month_name()} {fake.year()}",
+                f"Delivered on {moment():%Y-%m-%d}.",
+                f"meeting {moment():%d.%m.%Y} at noon",
+                f"created_at={moment().isoformat()}",
+                f"from {moment():%d/%m/%Y} to {moment():%d/%m/%Y}",
+                f"{moment():%d} {fake.month_name()} {moment():%Y}",
             ]
         ),
-        "time": f"{fake.time()} {fake.sentence()}",
+        "time": f"{moment():%H:%M:%S} {fake.sentence()}",
         "version": fake.random_element(
             [
                 f"upgrade to v{fake.numerify('#.##.#')}",
@@ -258,9 +266,19 @@ def _negative(fake: Faker) -> tuple[str, str]:
         "hash": fake.random_element([f"sha1 {fake.sha1()}", f"md5: {fake.md5()}"]),
         "postcode": f"{fake.city()} {fake.postcode()}",
         "bic": f"BIC {fake.swift()}",
-        "expiry": f"expires {fake.credit_card_expire()}",
+        "expiry": f"expires {moment():%m/%y}",
         "numbers": "values: " + ", ".join(str(fake.random_int(0, 999)) for _ in range(8)),
         "address": fake.street_address(),
+        # Codes with no word saying what they are: the detectors get no hint.
+        "unlabelled": fake.random_element(
+            [
+                f"{fake.sentence()} {fake.isbn13()}",
+                f"{fake.sentence()} ({fake.ean13()})",
+                f"{fake.numerify('#### #### #### #### ####')} {fake.sentence()}",
+                f"{fake.sentence()} {moment():%Y%m%d}-{fake.numerify('####')}",
+                f"{fake.sentence()} {fake.numerify('#.##.###')}",
+            ]
+        ),
         "quantity": f"{fake.random_int(2, 999)} units at {fake.pyfloat(2, 2, positive=True)} each",
     }[style]
     return text, style
