@@ -9,7 +9,9 @@ runs per batch) on the same batches, in this process, alternating rounds:
 (a) tap_emit's support-bot events (every one carrying an email), cache cleared per
     batch so every text is scanned;
 (b) the independent Faker corpus (tests/corpus/pii/faker_corpus.py): PII of every
-    kind in 12 locales plus hard negatives, one text per event.
+    kind in 12 locales plus hard negatives, one text per event;
+(c) the worst case for the number rules: rows of 20 bare 9-12 digit numbers, 5
+    grouped ones and 3 dotted quads per text (a CSV or a log pasted into a prompt).
 
 Usage: ``python bench/redaction_cost.py [--baseline-rev 81d3375] [--rounds 5]``.
 The last stdout line is one JSON object with the figures.
@@ -21,6 +23,7 @@ import argparse
 import importlib
 import json
 import os
+import random
 import subprocess
 import sys
 import tempfile
@@ -78,6 +81,21 @@ def cpu_per_event_us(redactor: Any, batches: list[list[CapturedCall]], *, clear:
     return (time.thread_time() - started) / events * 1e6
 
 
+def numbers_heavy(n: int) -> list[CapturedCall]:
+    """Events whose text is a row of bare, grouped and dotted numbers."""
+    rng = random.Random(17)
+    texts = []
+    for _ in range(n):
+        bare = [str(rng.randint(10**8, 10**11)) for _ in range(20)]
+        grouped = [
+            f"{rng.randint(10, 99)} {rng.randint(1000, 9999)}-{rng.randint(1000, 9999)}"
+            for _ in range(5)
+        ]
+        quads = [".".join(str(rng.randint(0, 255)) for _ in range(4)) for _ in range(3)]
+        texts.append("row: " + ", ".join(bare + grouped + quads))
+    return [event_of(text) for text in texts]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--baseline-rev", default=BASELINE_REV)
@@ -90,6 +108,7 @@ def main() -> None:
     workloads = {
         "support_bot": [support[i : i + args.batch] for i in range(0, len(support), args.batch)],
         "faker_corpus": [corpus[i : i + args.batch] for i in range(0, len(corpus), args.batch)],
+        "numbers_heavy": [numbers_heavy(args.batch) for _ in range(3)],
     }
     with tempfile.TemporaryDirectory(prefix="sc-bench-baseline-") as scratch:
         baseline_module = load_baseline(args.baseline_rev, Path(scratch))

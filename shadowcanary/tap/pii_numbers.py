@@ -156,9 +156,11 @@ _PHONE_WORDS = frozenset(
 )
 _SSN_WORDS = frozenset(("ssn", "security"))
 # The words before the number, looking through "no." / "nr" / "number", "is", "me at".
+# Possessive quantifiers and a word start: tried at every position of the window, the
+# pattern must fail fast where it does not fit (no backtracking into a word).
 _LAST_WORDS = re.compile(
-    r"(\w+)[^\w.!?;。—]*(?:(no|nr|num|number|n°)\W*)?"
-    r"((?:(?:is|are|was|were|of|equals|me|at|on|under|au|al|unter)\W*){0,2})\Z"
+    r"(?<!\w)(\w++)[^\w.!?;。—]*+(?:(no|nr|num|number|n°)\W*+)?"
+    r"((?:(?:is|are|was|were|of|equals|me|at|on|under|au|al|unter)\W*+){0,2})\Z"
 )
 # A number after "<word> is", "of", "was"... not announced as a phone is a value: a count.
 _VALUE_LINKS = frozenset(("is", "are", "was", "were", "of", "equals"))
