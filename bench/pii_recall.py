@@ -13,6 +13,10 @@ and as its last line one JSON object with the figures of the independent corpus
 (``recall_<type>``, ``recall_phone_valid``, ``worst_locale_recall_phone``,
 ``negatives_untouched``...) and the in-house corpus's (``inhouse_*``).
 
+The baseline, measured in the same run: the redaction of ``--baseline-rev`` (the
+detectors before issue 17, loaded from git by ``bench/redaction_cost.py``) on the same
+independent corpus (``baseline_*`` keys; ``--baseline-rev ''`` skips it).
+
 Usage: ``python bench/pii_recall.py [--per-type 200] [--negatives 800] [--show 5]``.
 """
 
@@ -21,17 +25,45 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import tempfile
 import time
 from pathlib import Path
 
+import orjson
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from redaction_cost import BASELINE_REV, load_baseline
 
 from tests.corpus.pii import corpus as inhouse
 from tests.corpus.pii import faker_corpus
 
 
-def _independent(per_type: int, negatives: int, show: int) -> dict[str, float | str]:
-    items = faker_corpus.build_corpus(per_type=per_type, negatives=negatives)
+def _baseline(items: list[faker_corpus.LocalItem], rev: str) -> dict[str, float | str]:
+    """Recall of the detectors at ``rev`` on the same texts."""
+    with tempfile.TemporaryDirectory(prefix="sc-bench-baseline-") as scratch:
+        redactor = load_baseline(rev, Path(scratch)).Redactor()
+        texts = [local.item.text for local in items]
+        redacted: list[str] = []
+        for first in range(0, len(texts), 500):
+            events = [inhouse.event_of(text) for text in texts[first : first + 500]]
+            for raw in redactor.redact_events_json(events):
+                redacted.append(orjson.loads(raw)["request"]["messages"][0]["content"])
+    result = faker_corpus.score(items, redacted)
+    print(f"Baseline: the detectors at {rev} on the same texts")
+    for kind in faker_corpus.PII_TYPES:
+        worst, worst_recall = result.worst_locale(kind)
+        print(f"{kind:<9} {result.recall(kind):>8.2%}  {worst} {worst_recall:.2%}")
+    print(f"negatives untouched {result.negatives_untouched:.2%}\n")
+    figures: dict[str, float | str] = {
+        f"baseline_recall_{kind}": round(result.recall(kind), 4) for kind in faker_corpus.PII_TYPES
+    }
+    figures["baseline_negatives_untouched"] = round(result.negatives_untouched, 4)
+    return figures
+
+
+def _independent(items: list[faker_corpus.LocalItem], show: int) -> dict[str, float | str]:
     started = time.perf_counter()
     result = faker_corpus.score(items)
     elapsed = time.perf_counter() - started
@@ -101,10 +133,14 @@ def main() -> None:
     parser.add_argument("--per-type", type=int, default=200, help="per type and locale")
     parser.add_argument("--negatives", type=int, default=800, help="per locale")
     parser.add_argument("--show", type=int, default=5, help="misses shown per type")
+    parser.add_argument("--baseline-rev", default=BASELINE_REV)
     args = parser.parse_args()
 
-    figures = _independent(args.per_type, args.negatives, args.show)
+    items = faker_corpus.build_corpus(per_type=args.per_type, negatives=args.negatives)
+    figures = _independent(items, args.show)
     figures.update(_inhouse(400, 800, args.show))
+    if args.baseline_rev:
+        figures.update(_baseline(items, args.baseline_rev))
     print(json.dumps(figures))
 
 
