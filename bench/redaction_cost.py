@@ -48,18 +48,28 @@ BASELINE_REV = "81d3375"
 _MODULES = ("pii_numbers", "pii", "redaction")
 
 
+class BaselineUnavailable(RuntimeError):
+    """The baseline revision cannot be read from git (a shallow clone, a typo)."""
+
+
 def load_baseline(rev: str, into: Path) -> ModuleType:
     """The ``redaction`` module of ``rev``, importable as ``baseline_tap.redaction``."""
     package = into / "baseline_tap"
     package.mkdir()
     (package / "__init__.py").write_text("")
     for name in _MODULES:
-        source = subprocess.run(
+        shown = subprocess.run(
             ["git", "-C", str(ROOT), "show", f"{rev}:shadowcanary/tap/{name}.py"],
-            check=True,
+            check=False,
             capture_output=True,
             text=True,
-        ).stdout
+        )
+        if shown.returncode != 0:
+            raise BaselineUnavailable(
+                f"revision {rev!r} is not in this clone ({shown.stderr.strip()}); "
+                "fetch the history (git fetch --unshallow) or pass another --baseline-rev"
+            )
+        source = shown.stdout
         for other in _MODULES:
             source = source.replace(f"shadowcanary.tap.{other} ", f"baseline_tap.{other} ")
         (package / f"{name}.py").write_text(source)
@@ -111,7 +121,10 @@ def main() -> None:
         "numbers_heavy": [numbers_heavy(args.batch) for _ in range(3)],
     }
     with tempfile.TemporaryDirectory(prefix="sc-bench-baseline-") as scratch:
-        baseline_module = load_baseline(args.baseline_rev, Path(scratch))
+        try:
+            baseline_module = load_baseline(args.baseline_rev, Path(scratch))
+        except BaselineUnavailable as exc:
+            raise SystemExit(f"redaction_cost: {exc}") from exc
         redactors = {"baseline": baseline_module.Redactor(), "now": Redactor()}
         samples: dict[tuple[str, str], list[float]] = {}
         for _ in range(args.rounds):  # alternate, so load from elsewhere hits both alike
