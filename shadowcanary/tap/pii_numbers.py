@@ -44,9 +44,9 @@ _NUMBERISH = re.compile(rb"0(?:[0 ()\-/]|\.(?! )){5,}0")
 _GROUPS = re.compile(r"[0-9]+")
 _MIN_DIGITS, _MAX_DIGITS = 8, 19  # the shortest phone, the longest card
 _MAX_GROUPS_PER_NUMBER = 8  # "+44 (0) 20 7946 0958" has 5; bounds the work on long lists
-# libphonenumber checks (~0.4 ms each) one text may spend on bare digits; a text full
-# of bare numbers (a CSV of ids) must not stall the tap's thread.
-_BARE_CHECKS_PER_TEXT = 32
+# libphonenumber checks one scan (a batch's texts joined) may spend on bare digits: a
+# few µs each, but a batch full of distinct bare numbers (CSVs of ids) must stay cheap.
+_BARE_CHECKS_PER_SCAN = 32
 # Words right before a number that make it an identifier rather than a phone.
 _ID_WORDS = frozenset(
     [
@@ -287,7 +287,7 @@ def redact_numbers(text: str) -> str:
     out: list[str] = []
     done = 0
     size = len(text)
-    budget = CheckBudget(_BARE_CHECKS_PER_TEXT)
+    budget = CheckBudget(_BARE_CHECKS_PER_SCAN)
     for match in _NUMBERISH.finditer(position_bytes(text).translate(_DIGITS_AS_ZERO)):
         start, end = match.span()
         if start > 0 and text[start - 1] in "+(":
