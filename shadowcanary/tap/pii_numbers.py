@@ -46,7 +46,7 @@ _MIN_DIGITS, _MAX_DIGITS = 8, 19  # the shortest phone, the longest card
 _MAX_GROUPS_PER_NUMBER = 8  # "+44 (0) 20 7946 0958" has 5; bounds the work on long lists
 # libphonenumber checks one scan (a batch's texts joined) may spend on bare digits: a
 # few µs each, but a batch full of distinct bare numbers (CSVs of ids) must stay cheap.
-_BARE_CHECKS_PER_SCAN = 32
+_BARE_CHECKS_PER_SCAN = 256
 # Words right before a number that make it an identifier rather than a phone.
 _ID_WORDS = frozenset(
     [

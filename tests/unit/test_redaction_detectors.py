@@ -50,7 +50,7 @@ def test_bare_number_checks_are_bounded_per_scan() -> None:
     pii_phones._valid_bare.cache_clear()
     text = "\n".join(f"- {4_000_000_000 + i * 7919}" for i in range(2_000))
     redact_numbers(text)
-    assert pii_phones._valid_bare.cache_info().misses <= 32
+    assert pii_phones._valid_bare.cache_info().misses <= 256
 
 
 def test_accounts_leave_text_without_them_as_is() -> None:
