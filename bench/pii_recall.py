@@ -54,7 +54,7 @@ def _baseline(items: list[faker_corpus.LocalItem], rev: str) -> dict[str, float 
     print(f"Baseline: the detectors at {rev} on the same texts")
     for kind in faker_corpus.PII_TYPES:
         worst, worst_recall = result.worst_locale(kind)
-        print(f"{kind:<9} {result.recall(kind):>8.2%}  {worst} {worst_recall:.2%}")
+        print(f"{kind:<12} {result.recall(kind):>8.2%}  {worst} {worst_recall:.2%}")
     print(f"negatives untouched {result.negatives_untouched:.2%}\n")
     figures: dict[str, float | str] = {
         f"baseline_recall_{kind}": round(result.recall(kind), 4) for kind in faker_corpus.PII_TYPES
@@ -74,11 +74,11 @@ def _independent(items: list[faker_corpus.LocalItem], show: int) -> dict[str, fl
     for kind in kinds:
         worst, worst_recall = result.worst_locale(kind)
         print(
-            f"{kind:<9} {result.count(kind):>6} {result.recall(kind):>8.2%}  "
+            f"{kind:<12} {result.count(kind):>6} {result.recall(kind):>8.2%}  "
             f"{worst} {worst_recall:.2%}"
         )
     print(
-        f"{'phone*':<9} {'':>6} {result.recall('phone', style='valid'):>8.2%}  "
+        f"{'phone*':<12} {'':>6} {result.recall('phone', style='valid'):>8.2%}  "
         "(*numbers valid in their country per libphonenumber)"
     )
     print(
@@ -86,10 +86,10 @@ def _independent(items: list[faker_corpus.LocalItem], show: int) -> dict[str, fl
         f"({len(result.false_positives)} changed)"
     )
     print("\nrecall per locale")
-    print(f"{'locale':<7}" + "".join(f"{kind:>9}" for kind in kinds))
+    print(f"{'locale':<7}" + "".join(f"{kind:>12}" for kind in kinds))
     for locale in locales:
         cells = [
-            f"{result.recall(kind, locale):>9.1%}" if result.count(kind, locale) else f"{'-':>9}"
+            f"{result.recall(kind, locale):>12.1%}" if result.count(kind, locale) else f"{'-':>12}"
             for kind in kinds
         ]
         print(f"{locale:<7}" + "".join(cells))
@@ -114,7 +114,7 @@ def _inhouse(per_type: int, negatives: int, show: int) -> dict[str, float | str]
     result = inhouse.score(inhouse.build_corpus(per_type=per_type, negatives=negatives))
     print("In-house corpus (formats written by the detectors' authors)")
     for kind in inhouse.PII_TYPES:
-        print(f"{kind:<9} {result.total[kind]:>6} {result.recall(kind):>8.2%}")
+        print(f"{kind:<12} {result.total[kind]:>6} {result.recall(kind):>8.2%}")
     print(f"negatives {result.total['negative']:>6} untouched {result.negatives_untouched:.2%}")
     for kind, misses in result.misses.items():
         for text, redacted in misses[:show]:

@@ -13,7 +13,7 @@ per character:
 * token boundaries are checked in Python on the few candidates found.
 
 Cards, phones and SSNs are found by ``tap.pii_numbers``; IBANs and IP addresses by
-``tap.pii_accounts``.
+``tap.pii_accounts``; national identity numbers by ``tap.pii_national``.
 
 Measured against the labelled corpus in ``tests/corpus/pii`` (``bench/pii_recall.py``).
 """
@@ -23,6 +23,7 @@ from __future__ import annotations
 import re
 
 from shadowcanary.tap.pii_accounts import IBAN, IP, redact_accounts
+from shadowcanary.tap.pii_national import NATIONAL_ID, redact_national_ids
 from shadowcanary.tap.pii_numbers import (
     CARD,
     PHONE,
@@ -37,6 +38,7 @@ __all__ = [
     "EMAIL",
     "IBAN",
     "IP",
+    "NATIONAL_ID",
     "PHONE",
     "SECRET",
     "SSN",
@@ -222,5 +224,5 @@ def redact_builtin(text: str) -> str:
     text = _redact_prefixed_tokens(text)
     if "@" in text:
         text = _redact_emails(text)
-    # Before the numbers: an IBAN's digit groups or an IP's octets are not phones.
-    return redact_numbers(redact_accounts(text))
+    # Before the numbers: an IBAN's digit groups, an IP's octets or a CPF are not phones.
+    return redact_numbers(redact_national_ids(redact_accounts(text)))

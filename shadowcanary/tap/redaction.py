@@ -11,8 +11,8 @@ built-in pattern matches across NUL); recent results are cached, since system
 prompts and earlier conversation turns repeat from call to call.
 
 Placeholders are typed (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SSN]``, ``[IBAN]``,
-``[IP]``, ``[SECRET]``; custom patterns give ``[REDACTED]``) so a reviewer can still tell what
-kind of value was there.
+``[IP]``, ``[NATIONAL_ID]``, ``[SECRET]``; custom patterns give ``[REDACTED]``) so a
+reviewer can still tell what kind of value was there.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from shadowcanary.tap.pii import (
     EMAIL,
     IBAN,
     IP,
+    NATIONAL_ID,
     PHONE,
     SECRET,
     SSN,
@@ -41,6 +42,7 @@ __all__ = [
     "EMAIL",
     "IBAN",
     "IP",
+    "NATIONAL_ID",
     "PHONE",
     "REDACTED",
     "SECRET",

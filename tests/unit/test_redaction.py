@@ -107,6 +107,11 @@ def redactor() -> Redactor:
         ("from 203.0.113.7:443 and 10.1.2.3/24", "from [IP]:443 and [IP]/24"),
         ("client 2001:db8:85a3::8a2e:370:7334 said", "client [IP] said"),
         ("ssh deploy@fe80::1ff:fe23:4567:890a", "ssh deploy@[IP]"),
+        # national identity numbers with a check digit (python-stdnum)
+        ("DNI 18034063Q, NIE X9549656X.", "DNI [NATIONAL_ID], NIE [NATIONAL_ID]."),
+        ("codice fiscale BCCFRC15M25E852P", "codice fiscale [NATIONAL_ID]"),
+        ("CPF 187.244.670-14 ok", "CPF [NATIONAL_ID] ok"),
+        ("NIR 172023201312126 et 263122B03375413", "NIR [NATIONAL_ID] et [NATIONAL_ID]"),
     ],
 )
 def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
@@ -149,6 +154,7 @@ def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
         "build 10.0.19045.3693, shipment 3048 3010 7223 2200 3721",
         "0314 6922 7728 2085 4962 is on its way",  # a code printed in blocks
         "BIC DEUTDEFF500 and ISO ABCD12345678901234",  # no IBAN country, mod 97 fails
+        "ref 18034063A and BCCFRC15M25E852X",  # DNI and codice fiscale shapes, bad check
     ],
 )
 def test_leaves_ordinary_text_alone(redactor: Redactor, text: str) -> None:

@@ -30,7 +30,17 @@ from shadowcanary.tap.redaction import Redactor
 
 SEED = 20261122
 PII_TYPES = ("email", "phone", "card", "api_key", "ssn")
-PLACEHOLDERS = ("[EMAIL]", "[PHONE]", "[CARD]", "[SSN]", "[SECRET]", "[REDACTED]")
+PLACEHOLDERS = (
+    "[EMAIL]",
+    "[PHONE]",
+    "[CARD]",
+    "[SSN]",
+    "[IBAN]",
+    "[IP]",
+    "[NATIONAL_ID]",
+    "[SECRET]",
+    "[REDACTED]",
+)
 _ALNUM = string.ascii_letters + string.digits
 _LEAK_WINDOW = 6  # this many characters of a value still readable counts as a leak
 

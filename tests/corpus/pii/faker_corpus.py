@@ -47,7 +47,9 @@ LOCALES = (
     "en_IN",
     "en_AU",
 )
-PII_TYPES = ("email", "phone", "card", "iban", "api_key", "ssn", "ip")
+PII_TYPES = ("email", "phone", "card", "iban", "api_key", "ssn", "ip", "national_id")
+# Identity numbers with a check digit and a distinctive shape, by the locale that has them.
+_NATIONAL_IDS = {"es_ES": ("nif", "nie"), "it_IT": ("ssn",), "pt_BR": ("cpf",), "fr_FR": ("ssn",)}
 # Faker's card types (it writes them bare, as most forms and logs do).
 _CARD_TYPES = (
     "visa13",
@@ -121,6 +123,14 @@ _FRAMES = {
         "{s} {v}",
         "applicant,{v},approved",
     ],
+    "national_id": [
+        "{s} ID {v}",
+        "{v}",
+        "{s} My tax number is {v}.",
+        '{{"document": "{v}", "note": "{s}"}}',
+        "{s} {v}",
+        "holder;{v};verified",
+    ],
     "ip": [
         "{s} The request came from {v}.",
         "{v}",
@@ -193,6 +203,9 @@ def _value(fake: Faker, kind: str, locale: str) -> tuple[str, str]:
         return _api_key(fake)
     if kind == "ssn":
         return fake.ssn(), "ssn"
+    if kind == "national_id":
+        method = fake.random_element(_NATIONAL_IDS[locale])
+        return getattr(fake, method)(), f"{locale}:{method}"
     method = fake.random_element(["ipv4", "ipv4_public", "ipv4_private", "ipv6"])
     return getattr(fake, method)(), method
 
@@ -287,7 +300,8 @@ def _negative(fake: Faker) -> tuple[str, str]:
 def build_corpus(seed: int = SEED, per_type: int = 60, negatives: int = 300) -> list[LocalItem]:
     """``per_type`` items of each PII type per locale, then ``negatives`` per locale.
 
-    SSNs are US numbers: they come from ``en_US`` only (``per_type`` x 4 of them).
+    SSNs are US numbers: they come from ``en_US`` only (``per_type`` x 4 of them);
+    national ids from the four locales of ``_NATIONAL_IDS``.
     """
     items: list[LocalItem] = []
     rng = random.Random(seed)
@@ -295,7 +309,9 @@ def build_corpus(seed: int = SEED, per_type: int = 60, negatives: int = 300) -> 
         fake = Faker(locale)
         fake.seed_instance(seed + index)
         for kind in PII_TYPES:
-            if kind == "ssn" and locale != "en_US":
+            if (kind == "ssn" and locale != "en_US") or (
+                kind == "national_id" and locale not in _NATIONAL_IDS
+            ):
                 continue
             count = per_type * 4 if kind == "ssn" else per_type
             for _ in range(count):

@@ -1,5 +1,8 @@
 """Redaction measured on PII we did not write: Faker's, in 12 locales (issue 17).
 
+National identity numbers (es DNI/NIE, it codice fiscale, br CPF, fr NIR) are held to
+the same 99 %, though the issue did not ask for them.
+
 Targets: recall >= 99 % for emails, phones, cards, IBANs, API keys, US SSNs and IP
 addresses; negatives (order numbers, dates, versions, prices, tracking ids, UUIDs...)
 untouched >= 99.5 %. Phones are held to 99 % on the numbers libphonenumber knows as
