@@ -70,7 +70,7 @@ def _independent(items: list[faker_corpus.LocalItem], show: int) -> dict[str, fl
     kinds = faker_corpus.PII_TYPES
     locales = faker_corpus.LOCALES
     print(f"Independent corpus (Faker, {len(locales)} locales): {len(items)} texts")
-    print(f"{'type':<9} {'items':>6} {'recall':>8}  worst locale")
+    print(f"{'type':<12} {'items':>6} {'recall':>8}  worst locale")
     for kind in kinds:
         worst, worst_recall = result.worst_locale(kind)
         print(
@@ -82,7 +82,7 @@ def _independent(items: list[faker_corpus.LocalItem], show: int) -> dict[str, fl
         "(*numbers valid in their country per libphonenumber)"
     )
     print(
-        f"negatives {result.negatives:>6} untouched {result.negatives_untouched:.2%} "
+        f"{'negatives':<12} {result.negatives:>6} untouched {result.negatives_untouched:.2%} "
         f"({len(result.false_positives)} changed)"
     )
     print("\nrecall per locale")
