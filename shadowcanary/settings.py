@@ -79,6 +79,10 @@ class TapSettings(_Section):
     sample_rates: dict[str, float] = Field(default_factory=dict)
     # Extra regexes redacted on top of the built-in PII patterns.
     redact_patterns: list[str] = Field(default_factory=list)
+    # Presidio entities (PERSON, LOCATION...) redacted too; empty = Presidio off. Needs
+    # the extra shadowcanary[presidio] and a spaCy model (see shadowcanary/tap/presidio.py).
+    presidio_entities: list[str] = Field(default_factory=list)
+    presidio_language: str = "en"
 
     @model_validator(mode="after")
     def _rates_are_probabilities(self) -> Self:

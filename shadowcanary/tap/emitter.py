@@ -19,7 +19,7 @@ import socket
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
@@ -71,6 +71,15 @@ class TapStats:
         return sum(self.dropped.values())
 
 
+def _detectors(settings: TapSettings) -> list[Callable[[str], str]]:
+    """The optional slow detectors the settings ask for (Presidio, imported only then)."""
+    if not settings.presidio_entities:
+        return []
+    from shadowcanary.tap.presidio import presidio_detector  # optional: only when asked for
+
+    return [presidio_detector(settings.presidio_entities, settings.presidio_language)]
+
+
 class Tap:
     """Fail-open, bounded, batching emitter of captured calls to the ingest queue."""
 
@@ -78,11 +87,12 @@ class Tap:
         """Build the tap and start its background thread.
 
         Raises:
-            ConfigError: a custom redaction pattern or a sample rate is invalid.
+            ConfigError: a custom redaction pattern or a sample rate is invalid, or
+                Presidio is asked for and not installed.
         """
         self._settings = settings
         self._sampler = Sampler(settings.default_sample_rate, settings.sample_rates)
-        self._redactor = Redactor(settings.redact_patterns)
+        self._redactor = Redactor(settings.redact_patterns, detectors=_detectors(settings))
         self._redis_url = redis_url
         self._capacity = settings.buffer_size
         self._batch_size = settings.batch_size

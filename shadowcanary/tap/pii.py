@@ -12,7 +12,8 @@ per character:
   of 15+ token characters, found with ``bytes.translate`` + ``bytes.find``;
 * token boundaries are checked in Python on the few candidates found.
 
-Cards, phones and SSNs are found by ``tap.pii_numbers``.
+Cards, phones and SSNs are found by ``tap.pii_numbers``; IBANs and IP addresses by
+``tap.pii_accounts``; national identity numbers by ``tap.pii_national``.
 
 Measured against the labelled corpus in ``tests/corpus/pii`` (``bench/pii_recall.py``).
 """
@@ -21,6 +22,8 @@ from __future__ import annotations
 
 import re
 
+from shadowcanary.tap.pii_accounts import IBAN, IP, redact_accounts
+from shadowcanary.tap.pii_national import NATIONAL_ID, redact_national_ids
 from shadowcanary.tap.pii_numbers import (
     CARD,
     PHONE,
@@ -30,7 +33,18 @@ from shadowcanary.tap.pii_numbers import (
     redact_numbers,
 )
 
-__all__ = ["CARD", "EMAIL", "PHONE", "SECRET", "SSN", "luhn_valid", "redact_builtin"]
+__all__ = [
+    "CARD",
+    "EMAIL",
+    "IBAN",
+    "IP",
+    "NATIONAL_ID",
+    "PHONE",
+    "SECRET",
+    "SSN",
+    "luhn_valid",
+    "redact_builtin",
+]
 
 EMAIL = "[EMAIL]"
 SECRET = "[SECRET]"  # noqa: S105 - a placeholder, not a password
@@ -210,4 +224,5 @@ def redact_builtin(text: str) -> str:
     text = _redact_prefixed_tokens(text)
     if "@" in text:
         text = _redact_emails(text)
-    return redact_numbers(text)
+    # Before the numbers: an IBAN's digit groups, an IP's octets or a CPF are not phones.
+    return redact_numbers(redact_national_ids(redact_accounts(text)))

@@ -2,12 +2,13 @@
 
 Numbers are classified by shape rather than matched by one regex per format: a run
 of digits with the separators people write (space . - / parentheses) is a card if
-it has 13-19 digits, a known card prefix and a valid Luhn sum; a phone if it starts
-with ``+`` (8-15 digits), is grouped like a North American number, or is a national
-number with a trunk ``0`` (UK, FR, DE: 10-12 digits); an SSN if written 3-2-4, or
-as nine digits right after "SSN". Dates, times, versions, prices, ids glued to
-letters, and numbers right after ``#`` or an "order"/"invoice"-like word are left
-alone. A run holding several numbers is split into its longest PII pieces.
+its digits are in a card network's issuer range and length with a valid Luhn sum
+(``tap.pii_cards``), an SSN if written 3-2-4 (or nine digits right after "SSN"), a
+phone by the rules of ``tap.pii_phones``. What the words right before a number say
+counts: "order", "invoice" or ``#`` make it an identifier, "EAN", "ISBN", "tracking"
+or "build" a code, "phone" or "call me at" a phone, a currency sign a price. Dates,
+times, versions, prices and ids glued to letters are left alone. A run holding
+several numbers is split into its longest PII pieces.
 
 The only full scan of the text is for digit runs, on a copy where every digit is
 '0' so that ``re`` can skip ahead to a literal character.
@@ -16,6 +17,11 @@ The only full scan of the text is for digit runs, on a copy where every digit is
 from __future__ import annotations
 
 import re
+
+from shadowcanary.tap.pii_cards import is_card_number, luhn_valid
+from shadowcanary.tap.pii_phones import CheckBudget, Context, is_phone
+
+__all__ = ["CARD", "PHONE", "SSN", "luhn_valid", "position_bytes", "redact_numbers"]
 
 PHONE = "[PHONE]"
 CARD = "[CARD]"
@@ -33,17 +39,20 @@ def position_bytes(text: str) -> bytes:
 # Runs of digits and the separators numbers are written with, found on a copy of the
 # text where every digit is '0': a literal first character lets ``re`` skip ahead fast.
 _DIGITS_AS_ZERO = bytes(0x30 if 0x30 <= b <= 0x39 else b for b in range(256))
-_NUMBERISH = re.compile(rb"0[0 ().\-/]{5,}0")
+# A '.' followed by a space ends a sentence, not a group: "... 70. 572 775 009".
+_NUMBERISH = re.compile(rb"0(?:[0 ()\-/]|\.(?! )){5,}0")
 _GROUPS = re.compile(r"[0-9]+")
 _MIN_DIGITS, _MAX_DIGITS = 8, 19  # the shortest phone, the longest card
 _MAX_GROUPS_PER_NUMBER = 8  # "+44 (0) 20 7946 0958" has 5; bounds the work on long lists
+# libphonenumber checks one scan (a batch's texts joined) may spend on bare digits: a
+# few µs each, but a batch full of distinct bare numbers (CSVs of ids) must stay cheap.
+_BARE_CHECKS_PER_SCAN = 256
 # Words right before a number that make it an identifier rather than a phone.
 _ID_WORDS = frozenset(
     [
         "order",
         "invoice",
         "ticket",
-        "tracking",
         "ref",
         "reference",
         "id",
@@ -55,54 +64,114 @@ _ID_WORDS = frozenset(
         "receipt",
         "transaction",
         "confirmation",
+        "zip",
+        "postcode",
+        "plz",
+        "cp",
+        "cap",
+        "customer",
+        "user",
+        "page",
+        "pages",
+        "pp",
     ]
 )
-# The word before the number, looking through a "no." / "nr" / "number" and an "is".
-_LAST_WORD = re.compile(r"([a-z]+)[^a-z0-9]*(?:(?:no|nr|num|number)[^a-z0-9]*)?(?:is[^a-z0-9]*)?\Z")
-_SEPARATORS = " ().-/"
-_SSN = re.compile(r"(?!000|666|9)[0-9]{3}([- ])(?!00)[0-9]{2}\1(?!0000)[0-9]{4}")
-# Grouped 3-3-4 is a phone whatever the digits (people mistype, test data is fake);
-# ten bare digits only when they are a valid North American number.
-_NANP_GROUPED = re.compile(
-    r"(?:1[ .\-]?)?(?:\([0-9]{3}\)[ .\-]?|[0-9]{3}[ .\-/])[0-9]{3}[ .\-][0-9]{4}"
+# ... a code: neither a phone nor a card (EAN/IMEI numbers pass Luhn by chance).
+_CODE_WORDS = frozenset(
+    [
+        "ean",
+        "gtin",
+        "isbn",
+        "upc",
+        "imei",
+        "barcode",
+        "tracking",
+        "shipment",
+        "parcel",
+        "build",
+        "version",
+        "release",
+        "epoch",
+        "ts",
+        "timestamp",
+        "serial",
+        "sn",
+    ]
 )
-_NANP_BARE = re.compile(r"1?[2-9][0-9]{2}[2-9][0-9]{6}")
-_DATE = re.compile(r"[0-9]{1,2}([./-])[0-9]{1,2}\1(?:[0-9]{4}|[0-9]{2})|[0-9]{4}-[0-9]{2}-[0-9]{2}")
-_NATIONAL = re.compile(r"\(?0[1-9][0-9]{0,4}\)?(?:[ ./\-]?[0-9]{2,8}){1,5}")
-
-
-def luhn_valid(digits: str) -> bool:
-    """The Luhn checksum of a string of digits (what every payment card number passes)."""
-    total = 0
-    for index, char in enumerate(reversed(digits)):
-        value = ord(char) - 48
-        if index % 2:
-            value *= 2
-            if value > 9:
-                value -= 9
-        total += value
-    return total % 10 == 0
-
-
-def _card_brand_prefix(digits: str) -> bool:
-    """Whether the number starts like a payment card (Visa, Mastercard, Amex, Discover,
-    Diners, JCB, UnionPay, Maestro); epoch milliseconds and most order numbers do not."""
-    if digits[0] == "4":
-        return True
-    two = int(digits[:2])
-    four = int(digits[:4])
-    return (
-        51 <= two <= 55
-        or 2221 <= four <= 2720
-        or two in (34, 36, 37, 38, 50, 62, 65)
-        or 56 <= two <= 69
-        or 300 <= four // 10 <= 305
-        or 3528 <= four <= 3589
-    )
+# ... a phone, in the languages of the tap's users so far.
+_PHONE_WORDS = frozenset(
+    [
+        "phone",
+        "tel",
+        "telephone",
+        "mobile",
+        "cell",
+        "cellphone",
+        "call",
+        "fax",
+        "whatsapp",
+        "sms",
+        "contact",
+        "reach",
+        "ring",
+        "telefon",
+        "telefonnummer",
+        "rufnummer",
+        "handy",
+        "mobil",
+        "anrufen",
+        "téléphone",
+        "tél",
+        "portable",
+        "appelez",
+        "appeler",
+        "numéro",
+        "teléfono",
+        "móvil",
+        "llámame",
+        "llamar",
+        "número",
+        "celular",
+        "telefono",
+        "cellulare",
+        "chiamami",
+        "chiamare",
+        "numero",
+        "telefone",
+        "ligue",
+        "ligar",
+        "telefoon",
+        "bel",
+        "mobiel",
+        "nummer",
+        "numer",
+        "zadzwoń",
+        "komórka",
+        "komórkowy",
+        "電話",
+        "携帯",
+        "電話番号",
+        "番号",
+    ]
+)
+_SSN_WORDS = frozenset(("ssn", "security"))
+# The words before the number, looking through "no." / "nr" / "number", "is", "me at".
+# Possessive quantifiers and a word start: tried at every position of the window, the
+# pattern must fail fast where it does not fit (no backtracking into a word).
+_LAST_WORDS = re.compile(
+    r"(?<!\w)(\w++)[^\w.!?;。—]*+(?:(no|nr|num|number|n°)\W*+)?"
+    r"((?:(?:is|are|was|were|of|equals|me|at|on|under|au|al|unter)\W*+){0,2})\Z"
+)
+# A number after "<word> is", "of", "was"... not announced as a phone is a value: a count.
+_VALUE_LINKS = frozenset(("is", "are", "was", "were", "of", "equals"))
+_POSSESSIVES = frozenset(("my", "her", "his", "our", "your", "their", "mein", "mon", "mi"))
+_WORD_AFTER = re.compile(r"[ \t]+[^\W\d_]")
+_CURRENCY = frozenset("$€£¥₹")
+_SSN = re.compile(r"(?!000|666|9)[0-9]{3}([- ])(?!00)[0-9]{2}\1(?!0000)[0-9]{4}")
 
 
 def _is_card(number: str, digits: str) -> bool:
-    if not (13 <= len(digits) <= 19 and _card_brand_prefix(digits) and luhn_valid(digits)):
+    if not is_card_number(digits):
         return False
     # Written in groups of at least four (4-4-4-4, 4-6-5, 4-4-4-4-3, 4-4-4-1) or bare: a
     # list of small numbers ("23 24 25 26 27 28 29") can pass Luhn by chance.
@@ -110,50 +179,41 @@ def _is_card(number: str, digits: str) -> bool:
     return all(len(group) >= 4 for group in groups[:-1])
 
 
-def _is_phone(number: str, digits: str) -> bool:
-    if number[0] == "+":
-        return 8 <= len(digits) <= 15
-    if _NANP_GROUPED.fullmatch(number) or _NANP_BARE.fullmatch(number):
-        return True
-    if digits[:2] == "00":
-        # International dialling prefix ("0044 20 7946 0958", "001-415-555-0100", "00 33
-        # 1 23..."): written as one group, followed by a separator so padded ids
-        # ("0001234567") and lists ("0 0 65 14...") stay.
-        return (
-            number[:2] == "00"
-            and 10 <= len(digits) - 2 <= 15
-            and any(c in number[:6] for c in _SEPARATORS)
-        )
-    if _DATE.fullmatch(number.partition(" ")[0]):
-        return False  # "09/09/2025 10:41": a date, then the hour
-    return (
-        number.lstrip("(")[:1] == "0"
-        and (10 <= len(digits) <= 12 or (len(digits) == 9 and not number.isdigit()))
-        and _NATIONAL.fullmatch(number) is not None
-    )
+def _classify(number: str, context: Context, *, whole: bool, budget: CheckBudget) -> str | None:
+    """The placeholder for ``number``, or None when it is not PII.
 
-
-def _classify(number: str, *, id_context: bool) -> str | None:
-    """The placeholder for a whole number, or None when it is not PII."""
+    ``whole``: the number is the whole run found, not a piece of it.
+    """
     digits = "".join(_GROUPS.findall(number))
-    if number[0] == "+":
-        return PHONE if _is_phone(number, digits) else None
-    if _SSN.fullmatch(number):
-        return SSN
-    if _is_card(number, digits):
-        return CARD
-    if id_context:
-        return None  # "order 4155550100" is an order number
-    return PHONE if _is_phone(number, digits) else None
+    if context in (Context.ID, Context.CODE):
+        # "order 4155550100" is an order number, "EAN 4006381333931" a barcode; a card
+        # after "order" or "account" is still a card.
+        return CARD if context == Context.ID and _is_card(number, digits) else None
+    if number[0] != "+":
+        if _SSN.fullmatch(number):
+            return SSN
+        if _is_card(number, digits):
+            return CARD
+    if is_phone(number, digits, context=context, whole=whole, budget=budget):
+        return PHONE
+    return None
 
 
-def _redact_number_run(run: str, *, id_context: bool) -> str:
+def _printed_in_blocks(run: str, groups: list[tuple[int, int]]) -> bool:
+    """Whether ``run`` is five or more four-digit blocks with one separator: a code
+    printed in blocks (a tracking number), longer than any card, not several numbers."""
+    if len(groups) < 5 or any(end - start != 4 for start, end in groups):
+        return False
+    return len({run[end] for _, end in groups[:-1]}) == 1
+
+
+def _redact_number_run(run: str, context: Context, budget: CheckBudget) -> str:
     """``run`` with the PII numbers in it replaced: the whole run, or the longest pieces."""
-    placeholder = _classify(run, id_context=id_context)
+    placeholder = _classify(run, context, whole=True, budget=budget)
     if placeholder is not None:
         return placeholder
     groups = [match.span() for match in _GROUPS.finditer(run)]
-    if len(groups) < 2:
+    if len(groups) < 2 or context == Context.CODE or _printed_in_blocks(run, groups):
         return run
     digits_before = [0]  # digits in the groups before each group
     for group_start, group_end in groups:
@@ -176,7 +236,8 @@ def _redact_number_run(run: str, *, id_context: bool) -> str:
             digits = digits_before[j + 1] - digits_before[i]
             if not _MIN_DIGITS <= digits <= _MAX_DIGITS:
                 continue  # too short or too long to be anything: no regex needed
-            placeholder = _classify(run[start : groups[j][1]], id_context=id_context)
+            piece = run[start : groups[j][1]]
+            placeholder = _classify(piece, context, whole=False, budget=budget)
             if placeholder is not None:
                 out.append(run[done:start])
                 out.append(placeholder)
@@ -190,17 +251,35 @@ def _redact_number_run(run: str, *, id_context: bool) -> str:
     return "".join(out)
 
 
-def _context(text: str, start: int) -> str | None:
-    """ "id" after '#' or a word like "order" / "invoice", "ssn" after "SSN" or "social
-    security number (is)", else None: what the words right before a number make it."""
-    before = text[max(0, start - 24) : start].lower()
-    if before.rstrip(" :.").endswith("#"):
-        return "id"
-    match = _LAST_WORD.search(before)
+def _context(text: str, start: int, end: int) -> Context:
+    """What the words right before a number make it (and a currency sign, decimals or
+    a word right after it)."""
+    before = text[max(0, start - 32) : start].lower()
+    before = before[before.rfind("\x00") + 1 :]  # a batch's texts are joined with NUL
+    stripped = before.rstrip(" :.")
+    if stripped.endswith("#"):
+        return Context.ID
+    if stripped[-1:] in _CURRENCY or text[end : end + 2].strip()[:1] in _CURRENCY:
+        return Context.AMOUNT
+    if end + 1 < len(text) and text[end] in ",." and text[end + 1].isdigit():
+        return Context.AMOUNT  # "12 345 678,90": an amount with decimals
+    match = _LAST_WORDS.search(before)
     word = match.group(1) if match is not None else ""
     if word in _ID_WORDS:
-        return "id"
-    return "ssn" if word in ("ssn", "security") else None
+        return Context.ID
+    if word in _CODE_WORDS:
+        return Context.CODE
+    if word in _SSN_WORDS:
+        return Context.SSN
+    if word in _PHONE_WORDS:
+        return Context.PHONE
+    if match is not None and match.group(2) and word in _POSSESSIVES:
+        return Context.PHONE  # "my number is ...", not "the number of rows is ..."
+    if _WORD_AFTER.match(text, end) or (
+        match is not None and _VALUE_LINKS.intersection(match.group(3).split())
+    ):
+        return Context.QUANTITY
+    return Context.NONE
 
 
 def redact_numbers(text: str) -> str:
@@ -208,6 +287,7 @@ def redact_numbers(text: str) -> str:
     out: list[str] = []
     done = 0
     size = len(text)
+    budget = CheckBudget(_BARE_CHECKS_PER_SCAN)
     for match in _NUMBERISH.finditer(position_bytes(text).translate(_DIGITS_AS_ZERO)):
         start, end = match.span()
         if start > 0 and text[start - 1] in "+(":
@@ -226,11 +306,13 @@ def redact_numbers(text: str) -> str:
         if start > 1 and text[start - 1] in "-/" and text[start - 2] in _WORD_CHARS:
             continue  # "ORD-0012345678", "v2/20240115"
         run = text[start:end]
-        context = _context(text, start)
-        if context == "ssn" and len(run) == 9 and run.isdigit():
+        context = _context(text, start, end)
+        if context == Context.SSN and len(run) == 9 and run.isdigit():
             redacted = SSN  # nine bare digits are an SSN only when said to be one
         else:
-            redacted = _redact_number_run(run, id_context=context == "id")
+            redacted = _redact_number_run(run, context, budget)
+        if redacted != run and run[0] == "(" and redacted.startswith((CARD, SSN)):
+            redacted = "(" + redacted  # "(4111 1111 1111 1111)": the parenthesis stays
         if redacted != run:
             out.append(text[done:start])
             out.append(redacted)

@@ -10,23 +10,46 @@ joined with NUL into one string so every detector makes one pass per batch (no
 built-in pattern matches across NUL); recent results are cached, since system
 prompts and earlier conversation turns repeat from call to call.
 
-Placeholders are typed (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SSN]``,
-``[SECRET]``; custom patterns give ``[REDACTED]``) so a reviewer can still tell what
-kind of value was there.
+Placeholders are typed (``[EMAIL]``, ``[PHONE]``, ``[CARD]``, ``[SSN]``, ``[IBAN]``,
+``[IP]``, ``[NATIONAL_ID]``, ``[SECRET]``; custom patterns give ``[REDACTED]``) so a
+reviewer can still tell what kind of value was there.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.events import CapturedCall
 from shadowcanary.tap.event_texts import collect_batch_texts, collect_texts, replace_texts
-from shadowcanary.tap.pii import CARD, EMAIL, PHONE, SECRET, SSN, luhn_valid, redact_builtin
+from shadowcanary.tap.pii import (
+    CARD,
+    EMAIL,
+    IBAN,
+    IP,
+    NATIONAL_ID,
+    PHONE,
+    SECRET,
+    SSN,
+    luhn_valid,
+    redact_builtin,
+)
 from shadowcanary.tap.wire import EventsWriter
 
-__all__ = ["CARD", "EMAIL", "PHONE", "REDACTED", "SECRET", "SSN", "Redactor", "luhn_valid"]
+__all__ = [
+    "CARD",
+    "EMAIL",
+    "IBAN",
+    "IP",
+    "NATIONAL_ID",
+    "PHONE",
+    "REDACTED",
+    "SECRET",
+    "SSN",
+    "Redactor",
+    "luhn_valid",
+]
 
 REDACTED = "[REDACTED]"
 
@@ -55,12 +78,21 @@ def _compile_custom(patterns: Iterable[str]) -> list[re.Pattern[str]]:
 
 
 class Redactor:
-    """Replaces PII and secrets in text and in every text field of a captured call."""
+    """Replaces PII and secrets in text and in every text field of a captured call.
 
-    __slots__ = ("_cache", "_custom")
+    ``detectors``: further text filters (``str -> str``), run after the built-in and
+    custom patterns on each distinct text not in the cache: the plug-in point for
+    detectors too slow for every text, such as ``tap.presidio``. A detector that
+    raises replaces the whole text with ``[REDACTED]``: never sent unfiltered.
+    """
 
-    def __init__(self, extra_patterns: Iterable[str] = ()) -> None:
+    __slots__ = ("_cache", "_custom", "_detectors")
+
+    def __init__(
+        self, extra_patterns: Iterable[str] = (), detectors: Sequence[Callable[[str], str]] = ()
+    ) -> None:
         self._custom = _compile_custom(extra_patterns)
+        self._detectors = tuple(detectors)
         self._cache: dict[str, str] = {}
 
     def redact_text(self, text: str) -> str:
@@ -132,6 +164,8 @@ class Redactor:
             redacted = redact_builtin(joined).split(_SEP) if pending else []
             if self._custom:
                 redacted = [self._redact_custom(text) for text in redacted]
+            if self._detectors:
+                redacted = [self._detect(text) for text in redacted]
             found.update(zip(pending, redacted, strict=True))
             self._remember(pending, redacted)
         return {text: new for text, new in found.items() if new is not None and new != text}
@@ -149,7 +183,15 @@ class Redactor:
                 room -= 1
 
     def _redact_one(self, text: str) -> str:
-        return self._redact_custom(redact_builtin(text))
+        return self._detect(self._redact_custom(redact_builtin(text)))
+
+    def _detect(self, text: str) -> str:
+        for detector in self._detectors:
+            try:
+                text = detector(text)
+            except Exception:  # noqa: BLE001 - a plug-in's failure must not leak the text
+                return REDACTED
+        return text
 
     def _redact_custom(self, text: str) -> str:
         for pattern in self._custom:

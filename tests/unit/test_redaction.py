@@ -88,6 +88,30 @@ def redactor() -> Redactor:
             "glpat-abcdefghij0123456789 and hf_abcdefghijklmnopqrstuvwxyz012345",
             "[SECRET] and [SECRET]",
         ),
+        # phones written as people of other countries write them (issue 17)
+        ("Tel: 21 2195-5308", "Tel: [PHONE]"),
+        ("ligue 21 2195-5308 hoje", "ligue [PHONE] hoje"),
+        ("zadzwoń 573 911 171", "zadzwoń [PHONE]"),
+        ("32 115 14 61 (biuro)", "[PHONE] (biuro)"),
+        ("電話 080-9141-7776", "電話 [PHONE]"),
+        ("chiamami al 3420837783.", "chiamami al [PHONE]."),
+        ("numero 3420837783", "numero [PHONE]"),
+        # cards of every network's range and length
+        ("maestro 675950718667", "maestro [CARD]"),
+        ("jcb 213124103659802 and 3596365765779724", "jcb [CARD] and [CARD]"),
+        ("diners 38409531003431", "diners [CARD]"),
+        ("paid (4111 1111 1111 1111) today", "paid ([CARD]) today"),
+        # bank accounts and IP addresses (personal data under GDPR)
+        ("IBAN DE89 3704 0044 0532 0130 00, BIC COBADEFFXXX", "IBAN [IBAN], BIC COBADEFFXXX"),
+        ("to GB82WEST12345698765432.", "to [IBAN]."),
+        ("from 203.0.113.7:443 and 10.1.2.3/24", "from [IP]:443 and [IP]/24"),
+        ("client 2001:db8:85a3::8a2e:370:7334 said", "client [IP] said"),
+        ("ssh deploy@fe80::1ff:fe23:4567:890a", "ssh deploy@[IP]"),
+        # national identity numbers with a check digit (python-stdnum)
+        ("DNI 18034063Q, NIE X9549656X.", "DNI [NATIONAL_ID], NIE [NATIONAL_ID]."),
+        ("codice fiscale BCCFRC15M25E852P", "codice fiscale [NATIONAL_ID]"),
+        ("CPF 187.244.670-14 ok", "CPF [NATIONAL_ID] ok"),
+        ("NIR 172023201312126 et 263122B03375413", "NIR [NATIONAL_ID] et [NATIONAL_ID]"),
     ],
 )
 def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
@@ -112,13 +136,25 @@ def test_redacts(redactor: Redactor, text: str, expected: str) -> None:
         "order #4155550100 and invoice no. 4155550100",  # ids after '#' or "order"
         "on 09/09/2025 10:41 and 15.03.2024 14:00",  # dates then hours
         "ts=1700000000123 epoch 1700000000",  # epoch ms and s: no card prefix, no phone
-        "ISBN 978-3-16-148410-0, ip 192.168.100.200",
+        "ISBN 978-3-16-148410-0, listen on 127.0.0.1:8080 and 0.0.0.0, ::1",
         "use sk-learn-compatible-estimators",  # "sk-" without a digit
         "ORD-0012345678 and v2/20240115",
         "USPS tracking 9400 1000 0000 0000 0000 00",
         "we shipped 123456789 units",  # nine bare digits without an SSN word
         "pi is 3.22618800994371",  # decimals that pass Luhn after the point
         "scores: 38 0 0 65 14 44 26 40 26 70 24",  # not a "00" dialling prefix
+        # issue 17's hard negatives: numbers that are not PII under the looser rules
+        "EAN 4006381333931 and IMEI 490154203237518",  # barcodes pass Luhn
+        "from 2019-2024, pages 1234-1256",  # years and ranges are not phones
+        "Rua das Flores 60688-648",  # a Brazilian postcode
+        "we sold 12 345 678 units for 12 345 678,90 €",  # counts and amounts
+        "the number of rows is 123456789",  # "number" without "my"
+        "running version 1.2.3.4 on 10:41:00, mac 00:1a:2b:3c:4d:5e",
+        "std::vector<int> v; a[1::2]; TIME 12:30:45",
+        "build 10.0.19045.3693, shipment 3048 3010 7223 2200 3721",
+        "0314 6922 7728 2085 4962 is on its way",  # a code printed in blocks
+        "BIC DEUTDEFF500 and ISO ABCD12345678901234",  # no IBAN country, mod 97 fails
+        "ref 18034063A and BCCFRC15M25E852X",  # DNI and codice fiscale shapes, bad check
     ],
 )
 def test_leaves_ordinary_text_alone(redactor: Redactor, text: str) -> None:

@@ -30,7 +30,17 @@ from shadowcanary.tap.redaction import Redactor
 
 SEED = 20261122
 PII_TYPES = ("email", "phone", "card", "api_key", "ssn")
-PLACEHOLDERS = ("[EMAIL]", "[PHONE]", "[CARD]", "[SSN]", "[SECRET]", "[REDACTED]")
+PLACEHOLDERS = (
+    "[EMAIL]",
+    "[PHONE]",
+    "[CARD]",
+    "[SSN]",
+    "[IBAN]",
+    "[IP]",
+    "[NATIONAL_ID]",
+    "[SECRET]",
+    "[REDACTED]",
+)
 _ALNUM = string.ascii_letters + string.digits
 _LEAK_WINDOW = 6  # this many characters of a value still readable counts as a leak
 
@@ -451,7 +461,8 @@ def _negative(rng: random.Random) -> tuple[str, str]:
                 f"sha256 {rng.getrandbits(256):064x}",
             ]
         ),
-        "ip": f"server {n(10, 223)}.{n(0, 255)}.{n(0, 255)}.{n(1, 254)}",
+        # IP addresses are personal data (GDPR) and redacted; loopback ones name no one.
+        "ip": f"server 127.0.0.1:{n(1024, 65535)}, bind 0.0.0.0",
         "isbn": f"ISBN 978-{n(0, 9)}-{n(10, 99)}-{n(100000, 999999)}-{n(0, 9)}",
         "count": rng.choice(
             [
