@@ -30,6 +30,7 @@ from shadowcanary.gateway.capture import (
 )
 from shadowcanary.gateway.routing import Decision
 from shadowcanary.gateway.upstream import FailureKind
+from shadowcanary.tap.capture import estimate_usage
 from shadowcanary.tap.emitter import Tap
 
 log = structlog.get_logger(__name__)
@@ -79,7 +80,7 @@ RESPONSES = Kind(
     _responses_assembly_result,
 )
 # Embeddings are proxied, routed and measured but not tapped: a CapturedCall is a
-# generation (messages in, an answer out) and a replay of one is a chat call.
+# generation (a prompt in, an answer out) that a worker can replay.
 EMBEDDINGS = Kind("embeddings", "/embeddings", None)
 
 
@@ -157,6 +158,9 @@ def record(
             return
         latency_ms = latency_s * 1000
         ttft_ms = min(ttft_s * 1000, latency_ms) if ttft_s is not None else None
+        request = capture(call.body)
+        if response is not None and usage.prompt_tokens is None:
+            usage = estimate_usage(request, response)  # a stream without include_usage
         tap.emit(
             CapturedCall(
                 event_id=event_id,
@@ -167,7 +171,7 @@ def record(
                 rollout=call.decision.rollout,
                 arm=arm,
                 model=model,
-                request=capture(call.body),
+                request=request,
                 response=response,
                 latency_ms=latency_ms,
                 ttft_ms=ttft_ms,
@@ -176,6 +180,9 @@ def record(
                 http_status=http_status,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                tokens_estimated=usage.estimated,
                 stickiness_key=call.decision.stickiness_key,
             )
         )
