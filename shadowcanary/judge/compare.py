@@ -253,6 +253,8 @@ def output_from_capture(event: CapturedCall, cost_usd: float | None) -> CallOutp
         prompt_tokens=event.prompt_tokens,
         completion_tokens=event.completion_tokens,
         cost_usd=cost_usd,
+        cached_tokens=event.cached_tokens,
+        reasoning_tokens=event.reasoning_tokens,
     )
 
 
