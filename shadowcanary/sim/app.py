@@ -363,6 +363,19 @@ async def _embeddings(request: Request, sim: SimState) -> Response:
     )
 
 
+async def _moderations(request: Request, sim: SimState) -> Response:
+    """Moderations (no profile: the simulator flags nothing), so proxies can be tested."""
+    _require_api_key(request)
+    body = await _read_json(request, sim)
+    raw = body.get("input")
+    if not isinstance(raw, str | list) or not raw:
+        raise Reject(400, "'input' must be a string or a non-empty array.", param="input")
+    model = body.get("model")
+    model = model if isinstance(model, str) else "omni-moderation-latest"
+    payload = shapes.moderation_body(sim.new_id(), model, 1 if isinstance(raw, str) else len(raw))
+    return Response(shapes.dumps(payload), media_type=JSON_MEDIA)
+
+
 async def _models(request: Request, sim: SimState) -> Response:
     _require_api_key(request)
     created = int(sim.started_at)
@@ -386,7 +399,8 @@ async def _healthz(request: Request, sim: SimState) -> Response:
 async def _not_found(request: Request, exc: Exception) -> Response:
     body = shapes.error_body(
         f"Unknown path {request.method} {request.url.path} (shadowcanary simulator: "
-        "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /healthz, /admin/...)",
+        "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/moderations, /v1/models, "
+        "/healthz, /admin/...)",
         "invalid_request_error",
     )
     status = getattr(exc, "status_code", 404)
@@ -456,6 +470,7 @@ def create_app(
     }
     routes = [
         *(Route(path, handler, methods=["POST"]) for path, handler in hot.items()),
+        Route("/v1/moderations", endpoint(_moderations), methods=["POST"]),
         Route("/v1/models", endpoint(_models), methods=["GET"]),
         Route("/v1/models/{model:path}", endpoint(_model), methods=["GET"]),
         Route("/healthz", endpoint(_healthz), methods=["GET"]),

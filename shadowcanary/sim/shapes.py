@@ -346,5 +346,23 @@ def embeddings_body(model: str, vectors: list[Any], prompt_tokens: int) -> dict[
     }
 
 
+_MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)  # fmt: skip
+
+
+def moderation_body(rid: str, model: str, inputs: int) -> dict[str, Any]:
+    """A moderation result flagging nothing, for each input (OpenAI's shape)."""
+    result = {
+        "flagged": False,
+        "categories": dict.fromkeys(_MODERATION_CATEGORIES, False),
+        "category_scores": dict.fromkeys(_MODERATION_CATEGORIES, 0.0),
+        "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES},
+    }
+    return {"id": f"modr-{rid}", "model": model, "results": [result] * inputs}
+
+
 def model_entry(name: str, created: int) -> dict[str, Any]:
     return {"id": name, "object": "model", "created": created, "owned_by": "shadowcanary-simulator"}
