@@ -173,6 +173,8 @@ class GatewayApp:
         )
         event_id = f"{self._id_prefix}{next(self._ids):x}"
         call = Call(kind, body, raw, service, decision, event_id, started, now_utc())
+        if kind is RESPONSES:
+            call.conversations = runtime.conversations
         await runtime.proxy.handle(call, send, receive)
 
     def _header_names(self, gateway: GatewaySettings) -> tuple[bytes, bytes, bytes]:

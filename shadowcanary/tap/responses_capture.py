@@ -254,13 +254,22 @@ class Conversations:
     Only what this process saw: a conversation whose earlier calls went through
     another process (another gateway worker, another service replica) is not here,
     and its continuation is captured without context (replays then record it as not
-    replayable, with the reason). Thread-safe; least recently used entries go first.
+    replayable, with the reason). Bounded in conversations and in characters kept
+    (about 2 bytes each in CPython for most text): least recently used go first.
+    Thread-safe.
     """
 
-    def __init__(self, max_conversations: int = 2_048, max_chars: int = 200_000) -> None:
-        self._turns: OrderedDict[str, tuple[ChatMessage, ...]] = OrderedDict()
+    def __init__(
+        self,
+        max_conversations: int = 4_096,
+        max_chars: int = 200_000,
+        max_total_chars: int = 8_000_000,
+    ) -> None:
+        self._turns: OrderedDict[str, tuple[tuple[ChatMessage, ...], int]] = OrderedDict()
         self._max_conversations = max_conversations
         self._max_chars = max_chars
+        self._max_total_chars = max_total_chars
+        self._total_chars = 0
         self._lock = threading.Lock()
 
     def context(self, previous_response_id: Any) -> tuple[ChatMessage, ...] | None:
@@ -268,10 +277,11 @@ class Conversations:
         if not isinstance(previous_response_id, str):
             return None
         with self._lock:
-            turns = self._turns.get(previous_response_id)
-            if turns is not None:
-                self._turns.move_to_end(previous_response_id)
-            return turns
+            entry = self._turns.get(previous_response_id)
+            if entry is None:
+                return None
+            self._turns.move_to_end(previous_response_id)
+            return entry[0]
 
     def remember(self, response_id: Any, request: ModelRequest, response: ModelResponse) -> None:
         """Keep the conversation that ``response_id`` ends: context, input, answer."""
@@ -286,9 +296,16 @@ class Conversations:
             *(m for m in own if m.content is not None or m.tool_calls),
             *answer_messages(response),
         )
-        if sum(len(m.text()) for m in turns) > self._max_chars:
+        chars = sum(len(m.text()) + sum(len(c.arguments) for c in m.tool_calls) for m in turns)
+        if chars > self._max_chars:
             return  # too long to keep: its continuation is captured without context
         with self._lock:
-            self._turns[response_id] = turns
-            while len(self._turns) > self._max_conversations:
-                self._turns.popitem(last=False)
+            old = self._turns.pop(response_id, None)
+            self._total_chars += chars - (old[1] if old is not None else 0)
+            self._turns[response_id] = (turns, chars)
+            while self._turns and (
+                len(self._turns) > self._max_conversations
+                or self._total_chars > self._max_total_chars
+            ):
+                _, (_, dropped) = self._turns.popitem(last=False)
+                self._total_chars -= dropped

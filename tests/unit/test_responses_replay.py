@@ -95,6 +95,10 @@ def test_conversations_remember_turns_without_instructions_and_skip_unstored() -
     memory.remember("resp_3", request, answer)
     memory.remember("resp_4", request, answer)
     assert memory.context("resp_1") is None  # bounded: the oldest went first
+    by_size = Conversations(max_total_chars=20)
+    for rid in ("a", "b", "c"):
+        by_size.remember(rid, request, answer)  # 7 characters each ("Hi" + "Hello")
+    assert [by_size.context(r) is not None for r in ("a", "b", "c")] == [False, True, True]
 
 
 def test_azure_classic_and_v1_urls_and_headers() -> None:

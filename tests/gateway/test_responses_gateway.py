@@ -1,0 +1,118 @@
+"""Responses API calls through the gateway: captured as sent, replayed by a real worker
+against the candidate's Responses API (a previous_response_id continuation included),
+compared and costed."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import openai
+import pytest
+
+from shadowcanary.store.db import make_engine
+from shadowcanary.testing.gateway import GatewayHandle
+from shadowcanary.testing.poll import wait_until
+from shadowcanary.testing.sim import SimHandle
+from shadowcanary.testing.worker import run_worker
+from tests.gateway.conftest import tapped_events
+from tests.integration.pipeline import rows
+
+pytestmark = pytest.mark.integration
+
+TOOL: Any = {
+    "type": "function",
+    "name": "lookup_order",
+    "parameters": {
+        "type": "object",
+        "properties": {"order_id": {"type": "string"}},
+        "required": ["order_id"],
+        "additionalProperties": False,
+    },
+}
+
+
+def _calls(gateway: GatewayHandle) -> dict[str, str]:
+    client = openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
+    first: Any = client.responses.create(
+        model="gpt-5.2",
+        instructions="Reply briefly.",
+        input="Where is my parcel?",
+        reasoning={"effort": "minimal"},
+        user="g-1",
+    )
+    client.responses.create(
+        model="gpt-5.2",
+        instructions="Reply briefly.",
+        input="It was ordered on Monday.",
+        previous_response_id=first.id,
+        user="g-1",
+    )
+    events = list(
+        client.responses.create(
+            model="gpt-5.2",
+            input=[{"role": "user", "content": "Status of order A-17?"}],
+            tools=[TOOL],
+            tool_choice="required",
+            stream=True,
+            user="g-2",
+        )
+    )
+    assert events[-1].type == "response.completed"
+    return {
+        "first": "Where is my parcel?",
+        "continued": "It was ordered on Monday.",
+        "tool": "Status of order A-17?",
+    }
+
+
+def test_responses_through_the_gateway_are_replayed_against_the_candidates_responses_api(
+    gateway: GatewayHandle,
+    sim: SimHandle,
+    redis_url: str,
+    database_url: str,
+    worker_env: dict[str, str],
+) -> None:
+    """The continuation is captured with its earlier turns and replayed in full: the
+    baseline asked again answers exactly as it did live, for every call."""
+    prompts = _calls(gateway)
+    captured = wait_until(
+        lambda: len(found := tapped_events(redis_url)) == 3 and found,
+        timeout_s=15,
+        what="three Responses captures in the ingest queue",
+    )
+    by_prompt = {e.request.messages[-1].text(): e for e in captured}
+    continued = by_prompt[prompts["continued"]]
+    assert continued.request.api == "responses"
+    assert continued.request.parameters["previous_response_id"]
+    assert continued.request.context_messages == 2
+    assert continued.cached_tokens and continued.cached_tokens > 0
+    assert by_prompt[prompts["first"]].request.parameters["reasoning"] == {"effort": "minimal"}
+    assert by_prompt[prompts["first"]].reasoning_tokens == 16
+    engine = make_engine(database_url, pool_size=1)
+    env = {**worker_env, "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "1.0"}
+    with run_worker(env):
+        found = wait_until(
+            lambda: (
+                (
+                    got := rows(
+                        engine,
+                        "select c.event_id, c.kind, c.exact_match, r.status, r.cost_usd "
+                        "from comparisons c join replays r using (event_id, kind)",
+                    )
+                )
+                and len(got) == 6
+                and got
+            ),
+            timeout_s=60,
+            what="a candidate and a noise comparison of each call",
+        )
+    assert {r.status for r in found} == {"ok"}
+    assert all(r.exact_match for r in found if r.kind == "noise")
+    assert all(r.cost_usd is not None for r in found)
+    tool_event = by_prompt[prompts["tool"]]
+    (calls,) = rows(
+        engine,
+        "select output from replays where event_id = :e and kind = 'candidate'",
+        e=tool_event.event_id,
+    )[0]
+    assert [c["name"] for c in calls["tool_calls"]] == ["lookup_order"]
