@@ -15,11 +15,11 @@ import time
 
 import aiohttp
 import structlog
-from yarl import URL
 
 from shadowcanary.gateway import metrics
 from shadowcanary.gateway.http import Rejection, Scope, Send
 from shadowcanary.gateway.upstream import Endpoint, Upstreams, client_headers
+from shadowcanary.model_api import passthrough_url
 
 log = structlog.get_logger(__name__)
 
@@ -35,14 +35,6 @@ def passable(path: str) -> bool:
     """Whether ``path`` may be sent to an upstream: ``/v1/`` and plain segments only."""
     segments = path.split("/")[2:] if path.startswith(_V1 + "/") else []
     return bool(segments) and all(_SEGMENT.fullmatch(s) for s in segments)
-
-
-def _url(endpoint: Endpoint, path: str, query: bytes) -> URL:
-    base = endpoint.url_base
-    # The upstream's base URL already ends in its /v1 (e.g. https://api.openai.com/v1).
-    tail = path[len(_V1) :] if base.endswith(_V1) and path.startswith(_V1 + "/") else path
-    url = URL(base + tail, encoded=False)
-    return url.with_query(query.decode("latin-1")) if query else url
 
 
 def _headers(endpoint: Endpoint, scope: Scope) -> dict[str, str]:
@@ -69,7 +61,9 @@ async def pass_through(
     try:
         response = await upstreams.session.request(
             scope["method"],
-            _url(endpoint, path, scope.get("query_string", b"")),
+            passthrough_url(
+                endpoint.config, path, scope.get("query_string", b"").decode("latin-1")
+            ),
             data=body or None,
             headers=_headers(endpoint, scope),
             timeout=timeout,

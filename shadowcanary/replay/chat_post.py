@@ -24,6 +24,7 @@ import orjson
 from yarl import URL
 
 from shadowcanary.errors import UpstreamTimeout, UpstreamUnavailable
+from shadowcanary.model_api import auth_headers, operation_urls
 from shadowcanary.replay.openai_call import status_error
 from shadowcanary.settings import ModelEndpoint
 
@@ -33,38 +34,6 @@ class _Target:
     urls: Mapping[str, URL]  # by OpenAI path: /chat/completions, /responses
     headers: Mapping[str, str]  # holds the API key: never logged, never in an error
     timeout: aiohttp.ClientTimeout
-
-
-_PATHS = ("/chat/completions", "/responses")
-
-
-def operation_urls(name: str, endpoint: ModelEndpoint) -> dict[str, URL]:
-    """Where each operation of model ``name`` is posted, in the endpoint's dialect.
-
-    OpenAI and Azure's v1 API: the OpenAI path under ``base_url``. Azure's classic
-    API: chat under ``/openai/deployments/<deployment>``, Responses at
-    ``/openai/responses`` (the deployment in the body's ``model``), both with
-    ``api-version`` in the query.
-    """
-    base = endpoint.base_url.rstrip("/")
-    if endpoint.provider == "azure" and endpoint.api_version is not None:
-        deployment = endpoint.upstream_model or name
-        query = {"api-version": endpoint.api_version}
-        return {
-            "/chat/completions": URL(f"{base}/openai/deployments")
-            .joinpath(deployment, "chat", "completions")
-            .with_query(query),
-            "/responses": URL(f"{base}/openai/responses").with_query(query),
-        }
-    return {path: URL(base + path) for path in _PATHS}
-
-
-def auth_headers(endpoint: ModelEndpoint) -> dict[str, str]:
-    """The credential header of the endpoint: Azure's ``api-key``, else a Bearer token."""
-    key = endpoint.api_key.get_secret_value()
-    if endpoint.provider == "azure":
-        return {"api-key": key}
-    return {"Authorization": f"Bearer {key}"}
 
 
 class ChatPoster:

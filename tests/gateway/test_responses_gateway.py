@@ -4,17 +4,18 @@ compared and costed."""
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import openai
 import pytest
 
 from shadowcanary.store.db import make_engine
-from shadowcanary.testing.gateway import GatewayHandle
+from shadowcanary.testing.gateway import GatewayHandle, run_gateway
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.sim import SimHandle
 from shadowcanary.testing.worker import run_worker
-from tests.gateway.conftest import tapped_events
+from tests.gateway.conftest import FLAG, ROLLOUT, gateway_models, set_flag, tapped_events
 from tests.integration.pipeline import rows
 
 pytestmark = pytest.mark.integration
@@ -116,3 +117,55 @@ def test_responses_through_the_gateway_are_replayed_against_the_candidates_respo
         e=tool_event.event_id,
     )[0]
     assert [c["name"] for c in calls["tool_calls"]] == ["lookup_order"]
+
+
+@pytest.mark.parametrize("dialect", ["classic", "v1"])
+def test_an_azure_openai_candidate_is_called_in_its_dialect(
+    gateway_env: dict[str, str], sim: SimHandle, database_url: str, dialect: str
+) -> None:
+    """With both arms on Azure OpenAI (classic deployments or the v1 API), users in the
+    canary get the candidate's chat and Responses answers through the gateway; on the v1
+    API, endpoints passed through (moderations) reach the baseline's Azure resource."""
+    root = sim.base_url.removesuffix("/v1")
+    azure = (
+        {"base_url": root, "provider": "azure", "api_version": "2024-10-21"}
+        if dialect == "classic"
+        else {"base_url": f"{root}/openai/v1", "provider": "azure"}
+    )
+    env = {
+        **gateway_env,
+        "SHADOWCANARY_MODELS": json.dumps(
+            gateway_models(sim.base_url, **{"gpt-5.2": azure, "gpt-5.5": azure})
+        ),
+        "SHADOWCANARY_GATEWAY__ROUTES": json.dumps(
+            {"default": {"rollout": ROLLOUT, "flag": FLAG.name, "fallback_to_baseline": False}}
+        ),
+    }
+    set_flag(database_url, 100)
+    direct = openai.OpenAI(base_url=sim.base_url, api_key="k", max_retries=0)
+    messages: Any = [{"role": "user", "content": "Which plan suits a small team?"}]
+    with run_gateway(env) as gw:
+        client = openai.OpenAI(base_url=gw.base_url, api_key=gw.api_key, max_retries=0)
+        chat: Any = wait_until(
+            lambda: (
+                (
+                    r := client.chat.completions.create(
+                        model="gpt-5.2", messages=messages, user="z"
+                    )
+                ).model
+                == "gpt-5.5"
+                and r
+            ),
+            timeout_s=15,
+            what="the flag at 100 % to reach the gateway",
+        )
+        answer: Any = client.responses.create(model="gpt-5.2", input="Hello Azure", user="z")
+        if dialect == "v1":  # classic Azure has no moderations endpoint
+            assert client.moderations.create(input="fine").results[0].flagged is False
+    expected = direct.chat.completions.create(model="gpt-5.5", messages=messages)
+    assert chat.choices[0].message.content == expected.choices[0].message.content
+    assert answer.model == "gpt-5.5"
+    assert (
+        answer.output_text
+        == direct.responses.create(model="gpt-5.5", input="Hello Azure").output_text
+    )

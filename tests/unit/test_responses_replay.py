@@ -9,7 +9,7 @@ import pytest
 
 from shadowcanary.errors import ConfigError, NotReplayable
 from shadowcanary.events import ChatMessage, ToolCall
-from shadowcanary.replay.chat_post import auth_headers, operation_urls
+from shadowcanary.model_api import auth_headers, operation_urls
 from shadowcanary.replay.responses_body import replay_body
 from shadowcanary.settings import ModelEndpoint, load_settings
 from shadowcanary.tap.responses_capture import Conversations, responses_request
