@@ -268,7 +268,7 @@ class ChatPost(Protocol):
     ) -> bytes: ...
 
 
-def _json_object(body: bytes, *, model: str, answer_key: str) -> dict[str, Any]:
+def _json_object(body: bytes, *, model: str, answer_key: str = "choices") -> dict[str, Any]:
     """The decoded answer; a 200 whose body is not a JSON object is a transient fault."""
     try:
         decoded = orjson.loads(body)
