@@ -13,6 +13,8 @@ differences, each for a reason:
   the call is not replayable, and says so.
 - A call offering built-in tools the provider runs itself (web search, code
   interpreter, MCP servers, ...) is not replayed: the shadow path never executes tools.
+- Nor is one whose input refers to items stored at the provider (``item_reference``)
+  or continues a stored ``conversation``: the candidate has neither.
 """
 
 from __future__ import annotations
@@ -99,6 +101,15 @@ def replay_body(request: ModelRequest, *, upstream_model: str) -> dict[str, Any]
             "the call continues a stored conversation (conversation=...), whose earlier "
             "turns are only at the provider",
             hint="send the turns as input items, or use previous_response_id through the tap",
+        )
+    raw_input = sent.get("input")
+    if isinstance(raw_input, list) and any(
+        isinstance(item, dict) and item.get("type") == "item_reference" for item in raw_input
+    ):
+        raise NotReplayable(
+            "the call's input refers to items stored at the provider (item_reference), "
+            "which the candidate does not have",
+            hint="send the items themselves as input, not references to them",
         )
     body = {key: value for key, value in sent.items() if key not in _REPLAY_CHOOSES}
     previous = sent.get("previous_response_id")

@@ -67,10 +67,11 @@ def test_a_continued_call_is_replayed_with_the_turns_it_continued() -> None:
             "never executes tools",
         ),
         ({"input": "x", "conversation": "conv_1"}, "conversation"),
+        ({"input": [{"type": "item_reference", "id": "msg_1"}]}, "item_reference"),
     ],
 )
 def test_calls_that_cannot_be_sent_again_say_why(body: dict[str, Any], reason: str) -> None:
-    """No turns behind previous_response_id, built-in tools, stored conversations."""
+    """No turns behind previous_response_id, built-in tools, stored conversations or items."""
     with pytest.raises(NotReplayable) as caught:
         replay_body(responses_request(body), upstream_model="m")
     assert reason in caught.value.message and caught.value.hint
