@@ -15,6 +15,7 @@ that matters is whether a retry can fix it::
         ├── PayloadTooLarge       an event or body over the configured limit
         ├── UnknownModel          a model name that no endpoint is configured for
         ├── UpstreamRejected      HTTP 4xx other than 429 (bad request, auth, ...)
+        ├── NotReplayable         a captured call that cannot be sent again as it was
         ├── BudgetExhausted       today's shadow budget is spent; replays stop
         ├── FlagNotFound          the feature flag (or its strategy) does not exist
         └── FlagRejected          the flag service refused a change (auth, validation)
@@ -87,6 +88,11 @@ class UnknownModel(PermanentError):
 
 class UpstreamRejected(PermanentError):
     """The model API refused the request (4xx other than 429)."""
+
+
+class NotReplayable(PermanentError):
+    """A captured call that cannot be sent to the candidate as it was; the message says why
+    (e.g. a ``previous_response_id`` whose earlier turns were not captured)."""
 
 
 class BudgetExhausted(PermanentError):

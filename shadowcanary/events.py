@@ -113,10 +113,31 @@ class ToolDefinition(_Wire):
 
 
 class ModelRequest(_Wire):
+    """What a live call asked, in chat form, plus everything else it sent.
+
+    ``api="responses"``: a Responses API call. ``parameters`` then holds the request
+    body as sent (``input`` items, ``instructions``, ``tools`` with built-in ones,
+    ``text.format``, ``reasoning``, ``store``, ``previous_response_id``, ...), which is
+    what a replay sends; ``messages`` and ``tools`` are its chat-form view for the
+    scorers and reports. When the call continued a conversation with
+    ``previous_response_id`` and the capturing process had seen that conversation, its
+    earlier turns (never sent by this call) are the first ``context_messages`` messages.
+    """
+
     messages: list[ChatMessage] = Field(min_length=1)
     tools: list[ToolDefinition] = Field(default_factory=list)
     # Everything else sent to the API: temperature, max_tokens, response_format, ...
     parameters: dict[str, JsonValue] = Field(default_factory=dict)
+    api: Literal["chat.completions", "responses"] = "chat.completions"
+    context_messages: int = Field(default=0, ge=0)
+
+    @model_validator(mode="after")
+    def _context_fits(self) -> ModelRequest:
+        if self.context_messages >= len(self.messages):
+            raise ValueError("context_messages must leave at least one message of the call")
+        if self.context_messages and self.api != "responses":
+            raise ValueError("context_messages is for Responses calls (previous_response_id)")
+        return self
 
 
 class ModelResponse(_Wire):
@@ -150,6 +171,12 @@ class CapturedCall(_Wire):
     http_status: int | None = Field(default=None, ge=100, le=599)
     prompt_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
     completion_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    # Of the prompt tokens, those served from the provider's prompt cache (billed at the
+    # cached-input price); of the completion tokens, those spent reasoning.
+    cached_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    reasoning_tokens: int | None = Field(default=None, ge=0, le=MAX_TOKENS)
+    # The token counts are an estimate (a stream without usage), not the provider's.
+    tokens_estimated: bool = False
     # HMAC of the user or conversation id (never the raw id): see hash_stickiness_key.
     stickiness_key: Annotated[str, StringConstraints(pattern=r"^[0-9a-f]{16,64}$")] | None = None
 

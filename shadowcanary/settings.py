@@ -45,17 +45,70 @@ class _Section(BaseModel):
 
 
 class ModelEndpoint(_Section):
-    """Where and how to call one model through an OpenAI-compatible API."""
+    """Where and how to call one model through an OpenAI-compatible API.
+
+    ``provider="azure"``: Azure OpenAI, authenticated with the ``api-key`` header. With
+    ``api_version`` set, the classic deployment API: ``base_url`` is the resource
+    endpoint (``https://RESOURCE.openai.azure.com``), the deployment
+    (``upstream_model``, else the model's name) goes in the path and ``api-version`` in
+    the query. Without it, the v1 API: ``base_url`` ends in ``/openai/v1``.
+    """
 
     base_url: str = SIMULATOR_URL
     api_key: SecretStr = SecretStr("sim-key")
     # The name sent upstream, when it differs from our key (e.g. an Azure deployment).
     upstream_model: str | None = None
+    provider: Literal["openai", "azure"] = "openai"
+    api_version: str | None = Field(default=None, min_length=1, max_length=40)
     input_usd_per_mtok: float = Field(default=0.0, ge=0)
+    # Input tokens served from the provider's prompt cache; unset: the input price.
+    cached_input_usd_per_mtok: float | None = Field(default=None, ge=0)
+    # Reasoning tokens are output tokens and billed at this price, as OpenAI bills them.
     output_usd_per_mtok: float = Field(default=0.0, ge=0)
     requests_per_minute: int | None = Field(default=None, gt=0)
     tokens_per_minute: int | None = Field(default=None, gt=0)
     timeout_s: float = Field(default=60.0, gt=0)
+
+    @model_validator(mode="after")
+    def _azure_form_is_complete(self) -> Self:
+        base = self.base_url.rstrip("/")
+        if self.provider != "azure":
+            if self.api_version is not None:
+                raise ValueError(
+                    "api_version is for Azure OpenAI's classic deployment API: "
+                    'set "provider": "azure" too, or drop api_version'
+                )
+            return self
+        if self.api_version is not None and "/openai" in base:
+            raise ValueError(
+                f"with api_version (classic Azure deployments) base_url must be the resource "
+                f"endpoint, e.g. https://RESOURCE.openai.azure.com, not {base!r}: the "
+                "/openai/deployments/<deployment>/... path is added per call"
+            )
+        if self.api_version is None and not base.endswith("/openai/v1"):
+            raise ValueError(
+                f"provider 'azure' without api_version is the v1 API: base_url must end in "
+                f"/openai/v1 (e.g. https://RESOURCE.openai.azure.com/openai/v1), not {base!r}; "
+                "or set api_version (e.g. 2024-10-21) for classic deployments"
+            )
+        return self
+
+    def cost_usd(
+        self, prompt_tokens: int, completion_tokens: int, cached_tokens: int | None = None
+    ) -> float:
+        """Dollar cost of one call: cached input at its price, the rest of the input at
+        the input price, output (reasoning included) at the output price."""
+        cached = min(cached_tokens or 0, prompt_tokens)
+        cached_price = (
+            self.input_usd_per_mtok
+            if self.cached_input_usd_per_mtok is None
+            else self.cached_input_usd_per_mtok
+        )
+        return (
+            (prompt_tokens - cached) * self.input_usd_per_mtok
+            + cached * cached_price
+            + completion_tokens * self.output_usd_per_mtok
+        ) / 1e6
 
 
 def _default_models() -> dict[str, ModelEndpoint]:
@@ -320,12 +373,15 @@ class Settings(BaseSettings):
                 hint=f"add it to {ENV_PREFIX}MODELS with its base_url, api_key and prices",
             ) from None
 
-    def cost_usd(self, model: str, prompt_tokens: int, completion_tokens: int) -> float:
-        """Dollar cost of one call at the configured prices."""
-        ep = self.endpoint(model)
-        return (
-            prompt_tokens * ep.input_usd_per_mtok + completion_tokens * ep.output_usd_per_mtok
-        ) / 1e6
+    def cost_usd(
+        self,
+        model: str,
+        prompt_tokens: int,
+        completion_tokens: int,
+        cached_tokens: int | None = None,
+    ) -> float:
+        """Dollar cost of one call at the configured prices (``ModelEndpoint.cost_usd``)."""
+        return self.endpoint(model).cost_usd(prompt_tokens, completion_tokens, cached_tokens)
 
 
 def _check_unknown_env(environ: Mapping[str, str]) -> None:

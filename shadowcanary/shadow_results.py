@@ -17,6 +17,9 @@ class ReplayStatus(StrEnum):
     OK = "ok"
     FAILED = "failed"  # the candidate answered with an error (kept: it is evidence)
     SKIPPED_BUDGET = "skipped_budget"  # today's shadow budget was spent
+    # The call cannot be sent again as it was (error_message says why, e.g. a
+    # previous_response_id whose earlier turns were not captured): no evidence either way.
+    NOT_REPLAYABLE = "not_replayable"
 
 
 @dataclass(frozen=True, slots=True)

@@ -2,7 +2,9 @@
 
 Endpoints (also under ``/r/<route>/``): ``POST /v1/chat/completions``,
 ``/v1/responses``, ``/v1/embeddings``, ``GET /v1/models[/<id>]``,
-``POST /v1/tap/events``; unauthenticated read-only ``/healthz``, ``/readyz`` and
+``POST /v1/tap/events``; every other ``/v1/...`` path (moderations, audio, images,
+files, batches, ...) is passed through to the route's baseline unchanged
+(``passthrough``); unauthenticated read-only ``/healthz``, ``/readyz`` and
 ``/metrics``. Every error is an OpenAI-style ``{"error": {...}}`` with a message that
 says what was wrong and how to fix it.
 """
@@ -35,6 +37,7 @@ from shadowcanary.gateway.http import (
     send_json,
     send_rejection,
 )
+from shadowcanary.gateway.passthrough import pass_through, passable
 from shadowcanary.gateway.resources import Runtime
 from shadowcanary.gateway.routing import route_from_path, routed_path
 from shadowcanary.gateway.tap_events import ingest
@@ -49,7 +52,8 @@ _GENERATION: dict[str, Kind] = {
 }
 _ENDPOINTS = (
     "POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models, "
-    "POST /v1/tap/events, GET /healthz, GET /readyz, GET /metrics"
+    "POST /v1/tap/events, any other /v1/... path (passed through to the baseline), "
+    "GET /healthz, GET /readyz, GET /metrics"
 )
 
 
@@ -130,13 +134,23 @@ class GatewayApp:
         headers = _Headers(scope["headers"], self._header_names(gateway))
         method = scope["method"]
         kind = _GENERATION.get(path)
-        if (
-            kind is None
-            and path not in ("/v1/tap/events", "/v1/models")
-            and not (path.startswith("/v1/models/"))
-        ):
+        served_here = (
+            kind is not None
+            or path in ("/v1/tap/events", "/v1/models")
+            or path.startswith("/v1/models/")
+        )
+        if not served_here and not passable(path):
             raise _unknown(method, path)
         service = runtime.keys.service_for(headers.authorization, headers.api_key)
+        if not served_here:
+            route = headers.route or route
+            # Passed through to the baseline, never evidence; still a route of someone's
+            # rollout, so a key reaches it only if bound to that rollout.
+            runtime.keys.check_route(service, route, runtime.routing.rollout_of(route))
+            raw = await _read_body(receive, headers.content_length, gateway.max_body_bytes)
+            model = runtime.routing.baseline_of(route)
+            await pass_through(runtime.upstreams, model, scope, path, raw, send)
+            return
         if path.startswith("/v1/models"):
             if method != "GET":
                 raise _method(method, path, "GET")
@@ -169,6 +183,8 @@ class GatewayApp:
         )
         event_id = f"{self._id_prefix}{next(self._ids):x}"
         call = Call(kind, body, raw, service, decision, event_id, started, now_utc())
+        if kind is RESPONSES:
+            call.conversations = runtime.conversations
         await runtime.proxy.handle(call, send, receive)
 
     def _header_names(self, gateway: GatewaySettings) -> tuple[bytes, bytes, bytes]:

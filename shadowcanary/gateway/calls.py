@@ -30,7 +30,9 @@ from shadowcanary.gateway.capture import (
 )
 from shadowcanary.gateway.routing import Decision
 from shadowcanary.gateway.upstream import FailureKind
+from shadowcanary.tap.capture import estimate_usage
 from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.responses_capture import Conversations
 
 log = structlog.get_logger(__name__)
 
@@ -79,7 +81,7 @@ RESPONSES = Kind(
     _responses_assembly_result,
 )
 # Embeddings are proxied, routed and measured but not tapped: a CapturedCall is a
-# generation (messages in, an answer out) and a replay of one is a chat call.
+# generation (a prompt in, an answer out) that a worker can replay.
 EMBEDDINGS = Kind("embeddings", "/embeddings", None)
 
 
@@ -95,6 +97,9 @@ class Call:
     event_id: str
     started: float  # perf_counter at arrival
     started_at: datetime
+    # This process's memory of Responses conversations (previous_response_id), when
+    # the call is a Responses call.
+    conversations: Conversations | None = None
 
     def body_for(self, upstream_model: str) -> bytes:
         """The body to send upstream: the client's bytes unless the model name changes."""
@@ -145,18 +150,35 @@ def record(
     ttft_s: float | None = None,
     http_status: int | None = None,
     error_class: str | None = None,
+    response_id: object = None,
 ) -> None:
     """Build the call's event and hand it to the tap; never raises."""
     capture = call.kind.capture_request
     if capture is None:
         return
     route = call.decision.route
+    conversations = call.conversations
     try:
-        if not tap.keeps(route, event_id):
+        kept = tap.keeps(route, event_id)
+        if not kept and conversations is None:
+            tap.record_sampled_out()
+            return
+        if conversations is not None:
+            # A continuation is captured with the turns it continues, and every answer
+            # (sampled or not) is remembered for the calls that will continue it.
+            context = conversations.context(call.body.get("previous_response_id"))
+            request = responses_request(call.body, context or ())
+            if response is not None and status is CallStatus.OK:
+                conversations.remember(response_id, request, response)
+        else:
+            request = capture(call.body)
+        if not kept:
             tap.record_sampled_out()
             return
         latency_ms = latency_s * 1000
         ttft_ms = min(ttft_s * 1000, latency_ms) if ttft_s is not None else None
+        if response is not None and usage.prompt_tokens is None:
+            usage = estimate_usage(request, response)  # a stream without include_usage
         tap.emit(
             CapturedCall(
                 event_id=event_id,
@@ -167,7 +189,7 @@ def record(
                 rollout=call.decision.rollout,
                 arm=arm,
                 model=model,
-                request=capture(call.body),
+                request=request,
                 response=response,
                 latency_ms=latency_ms,
                 ttft_ms=ttft_ms,
@@ -176,6 +198,9 @@ def record(
                 http_status=http_status,
                 prompt_tokens=usage.prompt_tokens,
                 completion_tokens=usage.completion_tokens,
+                cached_tokens=usage.cached_tokens,
+                reasoning_tokens=usage.reasoning_tokens,
+                tokens_estimated=usage.estimated,
                 stickiness_key=call.decision.stickiness_key,
             )
         )
@@ -193,9 +218,12 @@ def record_outcome(tap: Tap, call: Call, outcome: Outcome, *, arm: Arm, event_id
     status = call_status(outcome)
     response: ModelResponse | None = None
     usage = Usage()
+    response_id = None
     if status is CallStatus.OK:
         try:
-            response, usage = capture(orjson.loads(outcome.body))
+            payload = orjson.loads(outcome.body)
+            response, usage = capture(payload)
+            response_id = payload.get("id") if isinstance(payload, dict) else None
         except Exception as exc:  # noqa: BLE001 - an answer we cannot read is a tap error
             tap.record_tap_error()
             log.warning("gateway_capture_failed", endpoint=call.kind.name, error=type(exc).__name__)
@@ -212,4 +240,5 @@ def record_outcome(tap: Tap, call: Call, outcome: Outcome, *, arm: Arm, event_id
         usage=usage,
         http_status=outcome.upstream_status if status is not CallStatus.OK else None,
         error_class=outcome.error_class,
+        response_id=response_id,
     )

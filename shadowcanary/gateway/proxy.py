@@ -243,7 +243,7 @@ class Proxy:
         record(
             self._tap, call, event_id=event_id, model=model, arm=arm, status=status,
             latency_s=latency_s, response=answer, usage=usage, ttft_s=ttft_s,
-            error_class=failure_class,
+            error_class=failure_class, response_id=getattr(assembly, "response_id", None),
         )  # fmt: skip
 
     def _record_failed_before_fallback(

@@ -7,7 +7,7 @@ it stops. Tests can build one by hand with other parts.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import structlog
@@ -20,6 +20,7 @@ from shadowcanary.gateway.routing import Routing
 from shadowcanary.gateway.upstream import Upstreams
 from shadowcanary.settings import Settings
 from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.responses_capture import Conversations
 
 log = structlog.get_logger(__name__)
 
@@ -33,6 +34,8 @@ class Runtime:
     keys: KeyRing
     routing: Routing
     proxy: Proxy
+    # Responses conversations this process served, for previous_response_id captures.
+    conversations: Conversations = field(default_factory=Conversations)
 
     async def start(self) -> None:
         await self.upstreams.start()

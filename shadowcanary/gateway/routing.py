@@ -121,6 +121,10 @@ class Routing:
     def stickiness_of(self, route: str) -> str:
         return self._route(route).config.stickiness
 
+    def baseline_of(self, route: str) -> str:
+        """The route's baseline model (what endpoints it does not route are sent to)."""
+        return self._route(route).baseline
+
     def _route(self, name: str) -> _Route:
         found = self._routes.get(name)
         if found is None:

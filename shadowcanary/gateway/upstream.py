@@ -20,6 +20,7 @@ from yarl import URL
 
 from shadowcanary.gateway import metrics
 from shadowcanary.gateway.breaker import BreakerState, CircuitBreaker
+from shadowcanary.model_api import auth_headers, operation_urls
 from shadowcanary.settings import ModelEndpoint
 
 # Response headers of the upstream that are not the client's business or that the
@@ -63,6 +64,9 @@ class Endpoint:
     headers: Mapping[str, str]
     timeout_s: float
     secret: bytes  # the upstream key, to scrub from anything that goes back to a client
+    # Where each routed operation goes, in the endpoint's dialect (``model_api``).
+    urls: Mapping[str, URL]
+    config: ModelEndpoint  # for the paths passed through (``passthrough``)
 
     def scrub(self, body: bytes) -> bytes:
         return body.replace(self.secret, b"[redacted]") if self.secret in body else body
@@ -94,13 +98,15 @@ class Upstreams:
                 url_base=model.base_url.rstrip("/"),
                 upstream_model=model.upstream_model or name,
                 headers={
-                    "Authorization": f"Bearer {key}",
+                    **auth_headers(model),  # Bearer, or Azure's api-key
                     "Content-Type": "application/json",
                     # The body is read for capture: an encoded one would cost a decode.
                     "Accept-Encoding": "identity",
                 },
                 timeout_s=model.timeout_s,
                 secret=key.encode() if key else b"\0never\0",
+                urls=operation_urls(name, model),
+                config=model,
             )
             self.breakers[name] = CircuitBreaker(
                 name,
@@ -159,7 +165,9 @@ class Upstreams:
                 else aiohttp.ClientTimeout(total=timeout_s)
             )
             self._timeouts[(timeout_s, stream)] = timeout
-        url = self._urls.get((endpoint.name, path))
+        url = endpoint.urls.get(path)
+        if url is None:
+            url = self._urls.get((endpoint.name, path))
         if url is None:  # parsed once: yarl's parsing is a measurable share of a call
             url = self._urls[(endpoint.name, path)] = URL(endpoint.url_base + path)
         return await self.session.post(url, data=body, headers=endpoint.headers, timeout=timeout)

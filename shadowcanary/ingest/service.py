@@ -111,7 +111,7 @@ class IngestService:
         cost = None
         if event.prompt_tokens is not None and event.completion_tokens is not None:
             cost = self._settings.cost_usd(
-                event.model, event.prompt_tokens, event.completion_tokens
+                event.model, event.prompt_tokens, event.completion_tokens, event.cached_tokens
             )
         flags = assess(output_from_capture(event, cost), event.request) if event.response else None
         return AssessedCapture(event=event, flags=flags, cost_usd=cost)

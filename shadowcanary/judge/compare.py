@@ -182,6 +182,14 @@ def score_deltas(pair: ScoringInput, fields: Fields) -> Fields:
     fields["ttft_delta_ms"] = _delta(other.ttft_ms, reference.ttft_ms)
     fields["completion_token_delta"] = _delta(other.completion_tokens, reference.completion_tokens)
     fields["cost_delta_usd"] = _delta(other.cost_usd, reference.cost_usd)
+    reasoning = _delta(other.reasoning_tokens, reference.reasoning_tokens)
+    if reasoning:
+        # Part of the completion-token and cost deltas; named, since it is invisible in
+        # the answers and often the whole of a cost difference.
+        fields["notes"].append(
+            f"reasoning tokens {reference.reasoning_tokens} -> {other.reasoning_tokens} "
+            f"({reasoning:+d}, billed as output)"
+        )
     return fields
 
 
@@ -253,6 +261,8 @@ def output_from_capture(event: CapturedCall, cost_usd: float | None) -> CallOutp
         prompt_tokens=event.prompt_tokens,
         completion_tokens=event.completion_tokens,
         cost_usd=cost_usd,
+        cached_tokens=event.cached_tokens,
+        reasoning_tokens=event.reasoning_tokens,
     )
 
 

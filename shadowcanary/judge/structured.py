@@ -105,21 +105,30 @@ def json_valid(text: str | None, *, allow_code_fence: bool = False) -> bool:
     return True
 
 
-def response_format_type(request: ModelRequest) -> str | None:
-    """The ``response_format.type`` the request asked for, if any."""
+def _output_format(request: ModelRequest) -> Mapping[str, Any] | None:
+    """The format asked for: chat's ``response_format``, or the Responses API's
+    ``text.format`` (its ``json_schema`` carries the schema inline, not nested)."""
+    if request.api == "responses":
+        text = request.parameters.get("text")
+        fmt = text.get("format") if isinstance(text, Mapping) else None
+        return fmt if isinstance(fmt, Mapping) else None
     response_format = request.parameters.get("response_format")
-    if isinstance(response_format, Mapping):
-        kind = response_format.get("type")
-        return kind if isinstance(kind, str) else None
-    return None
+    return response_format if isinstance(response_format, Mapping) else None
+
+
+def response_format_type(request: ModelRequest) -> str | None:
+    """The output format type the request asked for (``json_object``, ...), if any."""
+    fmt = _output_format(request)
+    kind = fmt.get("type") if fmt is not None else None
+    return kind if isinstance(kind, str) else None
 
 
 def response_schema(request: ModelRequest) -> Mapping[str, Any] | None:
-    """The JSON schema of a ``json_schema`` response_format, if the request gave one."""
-    response_format = request.parameters.get("response_format")
-    if not isinstance(response_format, Mapping) or response_format.get("type") != "json_schema":
+    """The JSON schema of a ``json_schema`` output format, if the request gave one."""
+    fmt = _output_format(request)
+    if fmt is None or fmt.get("type") != "json_schema":
         return None
-    spec = response_format.get("json_schema")
+    spec = fmt if request.api == "responses" else fmt.get("json_schema")
     schema = spec.get("schema") if isinstance(spec, Mapping) else None
     return schema if isinstance(schema, Mapping) else None
 

@@ -21,6 +21,9 @@ class CallOutput:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
     cost_usd: float | None = None
+    # Shares of the two counts above: input from the prompt cache, output spent reasoning.
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,4 +1,4 @@
-"""Non-streamed chat completions for the replay worker, over one pooled aiohttp session.
+"""Non-streamed replays (chat completions and Responses) over one pooled aiohttp session.
 
 Why not the ``openai`` SDK here, as everywhere else: a replay worker is bound by its
 CPU per call, and the SDK builds an httpx request object on top of its aiohttp
@@ -24,19 +24,20 @@ import orjson
 from yarl import URL
 
 from shadowcanary.errors import UpstreamTimeout, UpstreamUnavailable
+from shadowcanary.model_api import auth_headers, operation_urls
 from shadowcanary.replay.openai_call import status_error
 from shadowcanary.settings import ModelEndpoint
 
 
 @dataclass(frozen=True, slots=True)
 class _Target:
-    url: URL
+    urls: Mapping[str, URL]  # by OpenAI path: /chat/completions, /responses
     headers: Mapping[str, str]  # holds the API key: never logged, never in an error
     timeout: aiohttp.ClientTimeout
 
 
 class ChatPoster:
-    """``POST {base_url}/chat/completions`` for each configured model.
+    """``POST`` chat completions and Responses calls for each configured model.
 
     Build and use it on one event loop (the replay runtime's); ``close`` it there.
     """
@@ -52,9 +53,9 @@ class ChatPoster:
         )
         self._targets = {
             name: _Target(
-                url=URL(endpoint.base_url.rstrip("/") + "/chat/completions"),
+                urls=operation_urls(name, endpoint),
                 headers={
-                    "Authorization": f"Bearer {endpoint.api_key.get_secret_value()}",
+                    **auth_headers(endpoint),
                     "Content-Type": "application/json",
                     "Accept": "application/json",
                     "User-Agent": "shadowcanary-replay",
@@ -64,8 +65,10 @@ class ChatPoster:
             for name, endpoint in endpoints.items()
         }
 
-    async def post(self, model: str, body: Mapping[str, Any]) -> bytes:
-        """The 2xx response body of ``model`` for ``body``.
+    async def post(
+        self, model: str, body: Mapping[str, Any], *, path: str = "/chat/completions"
+    ) -> bytes:
+        """The 2xx response body of ``model`` for ``body`` posted to ``path``.
 
         Raises:
             TransientError: 429, 5xx, 408/409, timeouts, connection failures.
@@ -74,7 +77,7 @@ class ChatPoster:
         target = self._targets[model]
         try:
             async with self._session.post(
-                target.url,
+                target.urls[path],
                 data=orjson.dumps(body),
                 headers=target.headers,
                 timeout=target.timeout,

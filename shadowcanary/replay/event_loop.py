@@ -22,7 +22,7 @@ import uvloop
 from shadowcanary.limits.budget import DailyBudget
 from shadowcanary.limits.ratelimit import RateLimit, RedisRateLimiter
 from shadowcanary.replay.chat_post import ChatPoster
-from shadowcanary.settings import Settings
+from shadowcanary.settings import ModelEndpoint, Settings
 
 T = TypeVar("T")
 
@@ -37,6 +37,32 @@ class ReplayResources:
     budget: DailyBudget
     in_flight: asyncio.Semaphore
     redis: aioredis.Redis
+
+
+def sdk_client(endpoint: ModelEndpoint, limits: httpx2.Limits) -> openai.AsyncOpenAI:
+    """The SDK client of one model endpoint, in its dialect (OpenAI, Azure classic or v1)."""
+    key = endpoint.api_key.get_secret_value()
+    common: dict[str, Any] = {
+        "api_key": key,
+        "timeout": endpoint.timeout_s,
+        # Retries are ours (Celery retry with backoff and a dead-letter table), not the
+        # SDK's silent ones.
+        "max_retries": 0,
+        # The SDK's aiohttp transport (openai[aiohttp]): its C HTTP parser and
+        # connection pool cost a fraction of the default transport's CPU per call,
+        # which is what bounds replays per second in one process.
+        "http_client": openai.DefaultAioHttpClient(limits=limits, timeout=endpoint.timeout_s),
+    }
+    if endpoint.provider == "azure" and endpoint.api_version is not None:
+        # Sends the api-key header and maps the model onto /openai/deployments/<name>.
+        return openai.AsyncAzureOpenAI(
+            azure_endpoint=endpoint.base_url, api_version=endpoint.api_version, **common
+        )
+    if endpoint.provider == "azure":
+        return openai.AsyncOpenAI(
+            base_url=endpoint.base_url, default_headers={"api-key": key}, **common
+        )
+    return openai.AsyncOpenAI(base_url=endpoint.base_url, **common)
 
 
 class ReplayRuntime:
@@ -71,18 +97,7 @@ class ReplayRuntime:
             )
         )
         for name, endpoint in settings.models.items():
-            clients[name] = openai.AsyncOpenAI(
-                base_url=endpoint.base_url,
-                api_key=endpoint.api_key.get_secret_value(),
-                timeout=endpoint.timeout_s,
-                # Retries are ours (Celery retry with backoff and a dead-letter table),
-                # not the SDK's silent ones.
-                max_retries=0,
-                # The SDK's aiohttp transport (openai[aiohttp]): its C HTTP parser and
-                # connection pool cost a fraction of the default transport's CPU per
-                # call, which is what bounds replays per second in one process.
-                http_client=openai.DefaultAioHttpClient(limits=limits, timeout=endpoint.timeout_s),
-            )
+            clients[name] = sdk_client(endpoint, limits)
             limiters[name] = RedisRateLimiter(redis, name, RateLimit.from_endpoint(endpoint))
         budget = DailyBudget.from_settings(redis, settings.replay)
         return ReplayResources(

@@ -34,10 +34,12 @@ from shadowcanary.errors import (
     UpstreamTimeout,
     UpstreamUnavailable,
 )
-from shadowcanary.events import ModelRequest
+from shadowcanary.events import ModelRequest, ModelResponse
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.replay.backoff import parse_retry_after
-from shadowcanary.tap.capture import StreamAssembly, response_from_completion, usage_of
+from shadowcanary.replay.responses_body import replay_body
+from shadowcanary.tap.capture import StreamAssembly, Usage, response_from_completion, usage_of
+from shadowcanary.tap.responses_capture import ResponsesStreamAssembly, responses_response
 
 # Parameters of the live call that must not be replayed as they were: the replay
 # chooses its own streaming, and never asks for more than one choice.
@@ -136,50 +138,45 @@ async def call_model(
     stream: bool,
     cost_per_token: tuple[float, float],
     poster: ChatPost | None = None,
+    cached_cost_per_token: float | None = None,
 ) -> CallOutput:
     """Send ``request`` to ``model`` and return what came back.
 
-    A non-streamed call goes through ``poster`` when one is given (the replay
-    worker's lean path, see ``chat_post``), else through the SDK's low-level ``post``.
+    A chat completion is replayed as a chat completion, a Responses call through the
+    candidate's Responses API (``responses_body``). A non-streamed call goes through
+    ``poster`` when one is given (the replay worker's lean path, see ``chat_post``),
+    else through the SDK's low-level ``post``. ``cost_per_token`` is (input, output);
+    cached input costs ``cached_cost_per_token`` (default: the input price).
 
     Raises:
         TransientError: 429, 5xx, timeouts, connection failures (retry later).
         UpstreamRejected: any other 4xx (recorded as a failed replay, not retried).
+        NotReplayable: a Responses call that cannot be sent again as it was.
     """
-    kwargs = request_kwargs(request, stream=stream)
     started = time.perf_counter()
-    ttft_ms = None
     try:
-        if stream:
-            # The same reassembly the tap applies to live streams.
-            assembly = StreamAssembly()
-            async for chunk in await client.chat.completions.create(model=upstream_model, **kwargs):
-                assembly.add(chunk, time.perf_counter())
-            response, usage = assembly.response(), assembly.usage
-            if response.finish_reason is None:
-                # The connection closed (or the body was no SSE at all) before the
-                # model said it was done: a cut-off answer is no evidence. Retry.
-                raise _malformed(model, "a stream that ended before any finish_reason")
-            if assembly.first_content_at is not None:
-                ttft_ms = (assembly.first_content_at - started) * 1000
+        if request.api == "responses":
+            body = replay_body(request, upstream_model=upstream_model)
+            response, usage, first_at = await _responses_call(
+                client, model, body, stream=stream, poster=poster
+            )
         else:
-            body = {"model": upstream_model, **kwargs}
-            if poster is not None:
-                content = await poster.post(model, body)
-            else:
-                # The SDK's default headers already say application/json.
-                raw = await client.post(
-                    "/chat/completions", content=orjson.dumps(body), cast_to=httpx2.Response
-                )
-                content = raw.content
-            completion = _json_object(content, model=model)
-            response, usage = response_from_completion(completion), usage_of(completion)
+            response, usage, first_at = await _chat_call(
+                client, model, upstream_model, request, stream=stream, poster=poster
+            )
     except openai.OpenAIError as exc:
         raise translate_error(exc, model=model) from exc
     latency_ms = (time.perf_counter() - started) * 1000
+    ttft_ms = (first_at - started) * 1000 if first_at is not None else None
     cost = None
     if usage.prompt_tokens is not None and usage.completion_tokens is not None:
-        cost = usage.prompt_tokens * cost_per_token[0] + usage.completion_tokens * cost_per_token[1]
+        cached = min(usage.cached_tokens or 0, usage.prompt_tokens)
+        cached_price = cost_per_token[0] if cached_cost_per_token is None else cached_cost_per_token
+        cost = (
+            (usage.prompt_tokens - cached) * cost_per_token[0]
+            + cached * cached_price
+            + usage.completion_tokens * cost_per_token[1]
+        )
     return CallOutput(
         model=model,
         text=response.text,
@@ -191,32 +188,105 @@ async def call_model(
         prompt_tokens=usage.prompt_tokens,
         completion_tokens=usage.completion_tokens,
         cost_usd=cost,
+        cached_tokens=usage.cached_tokens,
+        reasoning_tokens=usage.reasoning_tokens,
     )
+
+
+async def _chat_call(
+    client: openai.AsyncOpenAI,
+    model: str,
+    upstream_model: str,
+    request: ModelRequest,
+    *,
+    stream: bool,
+    poster: ChatPost | None,
+) -> tuple[ModelResponse, Usage, float | None]:
+    kwargs = request_kwargs(request, stream=stream)
+    if stream:
+        # The same reassembly the tap applies to live streams.
+        assembly = StreamAssembly()
+        async for chunk in await client.chat.completions.create(model=upstream_model, **kwargs):
+            assembly.add(chunk, time.perf_counter())
+        response = assembly.response()
+        if response.finish_reason is None:
+            # The connection closed (or the body was no SSE at all) before the
+            # model said it was done: a cut-off answer is no evidence. Retry.
+            raise _malformed(model, "a stream that ended before any finish_reason")
+        return response, assembly.usage, assembly.first_content_at
+    body = {"model": upstream_model, **kwargs}
+    content = await _post(client, model, "/chat/completions", body, poster)
+    completion = _json_object(content, model=model, answer_key="choices")
+    return response_from_completion(completion), usage_of(completion), None
+
+
+async def _responses_call(
+    client: openai.AsyncOpenAI,
+    model: str,
+    body: dict[str, Any],
+    *,
+    stream: bool,
+    poster: ChatPost | None,
+) -> tuple[ModelResponse, Usage, float | None]:
+    if stream:
+        assembly = ResponsesStreamAssembly()
+        async for event in await client.responses.create(**body, stream=True):
+            assembly.add(event, time.perf_counter())
+        if assembly.final is None:
+            raise _malformed(model, "a Responses stream that ended before response.completed")
+        response, usage = assembly.result()
+        return response, usage, assembly.first_content_at
+    content = await _post(client, model, "/responses", body, poster)
+    payload = _json_object(content, model=model, answer_key="output")
+    response, usage = responses_response(payload)
+    return response, usage, None
+
+
+async def _post(
+    client: openai.AsyncOpenAI,
+    model: str,
+    path: str,
+    body: dict[str, Any],
+    poster: ChatPost | None,
+) -> bytes:
+    if poster is not None:
+        return await poster.post(model, body, path=path)
+    # The SDK's default headers already say application/json. The Azure client maps
+    # the model onto its deployment path only for json bodies, so it gets one.
+    if isinstance(client, openai.AsyncAzureOpenAI):
+        raw = await client.post(path, body=body, cast_to=httpx2.Response)
+    else:
+        raw = await client.post(path, content=orjson.dumps(body), cast_to=httpx2.Response)
+    return bytes(raw.content)
 
 
 class ChatPost(Protocol):
     """What ``call_model`` needs of a non-SDK poster (``chat_post.ChatPoster``)."""
 
-    async def post(self, model: str, body: Mapping[str, Any]) -> bytes: ...
+    async def post(
+        self, model: str, body: Mapping[str, Any], *, path: str = "/chat/completions"
+    ) -> bytes: ...
 
 
-def _json_object(body: bytes, *, model: str) -> dict[str, Any]:
-    """The decoded completion; a 200 whose body is not a JSON object is a transient fault."""
+def _json_object(body: bytes, *, model: str, answer_key: str = "choices") -> dict[str, Any]:
+    """The decoded answer; a 200 whose body is not a JSON object is a transient fault."""
     try:
         decoded = orjson.loads(body)
     except orjson.JSONDecodeError as exc:
         raise _malformed(model, f"not JSON ({exc})") from exc
     if not isinstance(decoded, dict):
         raise _malformed(model, f"a JSON {type(decoded).__name__}, not an object")
-    if not decoded.get("choices"):
+    if not isinstance(decoded.get(answer_key), list) or (
+        answer_key == "choices" and not decoded["choices"]
+    ):
         # Some proxies answer 200 with an error document: no answer is no evidence.
-        raise _malformed(model, "a JSON object without choices")
+        raise _malformed(model, f"a JSON object without {answer_key}")
     return decoded
 
 
 def _malformed(model: str, what: str) -> TransientError:
     return UpstreamUnavailable(
-        f"{model}: the chat completion body is {what}",
-        hint="the endpoint answered 200 with a body that is not a chat completion; "
-        "check the model's base_url points at an OpenAI-compatible /v1",
+        f"{model}: the answer body is {what}",
+        hint="the endpoint answered 200 with a body that is not a chat completion or a "
+        "response; check the model's base_url points at an OpenAI-compatible /v1",
     )

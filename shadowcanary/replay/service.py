@@ -17,6 +17,7 @@ from datetime import datetime
 import structlog
 
 from shadowcanary.errors import (
+    NotReplayable,
     PermanentError,
     ShadowCanaryError,
     TransientError,
@@ -48,8 +49,11 @@ def in_noise_sample(event_id: str, rate: float) -> bool:
 def estimate_tokens(event: CapturedCall) -> int:
     """Tokens a replay will likely use, for the shared TPM limiter (before we know)."""
     prompt = event.prompt_tokens or max(1, len(event.prompt_text()) // 4)
-    max_tokens = event.request.parameters.get("max_tokens") or event.request.parameters.get(
-        "max_completion_tokens"
+    parameters = event.request.parameters
+    max_tokens = (
+        parameters.get("max_tokens")
+        or parameters.get("max_completion_tokens")
+        or parameters.get("max_output_tokens")
     )
     output = event.completion_tokens or (max_tokens if isinstance(max_tokens, int) else None)
     return prompt + (output or _DEFAULT_OUTPUT_TOKENS)
@@ -241,6 +245,11 @@ class ReplayService:
                         endpoint.output_usd_per_mtok / 1e6,
                     ),
                     poster=res.poster,
+                    cached_cost_per_token=(
+                        None
+                        if endpoint.cached_input_usd_per_mtok is None
+                        else endpoint.cached_input_usd_per_mtok / 1e6
+                    ),
                 )
         except UpstreamRateLimited as exc:
             if exc.retry_after_s:
@@ -253,7 +262,11 @@ class ReplayService:
             return ReplayRecord(
                 event_id=event.event_id,
                 kind=kind,
-                status=ReplayStatus.FAILED,
+                status=(
+                    ReplayStatus.NOT_REPLAYABLE
+                    if isinstance(exc, NotReplayable)
+                    else ReplayStatus.FAILED
+                ),
                 output=None,
                 comparison=None,
                 attempts=attempt,
@@ -276,7 +289,9 @@ class ReplayService:
             return None
         if event.model not in self._settings.models:
             return None
-        return self._settings.cost_usd(event.model, event.prompt_tokens, event.completion_tokens)
+        return self._settings.cost_usd(
+            event.model, event.prompt_tokens, event.completion_tokens, event.cached_tokens
+        )
 
     async def _embeddings(
         self, res: ReplayResources, reference: CallOutput, other: CallOutput

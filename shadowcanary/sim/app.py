@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -26,13 +27,14 @@ from shadowcanary.sim.embeddings import embed, encode_base64
 from shadowcanary.sim.json_body import parse_json_body
 from shadowcanary.sim.output import SimAnswer
 from shadowcanary.sim.profiles import ModelProfile, ProfileSet, describe_validation_error
-from shadowcanary.sim.prompt import SimPrompt, count_tokens
+from shadowcanary.sim.prompt import REASONING_TOKENS, SimPrompt, count_tokens, reasoning_tokens
 from shadowcanary.sim.reject import JSON_MEDIA, Reject, endpoint
 from shadowcanary.sim.requests import (
     ChatRequest,
     EmbeddingsRequest,
     RequestProblem,
     ResponsesRequest,
+    answer_turns,
 )
 from shadowcanary.sim.state import (
     DEFAULT_MAX_BODY_BYTES,
@@ -48,7 +50,44 @@ _Body = TypeVar("_Body", bound=BaseModel)
 _DRAIN_FACTOR = 8
 
 
+# Azure OpenAI's two dialects of the same operations (see ``_HotPaths``): classic
+# deployments (``api-key`` header, deployment in the path, ``api-version`` query) and
+# the v1 API (OpenAI's paths under /openai/v1, model in the body).
+_AZURE_CLASSIC = re.compile(r"^/openai/deployments/([^/]+)/(chat/completions|embeddings)$")
+_AZURE_CLASSIC_RESPONSES = "/openai/responses"
+_AZURE_V1 = "/openai/v1/"
+
+
+@dataclass(frozen=True, slots=True)
+class _AzureCall:
+    deployment: str | None  # classic: the deployment named in the path (the model asked for)
+    classic: bool
+
+
+def _azure_checks(request: Request, azure: _AzureCall) -> None:
+    if not azure.classic:
+        return
+    if not request.query_params.get("api-version"):
+        raise Reject(
+            404,
+            "Resource not found: Azure OpenAI deployment paths need the api-version query "
+            "parameter (e.g. ?api-version=2024-10-21).",
+            code="404",
+        )
+    if not request.headers.get("api-key", "").strip():
+        raise Reject(
+            401,
+            "Access denied due to invalid subscription key or wrong API endpoint. Make sure "
+            "to provide a valid key in the 'api-key' header (this is the shadowcanary "
+            "simulator speaking Azure OpenAI: any key works).",
+            code="401",
+        )
+
+
 def _require_api_key(request: Request) -> None:
+    azure: _AzureCall | None = request.scope.get("shadowcanary.azure")
+    if azure is not None:
+        _azure_checks(request, azure)
     auth = request.headers.get("authorization", "")
     scheme, _, token = auth.partition(" ")
     if scheme.lower() == "bearer" and token.strip():
@@ -88,6 +127,9 @@ async def _read_json(request: Request, sim: SimState) -> dict[str, Any]:
     body = parse_json_body(b"".join(chunks))
     if not isinstance(body, dict):
         raise Reject(400, f"The request body must be a JSON object, not {type(body).__name__}.")
+    azure: _AzureCall | None = request.scope.get("shadowcanary.azure")
+    if azure is not None and azure.deployment is not None:
+        body["model"] = azure.deployment  # Azure serves the deployment, whatever the body says
     return body
 
 
@@ -121,11 +163,53 @@ def _profile(sim: SimState, model: str) -> ModelProfile:
     return profile
 
 
-def _to_prompt(request_model: ChatRequest | ResponsesRequest) -> SimPrompt:
+def _to_prompt(
+    request_model: ChatRequest | ResponsesRequest, history: tuple[tuple[str, str], ...]
+) -> SimPrompt:
     try:
+        if isinstance(request_model, ResponsesRequest):
+            return request_model.to_prompt(history)
         return request_model.to_prompt()
     except RequestProblem as exc:
         raise Reject(400, exc.message, param=exc.param, model=request_model.model) from None
+
+
+def _history(sim: SimState, req: ChatRequest | ResponsesRequest) -> tuple[tuple[str, str], ...]:
+    """The stored turns a Responses call continues (``previous_response_id``)."""
+    if not isinstance(req, ResponsesRequest) or req.previous_response_id is None:
+        return ()
+    turns = sim.stored_conversation(req.previous_response_id)
+    if turns is None:
+        raise Reject(
+            400,
+            f"Previous response with id '{req.previous_response_id}' not found.",
+            code="previous_response_not_found",
+            param="previous_response_id",
+            model=req.model,
+        )
+    return turns
+
+
+def _spend(
+    req: ChatRequest | ResponsesRequest,
+    profile: ModelProfile,
+    history: tuple[tuple[str, str], ...],
+) -> shapes.Spend:
+    effort = req.reasoning_effort
+    if effort is not None and effort not in REASONING_TOKENS:
+        param = "reasoning.effort" if isinstance(req, ResponsesRequest) else "reasoning_effort"
+        raise Reject(
+            400,
+            f"Invalid value for {param}: {effort!r}; supported values are "
+            + ", ".join(repr(e) for e in REASONING_TOKENS)
+            + ".",
+            param=param,
+            model=req.model,
+        )
+    # The turns behind previous_response_id are a prefix the provider has seen: served
+    # from its prompt cache, as OpenAI reports them (input_tokens_details.cached_tokens).
+    cached = SimPrompt(messages=history).prompt_tokens() if history else 0
+    return shapes.Spend(reasoning_tokens(effort, profile.reasoning_scale), cached)
 
 
 async def _apply_fault(sim: SimState, model: str, profile: ModelProfile, timing: Timing) -> None:
@@ -174,6 +258,8 @@ class _Generation(Generic[_Generating]):
     answer: SimAnswer
     rid: str
     created: int
+    spend: shapes.Spend
+    history: tuple[tuple[str, str], ...]
 
 
 async def _generate(
@@ -184,12 +270,16 @@ async def _generate(
     body = await _read_json(request, sim)
     req = _validated(kind, body, sim)
     profile = _profile(sim, req.model)
-    prompt = _to_prompt(req)
+    history = _history(sim, req)
+    prompt = _to_prompt(req, history)
+    spend = _spend(req, profile, history)
     timing = sim.draw_timing(profile)
     await _apply_fault(sim, req.model, profile, timing)
     answer = sim.answer(req.model, prompt)
     sim.record(req.model, 200)
-    return _Generation(req, body, profile, timing, answer, sim.new_id(), int(time.time()))
+    return _Generation(
+        req, body, profile, timing, answer, sim.new_id(), int(time.time()), spend, history
+    )
 
 
 async def _chat_completions(request: Request, sim: SimState) -> Response:
@@ -204,10 +294,15 @@ async def _chat_completions(request: Request, sim: SimState) -> Response:
     )
     if not req.stream:
         await asyncio.sleep(timing.latency_s)
-        payload = shapes.chat_completion(f"chatcmpl-{rid}", created, req.model, answer)
+        payload = shapes.chat_completion(f"chatcmpl-{rid}", created, req.model, answer, gen.spend)
         return Response(shapes.dumps(payload), headers=_headers(rid, timing), media_type=JSON_MEDIA)
     chunks = shapes.ChatChunks(
-        f"chatcmpl-{rid}", created, req.model, answer, include_usage=req.include_usage
+        f"chatcmpl-{rid}",
+        created,
+        req.model,
+        answer,
+        include_usage=req.include_usage,
+        spend=gen.spend,
     )
     deltas = chunks.deltas(profile.stream_words_per_chunk)
     # The role chunk travels with the first content delta, both at TTFT.
@@ -227,13 +322,18 @@ async def _responses(request: Request, sim: SimState) -> Response:
         gen.rid,
         gen.created,
     )
+    if req.store:
+        calls = [(c.name, c.arguments) for c in answer.tool_calls]
+        text = answer.content if answer.content is not None else answer.refusal
+        turns = gen.history + req.conversation() + answer_turns(text, calls)
+        sim.store_response(f"resp_{rid}", turns)
     if not req.stream:
         await asyncio.sleep(timing.latency_s)
-        payload = shapes.response_object(rid, created, req.model, answer, body)
+        payload = shapes.response_object(rid, created, req.model, answer, body, gen.spend)
         return Response(shapes.dumps(payload), headers=_headers(rid, timing), media_type=JSON_MEDIA)
     events = list(
         shapes.response_events(
-            rid, created, req.model, answer, body, profile.stream_words_per_chunk
+            rid, created, req.model, answer, body, profile.stream_words_per_chunk, gen.spend
         )
     )
     return EventStream(paced(events, 2, timing), _headers(rid, timing))
@@ -263,6 +363,19 @@ async def _embeddings(request: Request, sim: SimState) -> Response:
     )
 
 
+async def _moderations(request: Request, sim: SimState) -> Response:
+    """Moderations (no profile: the simulator flags nothing), so proxies can be tested."""
+    _require_api_key(request)
+    body = await _read_json(request, sim)
+    raw = body.get("input")
+    if not isinstance(raw, str | list) or not raw:
+        raise Reject(400, "'input' must be a string or a non-empty array.", param="input")
+    model = body.get("model")
+    model = model if isinstance(model, str) else "omni-moderation-latest"
+    payload = shapes.moderation_body(sim.new_id(), model, 1 if isinstance(raw, str) else len(raw))
+    return Response(shapes.dumps(payload), media_type=JSON_MEDIA)
+
+
 async def _models(request: Request, sim: SimState) -> Response:
     _require_api_key(request)
     created = int(sim.started_at)
@@ -286,7 +399,8 @@ async def _healthz(request: Request, sim: SimState) -> Response:
 async def _not_found(request: Request, exc: Exception) -> Response:
     body = shapes.error_body(
         f"Unknown path {request.method} {request.url.path} (shadowcanary simulator: "
-        "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/models, /healthz, /admin/...)",
+        "/v1/chat/completions, /v1/responses, /v1/embeddings, /v1/moderations, /v1/models, "
+        "/healthz, /admin/...)",
         "invalid_request_error",
     )
     status = getattr(exc, "status_code", 404)
@@ -311,6 +425,8 @@ class _HotPaths:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and scope["method"] == "POST":
+            if scope["path"].startswith("/openai/"):
+                scope = _azure_scope(scope)
             handler = self._hot.get(scope["path"])
             if handler is not None:
                 scope["app"] = self.app  # what Starlette sets; request.app reads it
@@ -318,6 +434,21 @@ class _HotPaths:
                 await response(scope, receive, send)
                 return
         await self.app(scope, receive, send)
+
+
+def _azure_scope(scope: Scope) -> Scope:
+    """An Azure OpenAI path as the OpenAI path it stands for, the dialect noted in the scope."""
+    path: str = scope["path"]
+    azure: _AzureCall | None = None
+    if path.startswith(_AZURE_V1):
+        azure, path = _AzureCall(deployment=None, classic=False), "/v1/" + path[len(_AZURE_V1) :]
+    elif path == _AZURE_CLASSIC_RESPONSES:
+        azure, path = _AzureCall(deployment=None, classic=True), "/v1/responses"
+    elif match := _AZURE_CLASSIC.match(path):
+        azure, path = _AzureCall(deployment=match[1], classic=True), f"/v1/{match[2]}"
+    if azure is None:
+        return scope
+    return {**scope, "path": path, "raw_path": path.encode(), "shadowcanary.azure": azure}
 
 
 def create_app(
@@ -339,6 +470,7 @@ def create_app(
     }
     routes = [
         *(Route(path, handler, methods=["POST"]) for path, handler in hot.items()),
+        Route("/v1/moderations", endpoint(_moderations), methods=["POST"]),
         Route("/v1/models", endpoint(_models), methods=["GET"]),
         Route("/v1/models/{model:path}", endpoint(_model), methods=["GET"]),
         Route("/healthz", endpoint(_healthz), methods=["GET"]),

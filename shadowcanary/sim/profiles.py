@@ -73,6 +73,9 @@ class ModelProfile(BaseModel):
     # With tools offered and tool_choice "auto", share of prompts answered by a tool call.
     tool_use_rate: float = Field(default=0.8, ge=0.0, le=1.0)
     sampling_noise: float = Probability
+    # Reasoning tokens a call with a reasoning effort spends, as a multiple of
+    # ``prompt.REASONING_TOKENS`` (0: a model that does not reason).
+    reasoning_scale: float = Field(default=1.0, ge=0.0, le=100.0)
 
     input_usd_per_mtok: float = Field(default=0.0, ge=0.0)
     output_usd_per_mtok: float = Field(default=0.0, ge=0.0)

@@ -95,6 +95,16 @@ class SimPrompt:
         return count_tokens_chars(chars) + 3 * len(self.messages)
 
 
+# Reasoning tokens spent per effort (before the profile's ``reasoning_scale``); billed
+# as output tokens and reported in ``output_tokens_details.reasoning_tokens``.
+REASONING_TOKENS = {"none": 0, "minimal": 16, "low": 64, "medium": 192, "high": 512, "xhigh": 1024}
+
+
+def reasoning_tokens(effort: str | None, scale: float) -> int:
+    """Reasoning tokens a call with ``effort`` spends on a profile with ``scale``."""
+    return round(REASONING_TOKENS.get(effort or "none", 0) * scale)
+
+
 def count_tokens(text: str | None) -> int:
     """Approximate tokens of ``text`` (ceil of characters / 4)."""
     return count_tokens_chars(len(text)) if text else 0

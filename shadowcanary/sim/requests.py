@@ -8,6 +8,7 @@ simulator does read is checked and turned into a ``SimPrompt``.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -55,6 +56,7 @@ class ChatRequest(_Lenient):
     max_tokens: int | None = Field(default=None, ge=1)
     max_completion_tokens: int | None = Field(default=None, ge=1)
     n: int = Field(default=1, ge=1)
+    reasoning_effort: str | None = None
 
     @property
     def include_usage(self) -> bool:
@@ -165,16 +167,32 @@ class ResponsesRequest(_Lenient):
     text: dict[str, Any] | None = None
     max_output_tokens: int | None = Field(default=None, ge=1)
     stream: bool = False
+    # As in OpenAI's API: responses are stored unless ``store`` is false, and a stored
+    # one can be continued with ``previous_response_id`` (its instructions are not).
+    store: bool = True
+    previous_response_id: str | None = None
+    reasoning: dict[str, Any] | None = None
 
-    def to_prompt(self) -> SimPrompt:
+    @property
+    def reasoning_effort(self) -> str | None:
+        effort = (self.reasoning or {}).get("effort")
+        return effort if isinstance(effort, str) else None
+
+    def conversation(self) -> tuple[tuple[str, str], ...]:
+        """This request's input items as (role, text), instructions not included."""
+        if isinstance(self.input, str):
+            return (("user", self.input),)
+        turns = (_input_item(item, i) for i, item in enumerate(self.input))
+        return tuple(turn for turn in turns if turn is not None)
+
+    def to_prompt(self, history: tuple[tuple[str, str], ...] = ()) -> SimPrompt:
+        """The prompt, after ``history`` (the turns behind ``previous_response_id``)."""
         messages: list[tuple[str, str]] = []
         if self.instructions:
             messages.append(("system", self.instructions))
-        if isinstance(self.input, str):
-            messages.append(("user", self.input))
-        else:
-            messages.extend(_input_item(item, i) for i, item in enumerate(self.input))
-        if not messages:
+        messages.extend(history)
+        messages.extend(self.conversation())
+        if len(messages) == len(history) + bool(self.instructions):
             raise RequestProblem("input must not be empty", "input")
         tools = tuple(
             ToolSpec(str(t["name"]), t.get("parameters") or {})
@@ -192,8 +210,10 @@ class ResponsesRequest(_Lenient):
         )
 
 
-def _input_item(item: dict[str, Any], index: int) -> tuple[str, str]:
+def _input_item(item: dict[str, Any], index: int) -> tuple[str, str] | None:
     kind = item.get("type", "message")
+    if kind == "reasoning":
+        return None  # a reasoning item handed back: context, no text of its own
     if kind == "message":
         role = item.get("role")
         if role not in ("system", "developer", "user", "assistant"):
@@ -205,6 +225,15 @@ def _input_item(item: dict[str, Any], index: int) -> tuple[str, str]:
         output = item.get("output")
         return "tool", output if isinstance(output, str) else json.dumps(output)
     raise RequestProblem(f"input[{index}].type {kind!r} is not supported by the simulator")
+
+
+def answer_turns(text: str | None, calls: Sequence[tuple[str, str]]) -> tuple[tuple[str, str], ...]:
+    """An answer's output items as the turns its continuation sees, rendered exactly as
+    the same items handed back as input would be (so a conversation continued with
+    ``previous_response_id`` and one replayed with its items in full ask the same)."""
+    turns = [("assistant", text)] if text is not None else []
+    turns.extend(("assistant", _calls_text([call])) for call in calls)
+    return tuple(turns)
 
 
 def _responses_format(text: dict[str, Any] | None) -> tuple[OutputFormat, dict[str, Any] | None]:

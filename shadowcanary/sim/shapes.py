@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import orjson
@@ -47,14 +48,27 @@ def split_pieces(text: str, words_per_piece: int) -> list[str]:
     return pieces
 
 
-def _usage(answer: SimAnswer) -> dict[str, Any]:
+@dataclass(frozen=True, slots=True)
+class Spend:
+    """Tokens a call spends beyond its answer's text: reasoning (billed as output) and
+    input served from the prompt cache (a share of the input tokens)."""
+
+    reasoning_tokens: int = 0
+    cached_tokens: int = 0
+
+
+NO_SPEND = Spend()
+
+
+def _usage(answer: SimAnswer, spend: Spend = NO_SPEND) -> dict[str, Any]:
+    completion = answer.completion_tokens + spend.reasoning_tokens
     return {
         "prompt_tokens": answer.prompt_tokens,
-        "completion_tokens": answer.completion_tokens,
-        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
-        "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+        "completion_tokens": completion,
+        "total_tokens": answer.prompt_tokens + completion,
+        "prompt_tokens_details": {"cached_tokens": spend.cached_tokens, "audio_tokens": 0},
         "completion_tokens_details": {
-            "reasoning_tokens": 0,
+            "reasoning_tokens": spend.reasoning_tokens,
             "audio_tokens": 0,
             "accepted_prediction_tokens": 0,
             "rejected_prediction_tokens": 0,
@@ -62,7 +76,9 @@ def _usage(answer: SimAnswer) -> dict[str, Any]:
     }
 
 
-def chat_completion(rid: str, created: int, model: str, answer: SimAnswer) -> dict[str, Any]:
+def chat_completion(
+    rid: str, created: int, model: str, answer: SimAnswer, spend: Spend = NO_SPEND
+) -> dict[str, Any]:
     message: dict[str, Any] = {
         "role": "assistant",
         "content": answer.content,
@@ -91,7 +107,7 @@ def chat_completion(rid: str, created: int, model: str, answer: SimAnswer) -> di
                 "finish_reason": answer.finish_reason,
             }
         ],
-        "usage": _usage(answer),
+        "usage": _usage(answer, spend),
         "service_tier": "default",
         "system_fingerprint": SYSTEM_FINGERPRINT,
     }
@@ -101,7 +117,14 @@ class ChatChunks:
     """SSE ``data:`` lines of one streamed chat completion, in OpenAI's order."""
 
     def __init__(
-        self, rid: str, created: int, model: str, answer: SimAnswer, *, include_usage: bool
+        self,
+        rid: str,
+        created: int,
+        model: str,
+        answer: SimAnswer,
+        *,
+        include_usage: bool,
+        spend: Spend = NO_SPEND,
     ) -> None:
         self._head = {
             "id": rid,
@@ -112,6 +135,7 @@ class ChatChunks:
             "system_fingerprint": SYSTEM_FINGERPRINT,
         }
         self._answer = answer
+        self._spend = spend
         self._include_usage = include_usage
         self._prefix = b"data: " + dumps(self._head)[:-1] + b',"choices":[{"index":0,"delta":'
         self._suffix = b"}]" + (b',"usage":null' if include_usage else b"") + b"}\n\n"
@@ -159,24 +183,28 @@ class ChatChunks:
         """The usage chunk (when asked for) and ``[DONE]``."""
         out = []
         if self._include_usage:
-            body = {**self._head, "choices": [], "usage": _usage(self._answer)}
+            body = {**self._head, "choices": [], "usage": _usage(self._answer, self._spend)}
             out.append(b"data: " + dumps(body) + b"\n\n")
         out.append(b"data: [DONE]\n\n")
         return out
 
 
-def _response_usage(answer: SimAnswer) -> dict[str, Any]:
+def _response_usage(answer: SimAnswer, spend: Spend) -> dict[str, Any]:
+    output = answer.completion_tokens + spend.reasoning_tokens
     return {
         "input_tokens": answer.prompt_tokens,
-        "input_tokens_details": {"cached_tokens": 0},
-        "output_tokens": answer.completion_tokens,
-        "output_tokens_details": {"reasoning_tokens": 0},
-        "total_tokens": answer.prompt_tokens + answer.completion_tokens,
+        "input_tokens_details": {"cached_tokens": spend.cached_tokens},
+        "output_tokens": output,
+        "output_tokens_details": {"reasoning_tokens": spend.reasoning_tokens},
+        "total_tokens": answer.prompt_tokens + output,
     }
 
 
-def _output_items(rid: str, answer: SimAnswer, status: str) -> list[dict[str, Any]]:
+def _output_items(rid: str, answer: SimAnswer, status: str, spend: Spend) -> list[dict[str, Any]]:
     items: list[dict[str, Any]] = []
+    if spend.reasoning_tokens:
+        # What OpenAI returns for a reasoning model without a summary asked for.
+        items.append({"type": "reasoning", "id": f"rs_{rid}", "summary": []})
     if answer.content is not None or answer.refusal is not None:
         part: dict[str, Any] = (
             {"type": "refusal", "refusal": answer.refusal}
@@ -207,9 +235,16 @@ def _output_items(rid: str, answer: SimAnswer, status: str) -> list[dict[str, An
 
 
 def response_object(
-    rid: str, created: int, model: str, answer: SimAnswer | None, request: dict[str, Any]
+    rid: str,
+    created: int,
+    model: str,
+    answer: SimAnswer | None,
+    request: dict[str, Any],
+    spend: Spend = NO_SPEND,
 ) -> dict[str, Any]:
     """A Responses API object; ``answer=None`` gives the in-progress shell for streaming."""
+    reasoning = request.get("reasoning")
+    effort = reasoning.get("effort") if isinstance(reasoning, dict) else None
     incomplete = answer is not None and answer.finish_reason == "length"
     status = "in_progress" if answer is None else ("incomplete" if incomplete else "completed")
     return {
@@ -222,24 +257,30 @@ def response_object(
         "instructions": request.get("instructions"),
         "max_output_tokens": request.get("max_output_tokens"),
         "model": model,
-        "output": [] if answer is None else _output_items(rid, answer, status),
+        "output": [] if answer is None else _output_items(rid, answer, status, spend),
         "parallel_tool_calls": True,
-        "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None},
-        "store": False,
+        "previous_response_id": request.get("previous_response_id"),
+        "reasoning": {"effort": effort, "summary": None},
+        "store": request.get("store", True) is not False,
         "temperature": 1.0,
         "text": request.get("text") or {"format": {"type": "text"}},
         "tool_choice": request.get("tool_choice") or "auto",
         "tools": request.get("tools") or [],
         "top_p": 1.0,
         "truncation": "disabled",
-        "usage": None if answer is None else _response_usage(answer),
+        "usage": None if answer is None else _response_usage(answer, spend),
         "metadata": {},
     }
 
 
 def response_events(
-    rid: str, created: int, model: str, answer: SimAnswer, request: dict[str, Any], words: int
+    rid: str,
+    created: int,
+    model: str,
+    answer: SimAnswer,
+    request: dict[str, Any],
+    words: int,
+    spend: Spend = NO_SPEND,
 ) -> Iterator[tuple[bool, bytes]]:
     """``(is_delta, sse_bytes)`` for a streamed Responses call, in OpenAI's event order."""
     seq = iter(range(1_000_000))
@@ -251,10 +292,12 @@ def response_events(
     shell = response_object(rid, created, model, None, request)
     yield False, event("response.created", response=shell)
     yield False, event("response.in_progress", response=shell)
-    final = response_object(rid, created, model, answer, request)
+    final = response_object(rid, created, model, answer, request, spend)
     for index, item in enumerate(final["output"]):
         yield False, event("response.output_item.added", output_index=index, item=_opened(item))
-        if item["type"] == "message":
+        if item["type"] == "reasoning":
+            pass  # no summary asked for: the item opens and closes
+        elif item["type"] == "message":
             part = item["content"][0]
             text_key = "refusal" if part["type"] == "refusal" else "text"
             empty = {**part, text_key: ""}
@@ -285,6 +328,8 @@ def response_events(
 
 
 def _opened(item: dict[str, Any]) -> dict[str, Any]:
+    if item["type"] == "reasoning":
+        return item
     if item["type"] == "message":
         return {**item, "status": "in_progress", "content": []}
     return {**item, "status": "in_progress", "arguments": ""}
@@ -299,6 +344,24 @@ def embeddings_body(model: str, vectors: list[Any], prompt_tokens: int) -> dict[
         "model": model,
         "usage": {"prompt_tokens": prompt_tokens, "total_tokens": prompt_tokens},
     }
+
+
+_MODERATION_CATEGORIES = (
+    "harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+    "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+    "sexual/minors", "violence", "violence/graphic",
+)  # fmt: skip
+
+
+def moderation_body(rid: str, model: str, inputs: int) -> dict[str, Any]:
+    """A moderation result flagging nothing, for each input (OpenAI's shape)."""
+    result = {
+        "flagged": False,
+        "categories": dict.fromkeys(_MODERATION_CATEGORIES, False),
+        "category_scores": dict.fromkeys(_MODERATION_CATEGORIES, 0.0),
+        "category_applied_input_types": {c: ["text"] for c in _MODERATION_CATEGORIES},
+    }
+    return {"id": f"modr-{rid}", "model": model, "results": [result] * inputs}
 
 
 def model_entry(name: str, created: int) -> dict[str, Any]:

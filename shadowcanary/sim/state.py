@@ -52,6 +52,9 @@ class SimState:
         # None disables the admin API (nothing to compare a presented token with).
         self._admin_token = admin_token.encode() if admin_token else None
         self._cache: OrderedDict[tuple[int, str, str, int | None], SimAnswer] = OrderedDict()
+        # Stored Responses (``store`` not false): id -> the conversation so far, without
+        # instructions, for ``previous_response_id``. Bounded like the answer cache.
+        self._responses: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
         self._id_prefix = secrets.token_hex(4)
         self._next_id = 0
 
@@ -102,6 +105,15 @@ class SimState:
             self._cache.move_to_end(key)
         noise = self.profiles[model].sampling_noise
         return add_sampling_noise(cached, noise, self.rng) if noise > 0 else cached
+
+    def store_response(self, response_id: str, turns: tuple[tuple[str, str], ...]) -> None:
+        self._responses[response_id] = turns
+        if len(self._responses) > _CACHE_ENTRIES:
+            self._responses.popitem(last=False)
+
+    def stored_conversation(self, response_id: str) -> tuple[tuple[str, str], ...] | None:
+        """The turns behind a stored response, or None if it was never stored (or evicted)."""
+        return self._responses.get(response_id)
 
     def stats(self) -> dict[str, object]:
         requests = {model: dict(sorted(c.items())) for model, c in sorted(self.counts.items())}

@@ -113,6 +113,8 @@ def _shadow_zero() -> dict[str, float]:
 
 def add_replay(counters: dict[str, float], record: ReplayRecord) -> None:
     """Count one new replay (and its comparison, when there is one) into a shadow bucket."""
+    if record.status is ReplayStatus.NOT_REPLAYABLE:
+        return  # never sent: neither a replay nor a failure (its row says why)
     counters["replays"] += 1
     counters["other_failed"] += record.status is ReplayStatus.FAILED
     counters["skipped_budget"] += record.status is ReplayStatus.SKIPPED_BUDGET

@@ -60,6 +60,9 @@ def _output_document(output: CallOutput) -> dict[str, Any]:
         "tool_calls": [call.model_dump(mode="json") for call in output.tool_calls],
         "finish_reason": output.finish_reason,
         "refusal": output.refusal,
+        # Kept here rather than in columns: what the cost counted, for a person to check.
+        "cached_tokens": output.cached_tokens,
+        "reasoning_tokens": output.reasoning_tokens,
     }
 
 

@@ -160,13 +160,48 @@ def _finish_reason(value: Any) -> Any:
 class Usage:
     prompt_tokens: int | None = None
     completion_tokens: int | None = None
+    # Shares of the two above: input served from the prompt cache, output spent reasoning.
+    cached_tokens: int | None = None
+    reasoning_tokens: int | None = None
+    estimated: bool = False  # counted by us (``estimate_usage``), not by the provider
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 def usage_of(obj: Any) -> Usage:
+    """Token usage of a chat completion (or its last chunk)."""
     usage = _get(obj, "usage")
     if usage is None:
         return Usage()
-    return Usage(_get(usage, "prompt_tokens"), _get(usage, "completion_tokens"))
+    return Usage(
+        _get(usage, "prompt_tokens"),
+        _get(usage, "completion_tokens"),
+        _int_or_none(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+        _int_or_none(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
+    )
+
+
+# OpenAI's rule of thumb for English text; framing tokens per message as in its cookbook.
+CHARS_PER_TOKEN = 4
+_TOKENS_PER_MESSAGE = 3
+
+
+def estimate_usage(request: ModelRequest, response: ModelResponse) -> Usage:
+    """Token counts for a call whose provider reported none (a chat stream without
+    ``stream_options.include_usage``): characters / 4 plus 3 per message, as OpenAI's
+    guidance estimates them. Marked ``estimated``; never mixed up with real counts."""
+    prompt_chars = sum(len(m.text()) for m in request.messages)
+    prompt_chars += sum(len(t.name) + len(str(t.parameters)) for t in request.tools)
+    answer_chars = len(response.text or "") + len(response.refusal or "")
+    answer_chars += sum(len(c.name) + len(c.arguments) for c in response.tool_calls)
+    return Usage(
+        prompt_tokens=-(-prompt_chars // CHARS_PER_TOKEN)
+        + _TOKENS_PER_MESSAGE * len(request.messages),
+        completion_tokens=-(-answer_chars // CHARS_PER_TOKEN),
+        estimated=True,
+    )
 
 
 def response_from_completion(completion: Any) -> ModelResponse:

@@ -1,12 +1,14 @@
-"""Drop-in tap for ``openai.OpenAI`` / ``openai.AsyncOpenAI``: every chat completion is captured.
+"""Drop-in tap for ``openai.OpenAI`` / ``openai.AsyncOpenAI``: every generation is captured.
 
-``tap_openai(client, tap, ...)`` patches ``client.chat.completions.create`` on that
-client instance and returns the same client, so every other attribute and type check
-keeps working. Non-streamed calls are captured when they return or raise (the
-exception reaches the caller unchanged). Streamed calls return the SDK's own
-``Stream``/``AsyncStream`` object yielding the same chunk objects in the same order;
-the tap watches them go by, reassembles the answer and emits when the stream ends,
-fails or is closed early (status ``cancelled``).
+``tap_openai(client, tap, ...)`` patches ``client.chat.completions.create`` and
+``client.responses.create`` on that client instance and returns the same client, so
+every other attribute and type check keeps working. Non-streamed calls are captured
+when they return or raise (the exception reaches the caller unchanged). Streamed
+calls return the SDK's own ``Stream``/``AsyncStream`` object yielding the same
+chunks (or Responses events) in the same order; the tap watches them go by,
+reassembles the answer and emits when the stream ends, fails or is closed early
+(status ``cancelled``). A Responses call continuing an earlier one of this client
+(``previous_response_id``) is captured with the earlier turns (bounded memory).
 
 Nothing in the tap path may hurt the call: any exception while capturing is caught,
 counted as ``tap_error`` and logged at warning (without prompt text).
@@ -23,7 +25,7 @@ import time
 import uuid
 import weakref
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -36,6 +38,7 @@ from shadowcanary.events import (
     Arm,
     CallStatus,
     CapturedCall,
+    ModelRequest,
     ModelResponse,
     hash_stickiness_key,
     now_utc,
@@ -43,12 +46,19 @@ from shadowcanary.events import (
 from shadowcanary.tap.capture import (
     StreamAssembly,
     Usage,
+    estimate_usage,
     failure_of,
     request_from_kwargs,
     response_from_completion,
     usage_of,
 )
 from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.responses_capture import (
+    Conversations,
+    ResponsesStreamAssembly,
+    responses_request,
+    responses_response,
+)
 
 log = structlog.get_logger(__name__)
 
@@ -77,6 +87,43 @@ class _Context:
     salt: str
     stickiness_from: StickinessFrom
     model_router: ModelRouter | None
+    conversations: Conversations = field(default_factory=Conversations)
+
+
+@dataclass(frozen=True, slots=True)
+class _Api:
+    """How one ``create`` method's calls are captured."""
+
+    name: str
+    iterable_arguments: tuple[str, ...]  # one-shot iterables are listed before the call
+    request: Callable[[_Context, Mapping[str, Any]], ModelRequest]
+    result: Callable[[Any], tuple[ModelResponse, Usage]]
+    new_assembly: Callable[[], Any]
+
+
+def _chat_result(result: Any) -> tuple[ModelResponse, Usage]:
+    return response_from_completion(result), usage_of(result)
+
+
+def _responses_request(ctx: _Context, kwargs: Mapping[str, Any]) -> ModelRequest:
+    context = ctx.conversations.context(kwargs.get("previous_response_id"))
+    return responses_request(kwargs, context or ())
+
+
+_CHAT = _Api(
+    "chat.completions",
+    ("messages", "tools", "functions"),
+    lambda _ctx, kwargs: request_from_kwargs(kwargs),
+    _chat_result,
+    StreamAssembly,
+)
+_RESPONSES = _Api(
+    "responses",
+    ("input", "tools", "include"),
+    _responses_request,
+    responses_response,
+    ResponsesStreamAssembly,
+)
 
 
 def _tap_error(ctx: _Context, where: str, exc: BaseException) -> None:
@@ -102,7 +149,7 @@ class _Call:
     def __init__(
         self,
         ctx: _Context,
-        kwargs: dict[str, Any],
+        request: ModelRequest,
         event_id: str,
         model: str,
         arm: Arm,
@@ -113,7 +160,7 @@ class _Call:
         self.model = model
         self.arm = arm
         self.stickiness = key
-        self.request = request_from_kwargs(kwargs)
+        self.request = request
         self.done = False
         self.started_at = now_utc()
         self.started = time.perf_counter()
@@ -126,11 +173,17 @@ class _Call:
         usage: Usage = Usage(),  # noqa: B008 - frozen value object
         first_content_at: float | None = None,
         exc: BaseException | None = None,
+        response_id: Any = None,
     ) -> None:
         if self.done:
             return
         self.done = True
         try:
+            if response is not None and exc is None:
+                if usage.prompt_tokens is None:
+                    usage = estimate_usage(self.request, response)  # a stream without usage
+                if self.request.api == "responses" and status is CallStatus.OK:
+                    self.ctx.conversations.remember(response_id, self.request, response)
             latency_ms = (time.perf_counter() - self.started) * 1000
             failure = failure_of(exc) if exc is not None else None
             ttft_ms = (
@@ -155,6 +208,9 @@ class _Call:
                     http_status=failure.http_status if failure else None,
                     prompt_tokens=usage.prompt_tokens,
                     completion_tokens=usage.completion_tokens,
+                    cached_tokens=usage.cached_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    tokens_estimated=usage.estimated,
                     stickiness_key=self.stickiness,
                 )
             )
@@ -162,7 +218,7 @@ class _Call:
             _tap_error(self.ctx, "emit", error)
 
 
-def _begin(ctx: _Context, kwargs: dict[str, Any]) -> _Call | None:
+def _begin(ctx: _Context, api: _Api, kwargs: dict[str, Any]) -> _Call | None:
     """Route the model, then decide whether and how to capture; never raises."""
     try:
         raw_id = ctx.stickiness_from(kwargs)
@@ -174,27 +230,31 @@ def _begin(ctx: _Context, kwargs: dict[str, Any]) -> _Call | None:
             kwargs["model"] = model
             if model != requested:
                 arm = Arm.CANDIDATE
-        for name in ("messages", "tools", "functions"):
+        for name in api.iterable_arguments:
             # A one-shot iterable would be consumed by the capture: hand the SDK a list.
             value = kwargs.get(name)
             if value is not None and not isinstance(
-                value, list | tuple | openai.NotGiven | openai.Omit
+                value, str | list | tuple | openai.NotGiven | openai.Omit
             ):
                 kwargs[name] = list(value)
         event_id = uuid.uuid4().hex
         if not ctx.tap.keeps(ctx.route, event_id):
             ctx.tap.record_sampled_out()
             return None
-        return _Call(ctx, kwargs, event_id, model, arm, key)
+        return _Call(ctx, api.request(ctx, kwargs), event_id, model, arm, key)
     except Exception as exc:  # noqa: BLE001 - the tap must never raise into the caller
         _tap_error(ctx, "request", exc)
         return None
 
 
-def _on_result(call: _Call, result: Any) -> None:
+def _on_result(call: _Call, api: _Api, result: Any) -> None:
     try:
+        response, usage = api.result(result)
         call.finish(
-            status=CallStatus.OK, response=response_from_completion(result), usage=usage_of(result)
+            status=CallStatus.OK,
+            response=response,
+            usage=usage,
+            response_id=getattr(result, "id", None),
         )
     except Exception as exc:  # noqa: BLE001 - the tap must never raise into the caller
         _tap_error(call.ctx, "response", exc)
@@ -205,9 +265,9 @@ class _StreamWatch:
 
     __slots__ = ("__weakref__", "assembly", "broken", "call")
 
-    def __init__(self, call: _Call) -> None:
+    def __init__(self, call: _Call, assembly: Any) -> None:
         self.call = call
-        self.assembly = StreamAssembly()
+        self.assembly = assembly
         self.broken = False
 
     def add(self, chunk: Any) -> None:
@@ -238,11 +298,11 @@ class _StreamWatch:
             usage=self.assembly.usage,
             first_content_at=self.assembly.first_content_at,
             exc=exc,
+            response_id=getattr(self.assembly, "response_id", None),
         )
 
 
-def _watch_stream(stream: openai.Stream[Any], call: _Call) -> openai.Stream[Any]:
-    watch = _StreamWatch(call)
+def _watch_stream(stream: openai.Stream[Any], watch: _StreamWatch) -> openai.Stream[Any]:
     source = stream._iterator
 
     def observed() -> Any:
@@ -277,8 +337,9 @@ def _watch_stream(stream: openai.Stream[Any], call: _Call) -> openai.Stream[Any]
     return stream
 
 
-def _watch_async_stream(stream: openai.AsyncStream[Any], call: _Call) -> openai.AsyncStream[Any]:
-    watch = _StreamWatch(call)
+def _watch_async_stream(
+    stream: openai.AsyncStream[Any], watch: _StreamWatch
+) -> openai.AsyncStream[Any]:
     source = stream._iterator
 
     async def observed() -> Any:
@@ -311,10 +372,10 @@ def _watch_async_stream(stream: openai.AsyncStream[Any], call: _Call) -> openai.
     return stream
 
 
-def _sync_create(ctx: _Context, create: Callable[..., Any]) -> Callable[..., Any]:
+def _sync_create(ctx: _Context, api: _Api, create: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(create)
     def tapped_create(*args: Any, **kwargs: Any) -> Any:
-        call = _begin(ctx, kwargs) if not args else None
+        call = _begin(ctx, api, kwargs) if not args else None
         try:
             result = create(*args, **kwargs)
         except BaseException as exc:
@@ -325,22 +386,22 @@ def _sync_create(ctx: _Context, create: Callable[..., Any]) -> Callable[..., Any
             return result
         if isinstance(result, openai.Stream):
             try:
-                return _watch_stream(result, call)
+                return _watch_stream(result, _StreamWatch(call, api.new_assembly()))
             except Exception as exc:  # noqa: BLE001 - hand back the stream untouched
                 _tap_error(ctx, "stream_watch", exc)
                 return result
-        _on_result(call, result)
+        _on_result(call, api, result)
         return result
 
     return tapped_create
 
 
 def _async_create(
-    ctx: _Context, create: Callable[..., Awaitable[Any]]
+    ctx: _Context, api: _Api, create: Callable[..., Awaitable[Any]]
 ) -> Callable[..., Awaitable[Any]]:
     @functools.wraps(create)
     async def tapped_create(*args: Any, **kwargs: Any) -> Any:
-        call = _begin(ctx, kwargs) if not args else None
+        call = _begin(ctx, api, kwargs) if not args else None
         try:
             result = await create(*args, **kwargs)
         except BaseException as exc:
@@ -351,11 +412,11 @@ def _async_create(
             return result
         if isinstance(result, openai.AsyncStream):
             try:
-                return _watch_async_stream(result, call)
+                return _watch_async_stream(result, _StreamWatch(call, api.new_assembly()))
             except Exception as exc:  # noqa: BLE001 - hand back the stream untouched
                 _tap_error(ctx, "stream_watch", exc)
                 return result
-        _on_result(call, result)
+        _on_result(call, api, result)
         return result
 
     return tapped_create
@@ -373,7 +434,8 @@ def tap_openai(
     stickiness_from: StickinessFrom | None = None,
     model_router: ModelRouter | None = None,
 ) -> ClientT:
-    """Tap every ``client.chat.completions.create`` call; returns the same client.
+    """Tap every ``chat.completions.create`` and ``responses.create`` call of ``client``;
+    returns the same client.
 
     Args:
         stickiness_salt: per-deployment secret for hashing user/conversation ids
@@ -394,14 +456,15 @@ def tap_openai(
             f"got {type(client).__name__}",
             hint="wrap the OpenAI client itself, e.g. tap_openai(openai.OpenAI(), tap)",
         )
-    completions = client.chat.completions
+    completions, responses = client.chat.completions, client.responses
     if getattr(completions.create, _MARKER, False):
         raise ConfigError(
             "this OpenAI client is already tapped",
             hint="call tap_openai() once per client; every call is then captured once",
         )
-    # Bind the raw/streaming-response helpers to the untapped method before patching.
+    # Bind the raw/streaming-response helpers to the untapped methods before patching.
     _ = completions.with_raw_response, completions.with_streaming_response
+    _ = responses.with_raw_response, responses.with_streaming_response
     ctx = _Context(
         tap=tap,
         route=route,
@@ -412,12 +475,13 @@ def tap_openai(
         stickiness_from=stickiness_from or _default_stickiness,
         model_router=model_router,
     )
-    original = completions.create
-    wrapper = (
-        _async_create(ctx, original)
-        if isinstance(client, openai.AsyncOpenAI)
-        else _sync_create(ctx, original)
-    )
-    setattr(wrapper, _MARKER, True)
-    completions.create = wrapper  # type: ignore[method-assign,assignment]
+    for resource, api in ((completions, _CHAT), (responses, _RESPONSES)):
+        original = resource.create
+        wrapper = (
+            _async_create(ctx, api, original)
+            if isinstance(client, openai.AsyncOpenAI)
+            else _sync_create(ctx, api, original)
+        )
+        setattr(wrapper, _MARKER, True)
+        resource.create = wrapper  # type: ignore[method-assign,assignment]
     return client

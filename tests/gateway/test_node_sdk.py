@@ -48,12 +48,14 @@ def _run_node(base_url: str, api_key: str) -> dict[str, Any]:
 def test_node_sdk_answers_through_the_gateway_equal_the_upstreams(
     gateway: GatewayHandle, sim: SimHandle, redis_url: str
 ) -> None:
-    """chat, streamed chat, tool calls, responses (plain and streamed), embeddings: identical."""
+    """chat, streamed chat, tool calls, responses (plain, streamed with a function tool and
+    reasoning, continued by previous_response_id), moderations, embeddings: identical."""
     _node_ready()
     through = _run_node(gateway.base_url, gateway.api_key)
     direct = _run_node(sim.base_url, "direct-key")
     assert set(through) == {
         "chat", "chat_stream", "tool_calls", "responses", "responses_stream", "embeddings",
+        "responses_tool_reasoning_stream", "responses_continued", "moderations",
     }  # fmt: skip
     for name in sorted(through):
         assert "sdk_failed" not in through[name], (name, through[name])
@@ -61,12 +63,19 @@ def test_node_sdk_answers_through_the_gateway_equal_the_upstreams(
     assert through["tool_calls"]["choices"][0]["message"]["tool_calls"][0]["function"]["name"] == (
         "get_weather"
     )
-    # Five generations tapped (embeddings are proxied, not captured), from the node client.
+    continued = through["responses_continued"]
+    assert (
+        continued["previous_response_id"]
+        and continued["usage"]["input_tokens_details"]["cached_tokens"]
+    )
+    # Eight generations tapped (embeddings and moderations are proxied, not captured).
     events = wait_until(
-        lambda: (found := tapped_events(redis_url)) and len(found) >= 5 and found,
+        lambda: (found := tapped_events(redis_url)) and len(found) >= 8 and found,
         timeout_s=15,
         what="the node calls' events in the ingest queue",
     )
-    assert len(events) == 5
+    assert len(events) == 8
+    (continuation,) = [e for e in events if e.request.parameters.get("previous_response_id")]
+    assert continuation.request.context_messages == 2  # the turns it continued
     assert {e.tenant for e in events} == {"test-service"}
     assert all(e.status.value == "ok" and e.response is not None for e in events)

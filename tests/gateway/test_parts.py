@@ -139,39 +139,37 @@ def test_a_key_reports_only_for_its_rollouts() -> None:
         ring.check_route("none", "search", "a")
 
 
-def test_responses_requests_and_answers_map_to_the_chat_contract() -> None:
-    """instructions, input items, tools and text.format become chat fields."""
-    request = responses_request(
-        {
-            "model": "gpt-5.2",
-            "instructions": "Be brief.",
-            "input": [
-                {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
-                {
-                    "type": "function_call",
-                    "call_id": "c1",
-                    "name": "get_weather",
-                    "arguments": "{}",
-                },
-                {"type": "function_call_output", "call_id": "c1", "output": {"t": 20}},
-            ],
-            "tools": [
-                {"type": "function", "name": "get_weather", "parameters": {"type": "object"}}
-            ],
-            "max_output_tokens": 50,
-            "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
-        }
-    )
+def test_responses_requests_are_kept_as_sent_with_a_chat_view() -> None:
+    """The body (instructions, input items, tools, text.format) is kept as sent for the
+    replay; its chat view has the messages and function tools for the scorers."""
+    body = {
+        "model": "gpt-5.2",
+        "instructions": "Be brief.",
+        "input": [
+            {"role": "user", "content": [{"type": "input_text", "text": "Weather?"}]},
+            {
+                "type": "function_call",
+                "call_id": "c1",
+                "name": "get_weather",
+                "arguments": "{}",
+            },
+            {"type": "function_call_output", "call_id": "c1", "output": {"t": 20}},
+        ],
+        "tools": [{"type": "function", "name": "get_weather", "parameters": {"type": "object"}}],
+        "max_output_tokens": 50,
+        "text": {"format": {"type": "json_schema", "name": "w", "schema": {"type": "object"}}},
+        "stream": True,
+        "user": "someone@example.com",
+    }
+    request = responses_request(body)
+    assert request.api == "responses"
     assert [m.role for m in request.messages] == ["system", "user", "assistant", "tool"]
     assert request.messages[2].tool_calls[0].name == "get_weather"
     assert request.messages[3].content == '{"t":20}'
     assert request.tools[0].name == "get_weather"
+    # Everything but the model, the streaming choice and the caller's identity.
     assert request.parameters == {
-        "max_completion_tokens": 50,
-        "response_format": {
-            "type": "json_schema",
-            "json_schema": {"name": "w", "schema": {"type": "object"}},
-        },
+        k: v for k, v in body.items() if k not in ("model", "stream", "user")
     }
     answer, usage = responses_response(
         {

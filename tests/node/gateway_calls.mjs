@@ -61,6 +61,34 @@ const cases = {
         stream: true,
       }),
     ),
+  responses_tool_reasoning_stream: async () =>
+    collect(
+      await client.responses.create({
+        model: 'gpt-5.2',
+        input: [{ role: 'user', content: 'Weather in Lisbon tomorrow?' }],
+        tools: [{ type: 'function', name: 'get_weather', parameters: weatherParameters }],
+        tool_choice: 'required',
+        reasoning: { effort: 'low' },
+        user: 'node-user-1',
+        stream: true,
+      }),
+    ),
+  responses_continued: async () => {
+    const first = await client.responses.create({
+      model: 'gpt-5.2',
+      instructions: 'Be brief.',
+      input: 'Which warranty covers a cracked screen?',
+      user: 'node-user-1',
+    });
+    return client.responses.create({
+      model: 'gpt-5.2',
+      instructions: 'Be brief.',
+      input: 'And water damage?',
+      previous_response_id: first.id,
+      user: 'node-user-1',
+    });
+  },
+  moderations: () => client.moderations.create({ input: 'a harmless sentence' }),
   embeddings: () => client.embeddings.create({ model: 'text-embedding-3-small', input: 'node text' }),
 };
 

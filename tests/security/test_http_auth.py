@@ -79,6 +79,7 @@ def test_the_simulator_route_table_is_what_this_test_covers() -> None:
         "/v1/chat/completions",
         "/v1/responses",
         "/v1/embeddings",
+        "/v1/moderations",
         "/v1/models",
         "/v1/models/gpt-5.2",
         "/healthz",

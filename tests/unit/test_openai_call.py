@@ -62,3 +62,11 @@ def test_a_200_that_is_no_completion_is_a_transient_error_naming_the_model(
     assert isinstance(caught.value, TransientError)
     assert caught.value.message.startswith("gpt-5.5:")
     assert caught.value.hint and "base_url" in caught.value.hint
+
+
+def test_a_200_that_is_no_response_object_is_a_transient_error() -> None:
+    """A Responses replay answered with a document without ``output`` is retried."""
+    with pytest.raises(UpstreamUnavailable, match="without output"):
+        _json_object(b'{"error": {"message": "busy"}}', model="gpt-5.5", answer_key="output")
+    decoded = _json_object(b'{"output": [], "status": "completed"}', model="m", answer_key="output")
+    assert decoded["status"] == "completed"

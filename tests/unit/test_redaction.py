@@ -356,10 +356,11 @@ def test_subclassed_models_are_redacted_too(redactor: Redactor) -> None:
 def test_wire_form_knows_every_field() -> None:
     """A field added to the event models must be added to tap.wire (and its texts redacted)."""
     known = {
-        CapturedCall: "arm completion_tokens ended_at error_class event_id http_status latency_ms "
-        "model prompt_tokens request response rollout route schema_version started_at status "
-        "stickiness_key tenant ttft_ms",
-        ModelRequest: "messages parameters tools",
+        CapturedCall: "arm cached_tokens completion_tokens ended_at error_class event_id "
+        "http_status latency_ms model prompt_tokens reasoning_tokens request response rollout "
+        "route schema_version started_at status stickiness_key tenant tokens_estimated ttft_ms",
+        # api and context_messages hold no text: a Literal and a count.
+        ModelRequest: "api context_messages messages parameters tools",
         ChatMessage: "content name role tool_call_id tool_calls",
         ContentPart: "file image_url input_audio refusal text type",
         ToolCall: "arguments id name",
