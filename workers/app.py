@@ -14,9 +14,11 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu.entity import Queue
+from kombu.exceptions import OperationalError
 
 from shadowcanary import constants
 from shadowcanary.embedded import ServiceUrls, resolve_urls
+from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import now_utc
 from shadowcanary.logging import configure_logging
 from shadowcanary.replay.candidates import RolloutCandidates
@@ -27,6 +29,7 @@ from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
 from workers import metrics
+from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
 from workers.tasks import register_tasks
 
 
@@ -96,7 +99,21 @@ class WorkerContext:
         return 2 * math.ceil(replay.max_in_flight / replay.batch_size) + 2
 
     def _schedule_replays(self, event_ids: list[str]) -> None:
-        self._app.send_task(constants.TASK_REPLAY, args=[event_ids], queue=constants.QUEUE_REPLAY)
+        try:
+            self._app.send_task(
+                constants.TASK_REPLAY,
+                args=[event_ids],
+                queue=constants.QUEUE_REPLAY,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except OperationalError as exc:
+            # The captures are committed but Redis would not take their replays: a
+            # transient fault, so the ingest task is re-queued and schedules them again
+            # (ingest schedules every valid event of the batch, new or not).
+            raise ServiceUnavailable(
+                f"could not schedule replays on the broker: {exc}",
+                hint="Redis is down or restarting; the ingest batch is retried",
+            ) from exc
 
     def purge(self) -> dict[str, int]:
         return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
@@ -115,7 +132,12 @@ def _transport_options(visibility_timeout_s: int) -> dict[str, int]:
 
 def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
     """A Celery app for the shadow data path, with its tasks registered."""
-    app = Celery("shadowcanary", broker=urls.broker_url, set_as_current=False)
+    app = Celery(
+        "shadowcanary",
+        broker=urls.broker_url,
+        set_as_current=False,
+        task_cls=RedeliveredOnFailedRetryTask,
+    )
     context = WorkerContext(settings, urls, app)
     app.conf.update(
         task_acks_late=True,

@@ -24,8 +24,12 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
     """Define the tasks on ``app``; they reach their services through ``context``."""
     replay_settings = context.settings.replay
 
+    # shared=False: each app's tasks close over its own context. Shared (Celery's
+    # default) they would be added to every app made later in the process, and a second
+    # app (tests run several) would run the first one's tasks against its databases.
     @app.task(
         name=constants.TASK_INGEST,
+        shared=False,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -47,6 +51,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
 
     @app.task(
         name=constants.TASK_REPLAY,
+        shared=False,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -100,7 +105,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                 )
         return {"recorded": outcome.recorded, "retry": len(outcome.retry)}
 
-    @app.task(name=constants.TASK_PURGE)
+    @app.task(name=constants.TASK_PURGE, shared=False)
     def purge() -> dict[str, int]:
         return context.purge()
 
