@@ -34,7 +34,7 @@ PUBLISH_RETRY_POLICY: dict[str, float] = {
 }
 
 
-class RedeliveredOnFailedRetryTask(Task):  # type: ignore[misc] - Celery's Task is untyped
+class RedeliveredOnFailedRetryTask(Task):  # type: ignore[misc]  # Celery is untyped
     """A ``Task`` whose ``retry`` never drops the message when the retry cannot be sent."""
 
     abstract = True

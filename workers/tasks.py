@@ -80,9 +80,14 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
             for error in outcome.retry.values():
                 metrics.RETRIES.labels(type(error).__name__).inc()
             if attempt >= replay_settings.max_attempts:
-                context.replay_service.dead_letter(dict(outcome.retry), attempts=attempt)
-                metrics.DEAD_LETTERS.labels("replay").inc(len(outcome.retry))
-                log.warning("replay.dead_lettered", count=len(outcome.retry), attempts=attempt)
+                letters = context.replay_service.give_up(outcome, attempts=attempt)
+                metrics.DEAD_LETTERS.labels("replay").inc(letters)
+                log.warning(
+                    "replay.dead_lettered",
+                    count=letters,
+                    noise_failed=len(outcome.noise_only),
+                    attempts=attempt,
+                )
             else:
                 delay = retry_delay(
                     attempt,
