@@ -119,15 +119,29 @@ class WorkerContext:
         return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
 
 
-def _transport_options(visibility_timeout_s: int) -> dict[str, int]:
+def transport_options(visibility_timeout_s: int) -> dict[str, int]:
     # kombu redelivers a dead worker's unacked tasks once they are older than the
     # visibility timeout, checked every interval x throttle seconds; check often
     # (throttle 1) so recovery takes about the visibility timeout, not ten times it.
+    # The check runs under a Redis lock (unacked_mutex) that kombu keeps for 300 s by
+    # default: a worker killed while holding it stopped every other worker restoring
+    # for five minutes. The check itself takes milliseconds (and restoring one message
+    # twice is guarded by a WATCH), so the lock only has to outlive one interval.
+    restore_interval_s = max(1, min(10, visibility_timeout_s // 4))
     return {
         "visibility_timeout": visibility_timeout_s,
-        "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 4)),
+        "unacked_restore_interval": restore_interval_s,
         "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": restore_interval_s + 1,
     }
+
+
+def recovery_bound_s(visibility_timeout_s: int) -> int:
+    """Worst case before a dead worker's tasks are redelivered: timeout, lock, one interval."""
+    options = transport_options(visibility_timeout_s)
+    return (
+        visibility_timeout_s + options["unacked_mutex_expire"] + options["unacked_restore_interval"]
+    )
 
 
 def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
@@ -157,7 +171,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(settings.replay.visibility_timeout_s),
+        broker_transport_options=transport_options(settings.replay.visibility_timeout_s),
         beat_schedule={
             "purge-daily": {"task": constants.TASK_PURGE, "schedule": timedelta(hours=24)},
         },

@@ -15,6 +15,7 @@ import redis
 from celery import Celery
 from celery.contrib.testing.worker import start_worker
 
+from shadowcanary import constants
 from shadowcanary.embedded import resolve_urls
 from shadowcanary.settings import load_settings
 from shadowcanary.store.db import make_engine
@@ -72,7 +73,8 @@ def test_a_retry_that_cannot_be_published_is_redelivered_not_dropped(
             wait_until(
                 lambda: (
                     _stored(engine, event.event_id)
-                    and client.llen("ingest") + client.llen("replay") == 0
+                    and client.llen(constants.QUEUE_INGEST) + client.llen(constants.QUEUE_REPLAY)
+                    == 0
                     and client.hlen("unacked") >= 1
                 ),
                 timeout_s=30,
