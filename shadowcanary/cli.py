@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -131,9 +130,11 @@ def worker(
     settings = _settings()
     urls = _urls(settings)
     from workers.command import worker_command
+    from workers.supervisor import supervise
 
     cmd = worker_command(name="shadowcanary", queues=queues.split(","), concurrency=concurrency)
-    raise typer.Exit(subprocess.call(cmd, env=child_env(settings, urls)))  # noqa: S603
+    # Supervised: a worker that kombu or the OOM killer takes down is started again.
+    raise typer.Exit(supervise(cmd, child_env(settings, urls)))
 
 
 def collect_status(settings: Settings, urls: ServiceUrls, rollout: str | None) -> dict[str, Any]:
