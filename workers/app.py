@@ -30,6 +30,7 @@ from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
 from workers import metrics
 from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
+from workers.sweeper import ReplaySweeper
 from workers.tasks import register_tasks
 
 
@@ -65,7 +66,7 @@ class WorkerContext:
                 self._services = _Services(
                     store=store,
                     runtime=runtime,
-                    ingest=IngestService(self.settings, store, self._schedule_replays),
+                    ingest=IngestService(self.settings, store, self.schedule_replays),
                     replay=ReplayService(self.settings, store, runtime, candidates=candidates),
                 )
             return self._services
@@ -98,7 +99,7 @@ class WorkerContext:
         replay = self.settings.replay
         return 2 * math.ceil(replay.max_in_flight / replay.batch_size) + 2
 
-    def _schedule_replays(self, event_ids: list[str]) -> None:
+    def schedule_replays(self, event_ids: list[str]) -> None:
         try:
             self._app.send_task(
                 constants.TASK_REPLAY,
@@ -190,6 +191,10 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         # not pay for the event loop, the clients and the pools. Nothing here connects
         # yet, so a database or Redis that is down still only fails (and retries) tasks.
         context.runtime  # noqa: B018 - the property builds the services
+        # Replays lost after their captures were stored get scheduled again.
+        ReplaySweeper(
+            settings.replay, context.store, urls.redis_url, context.schedule_replays
+        ).start()
 
     return app
 

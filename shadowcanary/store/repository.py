@@ -307,6 +307,16 @@ class Store:
         }
         return captures, done
 
+    def unsettled_captures(
+        self, *, received_from: datetime, received_before: datetime, limit: int
+    ) -> list[str]:
+        """Baseline answers stored in the range with no outcome yet (their replay was lost)."""
+        _require_aware(received_from=received_from, received_before=received_before)
+        return self._read(
+            "finding captures without an outcome",
+            lambda conn: settled.unsettled(conn, received_from, received_before, limit),
+        )
+
     def counts(self) -> StoreCounts:
         """Totals from the rollups (and the small dead-letter table): cheap at any size."""
         return self._read("counting", reads.counts)

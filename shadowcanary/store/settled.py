@@ -8,6 +8,7 @@ runs beside (or after) the original cannot add the other outcome.
 from __future__ import annotations
 
 from collections.abc import Collection
+from datetime import datetime
 
 from sqlalchemy import Connection
 
@@ -38,3 +39,25 @@ def candidate_replayed(conn: Connection, event_ids: Collection[str]) -> set[str]
     if not event_ids:
         return set()
     return {row[0] for row in conn.exec_driver_sql(_CANDIDATE_REPLAYED, (list(event_ids),))}
+
+
+# Baseline answers (the ones replayed) with neither outcome, oldest first. The
+# received_at range keeps the scan on its index, however big the table grows.
+_UNSETTLED = (
+    "SELECT c.event_id FROM captures c"
+    " WHERE c.received_at >= %s AND c.received_at < %s"
+    " AND c.arm = 'baseline' AND c.status = 'ok'"
+    " AND NOT EXISTS (SELECT 1 FROM replays r"
+    "  WHERE r.event_id = c.event_id AND r.kind = 'candidate')"
+    " AND NOT EXISTS (SELECT 1 FROM dead_letters d"
+    "  WHERE d.event_id = c.event_id AND d.stage = 'replay')"
+    " ORDER BY c.received_at LIMIT %s"
+)
+
+
+def unsettled(
+    conn: Connection, received_from: datetime, received_before: datetime, limit: int
+) -> list[str]:
+    """Stored baseline answers received in the range that have no outcome yet."""
+    rows = conn.exec_driver_sql(_UNSETTLED, (received_from, received_before, limit))
+    return [row[0] for row in rows]
