@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import sys
 from pathlib import Path
 
 from shadowcanary.store.db import make_engine
+from shadowcanary.testing.chaos import celery_pid
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.processes import child_env, spawn_logged
@@ -17,15 +17,6 @@ from shadowcanary.testing.sim import SimHandle
 from tests.integration.pipeline import scalar, send_ingest
 
 _CLI = "from shadowcanary.cli import app; app()"
-
-
-def _worker_pids(log: Path) -> list[int]:
-    """The Celery worker processes the supervisor started, from its JSON log lines."""
-    pids = []
-    for line in log.read_text(errors="replace").splitlines():
-        if '"worker.started"' in line:
-            pids.append(int(json.loads(line)["pid"]))
-    return pids
 
 
 def test_the_worker_command_restarts_a_worker_that_dies_and_keeps_the_flow_going(
@@ -59,10 +50,13 @@ def test_the_worker_command_restarts_a_worker_that_dies_and_keeps_the_flow_going
         own_redis.stop(graceful=True)
         own_redis.start()
         flows(10)
-        first = _worker_pids(log)[-1]
+        first = celery_pid(supervisor)
+        assert first is not None, f"no Celery worker under the worker command; output in {log}"
         os.kill(first, signal.SIGKILL)
         wait_until(
-            lambda: len(_worker_pids(log)) >= 2 and log.read_text().count("ready.") >= 2,
+            lambda: (
+                celery_pid(supervisor) not in (None, first) and log.read_text().count("ready.") >= 2
+            ),
             timeout_s=60,
             what=f"the worker restarted after kill -9 of {first}; output in {log}",
         )
