@@ -14,8 +14,10 @@ from typing import Any
 
 from celery import Celery, signals
 from kombu.entity import Queue
+from kombu.exceptions import OperationalError
 
 from shadowcanary import constants
+from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import now_utc
 from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
@@ -27,6 +29,8 @@ from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
 from workers import metrics
+from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
+from workers.sweeper import ReplaySweeper
 from workers.tasks import register_tasks
 
 
@@ -62,7 +66,7 @@ class WorkerContext:
                 self._services = _Services(
                     store=store,
                     runtime=runtime,
-                    ingest=IngestService(self.settings, store, self._schedule_replays),
+                    ingest=IngestService(self.settings, store, self.schedule_replays),
                     replay=ReplayService(self.settings, store, runtime, candidates=candidates),
                 )
             return self._services
@@ -95,27 +99,60 @@ class WorkerContext:
         replay = self.settings.replay
         return 2 * math.ceil(replay.max_in_flight / replay.batch_size) + 2
 
-    def _schedule_replays(self, event_ids: list[str]) -> None:
-        self._app.send_task(constants.TASK_REPLAY, args=[event_ids], queue=constants.QUEUE_REPLAY)
+    def schedule_replays(self, event_ids: list[str]) -> None:
+        try:
+            self._app.send_task(
+                constants.TASK_REPLAY,
+                args=[event_ids],
+                queue=constants.QUEUE_REPLAY,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except OperationalError as exc:
+            # The captures are committed but Redis would not take their replays: a
+            # transient fault, so the ingest task is re-queued and schedules them again
+            # (ingest schedules every valid event of the batch, new or not).
+            raise ServiceUnavailable(
+                f"could not schedule replays on the broker: {exc}",
+                hint="Redis is down or restarting; the ingest batch is retried",
+            ) from exc
 
     def purge(self) -> dict[str, int]:
         return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
 
 
-def _transport_options(visibility_timeout_s: int) -> dict[str, int]:
+def transport_options(visibility_timeout_s: int) -> dict[str, int]:
     # kombu redelivers a dead worker's unacked tasks once they are older than the
     # visibility timeout, checked every interval x throttle seconds; check often
     # (throttle 1) so recovery takes about the visibility timeout, not ten times it.
+    # The check runs under a Redis lock (unacked_mutex) that kombu keeps for 300 s by
+    # default: a worker killed while holding it stopped every other worker restoring
+    # for five minutes. The check itself takes milliseconds (and restoring one message
+    # twice is guarded by a WATCH), so the lock only has to outlive one interval.
+    restore_interval_s = max(1, min(10, visibility_timeout_s // 4))
     return {
         "visibility_timeout": visibility_timeout_s,
-        "unacked_restore_interval": max(1, min(10, visibility_timeout_s // 4)),
+        "unacked_restore_interval": restore_interval_s,
         "unacked_restore_throttle": 1,
+        "unacked_mutex_expire": restore_interval_s + 1,
     }
+
+
+def recovery_bound_s(visibility_timeout_s: int) -> int:
+    """Worst case before a dead worker's tasks are redelivered: timeout, lock, one interval."""
+    options = transport_options(visibility_timeout_s)
+    return (
+        visibility_timeout_s + options["unacked_mutex_expire"] + options["unacked_restore_interval"]
+    )
 
 
 def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
     """A Celery app for the shadow data path, with its tasks registered."""
-    app = Celery("shadowcanary", broker=urls.broker_url, set_as_current=False)
+    app = Celery(
+        "shadowcanary",
+        broker=urls.broker_url,
+        set_as_current=False,
+        task_cls=RedeliveredOnFailedRetryTask,
+    )
     context = WorkerContext(settings, urls, app)
     app.conf.update(
         task_acks_late=True,
@@ -135,7 +172,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         worker_prefetch_multiplier=1,
         worker_hijack_root_logger=False,
         broker_connection_retry_on_startup=True,
-        broker_transport_options=_transport_options(settings.replay.visibility_timeout_s),
+        broker_transport_options=transport_options(settings.replay.visibility_timeout_s),
         beat_schedule={
             "purge-daily": {"task": constants.TASK_PURGE, "schedule": timedelta(hours=24)},
         },
@@ -154,6 +191,10 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         # not pay for the event loop, the clients and the pools. Nothing here connects
         # yet, so a database or Redis that is down still only fails (and retries) tasks.
         context.runtime  # noqa: B018 - the property builds the services
+        # Replays lost after their captures were stored get scheduled again.
+        ReplaySweeper(
+            settings.replay, context.store, urls.redis_url, context.schedule_replays
+        ).start()
 
     return app
 

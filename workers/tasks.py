@@ -24,8 +24,12 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
     """Define the tasks on ``app``; they reach their services through ``context``."""
     replay_settings = context.settings.replay
 
+    # shared=False: each app's tasks close over its own context. Shared (Celery's
+    # default) they would be added to every app made later in the process, and a second
+    # app (tests run several) would run the first one's tasks against its databases.
     @app.task(
         name=constants.TASK_INGEST,
+        shared=False,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -47,6 +51,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
 
     @app.task(
         name=constants.TASK_REPLAY,
+        shared=False,
         bind=True,
         acks_late=True,
         reject_on_worker_lost=True,
@@ -75,9 +80,14 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
             for error in outcome.retry.values():
                 metrics.RETRIES.labels(type(error).__name__).inc()
             if attempt >= replay_settings.max_attempts:
-                context.replay_service.dead_letter(dict(outcome.retry), attempts=attempt)
-                metrics.DEAD_LETTERS.labels("replay").inc(len(outcome.retry))
-                log.warning("replay.dead_lettered", count=len(outcome.retry), attempts=attempt)
+                letters = context.replay_service.give_up(outcome, attempts=attempt)
+                metrics.DEAD_LETTERS.labels("replay").inc(letters)
+                log.warning(
+                    "replay.dead_lettered",
+                    count=letters,
+                    noise_failed=len(outcome.noise_only),
+                    attempts=attempt,
+                )
             else:
                 delay = retry_delay(
                     attempt,
@@ -100,7 +110,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                 )
         return {"recorded": outcome.recorded, "retry": len(outcome.retry)}
 
-    @app.task(name=constants.TASK_PURGE)
+    @app.task(name=constants.TASK_PURGE, shared=False)
     def purge() -> dict[str, int]:
         return context.purge()
 

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -129,10 +128,12 @@ def worker(
     """
     settings = _settings()
     urls = _urls(settings)
+    from shadowcanary.launcher.supervisor import supervise
     from shadowcanary.launcher.worker import worker_command
 
     cmd = worker_command(name="shadowcanary", queues=queues.split(","), concurrency=concurrency)
-    raise typer.Exit(subprocess.call(cmd, env=child_env(settings, urls)))  # noqa: S603
+    # Supervised: a worker that kombu or the OOM killer takes down is started again.
+    raise typer.Exit(supervise(cmd, child_env(settings, urls)))
 
 
 @app.command()

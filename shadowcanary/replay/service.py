@@ -19,7 +19,6 @@ import structlog
 from shadowcanary.errors import (
     NotReplayable,
     PermanentError,
-    ShadowCanaryError,
     TransientError,
     UpstreamRateLimited,
 )
@@ -82,6 +81,9 @@ class BatchOutcome:
     retry: Mapping[str, TransientError] = field(default_factory=dict)
     # Every finished replay of the batch (recorded now or raced by a redelivery).
     records: tuple[ReplayRecord, ...] = ()
+    # Events of ``retry`` whose candidate answered (now or before): only their
+    # noise-floor replay failed, which is evidence about the baseline, not their outcome.
+    noise_only: frozenset[str] = frozenset()
 
     @property
     def retry_after_s(self) -> float | None:
@@ -129,7 +131,16 @@ class ReplayService:
             if self._candidates is not None
             else {}
         )
-        records, retry = self._runtime.run(self._replay_all(captures, work, attempt, candidate_of))
+        records, failed = self._runtime.run(self._replay_all(captures, work, attempt, candidate_of))
+        retry: dict[str, TransientError] = {}
+        noise_only: set[str] = set()
+        for (event_id, kind), error in failed.items():
+            # The candidate's error is the one to report when both failed.
+            if kind is ReplayKind.CANDIDATE or event_id not in retry:
+                retry[event_id] = error
+        for event_id in retry:
+            if (event_id, ReplayKind.CANDIDATE) not in failed:
+                noise_only.add(event_id)
         recorded = self._store.record_replays(records, recorded_at=self._clock())
         skipped = sum(1 for r in records if r.status is ReplayStatus.SKIPPED_BUDGET)
         return BatchOutcome(
@@ -138,10 +149,34 @@ class ReplayService:
             missing=missing,
             retry=retry,
             records=tuple(records),
+            noise_only=frozenset(noise_only),
         )
 
-    def dead_letter(self, errors: Mapping[str, ShadowCanaryError], *, attempts: int) -> None:
-        """Give up on events after their last attempt, keeping the reason for a person."""
+    def give_up(self, outcome: BatchOutcome, *, attempts: int) -> int:
+        """After the last attempt: dead-letter the events still to retry; returns how many.
+
+        An event whose candidate answered is not dead-lettered for its noise-floor
+        replay: that replay is stored as failed (the noise sample misses it), and the
+        candidate comparison stays the event's one outcome. An event that already has
+        its outcome (a redelivered copy settled it) gets no second one.
+        """
+        now = self._clock()
+        failed_noise = [
+            ReplayRecord(
+                event_id=event_id,
+                kind=ReplayKind.NOISE,
+                status=ReplayStatus.FAILED,
+                output=None,
+                comparison=None,
+                attempts=attempts,
+                error_class=type(error).__name__,
+                error_message=error.message,
+            )
+            for event_id, error in outcome.retry.items()
+            if event_id in outcome.noise_only
+        ]
+        if failed_noise:
+            self._store.record_replays(failed_noise, recorded_at=now)
         letters = [
             DeadLetter(
                 stage="replay",
@@ -150,9 +185,10 @@ class ReplayService:
                 attempts=attempts,
                 event_id=event_id,
             )
-            for event_id, error in errors.items()
+            for event_id, error in outcome.retry.items()
+            if event_id not in outcome.noise_only
         ]
-        self._store.record_dead_letters(letters, recorded_at=self._clock())
+        return self._store.record_replay_dead_letters(letters, recorded_at=now)
 
     def _kinds_needed(
         self, event: CapturedCall, done: set[tuple[str, ReplayKind]]
@@ -168,7 +204,7 @@ class ReplayService:
         work: Mapping[str, tuple[ReplayKind, ...]],
         attempt: int,
         candidate_of: Mapping[str | None, str],
-    ) -> tuple[list[ReplayRecord], dict[str, TransientError]]:
+    ) -> tuple[list[ReplayRecord], dict[tuple[str, ReplayKind], TransientError]]:
         res = self._runtime.resources
         pairs = [
             (event_id, kind, self._model_for(kind, captures[event_id].rollout, candidate_of))
@@ -196,10 +232,10 @@ class ReplayService:
             *(self._replay_one(res, captures[e], k, m, attempt, paced) for e, k, m in pairs)
         )
         records: list[ReplayRecord] = []
-        retry: dict[str, TransientError] = {}
-        for (event_id, _kind, _model), outcome in zip(pairs, outcomes, strict=True):
+        retry: dict[tuple[str, ReplayKind], TransientError] = {}
+        for (event_id, kind, _model), outcome in zip(pairs, outcomes, strict=True):
             if isinstance(outcome, TransientError):
-                retry[event_id] = outcome
+                retry[(event_id, kind)] = outcome
             else:
                 records.append(outcome)
         spent = [r.output for r in records if r.output is not None]

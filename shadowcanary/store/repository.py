@@ -21,7 +21,7 @@ from sqlalchemy.exc import DBAPIError, OperationalError
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import Arm, CapturedCall
 from shadowcanary.shadow_results import DeadLetter, ReplayKind, ReplayRecord
-from shadowcanary.store import bulk, purge, reads, rows
+from shadowcanary.store import bulk, purge, reads, rows, settled
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import (
     CaptureRow,
@@ -117,8 +117,10 @@ class Store:
                     (event_ids,),
                 )
             }
-            kept = [r for r in ordered if r.event_id in captured]
-            if len(kept) < len(ordered):
+            # A dead letter is the event's outcome: a late or redelivered replay adds nothing.
+            given_up = settled.replay_dead_lettered(conn, captured.keys())
+            kept = [r for r in ordered if r.event_id in captured and r.event_id not in given_up]
+            if len(kept) + sum(r.event_id in given_up for r in ordered) < len(ordered):
                 missing = sorted({r.event_id for r in ordered} - captured.keys())
                 log.warning(
                     "replays for unknown captures skipped",
@@ -166,6 +168,37 @@ class Store:
         new_count = self._transaction("recording replays", work)
         log.debug("replays stored", received=len(records), new=new_count)
         return new_count
+
+    def record_replay_dead_letters(
+        self, letters: Sequence[DeadLetter], *, recorded_at: datetime
+    ) -> int:
+        """Give up on events that have no outcome yet; returns how many letters were new.
+
+        An event already compared, or already dead-lettered by an earlier delivery, is
+        left alone: each event ends with exactly one outcome.
+        """
+        _require_aware(recorded_at=recorded_at)
+        by_event = {letter.event_id: letter for letter in letters if letter.event_id}
+
+        def work(conn: Connection) -> int:
+            stored = settled.lock_captures(conn, by_event)
+            done = settled.replay_dead_lettered(conn, stored) | settled.candidate_replayed(
+                conn, stored
+            )
+            values = [
+                rows.dead_letter_row(letter, recorded_at)
+                for event_id, letter in sorted(by_event.items())
+                if event_id in stored and event_id not in done
+            ]
+            if values:
+                conn.execute(pg_insert(DEAD_LETTERS), values)
+            return len(values)
+
+        if not by_event:
+            return 0
+        new = self._transaction("recording replay dead letters", work)
+        log.info("replay dead letters recorded", count=new, already_settled=len(by_event) - new)
+        return new
 
     def record_dead_letters(self, letters: Sequence[DeadLetter], *, recorded_at: datetime) -> None:
         """Keep events that could not be processed, with the reason, for a person to look at."""
@@ -258,14 +291,31 @@ class Store:
             "reading captures to replay",
             lambda conn: conn.exec_driver_sql(
                 "SELECT c.event_id, c.event::text,"
-                " (SELECT array_agg(r.kind) FROM replays r WHERE r.event_id = c.event_id)"
+                " (SELECT array_agg(r.kind) FROM replays r WHERE r.event_id = c.event_id),"
+                " EXISTS (SELECT 1 FROM dead_letters d"
+                "  WHERE d.event_id = c.event_id AND d.stage = 'replay')"
                 " FROM captures c WHERE c.event_id = ANY(%s)",
                 (list(event_ids),),
             ).all(),
         )
-        captures = {eid: CapturedCall.model_validate_json(event) for eid, event, _ in rows}
-        done = {(event_id, ReplayKind(kind)) for event_id, _, kinds in rows for kind in kinds or ()}
+        captures = {eid: CapturedCall.model_validate_json(event) for eid, event, _, _ in rows}
+        # A dead-lettered event is settled: a redelivered task must not replay it again.
+        done = {
+            (event_id, ReplayKind(kind))
+            for event_id, _, kinds, given_up in rows
+            for kind in (tuple(ReplayKind) if given_up else kinds or ())
+        }
         return captures, done
+
+    def unsettled_captures(
+        self, *, received_from: datetime, received_before: datetime, limit: int
+    ) -> list[str]:
+        """Baseline answers stored in the range with no outcome yet (their replay was lost)."""
+        _require_aware(received_from=received_from, received_before=received_before)
+        return self._read(
+            "finding captures without an outcome",
+            lambda conn: settled.unsettled(conn, received_from, received_before, limit),
+        )
 
     def counts(self) -> StoreCounts:
         """Totals from the rollups (and the small dead-letter table): cheap at any size."""

@@ -15,7 +15,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Collection, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -105,9 +105,26 @@ class Books:
     def settled(self) -> bool:
         return not self.unaccounted
 
+    def summary(self) -> str:
+        """The counts, and a few ids of each kind of event out of balance."""
+        return (
+            f"stored={len(self.stored)} compared={self.compared} "
+            f"dead_lettered={self.dead_lettered} unaccounted={len(self.unaccounted)} "
+            f"{_some(self.unaccounted)} both={len(self.both)} {_some(self.both)} "
+            f"letters_without_reason={self.letters_without_reason} "
+            f"ingest_dead_letters={self.ingest_dead_letters} "
+            f"live_rollup_requests={self.live_rollup_requests} "
+            f"shadow_rollup_n={self.shadow_rollup_n}"
+        )
+
+
+def _some(ids: Collection[str], n: int = 3) -> str:
+    return f"e.g. {sorted(ids)[:n]}" if ids else ""
+
 
 def read_books(engine: Engine, rollout: str) -> Books:
-    with engine.connect() as conn:
+    # One snapshot for every count: workers still writing cannot make them disagree.
+    with engine.connect().execution_options(isolation_level="REPEATABLE READ") as conn:
 
         def ids(sql: str) -> list[str]:
             return [r[0] for r in conn.execute(text(sql), {"r": rollout})]
@@ -166,9 +183,8 @@ def settle(
     except TimeoutError as exc:
         books = read_books(engine, rollout)
         raise AssertionError(
-            f"books never settled: {len(books.stored)} stored (expected >= "
-            f"{expected_at_least}), {len(books.unaccounted)} unaccounted, e.g. "
-            f"{books.unaccounted[:3]}; output in {_keep(diagnostics())}"
+            f"books never settled: expected >= {expected_at_least} stored; "
+            f"{books.summary()}; output in {_keep(diagnostics())}"
         ) from exc
 
 
@@ -179,23 +195,42 @@ def _keep(output: str) -> str:
 
 
 def assert_balanced(books: Books, emitted: list[str], stats: TapStats) -> None:
-    """Every event the tap published is stored once and compared or dead-lettered once."""
-    assert books.stored <= set(emitted), "stored events the traffic never emitted"
-    assert len(emitted) == stats.emitted, "the tap saw every emit"
+    """Every event the tap published is stored once and compared or dead-lettered once.
+
+    Each failure says what was found: the counts of the books and of the tap, and a
+    few ids of the events out of balance, so a red CI run explains itself.
+    """
+    found = f"books: {books.summary()}; tap: emitted={stats.emitted} published={stats.published} "
+    found += f"dropped={stats.dropped_total} ({len(emitted)} emits recorded)"
+    strangers = books.stored - set(emitted)
+    assert not strangers, (
+        f"{len(strangers)} stored events never emitted {_some(strangers)}; {found}"
+    )
+    assert len(emitted) == stats.emitted, f"the tap did not see every emit; {found}"
     # The tap counts a batch whose publish timed out as dropped although Redis may
     # have taken it: so the stored count lies between published and published+failed.
     assert len(books.stored) >= stats.published, (
-        f"lost: the tap published {stats.published} events, {len(books.stored)} stored"
+        f"lost: {stats.published - len(books.stored)} published events never stored; {found}"
     )
-    assert len(books.stored) <= stats.published + stats.dropped_total
-    assert not books.unaccounted, f"{len(books.unaccounted)} stored events never replayed"
-    assert not books.both, f"{len(books.both)} events both compared and dead-lettered"
-    assert books.compared + books.dead_lettered == len(books.stored)
-    assert books.letters_without_reason == 0
-    assert books.ingest_dead_letters == 0
+    assert len(books.stored) <= stats.published + stats.dropped_total, (
+        f"more stored than published or dropped; {found}"
+    )
+    assert not books.unaccounted, (
+        f"{len(books.unaccounted)} stored events have no outcome {_some(books.unaccounted)}; "
+        f"{found}"
+    )
+    assert not books.both, (
+        f"{len(books.both)} events both compared and dead-lettered {_some(books.both)}; {found}"
+    )
+    assert books.compared + books.dead_lettered == len(books.stored), (
+        f"compared + dead_lettered = {books.compared + books.dead_lettered} "
+        f"!= {len(books.stored)} stored; {found}"
+    )
+    assert books.letters_without_reason == 0, f"dead letters without a reason; {found}"
+    assert books.ingest_dead_letters == 0, f"valid events dead-lettered at ingest; {found}"
     # Exactly-once effect: the rollups count each capture and each comparison once.
-    assert books.live_rollup_requests == len(books.stored)
-    assert books.shadow_rollup_n == books.compared
+    assert books.live_rollup_requests == len(books.stored), f"live rollups != captures; {found}"
+    assert books.shadow_rollup_n == books.compared, f"shadow rollups != comparisons; {found}"
 
 
 # --- the controller as a real process ---------------------------------------------------

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import time
+
+import redis
+
 from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.store.db import make_engine
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from tests.integration.pipeline import rows, scalar, send_ingest, sim_calls
+from workers.app import recovery_bound_s, transport_options
 
 
 def test_kill9_mid_replay_then_restart_gives_exactly_one_comparison_each(
@@ -55,3 +60,73 @@ def test_kill9_mid_replay_then_restart_gives_exactly_one_comparison_each(
     assert scalar(
         engine, "select sum(requests) from live_rollups where rollout = 'kill-test'"
     ) == len(events)
+
+
+def _restore_state(client: redis.Redis) -> str:
+    """What kombu's restore sees: the unacked tasks, their age, and who holds its lock."""
+    ages = [
+        round(time.time() - score, 1)
+        for _, score in client.zrange("unacked_index", 0, -1, withscores=True)
+    ]
+    return (
+        f"unacked={client.hlen('unacked')} ages_s={ages} "
+        f"restore_lock_ttl_ms={client.pttl('unacked_mutex')}"
+    )
+
+
+def _abandon_restore_lock(redis_url: str, visibility_timeout_s: int) -> None:
+    """Take kombu's restore lock as a worker killed inside its restore scan leaves it."""
+    expire = transport_options(visibility_timeout_s).get("unacked_mutex_expire", 300)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        assert client.lock("unacked_mutex", timeout=expire).acquire(blocking=False)
+    finally:
+        client.close()
+
+
+def test_kill9_with_unacked_tasks_another_worker_restores_them_within_the_visibility_timeout(
+    worker_env: dict[str, str], redis_url: str, database_url: str, sim: SimHandle
+) -> None:
+    """A worker dies holding tasks and the restore lock; the other redelivers them in time."""
+    engine = make_engine(database_url)
+    visibility_timeout_s = int(worker_env["SHADOWCANARY_REPLAY__VISIBILITY_TIMEOUT_S"])
+    env = {
+        **worker_env,
+        "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0",
+        "SHADOWCANARY_REPLAY__BATCH_SIZE": "4",
+    }
+    events = [make_event(model="gpt-5.2", rollout="restore-test") for _ in range(80)]
+    sim.set_profile("gpt-5.5", median_ms=4000, p99_ms=5000)
+    client = redis.Redis.from_url(redis_url)
+    try:
+        with run_worker(env, name="first") as first:
+            send_ingest(redis_url, [e.model_dump(mode="json") for e in events])
+            held = wait_until(
+                lambda: (n := int(client.hlen("unacked"))) >= 8 and n,
+                timeout_s=30,
+                what="replay tasks held unacknowledged by the first worker",
+            )
+            first.kill9()
+        _abandon_restore_lock(redis_url, visibility_timeout_s)
+        sim.set_profile("gpt-5.5", median_ms=5, p99_ms=20)
+        with run_worker(env, name="second") as second:
+            bound_s = recovery_bound_s(visibility_timeout_s) + 20
+            try:
+                wait_until(
+                    lambda: (
+                        scalar(engine, "select count(*) from comparisons where kind = 'candidate'")
+                        == len(events)
+                    ),
+                    timeout_s=bound_s,
+                    what=(
+                        f"{held} tasks of the killed worker redelivered and every event compared "
+                        f"within {bound_s} s (visibility timeout {visibility_timeout_s} s)"
+                    ),
+                )
+            except TimeoutError as exc:
+                raise AssertionError(
+                    f"{exc}\n{_restore_state(client)}\n{second.output()[-3000:]}"
+                ) from exc
+    finally:
+        sim.set_profile("gpt-5.5", median_ms=5, p99_ms=20)
+        client.close()
