@@ -2,6 +2,10 @@
 
 Every command loads ``Settings`` once (a bad variable fails here, with its name) and
 turns shadowcanary errors into one clear line plus a hint, never a traceback.
+
+Start-up matters (``--help``, ``rollout status`` in an incident): this module and the
+command modules it mounts import only typer, rich and plain values; each command
+imports what it needs when it runs (tests/unit/test_cli_imports.py holds the line).
 """
 
 from __future__ import annotations
@@ -11,7 +15,7 @@ import os
 import subprocess
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -22,15 +26,18 @@ from shadowcanary.cli.rollout import controller_app, rollout_app
 from shadowcanary.cli.runbook import runbook_command
 from shadowcanary.cli.support import (
     EXIT_FAILURE,
+    configure_command_logging,
+    configure_service_logging,
     console,
     err_console,
     friendly_errors,
     print_error,
 )
 from shadowcanary.errors import ShadowCanaryError
-from shadowcanary.launcher.embedded_services import EmbeddedServices, ServiceUrls, resolve_urls
-from shadowcanary.logging import configure_logging
-from shadowcanary.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from shadowcanary.launcher.embedded_services import ServiceUrls
+    from shadowcanary.settings import Settings
 
 app = typer.Typer(
     name="shadowcanary",
@@ -49,13 +56,36 @@ app.command("report")(report_command)
 app.command("runbook")(runbook_command)
 
 
-def _settings() -> Settings:
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show info-level logs too (commands show warnings and errors only; "
+            "SHADOWCANARY_LOG_FORMAT=json gives JSON lines).",
+        ),
+    ] = False,
+) -> None:
+    """Shadow traffic, canary steps and automatic rollback for LLM model migrations."""
+    if verbose:
+        # Read with the other settings when the command loads them (and by the
+        # processes it starts): one place decides what is logged.
+        os.environ["SHADOWCANARY_LOG_VERBOSE"] = "true"
+
+
+def _settings(*, service: bool = False) -> Settings:
+    """Settings, and logging for a command (human, warnings) or a service (JSON)."""
+    from shadowcanary.settings import load_settings
+
     settings = load_settings()
-    configure_logging(settings.log_level)
+    (configure_service_logging if service else configure_command_logging)(settings)
     return settings
 
 
 def _urls(settings: Settings) -> ServiceUrls:
+    from shadowcanary.launcher.embedded_services import resolve_urls
     from shadowcanary.store.db import migrate
 
     urls = resolve_urls(settings)
@@ -127,7 +157,7 @@ def worker(
 
     Example: shadowcanary worker
     """
-    settings = _settings()
+    settings = _settings(service=True)
     urls = _urls(settings)
     from shadowcanary.launcher.worker import worker_command
 
@@ -253,8 +283,10 @@ def demo(
     from shadowcanary.cli.demo import run_demo
 
     settings = _settings()
-    if not verbose:
-        configure_logging("warning")
+    if verbose:  # `shadowcanary demo --verbose` reads as `shadowcanary --verbose demo`
+        from shadowcanary.logging import configure_command_logging as configure
+
+        configure(settings.log_level, settings.log_format, verbose=True)
     urls = _urls(settings)
     result = run_demo(settings, urls, fast=fast, console=console)
     console.print(
@@ -276,6 +308,8 @@ def services_start() -> None:
 
     Example: shadowcanary services start
     """
+    from shadowcanary.launcher.embedded_services import EmbeddedServices
+
     settings = _settings()
     urls = EmbeddedServices(settings.data_dir).start()
     console.print(f"postgres: {urls.database_url}\nredis:    {urls.redis_url}")
@@ -288,6 +322,8 @@ def services_stop() -> None:
 
     Example: shadowcanary services stop
     """
+    from shadowcanary.launcher.embedded_services import EmbeddedServices
+
     settings = _settings()
     EmbeddedServices(settings.data_dir).stop()
     console.print("embedded services stopped")
