@@ -59,3 +59,25 @@ def test_a_command_imports_only_what_it_needs(module: str, allowed: set[str]) ->
     """The modules `rollout status` and `audit` run with leave SciPy and OpenAI alone."""
     loaded = _imported_after(f"import {module}")
     assert loaded & set(HEAVY) <= allowed, sorted(loaded & set(HEAVY))
+
+
+@pytest.mark.parametrize(
+    "package",
+    ["shadowcanary.judge", "shadowcanary.store", "shadowcanary.suite", "shadowcanary.tap"],
+)
+def test_a_lazy_package_front_gives_its_exports_not_its_submodules(package: str) -> None:
+    """After every submodule is imported, each exported name is still the function or class.
+
+    Importing ``pkg.name`` sets the attribute ``name`` on the package to the submodule;
+    a front that loads on first use would then hand out the module for an export of
+    the same name (the judge's ``compare`` did), so no export may share a submodule's name.
+    """
+    import importlib
+    import pkgutil
+    import types
+
+    front = importlib.import_module(package)
+    for info in pkgutil.iter_modules(front.__path__):
+        importlib.import_module(f"{package}.{info.name}")
+    for name in front.__all__:
+        assert not isinstance(getattr(front, name), types.ModuleType), f"{package}.{name}"
