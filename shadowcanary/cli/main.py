@@ -227,34 +227,71 @@ def up(
         float, typer.Option(help="Live calls per second from the traffic generator.")
     ] = 20.0,
     canary_percent: Annotated[
-        float, typer.Option(help="Share of users served by the candidate live.")
-    ] = 10.0,
-    sim_port: Annotated[int, typer.Option(help="Port for the model simulator.")] = 8765,
+        float | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Share of users served by the candidate live (local-demo only; default 10).",
+        ),
+    ] = None,
+    sim_port: Annotated[
+        int, typer.Option(help="Port of the model simulator (live calls and the replays).")
+    ] = 8765,
+    rollout: Annotated[
+        str | None,
+        typer.Option(
+            help="Feed this started rollout, each user routed by its flag (run "
+            "`shadowcanary controller run --all` beside it to step the plan).",
+        ),
+    ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="Simulator profiles (YAML: models: {name: {mean_ms, p99_ms, prices}}) for "
+            "your own models (default: the shipped gpt-5.2 / gpt-5.5).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole data path locally: simulator, worker, and a traffic generator feeding the tap.
 
     Uses the embedded Postgres and Redis unless SHADOWCANARY_DATABASE_URL / _REDIS_URL are set.
+    Without --rollout it feeds the rollout local-demo (started and paused for you) with a
+    fixed --canary-percent split; with --rollout NAME the rollout's flag decides.
 
-    Example: shadowcanary up --duration 60
+    Examples:
+
+      shadowcanary up --duration 60
+
+      shadowcanary rollout start my-plan.yaml && shadowcanary up --rollout my-rollout
     """
-    from shadowcanary.cli.up import run_local_stack
+    if rollout is not None and canary_percent is not None:
+        raise typer.BadParameter(
+            "--canary-percent splits the local-demo rollout's traffic; with --rollout the "
+            "rollout's flag decides who gets the candidate (leave --canary-percent out)",
+            param_hint="--canary-percent",
+        )
+    from shadowcanary.cli.up import prepare_rollout, run_local_stack
 
     settings = _settings()
     urls = _urls(settings)
+    target = prepare_rollout(settings, urls, rollout)
     run_local_stack(
         settings,
         urls,
         env=child_env(settings, urls),
         duration_s=duration,
         rate=rate,
-        canary_percent=canary_percent,
+        canary_percent=10.0 if canary_percent is None else canary_percent,
         sim_port=sim_port,
         console=console,
+        target=target,
+        profiles_file=profiles,
     )
     console.print(
         f"\n[bold]Data:[/] Postgres {_display_url(urls.database_url)}, "
         f"Redis {_display_url(urls.redis_url)}"
-        "\n[bold]Next:[/] `shadowcanary status` (add --json for machines); "
+        f"\n[bold]Next:[/] `shadowcanary report {target.rollout}`, `shadowcanary status` "
+        "(add --json for machines); "
         "`make down` (or `shadowcanary services stop`) stops the embedded servers."
     )
 
