@@ -128,6 +128,24 @@ def configure_logging(
         logging.getLogger(logger_name).setLevel(max(quiet_level, root.level))
 
 
+def configure_command_logging(level: str, log_format: str | None, *, verbose: bool) -> None:
+    """Logging for a CLI command, whose own output is for a person.
+
+    Only warnings and errors, in human form, so log lines do not drown the command's
+    output (migrations, webhook sends). ``verbose`` shows ``level`` and above, still in
+    human form; ``log_format="json"`` keeps the JSON lines a log shipper reads.
+    """
+    if log_format == "json":
+        configure_logging(level)
+        return
+    floor = level if verbose else _higher(level, "warning")
+    configure_logging(floor, json=False)
+
+
+def _higher(level: str, floor: str) -> str:
+    return max(level.lower(), floor, key=LEVELS.index) if level.lower() in LEVELS else level
+
+
 def redact_sensitive(_logger: WrappedLogger, method_name: str, event_dict: EventDict) -> EventDict:
     """structlog processor: replace content fields above debug and secret fields always."""
     keep_content = str(event_dict.get("level", method_name)).lower() == "debug"

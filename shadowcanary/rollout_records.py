@@ -5,10 +5,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shadowcanary.judge.evidence import RolloutState
 from shadowcanary.plan import RolloutPlan
+
+if TYPE_CHECKING:  # the judge's evidence types bring NumPy: `rollout status` needs neither
+    from shadowcanary.judge.evidence import RolloutState
 
 
 class RolloutStatus(StrEnum):
@@ -65,6 +67,8 @@ class RolloutRecord:
         ``step_percent`` is what the controller last set, not the plan's step
         percentage: when the two disagree the judge holds, which is the point.
         """
+        from shadowcanary.judge.evidence import RolloutState
+
         return RolloutState(
             step_index=self.step_index,
             step_percent=self.percent,

@@ -305,6 +305,11 @@ class Settings(BaseSettings):
     redis_url: str | None = None
     data_dir: Path = Path(".shadowcanary")
     log_level: str = Field(default="info", pattern="^(debug|info|warning|error)$")
+    # "json" (one object per line) or "human". None: the process's own default, JSON for
+    # the long-running ones (worker, controller, gateway), human for a command's output.
+    log_format: Literal["json", "human"] | None = None
+    # A command's info-level lines too (`shadowcanary --verbose` sets it for its process).
+    log_verbose: bool = False
     # Salt for hashing user/conversation ids; set it per deployment.
     stickiness_salt: SecretStr = SecretStr(DEV_SALT)
     retention_days: int = Field(default=14, gt=0)

@@ -27,7 +27,12 @@ from shadowcanary.judge.evidence import Evidence
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import RolloutRecord
 from shadowcanary.settings import Settings
-from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence
+from shadowcanary.store.evidence_reads import (
+    MIN_P99_REQUESTS,
+    count_baseline_requests,
+    freeze_baseline_p99,
+    load_evidence,
+)
 from shadowcanary.store.locks import operation_lock
 from shadowcanary.store.rollouts import RolloutStore
 
@@ -125,6 +130,12 @@ def build_ports(
             quantile=record.plan.triggers.p99_latency.quantile,
         )
 
+    def baseline_seen_for(record: RolloutRecord, now: datetime) -> tuple[int, int]:
+        seen = count_baseline_requests(
+            engine, record.name, since=record.started_at - PRE_CANARY_LOOKBACK, until=now
+        )
+        return seen, MIN_P99_REQUESTS
+
     return TickPorts(
         store=store,
         flags_for=flags_for,
@@ -135,4 +146,5 @@ def build_ports(
         runbook=RunbookHook.from_settings(settings, store),
         operation_lock=lambda name: operation_lock(lock_engine, name),
         actor=actor or controller_actor(instance_name()),
+        baseline_seen_for=baseline_seen_for,
     )

@@ -8,9 +8,7 @@ from typing import Annotated
 
 import typer
 
-from shadowcanary.cli.support import console, friendly_errors
-from shadowcanary.logging import configure_logging
-from shadowcanary.settings import load_settings
+from shadowcanary.cli.support import configure_service_logging, console, friendly_errors
 
 gateway_app = typer.Typer(
     help="The OpenAI-compatible gateway (tap + canary routing for any language)."
@@ -34,10 +32,11 @@ def run(
     """
     from shadowcanary.gateway.server import serve
     from shadowcanary.launcher.embedded_services import resolve_urls
+    from shadowcanary.settings import load_settings
     from shadowcanary.store.db import migrate
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_service_logging(settings)
     urls = resolve_urls(settings)
     migrate(urls.database_url)
     # Worker processes re-read the environment: hand them the resolved services too.

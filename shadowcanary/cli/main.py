@@ -2,6 +2,10 @@
 
 Every command loads ``Settings`` once (a bad variable fails here, with its name) and
 turns shadowcanary errors into one clear line plus a hint, never a traceback.
+
+Start-up matters (``--help``, ``rollout status`` in an incident): this module and the
+command modules it mounts import only typer, rich and plain values; each command
+imports what it needs when it runs (tests/unit/test_cli_imports.py holds the line).
 """
 
 from __future__ import annotations
@@ -10,7 +14,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
@@ -21,15 +25,18 @@ from shadowcanary.cli.rollout import controller_app, rollout_app
 from shadowcanary.cli.runbook import runbook_command
 from shadowcanary.cli.support import (
     EXIT_FAILURE,
+    configure_command_logging,
+    configure_service_logging,
     console,
     err_console,
     friendly_errors,
     print_error,
 )
 from shadowcanary.errors import ShadowCanaryError
-from shadowcanary.launcher.embedded_services import EmbeddedServices, ServiceUrls, resolve_urls
-from shadowcanary.logging import configure_logging
-from shadowcanary.settings import Settings, load_settings
+
+if TYPE_CHECKING:
+    from shadowcanary.launcher.embedded_services import ServiceUrls
+    from shadowcanary.settings import Settings
 
 app = typer.Typer(
     name="shadowcanary",
@@ -48,13 +55,36 @@ app.command("report")(report_command)
 app.command("runbook")(runbook_command)
 
 
-def _settings() -> Settings:
+@app.callback()
+def _options(
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose",
+            "-v",
+            help="Show info-level logs too (commands show warnings and errors only; "
+            "SHADOWCANARY_LOG_FORMAT=json gives JSON lines).",
+        ),
+    ] = False,
+) -> None:
+    """Shadow traffic, canary steps and automatic rollback for LLM model migrations."""
+    if verbose:
+        # Read with the other settings when the command loads them (and by the
+        # processes it starts): one place decides what is logged.
+        os.environ["SHADOWCANARY_LOG_VERBOSE"] = "true"
+
+
+def _settings(*, service: bool = False) -> Settings:
+    """Settings, and logging for a command (human, warnings) or a service (JSON)."""
+    from shadowcanary.settings import load_settings
+
     settings = load_settings()
-    configure_logging(settings.log_level)
+    (configure_service_logging if service else configure_command_logging)(settings)
     return settings
 
 
 def _urls(settings: Settings) -> ServiceUrls:
+    from shadowcanary.launcher.embedded_services import resolve_urls
     from shadowcanary.store.db import migrate
 
     urls = resolve_urls(settings)
@@ -126,7 +156,7 @@ def worker(
 
     Example: shadowcanary worker
     """
-    settings = _settings()
+    settings = _settings(service=True)
     urls = _urls(settings)
     from shadowcanary.launcher.supervisor import supervise
     from shadowcanary.launcher.worker import worker_command
@@ -198,34 +228,71 @@ def up(
         float, typer.Option(help="Live calls per second from the traffic generator.")
     ] = 20.0,
     canary_percent: Annotated[
-        float, typer.Option(help="Share of users served by the candidate live.")
-    ] = 10.0,
-    sim_port: Annotated[int, typer.Option(help="Port for the model simulator.")] = 8765,
+        float | None,
+        typer.Option(
+            min=0,
+            max=100,
+            help="Share of users served by the candidate live (local-demo only; default 10).",
+        ),
+    ] = None,
+    sim_port: Annotated[
+        int, typer.Option(help="Port of the model simulator (live calls and the replays).")
+    ] = 8765,
+    rollout: Annotated[
+        str | None,
+        typer.Option(
+            help="Feed this started rollout, each user routed by its flag (run "
+            "`shadowcanary controller run --all` beside it to step the plan).",
+        ),
+    ] = None,
+    profiles: Annotated[
+        Path | None,
+        typer.Option(
+            help="Simulator profiles (YAML: models: {name: {mean_ms, p99_ms, prices}}) for "
+            "your own models (default: the shipped gpt-5.2 / gpt-5.5).",
+        ),
+    ] = None,
 ) -> None:
     """Run the whole data path locally: simulator, worker, and a traffic generator feeding the tap.
 
     Uses the embedded Postgres and Redis unless SHADOWCANARY_DATABASE_URL / _REDIS_URL are set.
+    Without --rollout it feeds the rollout local-demo (started and paused for you) with a
+    fixed --canary-percent split; with --rollout NAME the rollout's flag decides.
 
-    Example: shadowcanary up --duration 60
+    Examples:
+
+      shadowcanary up --duration 60
+
+      shadowcanary rollout start my-plan.yaml && shadowcanary up --rollout my-rollout
     """
-    from shadowcanary.cli.up import run_local_stack
+    if rollout is not None and canary_percent is not None:
+        raise typer.BadParameter(
+            "--canary-percent splits the local-demo rollout's traffic; with --rollout the "
+            "rollout's flag decides who gets the candidate (leave --canary-percent out)",
+            param_hint="--canary-percent",
+        )
+    from shadowcanary.cli.up import prepare_rollout, run_local_stack
 
     settings = _settings()
     urls = _urls(settings)
+    target = prepare_rollout(settings, urls, rollout)
     run_local_stack(
         settings,
         urls,
         env=child_env(settings, urls),
         duration_s=duration,
         rate=rate,
-        canary_percent=canary_percent,
+        canary_percent=10.0 if canary_percent is None else canary_percent,
         sim_port=sim_port,
         console=console,
+        target=target,
+        profiles_file=profiles,
     )
     console.print(
         f"\n[bold]Data:[/] Postgres {_display_url(urls.database_url)}, "
         f"Redis {_display_url(urls.redis_url)}"
-        "\n[bold]Next:[/] `shadowcanary status` (add --json for machines); "
+        f"\n[bold]Next:[/] `shadowcanary report {target.rollout}`, `shadowcanary status` "
+        "(add --json for machines); "
         "`make down` (or `shadowcanary services stop`) stops the embedded servers."
     )
 
@@ -254,8 +321,10 @@ def demo(
     from shadowcanary.cli.demo import run_demo
 
     settings = _settings()
-    if not verbose:
-        configure_logging("warning")
+    if verbose:  # `shadowcanary demo --verbose` reads as `shadowcanary --verbose demo`
+        from shadowcanary.logging import configure_command_logging as configure
+
+        configure(settings.log_level, settings.log_format, verbose=True)
     urls = _urls(settings)
     result = run_demo(settings, urls, fast=fast, console=console)
     console.print(
@@ -277,6 +346,8 @@ def services_start() -> None:
 
     Example: shadowcanary services start
     """
+    from shadowcanary.launcher.embedded_services import EmbeddedServices
+
     settings = _settings()
     urls = EmbeddedServices(settings.data_dir).start()
     console.print(f"postgres: {urls.database_url}\nredis:    {urls.redis_url}")
@@ -289,6 +360,8 @@ def services_stop() -> None:
 
     Example: shadowcanary services stop
     """
+    from shadowcanary.launcher.embedded_services import EmbeddedServices
+
     settings = _settings()
     EmbeddedServices(settings.data_dir).stop()
     console.print("embedded services stopped")

@@ -12,38 +12,22 @@ CI scripts rely on:
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import Sequence
 from dataclasses import replace
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
-from rich.table import Table
 
-from shadowcanary.cli.model_references import AuditResult, Finding, audit_tree
 from shadowcanary.errors import ShadowCanaryError
-from shadowcanary.logging import configure_logging
-from shadowcanary.settings import Settings, load_settings
-from shadowcanary.suite import (
-    DEFAULT_MAX_DROPS,
-    CallResult,
-    GatePolicy,
-    Metric,
-    SuiteArm,
-    SuiteCase,
-    build_report,
-    load_capture_cases,
-    load_suite,
-    planned_calls,
-    render_report,
-    report_json,
-    require_answers,
-    run_cases,
-)
+from shadowcanary.suite.metrics import DEFAULT_MAX_DROPS, Metric
+
+if TYPE_CHECKING:  # the suite (SciPy) and the audit are imported when their command runs
+    from shadowcanary.cli.model_references import AuditResult, Finding
+    from shadowcanary.settings import Settings
+    from shadowcanary.suite import CallResult, SuiteCase
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -99,6 +83,8 @@ def _audit_json(result: AuditResult, failing: Sequence[Finding]) -> dict[str, An
 
 
 def _render_audit(result: AuditResult, *, summary_only: bool) -> None:
+    from rich.table import Table
+
     rows = result.summary()
     if not summary_only:
         for row in rows:
@@ -164,6 +150,8 @@ def audit_command(
 
       shadowcanary audit services/ --fail-on 'gpt-5.2*' --json > audit.json
     """
+    from shadowcanary.cli.model_references import audit_tree
+
     try:
         result = audit_tree(
             path,
@@ -201,6 +189,18 @@ def _run(
     repeats: int,
     concurrency: int,
 ) -> list[CallResult]:
+    import asyncio
+
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from shadowcanary.suite import planned_calls, run_cases
+
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=_err_console, transient=True) as bar:
         task = bar.add_task("calling models", total=planned_calls(cases, repeats))
@@ -308,6 +308,19 @@ def compare_command(
     """
     if (suite is None) == (from_captures is None):
         _fail("give exactly one of --suite FILE or --from-captures ROUTE")
+    from shadowcanary.cli.support import configure_command_logging
+    from shadowcanary.settings import load_settings
+    from shadowcanary.suite import (
+        GatePolicy,
+        SuiteArm,
+        build_report,
+        load_capture_cases,
+        load_suite,
+        render_report,
+        report_json,
+        require_answers,
+    )
+
     policy = GatePolicy(
         max_drops={
             Metric.SUCCESS: max_success_drop,
@@ -325,7 +338,7 @@ def compare_command(
     )
     try:
         settings = load_settings()
-        configure_logging(settings.log_level)
+        configure_command_logging(settings)
         arms = {
             SuiteArm.BASELINE: baseline or settings.baseline_model,
             SuiteArm.CANDIDATE: candidate or settings.candidate_model,

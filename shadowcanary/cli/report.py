@@ -103,14 +103,13 @@ def report_command(
 
 
 def _generate(rollout: str, format: ReportFormatOption, pairs: int, tenant: str | None) -> str:
-    from shadowcanary.cli.support import database_url
-    from shadowcanary.logging import configure_logging
+    from shadowcanary.cli.support import configure_command_logging, database_url
     from shadowcanary.report import load_report, render
     from shadowcanary.settings import load_settings
     from shadowcanary.store.db import make_engine
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_command_logging(settings)
     url = database_url(settings)
     engine = make_engine(url, pool_size=1)
     try:

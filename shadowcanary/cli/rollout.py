@@ -20,7 +20,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from pydantic import TypeAdapter, ValidationError
 
 from shadowcanary.cli.support import (
     console,
@@ -28,7 +27,6 @@ from shadowcanary.cli.support import (
     err_console,
     friendly_errors,
 )
-from shadowcanary.plan import Duration
 
 rollout_app = typer.Typer(
     help="Start and steer rollouts: start, pause, resume, promote, rollback, abort, status, "
@@ -47,18 +45,20 @@ class _Context:
     """Settings, database and flag backend, wired once per command."""
 
     def __init__(
-        self, flags: str | None = None, unleash_url: str | None = None, *, migrate: bool = True
+        self,
+        flags: str | None = None,
+        unleash_url: str | None = None,
+        *,
+        migrate: bool = True,
+        service: bool = False,
     ) -> None:
-        from dataclasses import replace
-
-        from shadowcanary.logging import configure_logging
+        from shadowcanary.cli.support import configure_command_logging, configure_service_logging
         from shadowcanary.settings import load_settings
         from shadowcanary.store.db import make_engine
         from shadowcanary.store.locks import lock_engine
-        from shadowcanary.wiring import FlagsConfig, flags_factory
 
         self.settings = load_settings()
-        configure_logging(self.settings.log_level)
+        (configure_service_logging if service else configure_command_logging)(self.settings)
         settings = self.settings
         if migrate or not settings.database_url:
             url = database_url(settings)  # migrated (the embedded Postgres started first)
@@ -67,12 +67,27 @@ class _Context:
         self.database_url = url
         self.engine = make_engine(url, pool_size=2)
         self.lock_engine = lock_engine(url)
+        self._flags, self._unleash_url = flags, unleash_url
+
+    @property
+    def flags_for(self) -> Any:
+        """The flag backend, wired on first use (`status` and `history` need none)."""
+        from dataclasses import replace
+
+        from shadowcanary.wiring import FlagsConfig, flags_factory
+
         config = FlagsConfig.from_settings(self.settings)
-        if flags is not None:
-            config = replace(config, backend=flags)  # type: ignore[arg-type]
-        if unleash_url is not None:
-            config = replace(config, unleash_url=unleash_url)
-        self.flags_for = flags_factory(config, self.engine)
+        if self._flags is not None:
+            config = replace(config, backend=self._flags)  # type: ignore[arg-type]
+        if self._unleash_url is not None:
+            config = replace(config, unleash_url=self._unleash_url)
+        return flags_factory(config, self.engine)
+
+    def store(self) -> Any:
+        """The rollouts and their audit log, for commands that only read them."""
+        from shadowcanary.store.rollouts import RolloutStore
+
+        return RolloutStore(self.engine)
 
     def ports(self, actor: str | None = None) -> Any:
         from shadowcanary.controller.notify import WebhookNotifier
@@ -195,8 +210,7 @@ def status(
     """
     from shadowcanary.controller.views import render_rollout, render_rollouts, status_data
 
-    ctx = _Context()
-    store = ctx.ports().store
+    store = _Context().store()
     records = [store.get(name)] if name else store.list()
     data = status_data(store, records)
     if as_json:
@@ -223,7 +237,7 @@ def history(
     """
     from shadowcanary.controller.views import entry_data, render_history
 
-    store = _Context().ports().store
+    store = _Context().store()
     entries = store.history(name, limit=limit)
     if as_json:
         rows = [entry_data(e, with_inputs=with_inputs) for e in entries]
@@ -234,6 +248,10 @@ def history(
 
 def parse_interval(text: str) -> float:
     """'10s', '1m', '500ms' or seconds as a number; usage error otherwise."""
+    from pydantic import TypeAdapter, ValidationError
+
+    from shadowcanary.plan import Duration
+
     try:
         span: timedelta = TypeAdapter(Duration).validate_python(text)
     except ValidationError as exc:
@@ -283,7 +301,7 @@ def run(
     from shadowcanary.store.db import migrate
 
     # Postgres may be down at start: migrate_when_reachable waits for it (counted, logged).
-    ctx = _Context(flags=flags, unleash_url=unleash_url, migrate=False)
+    ctx = _Context(flags=flags, unleash_url=unleash_url, migrate=False, service=True)
     port = metrics_port or ctx.settings.metrics_port
     if port:
         from prometheus_client import start_http_server

@@ -59,14 +59,13 @@ def runbook_command(
 
 def _write(rollout: str, output_dir: Path | None) -> Path:
     from runbooks.generator import flag_access, generate_runbook, output_dir_for, settings_secrets
-    from shadowcanary.cli.support import database_url
-    from shadowcanary.logging import configure_logging
+    from shadowcanary.cli.support import configure_command_logging, database_url
     from shadowcanary.settings import load_settings
     from shadowcanary.store.db import make_engine
     from shadowcanary.store.rollouts import RolloutStore
 
     settings = load_settings()
-    configure_logging(settings.log_level)
+    configure_command_logging(settings)
     url = database_url(settings)
     engine = make_engine(url, pool_size=1)
     try:

@@ -8,14 +8,17 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from functools import wraps
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
-from sqlalchemy import Engine
 
 from shadowcanary.errors import ShadowCanaryError
-from shadowcanary.settings import Settings
+
+if TYPE_CHECKING:  # imported when a command runs: `shadowcanary --help` stays fast
+    from sqlalchemy import Engine
+
+    from shadowcanary.settings import Settings
 
 EXIT_OK = 0
 EXIT_FAILURE = 1  # a shadowcanary error: one line and a hint
@@ -44,6 +47,24 @@ def friendly_errors(func: F) -> F:
             raise typer.Exit(EXIT_FAILURE) from None
 
     return wrapper  # type: ignore[return-value]
+
+
+def configure_command_logging(settings: Settings) -> None:
+    """A command's logs: warnings and errors in human form on stderr, its output on stdout.
+
+    ``shadowcanary --verbose`` (SHADOWCANARY_LOG_VERBOSE=true) shows the info lines
+    too; SHADOWCANARY_LOG_FORMAT=json keeps the JSON lines.
+    """
+    from shadowcanary.logging import configure_command_logging as configure
+
+    configure(settings.log_level, settings.log_format, verbose=settings.log_verbose)
+
+
+def configure_service_logging(settings: Settings) -> None:
+    """A long-running process's logs (worker, controller, gateway): JSON unless told human."""
+    from shadowcanary.logging import configure_logging
+
+    configure_logging(settings.log_level, json=settings.log_format != "human")
 
 
 def database_url(settings: Settings) -> str:

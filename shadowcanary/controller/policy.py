@@ -11,11 +11,13 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from shadowcanary.judge.decide import Decision
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
+
+if TYPE_CHECKING:  # `rollout status` shows intents without loading the judge's statistics
+    from shadowcanary.judge.decide import Decision
 
 # A HOLD whose shape is unchanged is written to the audit log at most this often: a
 # tick every 10 s with the full evidence would grow the log by gigabytes a day.

@@ -73,6 +73,8 @@ PRE_CANARY_LOOKBACK = timedelta(hours=1)
 FlagsFor = Callable[[RolloutPlan], FlagBackend]
 EvidenceFor = Callable[[RolloutRecord, datetime], Evidence]
 BaselineP99For = Callable[[RolloutRecord, datetime], float | None]
+# Baseline requests seen so far towards freezing the p99, and how many it needs.
+BaselineSeenFor = Callable[[RolloutRecord, datetime], tuple[int, int]]
 RunbookHook = Callable[[RolloutRecord, Decision | None], None]
 OperationLock = Callable[[str], AbstractContextManager[object]]
 
@@ -108,6 +110,7 @@ class TickPorts:
     runbook: RunbookHook
     operation_lock: OperationLock = lambda _name: nullcontext()
     actor: str = CONTROLLER_ACTOR
+    baseline_seen_for: BaselineSeenFor | None = None
 
 
 class _Down(Exception):
@@ -232,8 +235,7 @@ class _Tick:
                 late = self.now - record.started_at > deadline
                 decision = Decision(
                     kind=DecisionKind.HOLD,
-                    reason="waiting for enough pre-canary baseline traffic to freeze the p99 "
-                    "latency threshold (see MIN_P99_REQUESTS); no canary before that"
+                    reason=self._waiting_for_baseline(record)
                     + (f"; past the first step's deadline ({deadline})" if late else ""),
                     from_percent=0,
                     to_percent=None,
@@ -251,6 +253,21 @@ class _Tick:
         )
         metrics.observe_decision(record.name, decision)
         return self._move(replace(record, baseline_p99_ms=p99), flags, decision, None, first)
+
+    def _waiting_for_baseline(self, record: RolloutRecord) -> str:
+        """The pre-canary HOLD's reason: how many baseline requests of how many, and how."""
+        seen = ""
+        if self.ports.baseline_seen_for is not None:
+            with _guard("postgres"):
+                count, needed = self.ports.baseline_seen_for(record, self.now)
+            seen = f": {count:,} of {needed:,} baseline requests seen"
+        return (
+            "waiting for enough pre-canary baseline traffic to freeze the p99 latency "
+            f"threshold{seen} (MIN_P99_REQUESTS); no canary before that. Send live calls "
+            f"tagged rollout={record.name} (arm baseline) through the tap or the gateway, "
+            f"e.g. `shadowcanary up --rollout {record.name}` locally, or turn the "
+            "p99_latency trigger off in the plan"
+        )
 
     def _move(
         self,

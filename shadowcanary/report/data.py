@@ -230,9 +230,12 @@ def project_monthly_cost(
     arms (the flag only splits it), extrapolated from the observed span to a day.
     """
     per_day: float | None = None
+    span: timedelta | None = None
     if observed_requests and observed_since is not None and observed_until is not None:
-        days = (observed_until - observed_since) / timedelta(days=1)
-        per_day = observed_requests / days if days > 0 else None
+        # The span from the first call to the last, not whole minutes: a 132 s run
+        # counted as 3 minutes would project 27 % low.
+        span = observed_until - observed_since
+        per_day = observed_requests / (span / timedelta(days=1)) if span > timedelta(0) else None
     b, c = baseline.cost_per_request_usd, candidate.cost_per_request_usd
     delta = None if b is None or c is None else c - b
     monthly = None if per_day is None else per_day * DAYS_PER_MONTH
@@ -247,7 +250,7 @@ def project_monthly_cost(
         baseline_monthly_usd=None if monthly is None or b is None else monthly * b,
         candidate_monthly_usd=None if monthly is None or c is None else monthly * c,
         monthly_delta_usd=None if monthly is None or delta is None else monthly * delta,
-        assumption=_assumption(baseline, candidate, observed_requests, per_day, tenant),
+        assumption=_assumption(baseline, candidate, observed_requests, per_day, span, tenant),
     )
 
 
@@ -256,15 +259,23 @@ def _assumption(
     candidate: ArmCost,
     observed: int,
     per_day: float | None,
+    span: timedelta | None,
     tenant: str | None,
 ) -> str:
     whose = "" if tenant is None else f" of tenant {tenant}"
-    traffic = (
-        f"no live traffic{whose} observed yet"
-        if per_day is None
-        else f"{observed:,} live requests{whose} observed (both arms), "
-        f"i.e. {per_day:,.0f} requests/day"
-    )
+    if per_day is not None and span is not None:
+        traffic = (
+            f"{observed:,} live requests{whose} observed (both arms) over "
+            f"{describe_span(span)} (first call to last), i.e. {per_day:,.0f} requests/day"
+        )
+    elif observed:
+        plural = "" if observed == 1 else "s"
+        traffic = (
+            f"{observed:,} live request{plural}{whose} observed, at one moment: too short "
+            "a span to project from"
+        )
+    else:
+        traffic = f"no live traffic{whose} observed yet"
     return (
         f"Projected monthly cost delta = requests/day x (candidate - baseline cost per "
         f"request) x {DAYS_PER_MONTH} days, {traffic}, assuming that traffic stays as observed "
@@ -275,6 +286,24 @@ def _assumption(
         f"candidate tokens: {_describe_source(candidate)}. Counts are captured calls: with tap "
         "sampling below 1, divide requests/day by the sample rate."
     )
+
+
+def describe_span(span: timedelta) -> str:
+    """A time span as a person reads it: "2 min 12 s", "3 h 05 min", "1.5 s"."""
+    seconds = span.total_seconds()
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = round(seconds)
+    days, rest = divmod(whole, 86_400)
+    hours, rest = divmod(rest, 3_600)
+    minutes, secs = divmod(rest, 60)
+    if days:
+        return f"{days} d {hours:02d} h {minutes:02d} min"
+    if hours:
+        return f"{hours} h {minutes:02d} min {secs:02d} s"
+    if minutes:
+        return f"{minutes} min {secs:02d} s"
+    return f"{secs} s"
 
 
 def _describe_source(cost: ArmCost) -> str:

@@ -62,7 +62,10 @@ def load_report(
     pairs: int = DIVERGENT_PAIRS,
     tenant: str | None = None,
 ) -> ReportData:
-    """Every figure of the report of rollout ``name`` for its current run, up to ``now``.
+    """Every figure of the report of rollout ``name`` for its current run.
+
+    The window runs from the rollout's start to ``now``, or to its end (its last
+    update) when it has finished.
 
     With ``tenant``, every figure and text comes from that tenant's calls only (read
     from the raw rows, as the rollups hold no tenant), the window starts no earlier
@@ -88,8 +91,11 @@ def load_report(
     starts_at_retention = tenant is not None and retention_start > since
     if starts_at_retention:
         since = retention_start
-    # The open minute is included: a report is a look at what is there now.
-    until = max(minute_of(now), since) + MINUTE
+    # The charts span the rollout: to now while it runs (the open minute included, a
+    # report is a look at what is there now), to its last minute once it has finished,
+    # however long after that the report is made.
+    end = now if record.status.active else min(now, record.updated_at)
+    until = max(minute_of(end), since) + MINUTE
     bucket_minutes = choose_bucket_minutes(until - since)
     plan = record.plan
     try:
@@ -140,8 +146,8 @@ def load_report(
             baseline_cost,
             candidate_cost,
             observed_requests=live.calls,
-            observed_since=live.first_minute,
-            observed_until=live.end_minute,
+            observed_since=live.first_call,
+            observed_until=live.last_call,
             tenant=tenant,
         ),
         similarity=similarity_histogram(counts, means, HISTOGRAM_BINS),

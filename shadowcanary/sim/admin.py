@@ -66,6 +66,8 @@ async def _put_profile(request: Request, sim: SimState) -> Response:
     changes = await _json_object(request)
     current = sim.profiles.get(name)
     merged = {**(current.model_dump(exclude_unset=False) if current else {}), **changes}
+    if "mean_ms" in changes and "median_ms" not in changes:
+        merged.pop("median_ms", None)  # a new mean replaces the stored median
     try:
         profile = ModelProfile.model_validate(merged)
         updated = sim.profiles.with_profile(name, profile)

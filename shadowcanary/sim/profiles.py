@@ -49,7 +49,9 @@ class ModelProfile(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     description: str = ""
-    # Latency of a whole call (lognormal through these two quantiles).
+    # Latency of a whole call (lognormal through these two quantiles). A profile may give
+    # ``mean_ms`` instead of ``median_ms`` (vendors and dashboards quote means): it is
+    # turned into the median of the lognormal with that mean and p99.
     median_ms: float = Field(default=400.0, gt=0)
     p99_ms: float = Field(default=1_200.0, gt=0)
     # Time to first token: a share of the drawn latency unless its own median is given.
@@ -81,6 +83,19 @@ class ModelProfile(BaseModel):
     output_usd_per_mtok: float = Field(default=0.0, ge=0.0)
     embedding_dimensions: int = Field(default=256, ge=8, le=4_096)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _mean_to_median(cls, data: Any) -> Any:
+        if not isinstance(data, Mapping) or "mean_ms" not in data:
+            return data
+        fields = dict(data)
+        mean = fields.pop("mean_ms")
+        if "median_ms" in fields:
+            raise ValueError("give median_ms or mean_ms, not both")
+        p99 = fields.get("p99_ms", cls.model_fields["p99_ms"].default)
+        fields["median_ms"] = median_for_mean(float(mean), float(p99))
+        return fields
+
     @model_validator(mode="after")
     def _quantiles_are_ordered(self) -> Self:
         if self.p99_ms < self.median_ms:
@@ -110,6 +125,33 @@ class ModelProfile(BaseModel):
         return (
             prompt_tokens * self.input_usd_per_mtok + completion_tokens * self.output_usd_per_mtok
         ) / 1e6
+
+
+def median_for_mean(mean_ms: float, p99_ms: float) -> float:
+    """The median of the lognormal whose mean is ``mean_ms`` and 99th percentile ``p99_ms``.
+
+    With mu, sigma the log-scale parameters: ln p99 = mu + z99 sigma and
+    ln mean = mu + sigma^2 / 2. Writing d = z99 sigma gives d^2 / (2 z99^2) - d +
+    ln(p99 / mean) = 0, whose smaller root keeps the median below the p99.
+
+    Raises:
+        ValueError: the mean is not positive, exceeds the p99, or the p99 is more than
+            ~15x the mean (no lognormal has both).
+    """
+    if mean_ms <= 0:
+        raise ValueError(f"mean_ms must be > 0, got {mean_ms}")
+    if mean_ms > p99_ms:
+        raise ValueError(f"mean_ms={mean_ms} must be <= p99_ms={p99_ms}")
+    gap = math.log(p99_ms / mean_ms)
+    discriminant = 1 - 2 * gap / _Z99**2
+    if discriminant < 0:
+        limit = math.exp(_Z99**2 / 2)
+        raise ValueError(
+            f"no lognormal latency has mean_ms={mean_ms} and p99_ms={p99_ms}: the p99 can be "
+            f"at most {limit:.1f}x the mean; give median_ms instead"
+        )
+    d = _Z99**2 * (1 - math.sqrt(discriminant))
+    return math.exp(math.log(p99_ms) - d)
 
 
 def _lognormal(rng: random.Random, median: float, p99: float) -> float:

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, select
+from sqlalchemy import Engine, event, func, select
 from sqlalchemy.exc import OperationalError
 
 from shadowcanary.judge.decide import slow_threshold_ms
@@ -206,3 +206,24 @@ def freeze_baseline_p99(
     if sketch.count < max(1, min_requests):
         return None
     return sketch.quantile(quantile)
+
+
+def count_baseline_requests(
+    engine: Engine, rollout: str, *, since: datetime, until: datetime
+) -> int:
+    """Baseline requests of ``rollout`` over minutes in [since, until): what freezing counts.
+
+    Raises:
+        ServiceUnavailable: Postgres could not be read.
+    """
+    stmt = select(func.coalesce(func.sum(LIVE.c.requests), 0)).where(
+        LIVE.c.rollout == rollout,
+        LIVE.c.arm == BASELINE,
+        LIVE.c.minute >= since,
+        LIVE.c.minute < until,
+    )
+    try:
+        with engine.connect() as conn:
+            return int(conn.execute(stmt).scalar_one())
+    except OperationalError as exc:
+        raise unavailable("counting the baseline requests", exc) from exc

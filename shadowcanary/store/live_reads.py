@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -76,6 +76,10 @@ class LiveFigures:
     calls: int  # live calls in the window, both arms
     first_minute: datetime | None  # the first minute with a call
     end_minute: datetime | None  # the end of the last minute with a call
+    # When the first and last calls started, to the microsecond where the raw rows are
+    # still stored; the minute bounds above where they were purged.
+    first_call: datetime | None = None
+    last_call: datetime | None = None
 
 
 def _bucket(moment: ColumnElement[Any], since: datetime, bucket_minutes: int) -> Any:
@@ -123,7 +127,32 @@ def rollout_live(
         )
     ]
     bins += [(row.arm, row.bucket, None, int(row.zero)) for row in counters if row.zero]
-    return _figures([row._mapping for row in counters], bins, since, bucket_minutes)
+    figures = _figures([row._mapping for row in counters], bins, since, bucket_minutes)
+    first_call, last_call = conn.execute(
+        # An index range over (rollout, started_at): two index probes, whatever the traffic.
+        select(func.min(_C.started_at), func.max(_C.started_at)).where(
+            _C.rollout == rollout, _C.started_at >= since, _C.started_at < until
+        )
+    ).one()
+    return _exact_span(figures, first_call, last_call)
+
+
+def _exact_span(
+    figures: LiveFigures, first_call: datetime | None, last_call: datetime | None
+) -> LiveFigures:
+    """The rollups' minute span made exact by the raw calls, where those are still stored.
+
+    Raw rows are purged after the retention period, rollups are not: a bound whose raw
+    rows are gone stays at its minute.
+    """
+    if figures.first_minute is None or figures.end_minute is None:
+        return figures
+    first, last = figures.first_minute, figures.end_minute
+    if first_call is not None and first_call < figures.first_minute + MINUTE:
+        first = first_call
+    if last_call is not None and last_call >= figures.end_minute - MINUTE:
+        last = last_call
+    return replace(figures, first_call=first, last_call=last)
 
 
 # The counters as SQL aggregates over captures. Sums over a nullable column skip NULLs,
@@ -232,6 +261,8 @@ def _figures(
         calls=sum(requests.values()),
         first_minute=None if first is None else minute_of(first),
         end_minute=None if last is None else minute_of(last) + MINUTE,
+        first_call=first,
+        last_call=last,
     )
 
 

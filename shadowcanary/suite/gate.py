@@ -22,21 +22,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import StrEnum
-from types import MappingProxyType
 
-from shadowcanary.suite.scoring import CaseScore, Metric
+from shadowcanary.suite.metrics import DEFAULT_MAX_DROPS, Metric
+from shadowcanary.suite.scoring import CaseScore
 from shadowcanary.suite.summary import MetricResult
 
-DEFAULT_MAX_DROPS: Mapping[Metric, float] = MappingProxyType(
-    {
-        Metric.SUCCESS: 0.02,
-        Metric.VALID: 0.02,
-        Metric.CLEAN: 0.05,
-        Metric.EXPECTED: 0.05,
-        Metric.TOOL: 0.05,
-        Metric.SIMILARITY: 0.10,
-    }
-)
 # Floating-point slack, so a difference of exactly -max_drop passes.
 _EPSILON = 1e-9
 

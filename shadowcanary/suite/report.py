@@ -12,8 +12,9 @@ from rich.table import Table
 
 from shadowcanary.suite.cases import SuiteCase
 from shadowcanary.suite.gate import CheckStatus, GatePolicy, GateResult, evaluate_gate
+from shadowcanary.suite.metrics import Metric
 from shadowcanary.suite.runner import CallResult, SuiteArm
-from shadowcanary.suite.scoring import ArmScore, CaseScore, Metric, score_cases
+from shadowcanary.suite.scoring import ArmScore, CaseScore, score_cases
 from shadowcanary.suite.summary import MetricResult, summarise
 
 _SHOWN_CASES = 20

@@ -16,33 +16,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from enum import StrEnum
 from statistics import fmean
 
 from shadowcanary.judge import compare, exact_match, inspect_output, normalized_match
 from shadowcanary.judge.structured import parse_json, validate_against_schema
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.suite.cases import MatchMode, SuiteCase
+from shadowcanary.suite.metrics import Metric
 from shadowcanary.suite.runner import CallResult, SuiteArm
 
 _MAX_NOTES = 3
-
-
-class Metric(StrEnum):
-    """What the suite measures per case and arm."""
-
-    SUCCESS = "success"  # calls answered without an API error
-    VALID = "valid"  # JSON / tool call / schema valid (structured cases)
-    CLEAN = "clean"  # not empty, truncated or a refusal
-    EXPECTED = "expected"  # matches the expected output (cases that give one)
-    TOOL = "tool"  # called the expected tool (cases that name one)
-    SIMILARITY = "similarity"  # lexical similarity to the baseline's reference answer
-    LATENCY_MS = "latency_ms"
-    COST_USD = "cost_usd"
-
-    @property
-    def higher_is_better(self) -> bool:
-        return self not in (Metric.LATENCY_MS, Metric.COST_USD)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,7 +5,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from shadowcanary.suite.scoring import CaseScore, Metric
+from shadowcanary.suite.metrics import Metric
+from shadowcanary.suite.scoring import CaseScore
 from shadowcanary.suite.stats import (
     DEFAULT_CONFIDENCE,
     DEFAULT_RESAMPLES,

@@ -127,6 +127,21 @@ def test_first_tick_waits_for_the_baseline_p99_then_takes_the_first_step(rig: Ri
     assert actions[:2] == [AuditAction.ADVANCE, AuditAction.ADVANCE]  # confirmation, intent
 
 
+def test_the_pre_canary_hold_says_how_many_of_how_many_and_how_to_get_there(rig: Rig) -> None:
+    """Waiting for baseline traffic, the HOLD counts seen/needed and names the way to feed it."""
+    plan = small_plan("few-baseline", "few-baseline-flag")
+    rig.clock.at(0, 5)
+    rig.operator().start(plan)
+    insert_minute(rig.store, "few-baseline", 1, baseline=120)
+    waiting = rig.tick("few-baseline", 2)
+    assert waiting.decision is not None and waiting.decision.kind is DecisionKind.HOLD
+    reason = waiting.decision.reason
+    assert "120 of 500 baseline requests seen" in reason
+    assert "shadowcanary up --rollout few-baseline" in reason
+    assert "p99_latency trigger off" in reason
+    assert rig.percent("few-baseline-flag") == 0
+
+
 def test_healthy_rollout_steps_to_complete_and_every_decision_replays(rig: Rig) -> None:
     """10 -> 30 -> 50 -> 100 -> COMPLETE; each audited decision recomputes identically."""
     name = started(rig, "healthy", "healthy-flag")

@@ -17,7 +17,7 @@ from sqlalchemy.pool import NullPool
 import shadowcanary
 from shadowcanary.errors import ConfigError
 from shadowcanary.store import database_ready, make_engine, migrate
-from shadowcanary.store.db import head_revision
+from shadowcanary.store.db import head_revision, newest_revision_file
 from shadowcanary.store.models import Base
 
 pytestmark = pytest.mark.integration
@@ -147,3 +147,8 @@ def test_migrate_rejects_a_non_postgres_url() -> None:
     """migrate() refuses a non-Postgres URL with a ConfigError."""
     with pytest.raises(ConfigError, match="PostgreSQL only"):
         migrate("mysql://root@localhost/db")
+
+
+def test_the_newest_migration_file_is_alembics_head() -> None:
+    """migrate()'s fast path compares with the newest file: it must be Alembic's head."""
+    assert newest_revision_file() == head_revision()

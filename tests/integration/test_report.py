@@ -240,7 +240,9 @@ def test_json_figures_match_the_store(engine: Engine) -> None:
     data = load_report(engine, load_settings({}), seeded.name, now=now)
     report = json.loads(json.dumps(report_dict(data)))
 
-    totals = Store(engine).live_totals(seeded.name, seeded.started_at, now + timedelta(minutes=1))
+    # A finished rollout's figures end with it (the minute of its rollback included).
+    ended = seeded.step_times[-1] + timedelta(minutes=1)
+    totals = Store(engine).live_totals(seeded.name, seeded.started_at, ended)
     for arm in Arm:
         got = report["arms"][arm.value]
         assert got["requests"] == totals[arm].requests > 0
@@ -269,7 +271,9 @@ def test_json_figures_match_the_store(engine: Engine) -> None:
     assert cand["source"] == "live"
     assert cand["cost_per_request_usd"] == pytest.approx((62 * 5.0 + 60 * 30.0) / 1e6)
     total = totals[Arm.BASELINE].requests + totals[Arm.CANDIDATE].requests
-    per_day = total / (80 / (24 * 60))
+    # From the first call (t0) to the last before the end (minute 70, 45 s in): the
+    # span, not whole minutes.
+    per_day = total / (timedelta(minutes=70, seconds=45) / timedelta(days=1))
     assert report["cost"]["requests_per_day"] == pytest.approx(per_day)
     assert report["cost"]["monthly_delta_usd"] == pytest.approx(
         per_day * 30 * (cand["cost_per_request_usd"] - base["cost_per_request_usd"])
@@ -339,3 +343,36 @@ def test_unknown_rollout_is_one_error_line(database_url: str, engine: Engine) ->
     assert code == 1
     assert "no rollout named 'nope'" in err and "known-one" in err
     assert "Traceback" not in err
+
+
+def test_cost_projection_uses_the_observed_span_not_whole_minutes(engine: Engine) -> None:
+    """A 132 s run projects requests/day from 132 s (not 3 minutes) and says so."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    start = now - timedelta(minutes=10)
+    RolloutStore(engine).create_rollout(_plan("short-run"), now=start, actor="cli:sre")
+    # 133 calls one second apart from 20 s into a minute: 132 s, over three clock minutes.
+    first = start.replace(second=20) + timedelta(minutes=1)
+    events = [
+        make_event(rollout="short-run", started_at=first + timedelta(seconds=i), latency_ms=400.0)
+        for i in range(133)
+    ]
+    Store(engine).insert_captures(
+        [AssessedCapture(event, make_flags(), 0.001) for event in events], received_at=now
+    )
+    cost = load_report(engine, load_settings({}), "short-run", now=now).cost
+    assert cost.requests_per_day == pytest.approx(133 / (132 / 86_400))
+    assert "133 live requests observed (both arms) over 2 min 12 s" in cost.assumption
+
+
+def test_a_finished_rollouts_charts_span_the_rollout_not_the_report_time(
+    engine: Engine,
+) -> None:
+    """Made two days after a rollback, a report's time axis runs from start to rollback."""
+    ended_days_ago = datetime.now(UTC) - timedelta(days=2)
+    seeded = seed_rollout(engine, now=ended_days_ago)
+    data = load_report(engine, load_settings({}), seeded.name, now=datetime.now(UTC))
+    rolled_back_at = seeded.step_times[-1]
+    assert data.since == seeded.started_at
+    assert data.until == rolled_back_at + timedelta(minutes=1)
+    assert data.bucket_minutes == 2  # 71 minutes of chart, not two days
+    assert {len(points) for points in data.series.values()} == {36}  # ceil(71 / 2)

@@ -141,6 +141,35 @@ def test_monthly_cost_projection(
 
 
 @pytest.mark.parametrize(
+    ("span", "text"),
+    [
+        (timedelta(seconds=132), "2 min 12 s"),
+        (timedelta(seconds=2.5), "2.5 s"),
+        (timedelta(seconds=45), "45 s"),
+        (timedelta(hours=3, minutes=5), "3 h 05 min 00 s"),
+        (timedelta(days=2, hours=1), "2 d 01 h 00 min"),
+    ],
+)
+def test_the_assumption_names_the_observed_span(span: timedelta, text: str) -> None:
+    """The cost assumption says over how long a span the requests/day were observed."""
+    projection = project_monthly_cost(
+        _arm(0.001), _arm(0.002), observed_requests=100, observed_since=T0, observed_until=T0 + span
+    )
+    assert f"100 live requests observed (both arms) over {text} (first call to last)" in (
+        projection.assumption
+    )
+
+
+def test_one_instant_of_traffic_is_not_projected() -> None:
+    """Calls all at one moment give no rate: no projection, and the assumption says why."""
+    projection = project_monthly_cost(
+        _arm(0.001), _arm(0.002), observed_requests=1, observed_since=T0, observed_until=T0
+    )
+    assert projection.requests_per_day is None and projection.monthly_delta_usd is None
+    assert "too short a span to project from" in projection.assumption
+
+
+@pytest.mark.parametrize(
     ("span", "bucket"),
     [
         (timedelta(minutes=1), 1),
