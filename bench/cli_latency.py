@@ -35,7 +35,7 @@ from pathlib import Path
 
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry
-from shadowcanary.store import make_engine, migrate
+from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.servers import PostgresServer
 

@@ -44,10 +44,11 @@ from shadowcanary.logging import configure_logging
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.shadow_results import ReplayKind
-from shadowcanary.store import AssessedCapture, Store
 from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence, newest_data_at
+from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import LIVE_COUNTERS, SHADOW_COUNTERS, ShadowRollupRow
+from shadowcanary.store.repository import Store
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.store.sketch import MAPPING, RELATIVE_ACCURACY, QuantileSketch
 from shadowcanary.testing.factories import make_event, make_flags, make_replay

@@ -43,7 +43,7 @@ from shadowcanary.launcher.sim import run_simulator
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import TapSettings
 from shadowcanary.store.db import make_engine, migrate
-from shadowcanary.tap import Tap
+from shadowcanary.tap.emitter import Tap
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.servers import PostgresServer, RedisServer
 

@@ -44,9 +44,11 @@ from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import RolloutStatus
 from shadowcanary.settings import Settings
 from shadowcanary.shadow_results import ReplayKind
-from shadowcanary.store import Store, make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.store.locks import lock_engine
-from shadowcanary.tap import Tap, tap_openai
+from shadowcanary.store.repository import Store
+from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.wiring import build_ports
 
 ROUTES = ("support", "coding", "extraction", "orders")

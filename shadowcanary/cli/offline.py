@@ -27,7 +27,8 @@ from shadowcanary.suite.metrics import DEFAULT_MAX_DROPS, Metric
 if TYPE_CHECKING:  # the suite (SciPy) and the audit are imported when their command runs
     from shadowcanary.cli.model_references import AuditResult, Finding
     from shadowcanary.settings import Settings
-    from shadowcanary.suite import CallResult, SuiteCase
+    from shadowcanary.suite.cases import SuiteCase
+    from shadowcanary.suite.runner import CallResult
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -199,7 +200,7 @@ def _run(
         TimeElapsedColumn,
     )
 
-    from shadowcanary.suite import planned_calls, run_cases
+    from shadowcanary.suite.runner import planned_calls, run_cases
 
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TimeElapsedColumn(), console=_err_console, transient=True) as bar:
@@ -310,16 +311,11 @@ def compare_command(
         _fail("give exactly one of --suite FILE or --from-captures ROUTE")
     from shadowcanary.cli.support import configure_command_logging
     from shadowcanary.settings import load_settings
-    from shadowcanary.suite import (
-        GatePolicy,
-        SuiteArm,
-        build_report,
-        load_capture_cases,
-        load_suite,
-        render_report,
-        report_json,
-        require_answers,
-    )
+    from shadowcanary.suite.captures import load_capture_cases
+    from shadowcanary.suite.gate import GatePolicy
+    from shadowcanary.suite.loader import load_suite
+    from shadowcanary.suite.report import build_report, render_report, report_json
+    from shadowcanary.suite.runner import SuiteArm, require_answers
 
     policy = GatePolicy(
         max_drops={

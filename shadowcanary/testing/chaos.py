@@ -37,7 +37,7 @@ from sqlalchemy import Engine, text
 from shadowcanary.events import CapturedCall
 from shadowcanary.launcher.processes import child_env, spawn_logged
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import Tap
+from shadowcanary.tap.emitter import Tap
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import PostgresServer, RedisServer
@@ -200,7 +200,7 @@ class ChaosRun:
     ) -> list[tuple[str, float]]:
         import openai
 
-        from shadowcanary.tap import tap_openai
+        from shadowcanary.tap.openai_wrapper import tap_openai
 
         tap_settings = TapSettings(flush_interval_s=0.05, publish_timeout_s=0.3)
         emit_tap = RecordingTap(tap_settings, redis_server.url)

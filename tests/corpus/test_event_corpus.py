@@ -15,7 +15,8 @@ from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import load_settings
-from shadowcanary.store import Store, make_engine
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.repository import Store
 from shadowcanary.testing.poll import wait_until
 from tests.corpus.hostile_events import PROMPT_INJECTIONS, Item, corpus, good_event
 from tests.integration.pipeline import rows, scalar, send_ingest

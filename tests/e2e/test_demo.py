@@ -20,8 +20,7 @@ from shadowcanary.cli.demo import run_demo
 from shadowcanary.launcher.embedded_services import EmbeddedServices, ServiceUrls, resolve_urls
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.settings import Settings, load_settings
-from shadowcanary.store import make_engine
-from shadowcanary.store.db import migrate
+from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.rollouts import RolloutStore
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(240)]

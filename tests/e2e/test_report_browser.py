@@ -20,7 +20,7 @@ from sqlalchemy import Engine
 from typer.testing import CliRunner
 
 from shadowcanary.report.html import TITLES
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from tests.integration.test_report import seed_rollout
 
 pytestmark = pytest.mark.integration

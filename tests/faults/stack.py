@@ -24,7 +24,7 @@ from sqlalchemy import Engine, text
 
 from shadowcanary.launcher.processes import ChildProcess, child_env, spawn_logged
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import Tap, TapStats
+from shadowcanary.tap.emitter import Tap, TapStats
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 

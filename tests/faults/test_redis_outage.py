@@ -14,7 +14,7 @@ from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.settings import TapSettings
 from shadowcanary.store.db import make_engine
-from shadowcanary.tap import DropReason, Tap
+from shadowcanary.tap.emitter import DropReason, Tap
 from shadowcanary.testing.factories import make_event
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import RedisServer

@@ -23,8 +23,9 @@ from shadowcanary.controller.tick import TickPorts
 from shadowcanary.events import Arm, CallStatus
 from shadowcanary.plan import RolloutPlan, parse_plan
 from shadowcanary.settings import Settings, load_settings
-from shadowcanary.store import AssessedCapture, Store
+from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.locks import lock_engine
+from shadowcanary.store.repository import Store
 from shadowcanary.testing.factories import make_event, make_flags
 from shadowcanary.wiring import build_ports
 

@@ -20,7 +20,9 @@ from typer.testing import CliRunner, Result
 from shadowcanary.cli.offline import compare_command
 from shadowcanary.events import Arm, CallStatus, CapturedCall
 from shadowcanary.launcher.sim import SimHandle, run_simulator
-from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.repository import Store
 from shadowcanary.testing.factories import make_event
 
 pytestmark = pytest.mark.integration

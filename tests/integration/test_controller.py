@@ -32,8 +32,9 @@ from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickOutcome, tick
 from shadowcanary.judge.decide import DecisionInputs, DecisionKind
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
-from shadowcanary.store import Store, make_engine, migrate
+from shadowcanary.store.db import make_engine, migrate
 from shadowcanary.store.locks import LockState, RolloutLock, lock_engine
+from shadowcanary.store.repository import Store
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.servers import PostgresServer
 from tests.integration.controller_harness import (

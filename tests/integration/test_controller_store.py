@@ -19,7 +19,7 @@ from shadowcanary.rollout_records import (
     RolloutRecord,
     RolloutStatus,
 )
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.store.rollouts import (
     RolloutExists,
     RolloutNotFound,

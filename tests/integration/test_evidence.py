@@ -17,9 +17,12 @@ from shadowcanary.judge.evidence import ArmCounts, Moments
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.shadow_results import ReplayKind, ReplayStatus
-from shadowcanary.store import AssessedCapture, QuantileSketch, Store, make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.store.evidence_reads import freeze_baseline_p99, load_evidence, newest_data_at
+from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.repository import Store
 from shadowcanary.store.rollouts import RolloutStore
+from shadowcanary.store.sketch import QuantileSketch
 from shadowcanary.testing.factories import make_event, make_flags, make_replay
 
 pytestmark = pytest.mark.integration

@@ -16,8 +16,13 @@ from sqlalchemy.pool import NullPool
 
 import shadowcanary
 from shadowcanary.errors import ConfigError
-from shadowcanary.store import database_ready, make_engine, migrate
-from shadowcanary.store.db import head_revision, newest_revision_file
+from shadowcanary.store.db import (
+    database_ready,
+    head_revision,
+    make_engine,
+    migrate,
+    newest_revision_file,
+)
 from shadowcanary.store.models import Base
 
 pytestmark = pytest.mark.integration
@@ -95,7 +100,7 @@ def test_alembic_cli_without_url_says_how_to_set_it() -> None:
 
 def test_migrate_from_several_processes_at_once(empty_database_url: str) -> None:
     """Workers starting together may all call migrate(); one migrates, the others find head."""
-    code = "import sys; from shadowcanary.store import migrate; migrate(sys.argv[1])"
+    code = "import sys; from shadowcanary.store.db import migrate; migrate(sys.argv[1])"
     env = {k: v for k, v in os.environ.items() if not k.startswith("SHADOWCANARY_")}
     env["PYTHONPATH"] = str(REPO_ROOT)
     procs = [

@@ -12,8 +12,9 @@ from sqlalchemy import Engine, event, text
 from shadowcanary.events import ToolCall
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.shadow_results import ReplayKind, ReplayRecord, ReplayStatus
-from shadowcanary.store import AssessedCapture, Store
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.repository import Store
 from shadowcanary.testing.factories import make_event, make_replay
 
 pytestmark = pytest.mark.integration

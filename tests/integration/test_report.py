@@ -23,8 +23,10 @@ from shadowcanary.report import load_report, render_html, render_markdown, repor
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutStatus
 from shadowcanary.settings import load_settings
 from shadowcanary.shadow_results import ReplayKind, ReplayRecord, ReplayStatus
-from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import ComparisonRow
+from shadowcanary.store.repository import Store
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import (
     DEFAULT_ROLLOUT,

@@ -31,7 +31,9 @@ from shadowcanary.report.model import REASON_WITHHELD, ReportData
 from shadowcanary.rollout_records import AuditAction, AuditEntry
 from shadowcanary.settings import load_settings
 from shadowcanary.shadow_results import ReplayKind
-from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.repository import Store
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.sketch import QuantileSketch

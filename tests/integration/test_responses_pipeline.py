@@ -18,7 +18,8 @@ from shadowcanary.settings import TapSettings
 from shadowcanary.sim.prompt import REASONING_TOKENS
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
-from shadowcanary.tap import Tap, tap_openai
+from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.testing.poll import wait_until
 from tests.integration.pipeline import rows, scalar
 

@@ -40,8 +40,10 @@ from shadowcanary.launcher.worker import run_worker
 from shadowcanary.rollout_records import AuditAction, RolloutStatus
 from shadowcanary.settings import TapSettings
 from shadowcanary.shadow_results import ReplayKind
-from shadowcanary.store import Store, make_engine
-from shadowcanary.tap import Tap, tap_openai
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.repository import Store
+from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.testing.poll import wait_until
 from shadowcanary.testing.unleash import UnleashHandle
 from tests.integration.controller_harness import (

@@ -34,7 +34,7 @@ from shadowcanary.controller.operator import flag_spec
 from shadowcanary.plan import parse_plan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.settings import load_settings
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.servers import free_port
 from shadowcanary.testing.unleash import UnleashHandle

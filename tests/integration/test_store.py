@@ -16,16 +16,12 @@ from shadowcanary.errors import ConfigError, ServiceUnavailable
 from shadowcanary.events import Arm, CallStatus, CapturedCall
 from shadowcanary.judge.types import OutputFlags
 from shadowcanary.shadow_results import ReplayKind, ReplayStatus
-from shadowcanary.store import (
-    AssessedCapture,
-    LiveTotals,
-    QuantileSketch,
-    ShadowTotals,
-    Store,
-    database_ready,
-    make_engine,
-)
+from shadowcanary.store.db import database_ready, make_engine
+from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import Base
+from shadowcanary.store.repository import Store
+from shadowcanary.store.sketch import QuantileSketch
+from shadowcanary.store.totals import LiveTotals, ShadowTotals
 from shadowcanary.testing.factories import (
     make_dead_letter,
     make_event,

@@ -31,8 +31,9 @@ from shadowcanary.events import (
     parse_event,
 )
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import DropReason, Sampler, Tap
+from shadowcanary.tap.emitter import DropReason, Tap
 from shadowcanary.tap.publisher import decode_ingest_message
+from shadowcanary.tap.sampling import Sampler
 from shadowcanary.testing.servers import RedisServer
 
 pytestmark = pytest.mark.integration

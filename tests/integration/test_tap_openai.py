@@ -23,7 +23,8 @@ import redis
 from shadowcanary import constants
 from shadowcanary.events import Arm, CallStatus, hash_stickiness_key, parse_event
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import DropReason, Tap, tap_openai
+from shadowcanary.tap.emitter import DropReason, Tap
+from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.tap.publisher import decode_ingest_message
 
 pytestmark = pytest.mark.integration

@@ -15,7 +15,9 @@ from shadowcanary import constants
 from shadowcanary.events import CallStatus, CapturedCall, parse_event
 from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import DropReason, Tap, openai_wrapper, tap_openai
+from shadowcanary.tap import openai_wrapper
+from shadowcanary.tap.emitter import DropReason, Tap
+from shadowcanary.tap.openai_wrapper import tap_openai
 from shadowcanary.tap.publisher import decode_ingest_message
 
 pytestmark = pytest.mark.integration

@@ -21,7 +21,7 @@ from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.operator import Operator
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.settings import load_settings
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.store.locks import lock_engine
 from shadowcanary.testing.servers import free_port
 from shadowcanary.wiring import FlagsConfig, build_ports, flags_factory

@@ -26,9 +26,11 @@ from shadowcanary import constants
 from shadowcanary.launcher.worker import REPO_ROOT, run_worker
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.shadow_results import ReplayKind
-from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.models import Base
 from shadowcanary.store.purge import PURGED_TABLES
+from shadowcanary.store.repository import Store
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.testing.factories import make_dead_letter, make_event, make_flags, make_replay
 from shadowcanary.testing.poll import wait_until

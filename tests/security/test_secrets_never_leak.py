@@ -37,7 +37,7 @@ from sqlalchemy import text
 import shadowcanary.cli.demo as demo_module
 from shadowcanary.logging import configure_logging
 from shadowcanary.settings import load_settings
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.store.models import Base
 from shadowcanary.testing.servers import RedisServer
 from tests.security.recorder import Recorder, recording_server

@@ -18,7 +18,7 @@ import pytest
 
 from shadowcanary.launcher.sim import SimHandle
 from shadowcanary.launcher.worker import run_worker
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.testing.poll import wait_until
 from tests.corpus.hostile_events import good_event
 from tests.integration.pipeline import rows, scalar, send_ingest, sim_calls

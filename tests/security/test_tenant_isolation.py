@@ -24,7 +24,9 @@ from shadowcanary.launcher.gateway import GatewayHandle
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.report import load_report, render_html, render_json, render_markdown
 from shadowcanary.settings import load_settings
-from shadowcanary.store import AssessedCapture, Store, make_engine
+from shadowcanary.store.db import make_engine
+from shadowcanary.store.inputs import AssessedCapture
+from shadowcanary.store.repository import Store
 from shadowcanary.store.rollouts import RolloutStore
 from shadowcanary.tap.publisher import decode_ingest_message
 from shadowcanary.testing.factories import make_event, make_flags, make_replay

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from shadowcanary.launcher.worker import REPO_ROOT
-from shadowcanary.store import make_engine
+from shadowcanary.store.db import make_engine
 from shadowcanary.testing.unleash import UnleashHandle
 
 pytestmark = [pytest.mark.integration, pytest.mark.timeout(300)]

@@ -9,7 +9,8 @@ import pytest
 
 from shadowcanary.errors import ConfigError
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import Tap, pii_phones
+from shadowcanary.tap import pii_phones
+from shadowcanary.tap.emitter import Tap
 from shadowcanary.tap.pii_accounts import redact_accounts
 from shadowcanary.tap.pii_cards import is_card_number
 from shadowcanary.tap.pii_numbers import redact_numbers

@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from shadowcanary.errors import ConfigError
-from shadowcanary.suite import MatchMode, SuiteFileError, load_suite, parse_since
+from shadowcanary.suite.captures import parse_since
+from shadowcanary.suite.cases import MatchMode
+from shadowcanary.suite.loader import SuiteFileError, load_suite
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 HEADER = "id,prompt,expected_output,match,min_similarity,schema,expected_tool,tools"

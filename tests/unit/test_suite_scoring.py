@@ -8,20 +8,12 @@ import pytest
 
 from shadowcanary.events import ModelRequest, ToolCall
 from shadowcanary.judge.types import CallOutput
-from shadowcanary.suite import (
-    CallResult,
-    CheckStatus,
-    Expectations,
-    GatePolicy,
-    MatchMode,
-    Metric,
-    SuiteArm,
-    SuiteCase,
-    evaluate_gate,
-    score_case,
-    summarise,
-)
-from shadowcanary.suite.scoring import judge_answer
+from shadowcanary.suite.cases import Expectations, MatchMode, SuiteCase
+from shadowcanary.suite.gate import CheckStatus, GatePolicy, evaluate_gate
+from shadowcanary.suite.metrics import Metric
+from shadowcanary.suite.runner import CallResult, SuiteArm
+from shadowcanary.suite.scoring import judge_answer, score_case
+from shadowcanary.suite.summary import summarise
 
 SCHEMA = {
     "type": "object",

@@ -14,7 +14,7 @@ import redis
 
 from shadowcanary import constants
 from shadowcanary.settings import TapSettings
-from shadowcanary.tap import Tap
+from shadowcanary.tap.emitter import Tap
 from shadowcanary.tap.publisher import decode_ingest_message
 from tests.corpus.pii.corpus import (
     PII_TYPES,
