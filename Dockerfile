@@ -1,5 +1,6 @@
-# One image for every shadowcanary process in docker-compose.yml (migrate, simulator,
-# worker, scheduler); the command picks the role.
+# One image for every shadowcanary process in docker-compose.yml and deploy/k8s (migrate,
+# simulator, gateway, worker, beat, controller); the command picks the role. Installs no
+# embedded servers (the `embedded` extra): production uses real Postgres and Redis.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -14,11 +15,11 @@ WORKDIR /app
 COPY . /app
 RUN pip install --no-compile . \
     && useradd --create-home --uid 10001 --user-group shadowcanary \
-    && mkdir -p /app/.shadowcanary \
-    && chown shadowcanary:shadowcanary /app/.shadowcanary
+    && mkdir -p /app/.shadowcanary /var/lib/shadowcanary/runbooks \
+    && chown shadowcanary:shadowcanary /app/.shadowcanary /var/lib/shadowcanary/runbooks
 
 # Never run the services as root.
 USER shadowcanary
 
-EXPOSE 8765
+EXPOSE 8080 8765 9100
 CMD ["shadowcanary", "--help"]
