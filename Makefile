@@ -34,7 +34,7 @@ BENCHES := $(basename $(notdir $(shell grep -l '__main__' bench/*.py 2>/dev/null
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-venv: $(INSTALLED)  ## create .venv and install shadowcanary[dev] (editable)
+venv: $(INSTALLED)  ## create .venv and install shadowcanary[dev,embedded] (editable)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -51,7 +51,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --disable-pip-version-check --no-input -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check --no-input -q -e '.[dev,embedded]'
 	@touch $@
 
 demo: venv  ## run the demo (embedded Postgres + Redis, simulated models)

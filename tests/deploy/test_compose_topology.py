@@ -236,3 +236,19 @@ def test_every_metric_in_the_alerts_and_dashboard_is_served(stack: ComposeStack)
     queried = _queried_metrics() - {"up"}  # `up` is Prometheus's own, per scrape target
     assert len(queried) >= 20, queried
     assert queried - served == set()
+
+
+def test_k8s_probe_paths_answer_on_the_real_processes(stack: ComposeStack) -> None:
+    """Every liveness/readiness/startup path in deploy/k8s answers 200 on the running process."""
+    from tests.deploy.test_k8s_manifests import probes
+
+    where = {"shadowcanary-gateway": ("gateway", 8080)}
+    where |= {f"shadowcanary-{n}": (n, 9100) for n in ("worker", "controller")}
+    checked = probes()
+    assert {(w, p) for w, _, p in checked} >= {
+        ("shadowcanary-gateway", "/healthz"),
+        ("shadowcanary-gateway", "/readyz"),
+    }
+    for workload, _port, path in checked:
+        host, port = where[workload]
+        assert httpx.get(stack.url(host, port, path), timeout=5).status_code == 200, path
