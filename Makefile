@@ -130,8 +130,12 @@ bench: venv test-servers  ## run every benchmark in bench/
 	  $(BIN)/python -m bench.$$name || exit $$?; \
 	done
 
-compose-check:  ## validate docker-compose.yml (needs the docker compose plugin)
-	docker compose config -q && echo "docker-compose.yml is valid"
+compose-check:  ## validate docker-compose.yml with .env.example (docker compose or docker-compose)
+	@if docker compose version >/dev/null 2>&1; then \
+	  docker compose --env-file .env.example config -q; \
+	else \
+	  docker-compose --env-file .env.example config -q; \
+	fi && echo "docker-compose.yml is valid"
 
 clean:  ## remove caches and build output (keeps .venv and .shadowcanary)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info
