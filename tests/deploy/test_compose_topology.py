@@ -19,6 +19,7 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -39,7 +40,8 @@ from tests.deploy.compose_stack import (
 )
 from tests.deploy.conftest import DEPLOY
 
-pytestmark = pytest.mark.integration
+# Under a loaded CI machine the stack alone takes minutes to start: 300 s is not enough.
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 # What a team changes in its .env for a small, fast run; everything else is .env.example.
 ENV_OVERRIDES = {
@@ -58,9 +60,13 @@ candidate: gpt-5.5
 unleash: {environment: production}
 exposure: {min_canary_requests: 50, min_events_per_arm: 20, min_duration: 5s, deadline: 1h}
 sample_ratio: {grace: 0s}
+# The simulator's default candidate is measurably less similar to the baseline: its
+# quality trigger would (rightly) roll back. This test is about the topology, so quality
+# only observes; the judge has its own tests.
 triggers:
   error_rate: {margin: 0.05}
   p99_latency: {margin_ms: 2000, quantile: 0.95}
+  quality: {margin: 0.05, mode: dry-run}
 escalation: "#llm-oncall"
 """
 
@@ -190,7 +196,11 @@ def test_compose_services_run_a_rollout_that_the_controller_steps_in_unleash(
 
         # The gateway holds only the client token; it sees the step by polling Unleash.
         wait_until(candidate_served, timeout_s=60, interval_s=1.0, what="a candidate call")
-    assert traffic.answered > 0 and not traffic.failed, traffic.failed[:5]
+    # The simulator fails a small share of calls on purpose (HTTP 500, passed through);
+    # the gateway itself must refuse nothing (a 4xx would be a wrong key or route).
+    refused = [f for f in traffic.failed if f.startswith("4")]
+    assert refused == [], refused[:5]
+    assert traffic.answered >= 9 * len(traffic.failed), traffic.failed[:5]
     history = _cli(stack, "controller", "rollout", "history", "chat-gpt55", "--json")
     assert history.returncode == 0, history.stderr
     actions = [entry["action"] for entry in json.loads(history.stdout)]
@@ -252,3 +262,47 @@ def test_k8s_probe_paths_answer_on_the_real_processes(stack: ComposeStack) -> No
     for workload, _port, path in checked:
         host, port = where[workload]
         assert httpx.get(stack.url(host, port, path), timeout=5).status_code == 200, path
+
+
+def _status(stack: ComposeStack) -> dict[str, Any]:
+    shown = _cli(stack, "controller", "rollout", "status", "chat-gpt55", "--json")
+    assert shown.returncode == 0, shown.stderr
+    return dict(json.loads(shown.stdout)[0])
+
+
+def test_a_person_moves_the_rollout_in_the_unleash_ui_and_the_controller_records_it(
+    stack: ComposeStack, browser: Any
+) -> None:
+    """Slider moved and saved in Unleash's UI -> manual override; `rollout rollback` -> UI 0 %."""
+    flags = _flags(stack)
+    assert flags.read("chat-model").effective_percent >= 10, "the step test runs first"
+    from tests.deploy import unleash_ui  # imports playwright: only where a browser runs
+
+    unleash = stack.url("unleash", 4242)
+    page = browser.new_page()
+    try:
+        unleash_ui.log_in(page, unleash)
+        unleash_ui.open_strategy(page, unleash, "chat-model", "production")
+        target = 20 if unleash_ui.rollout_shown(page) != 20 else 25
+        unleash_ui.move_rollout(page, target)
+        assert flags.read("chat-model").effective_percent == target
+        # The controller sees a flag it did not set: it records the override and stops.
+        wait_until(
+            lambda: _status(stack)["status"] == "overridden",
+            timeout_s=60,
+            interval_s=1.0,
+            what="the controller recording the manual override",
+        )
+        metrics = httpx.get(stack.url("controller", 9100, "/metrics"), timeout=5).text
+        assert (
+            'shadowcanary_controller_rollout_status{rollout="chat-gpt55",status="overridden"} 1.0'
+            in metrics
+        )
+        rolled = _cli(
+            stack, "controller", "rollout", "rollback", "chat-gpt55", "--reason", "ui test"
+        )
+        assert rolled.returncode == 0, rolled.stdout + rolled.stderr
+        unleash_ui.open_strategy(page, unleash, "chat-model", "production")
+        assert unleash_ui.rollout_shown(page) == 0
+    finally:
+        page.close()
