@@ -17,6 +17,8 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). Each has its own Redis, Postgres, Unleash and simulator;
 # much of the suite waits on real outages and workers, so two overlap well on two cores.
+# --dist loadgroup: tests marked xdist_group("...") share one process, in file order
+# (tests/deploy/test_compose_topology.py: one compose stack); the rest spread as usual.
 TEST_WORKERS ?= 2
 DEMO_ARGS ?=
 # The real Unleash server for the flag tests (npm, pinned by its package-lock.json).
@@ -61,7 +63,7 @@ down: venv  ## stop the embedded Postgres and Redis started by demo/up
 	$(BIN)/shadowcanary services stop
 
 test: venv test-servers  ## run the test suite (fails when no test ran)
-	@rc=0; $(BIN)/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 	  echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; \
 	fi; \
@@ -83,6 +85,20 @@ test-servers: $(UNLEASH_INSTALLED) $(NODE_SDK_INSTALLED)
 	else \
 	  echo "warning: redis-server/PostgreSQL binaries not found; integration tests will be" \
 	       "skipped. Install them: sudo apt-get install postgresql redis-server" >&2; \
+	fi
+	@# deploy/ checks: promtool/amtool and the real Prometheus + Alertmanager, docker-compose config.
+	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && \
+	    command -v docker-compose >/dev/null; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing prometheus, prometheus-alertmanager and docker-compose with apt-get (deploy tests)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager docker-compose >/dev/null; \
+	else \
+	  echo "warning: promtool, prometheus-alertmanager or docker-compose not found; the deploy" \
+	       "tests will be skipped. Install them: sudo apt-get install prometheus" \
+	       "prometheus-alertmanager docker-compose" >&2; \
 	fi
 	@# The report's browser test drives Debian's Chromium with Playwright (tests/e2e).
 	@if command -v chromium >/dev/null; then \

@@ -41,7 +41,13 @@ from tests.deploy.compose_stack import (
 from tests.deploy.conftest import DEPLOY
 
 # Under a loaded CI machine the stack alone takes minutes to start: 300 s is not enough.
-pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
+# One xdist worker runs the whole module, in order (`make test` uses --dist loadgroup):
+# one stack, not one per worker, and the UI test continues from the stepped rollout.
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.timeout(900),
+    pytest.mark.xdist_group("compose-stack"),
+]
 
 # What a team changes in its .env for a small, fast run; everything else is .env.example.
 ENV_OVERRIDES = {
