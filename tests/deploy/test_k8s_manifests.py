@@ -25,7 +25,11 @@ from tests.deploy.conftest import DEPLOY
 
 KUBERNETES_VERSION = "1.33"  # an API every supported cluster serves (1.33 and later)
 OVERLAYS = ["base", "overlays/production"]
-CRDS = {"ScaledObject", "ServiceMonitor"}  # validated by shape below (no bundled schema)
+CRDS = {
+    "ScaledObject",
+    "ServiceMonitor",
+    "PrometheusRule",
+}  # validated by shape below (no bundled schema)
 
 
 def _kubectl() -> str:
@@ -223,3 +227,14 @@ def probes(overlay: str = "base") -> list[tuple[str, str, str]]:
                 assert get["port"] in ports, (name, kind)
                 found.append((name, get["port"], get["path"]))
     return found
+
+
+def test_prometheus_rule_is_the_alert_file() -> None:
+    """The k8s PrometheusRule holds exactly deploy/prometheus/alerts.yml (generated, not forked)."""
+    from tests.deploy.prometheusrule import render as render_rule
+
+    committed = (DEPLOY / "k8s" / "base" / "prometheusrule.yaml").read_text()
+    assert committed == render_rule(), "run: python -m tests.deploy.prometheusrule > ..."
+    rule = _of_kind(render("base"), "PrometheusRule")["shadowcanary"]
+    alerts = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
+    assert rule["spec"]["groups"] == alerts["groups"]
