@@ -7,7 +7,6 @@ checked against the running processes in test_compose_topology.py.
 
 from __future__ import annotations
 
-import shlex
 import shutil
 import subprocess
 import sys
@@ -16,12 +15,11 @@ from typing import Any
 
 import kubernetes_validate
 import pytest
-import typer
 import yaml
 
 from shadowcanary import constants
 from shadowcanary.settings import load_settings
-from tests.deploy.conftest import DEPLOY
+from tests.deploy.conftest import DEPLOY, check_command
 
 KUBERNETES_VERSION = "1.33"  # an API every supported cluster serves (1.33 and later)
 OVERLAYS = ["base", "overlays/production"]
@@ -151,31 +149,13 @@ def test_only_the_controller_holds_the_unleash_admin_token() -> None:
     assert "SHADOWCANARY_GATEWAY__UNLEASH_BACKEND_TOKEN" in env
 
 
-def _cli() -> Any:
-    from shadowcanary.cli import app
-
-    return typer.main.get_command(app)
-
-
 def test_every_command_is_a_real_cli_command_with_known_options() -> None:
     """shadowcanary commands resolve and their options parse; celery runs our app and queues."""
     docs = render("base")
     commands = [c["command"] + c.get("args", []) for _, _, c in _containers(docs)]
     assert len(commands) == 5
     for words in commands:
-        if words[0] == "shadowcanary":
-            group = _cli()
-            rest = words[1:]
-            while hasattr(group, "commands") and rest and rest[0] in group.commands:
-                group, rest = group.commands[rest[0]], rest[1:]
-            assert not hasattr(group, "commands"), shlex.join(words)
-            group.make_context(group.name, list(rest))  # raises on an unknown option
-        else:
-            assert words[:3] == ["celery", "-A", "workers.app"], words
-            assert words[3] in {"worker", "beat"}, words
-            queues = [w.split("=", 1)[1] for w in words if w.startswith("--queues=")]
-            for listed in queues:
-                assert set(listed.split(",")) == {constants.QUEUE_INGEST, constants.QUEUE_REPLAY}
+        check_command(words)
 
 
 def test_keda_scales_the_worker_deployment_on_our_queues() -> None:
