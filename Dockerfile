@@ -10,10 +10,12 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Sources first, then one install: alembic.ini and migrations/ stay in /app because
-# `alembic upgrade head` runs from here (migrations/ is not a Python package).
+# Sources first, then one install. Editable (-e): shadowcanary finds migrations/ next to
+# its package (shadowcanary/store/db.py, MIGRATIONS_DIR), so the code must run from /app,
+# not from a copy in site-packages; `shadowcanary migrate` and the controller's own
+# migration at start depend on it. No extras: the embedded servers are not needed here.
 COPY . /app
-RUN pip install --no-compile . \
+RUN pip install --no-compile -e . \
     && useradd --create-home --uid 10001 --user-group shadowcanary \
     && mkdir -p /app/.shadowcanary /var/lib/shadowcanary/runbooks \
     && chown shadowcanary:shadowcanary /app/.shadowcanary /var/lib/shadowcanary/runbooks
