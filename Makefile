@@ -17,8 +17,6 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). Each has its own Redis, Postgres, Unleash and simulator;
 # much of the suite waits on real outages and workers, so two overlap well on two cores.
-# --dist loadgroup: tests marked xdist_group("...") share one process, in file order
-# (tests/deploy/test_compose_topology.py: one compose stack); the rest spread as usual.
 TEST_WORKERS ?= 2
 DEMO_ARGS ?=
 # The real Unleash server for the flag tests (npm, pinned by its package-lock.json).
@@ -63,7 +61,7 @@ down: venv  ## stop the embedded Postgres and Redis started by demo/up
 	$(BIN)/shadowcanary services stop
 
 test: venv test-servers  ## run the test suite (fails when no test ran)
-	@rc=0; $(BIN)/pytest -q -n $(TEST_WORKERS) --dist loadgroup $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 	  echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; \
 	fi; \

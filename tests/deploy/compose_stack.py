@@ -207,7 +207,7 @@ class ComposeStack:
         if code != 0:
             raise ComposeError(f"{name} exited {code}:\n{log_tail(service.log)}")
 
-    def wait_healthy(self, name: str, timeout_s: float = 90) -> None:
+    def wait_healthy(self, name: str, timeout_s: float = 180) -> None:
         """Poll the compose healthcheck until it passes (the process must stay up)."""
         check = self.healthcheck(name)
         service = self.services[name]
@@ -222,7 +222,7 @@ class ComposeStack:
             )
             return done.returncode == 0
 
-        wait_until(healthy, timeout_s=timeout_s, interval_s=1.0, what=f"{name} healthy")
+        wait_until(healthy, timeout_s=timeout_s, interval_s=2.0, what=f"{name} healthy")
 
     def stop(self) -> None:
         for service in reversed(list(self.services.values())):

@@ -41,13 +41,7 @@ from tests.deploy.compose_stack import (
 from tests.deploy.conftest import DEPLOY
 
 # Under a loaded CI machine the stack alone takes minutes to start: 300 s is not enough.
-# One xdist worker runs the whole module, in order (`make test` uses --dist loadgroup):
-# one stack, not one per worker, and the UI test continues from the stepped rollout.
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.timeout(900),
-    pytest.mark.xdist_group("compose-stack"),
-]
+pytestmark = [pytest.mark.integration, pytest.mark.timeout(900)]
 
 # What a team changes in its .env for a small, fast run; everything else is .env.example.
 ENV_OVERRIDES = {
@@ -166,9 +160,7 @@ def _flags(stack: ComposeStack) -> UnleashFlags:
     return UnleashFlags(stack.url("unleash", 4242), token, environment="production", timeout_s=5)
 
 
-def test_compose_services_run_a_rollout_that_the_controller_steps_in_unleash(
-    stack: ComposeStack,
-) -> None:
+def _rollout_stepped_in_unleash(stack: ComposeStack) -> None:
     """Compose's controller moves the flag in Unleash; its gateway routes users by that flag."""
     plan = stack.work / "chat-gpt55.yaml"
     plan.write_text(PLAN)
@@ -244,7 +236,7 @@ def _served_metrics(body: str) -> set[str]:
     return names
 
 
-def test_every_metric_in_the_alerts_and_dashboard_is_served(stack: ComposeStack) -> None:
+def _every_queried_metric_served(stack: ComposeStack) -> None:
     """Each metric name queried by alerts.yml and the dashboard is on some process's /metrics."""
     served: set[str] = set()
     for host, port in (("gateway", 8080), ("worker", 9100), ("controller", 9100)):
@@ -254,7 +246,7 @@ def test_every_metric_in_the_alerts_and_dashboard_is_served(stack: ComposeStack)
     assert queried - served == set()
 
 
-def test_k8s_probe_paths_answer_on_the_real_processes(stack: ComposeStack) -> None:
+def _k8s_probe_paths_answer(stack: ComposeStack) -> None:
     """Every liveness/readiness/startup path in deploy/k8s answers 200 on the running process."""
     from tests.deploy.test_k8s_manifests import probes
 
@@ -276,12 +268,10 @@ def _status(stack: ComposeStack) -> dict[str, Any]:
     return dict(json.loads(shown.stdout)[0])
 
 
-def test_a_person_moves_the_rollout_in_the_unleash_ui_and_the_controller_records_it(
-    stack: ComposeStack, browser: Any
-) -> None:
+def _ui_override_then_rollback(stack: ComposeStack, browser: Any) -> None:
     """Slider moved and saved in Unleash's UI -> manual override; `rollout rollback` -> UI 0 %."""
     flags = _flags(stack)
-    assert flags.read("chat-model").effective_percent >= 10, "the step test runs first"
+    assert flags.read("chat-model").effective_percent >= 10, "runs after the first step"
     from tests.deploy import unleash_ui  # imports playwright: only where a browser runs
 
     unleash = stack.url("unleash", 4242)
@@ -312,3 +302,17 @@ def test_a_person_moves_the_rollout_in_the_unleash_ui_and_the_controller_records
         assert unleash_ui.rollout_shown(page) == 0
     finally:
         page.close()
+
+
+def test_the_compose_deployment_runs_a_rollout_end_to_end(
+    stack: ComposeStack, browser: Any
+) -> None:
+    """Stepped by the controller, observable as alerts/dashboard expect, steered in the UI.
+
+    One test, phases in order, so that one stack serves them all whatever the xdist
+    distribution (pytest 9 ignores xdist_group: the marks do not reach the node ids).
+    """
+    _rollout_stepped_in_unleash(stack)
+    _every_queried_metric_served(stack)
+    _k8s_probe_paths_answer(stack)
+    _ui_override_then_rollback(stack, browser)
