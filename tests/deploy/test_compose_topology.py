@@ -310,7 +310,7 @@ def test_the_compose_deployment_runs_a_rollout_end_to_end(
     """Stepped by the controller, observable as alerts/dashboard expect, steered in the UI.
 
     One test, phases in order, so that one stack serves them all whatever the xdist
-    distribution (pytest 9 ignores xdist_group: the marks do not reach the node ids).
+    distribution (`--dist loadgroup` did not group tests here: pytest 9.2, xdist 3.8).
     """
     _rollout_stepped_in_unleash(stack)
     _every_queried_metric_served(stack)
