@@ -21,7 +21,8 @@ from shadowcanary import constants
 from shadowcanary.settings import load_settings
 from tests.deploy.conftest import DEPLOY, check_command
 
-KUBERNETES_VERSION = "1.33"  # an API every supported cluster serves (1.33 and later)
+# The oldest Kubernetes we support and the newest kubernetes-validate knows.
+KUBERNETES_VERSIONS = ["1.33", "1.37"]
 OVERLAYS = ["base", "overlays/production"]
 CRDS = {
     "ScaledObject",
@@ -65,8 +66,9 @@ def _containers(docs: list[dict[str, Any]]) -> list[tuple[str, dict[str, Any], d
     return found
 
 
+@pytest.mark.parametrize("version", KUBERNETES_VERSIONS)
 @pytest.mark.parametrize("overlay", OVERLAYS)
-def test_manifests_validate_against_the_kubernetes_schemas(overlay: str) -> None:
+def test_manifests_validate_against_the_kubernetes_schemas(overlay: str, version: str) -> None:
     """Every built-in object passes kubernetes-validate in strict mode (no unknown fields)."""
     docs = render(overlay)
     kinds = {d["kind"] for d in docs}
@@ -75,7 +77,7 @@ def test_manifests_validate_against_the_kubernetes_schemas(overlay: str) -> None
     for doc in docs:
         if doc["kind"] in CRDS:
             continue
-        kubernetes_validate.validate(doc, KUBERNETES_VERSION, strict=True)
+        kubernetes_validate.validate(doc, version, strict=True)
 
 
 def test_production_overlay_pins_the_image_and_expects_the_secret_from_the_cluster() -> None:
