@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import tempfile
 import threading
@@ -140,6 +141,8 @@ def stack() -> Iterator[ComposeStack]:
         if os.environ.get("CI"):
             pytest.fail(f"CI must provide this server: {exc}")
         pytest.skip(str(exc))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # databases and logs (tails are in failures)
 
 
 def _cli(stack: ComposeStack, service: str, *args: str) -> subprocess.CompletedProcess[str]:
