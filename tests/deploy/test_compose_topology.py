@@ -284,7 +284,8 @@ def _ui_override_then_rollback(stack: ComposeStack, browser: Any) -> None:
         unleash_ui.open_strategy(page, unleash, "chat-model", "production")
         target = 20 if unleash_ui.rollout_shown(page) != 20 else 25
         unleash_ui.move_rollout(page, target)
-        assert flags.read("chat-model").effective_percent == target
+        saved = flags.read("chat-model").effective_percent
+        assert saved == target, f"the UI saved {saved} %, not {target} %"
         # The controller sees a flag it did not set: it records the override and stops.
         wait_until(
             lambda: _status(stack)["status"] == "overridden",
@@ -292,17 +293,29 @@ def _ui_override_then_rollback(stack: ComposeStack, browser: Any) -> None:
             interval_s=1.0,
             what="the controller recording the manual override",
         )
-        metrics = httpx.get(stack.url("controller", 9100, "/metrics"), timeout=5).text
-        assert (
+        # The gauge follows the tick after the one that recorded the override: poll it.
+        overridden = (
             'shadowcanary_controller_rollout_status{rollout="chat-gpt55",status="overridden"} 1.0'
-            in metrics
+        )
+        wait_until(
+            lambda: (
+                overridden in httpx.get(stack.url("controller", 9100, "/metrics"), timeout=5).text
+            ),
+            timeout_s=30,
+            interval_s=1.0,
+            what="the overridden status on the controller's /metrics",
         )
         rolled = _cli(
             stack, "controller", "rollout", "rollback", "chat-gpt55", "--reason", "ui test"
         )
         assert rolled.returncode == 0, rolled.stdout + rolled.stderr
-        unleash_ui.open_strategy(page, unleash, "chat-model", "production")
-        assert unleash_ui.rollout_shown(page) == 0
+
+        # A fresh load of the strategy page (the UI caches what it showed before).
+        def shown_after_rollback() -> bool:
+            unleash_ui.open_strategy(page, unleash, "chat-model", "production")
+            return unleash_ui.rollout_shown(page) == 0
+
+        wait_until(shown_after_rollback, timeout_s=60, interval_s=1.0, what="the UI at 0 %")
     finally:
         page.close()
 

@@ -51,7 +51,8 @@ def move_rollout(page: Any, percent: int) -> None:
     key = "ArrowRight" if delta > 0 else "ArrowLeft"
     for _ in range(abs(delta)):
         page.keyboard.press(key)
-    assert rollout_shown(page) == percent
+    shown = rollout_shown(page)
+    assert shown == percent, f"the slider shows {shown} %, not {percent} %"
     page.get_by_role("button", name="Save strategy").click()
     confirm = page.get_by_role("dialog").filter(has_text="Changing production environment!")
     if confirm.count():
