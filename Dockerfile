@@ -1,5 +1,6 @@
-# One image for every shadowcanary process in docker-compose.yml (migrate, simulator,
-# worker, scheduler); the command picks the role.
+# One image for every shadowcanary process in docker-compose.yml and deploy/k8s (migrate,
+# simulator, gateway, worker, beat, controller); the command picks the role. Installs no
+# embedded servers (the `embedded` extra): production uses real Postgres and Redis.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -9,16 +10,18 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
 
 WORKDIR /app
 
-# Sources first, then one install: alembic.ini and migrations/ stay in /app because
-# `alembic upgrade head` runs from here (migrations/ is not a Python package).
+# Sources first, then one install. Editable (-e): shadowcanary finds migrations/ next to
+# its package (shadowcanary/store/db.py, MIGRATIONS_DIR), so the code must run from /app,
+# not from a copy in site-packages; `shadowcanary migrate` and the controller's own
+# migration at start depend on it. No extras: the embedded servers are not needed here.
 COPY . /app
-RUN pip install --no-compile . \
+RUN pip install --no-compile -e . \
     && useradd --create-home --uid 10001 --user-group shadowcanary \
-    && mkdir -p /app/.shadowcanary \
-    && chown shadowcanary:shadowcanary /app/.shadowcanary
+    && mkdir -p /app/.shadowcanary /var/lib/shadowcanary/runbooks \
+    && chown shadowcanary:shadowcanary /app/.shadowcanary /var/lib/shadowcanary/runbooks
 
 # Never run the services as root.
 USER shadowcanary
 
-EXPOSE 8765
+EXPOSE 8080 8765 9100
 CMD ["shadowcanary", "--help"]

@@ -34,7 +34,7 @@ BENCHES := $(basename $(notdir $(shell grep -l '__main__' bench/*.py 2>/dev/null
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-14s %s\n", $$1, $$2}'
 
-venv: $(INSTALLED)  ## create .venv and install shadowcanary[dev] (editable)
+venv: $(INSTALLED)  ## create .venv and install shadowcanary[dev,embedded] (editable)
 
 $(BIN)/python:
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || { \
@@ -51,7 +51,7 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
 $(INSTALLED): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --disable-pip-version-check --no-input -q -e '.[dev]'
+	$(BIN)/pip install --disable-pip-version-check --no-input -q -e '.[dev,embedded]'
 	@touch $@
 
 demo: venv  ## run the demo (embedded Postgres + Redis, simulated models)
@@ -83,6 +83,20 @@ test-servers: $(UNLEASH_INSTALLED) $(NODE_SDK_INSTALLED)
 	else \
 	  echo "warning: redis-server/PostgreSQL binaries not found; integration tests will be" \
 	       "skipped. Install them: sudo apt-get install postgresql redis-server" >&2; \
+	fi
+	@# deploy/ checks: promtool/amtool and the real Prometheus + Alertmanager, docker-compose config.
+	@if command -v promtool >/dev/null && command -v prometheus-alertmanager >/dev/null && \
+	    command -v docker-compose >/dev/null; then \
+	  exit 0; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	  echo "installing prometheus, prometheus-alertmanager and docker-compose with apt-get (deploy tests)"; \
+	  apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    prometheus prometheus-alertmanager docker-compose >/dev/null; \
+	else \
+	  echo "warning: promtool, prometheus-alertmanager or docker-compose not found; the deploy" \
+	       "tests will be skipped. Install them: sudo apt-get install prometheus" \
+	       "prometheus-alertmanager docker-compose" >&2; \
 	fi
 	@# The report's browser test drives Debian's Chromium with Playwright (tests/e2e).
 	@if command -v chromium >/dev/null; then \
@@ -130,8 +144,12 @@ bench: venv test-servers  ## run every benchmark in bench/
 	  $(BIN)/python -m bench.$$name || exit $$?; \
 	done
 
-compose-check:  ## validate docker-compose.yml (needs the docker compose plugin)
-	docker compose config -q && echo "docker-compose.yml is valid"
+compose-check:  ## validate docker-compose.yml with .env.example (docker compose or docker-compose)
+	@if docker compose version >/dev/null 2>&1; then \
+	  docker compose --env-file .env.example config -q; \
+	else \
+	  docker-compose --env-file .env.example config -q; \
+	fi && echo "docker-compose.yml is valid"
 
 clean:  ## remove caches and build output (keeps .venv and .shadowcanary)
 	rm -rf .pytest_cache .mypy_cache .ruff_cache build dist *.egg-info

@@ -53,6 +53,7 @@ STATIC_RUNBOOKS = (
     "queue-backlog.md",
     "budget-exhausted.md",
     "unleash-unreachable.md",
+    "gateway-breaker-open.md",
 )
 
 

@@ -183,8 +183,11 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
     @signals.worker_ready.connect(weak=False)
     def _on_ready(**_: Any) -> None:
         if settings.metrics_port:
-            from prometheus_client import start_http_server
+            from prometheus_client import REGISTRY, start_http_server
 
+            from workers.queue_metrics import QueueDepthCollector
+
+            REGISTRY.register(QueueDepthCollector(urls.redis_url))
             start_http_server(settings.metrics_port, addr=str(settings.metrics_addr))
         metrics.IN_FLIGHT.set_function(lambda: context.runtime.in_flight())
         # Build the services now rather than in the first task, so the first batch does

@@ -39,3 +39,8 @@ IN_FLIGHT = Gauge(
     "shadowcanary_worker_replays_in_flight",
     "Replays currently waiting on a model in this process",
 )
+SHADOW_COST_USD = Counter(
+    "shadowcanary_worker_replay_cost_usd_total",
+    "Dollars spent on shadow replays at the configured prices, by kind and model",
+    ["kind", "model"],
+)

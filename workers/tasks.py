@@ -76,6 +76,10 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                 metrics.REPLAY_SECONDS.labels(record.kind.value).observe(
                     record.output.latency_ms / 1000
                 )
+            if record.output is not None and record.output.cost_usd:
+                metrics.SHADOW_COST_USD.labels(record.kind.value, record.output.model).inc(
+                    record.output.cost_usd
+                )
         if outcome.retry:
             for error in outcome.retry.values():
                 metrics.RETRIES.labels(type(error).__name__).inc()

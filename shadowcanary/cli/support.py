@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from shadowcanary.errors import ShadowCanaryError
 
@@ -30,9 +31,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 
 def print_error(exc: ShadowCanaryError) -> None:
-    err_console.print(f"[bold red]error:[/] {exc.message}", highlight=False)
+    # Escaped: a message or hint may hold brackets (`pip install 'shadowcanary[embedded]'`)
+    # that rich would otherwise take for markup and drop.
+    err_console.print(f"[bold red]error:[/] {escape(exc.message)}", highlight=False)
     if exc.hint:
-        err_console.print(f"[dim]hint: {exc.hint}[/]", highlight=False)
+        err_console.print(f"[dim]hint: {escape(exc.hint)}[/]", highlight=False)
 
 
 def friendly_errors(func: F) -> F:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from prometheus_client import Counter, Gauge, Histogram
 
 from shadowcanary.judge.decide import Decision
+from shadowcanary.rollout_records import RolloutStatus
 
 TICKS = Counter(
     "shadowcanary_controller_ticks_total",
@@ -67,6 +68,16 @@ LOCK_HELD = Gauge(
     "1 while this process holds the rollout's advisory lock (is the active controller)",
     ["rollout"],
 )
+ROLLOUT_STATUS = Gauge(
+    "shadowcanary_controller_rollout_status",
+    "1 for the rollout's current status (running, paused, overridden, ...), 0 for the others",
+    ["rollout", "status"],
+)
+LAST_DECISION = Gauge(
+    "shadowcanary_controller_last_decision_timestamp_seconds",
+    "Unix time of the rollout's last judge decision (alerts compare it with time())",
+    ["rollout"],
+)
 TICK_SECONDS = Histogram(
     "shadowcanary_controller_tick_seconds",
     "Wall time of one tick (evidence read, decision, flag write, audit)",
@@ -77,6 +88,7 @@ TICK_SECONDS = Histogram(
 def observe_decision(rollout: str, decision: Decision) -> None:
     """Count the decision and export each trigger's numbers as gauges."""
     DECISIONS.labels(rollout, decision.kind.value).inc()
+    LAST_DECISION.labels(rollout).set_to_current_time()
     for trigger in decision.triggers:
         labels = (rollout, trigger.name)
         TRIGGER_STATISTIC.labels(*labels).set(trigger.statistic)
@@ -91,3 +103,9 @@ def observe_decision(rollout: str, decision: Decision) -> None:
 
 def observe_percent(rollout: str, percent: int) -> None:
     ROLLOUT_PERCENT.labels(rollout).set(percent)
+
+
+def observe_status(rollout: str, status: str) -> None:
+    """One series per status, exactly one at 1: alerts select ``status="overridden"``."""
+    for known in RolloutStatus:
+        ROLLOUT_STATUS.labels(rollout, known.value).set(1 if known.value == status else 0)

@@ -142,6 +142,8 @@ def tick(ports: TickPorts, name: str, memory: TickMemory) -> TickResult:
     except _Down as down:
         result = _unavailable(ports, memory, name, down, now)
     metrics.TICKS.labels(name, result.outcome.value).inc()
+    if result.record is not None:
+        metrics.observe_status(name, result.record.status.value)
     return result
 
 

