@@ -101,9 +101,15 @@ def run_worker(
         text=True,
     )
     worker = WorkerProcess(proc)
-    threading.Thread(target=worker._pump, daemon=True).start()
+    pump = threading.Thread(target=worker._pump, daemon=True)
+    pump.start()
     try:
         worker.wait_for("ready.", timeout_s=ready_timeout_s)
         yield worker
     finally:
         worker.stop()
+        # The pipe ends when the worker (and any child holding it) has exited; close it
+        # here rather than leave it to the garbage collector (a ResourceWarning).
+        pump.join(timeout=5)
+        if proc.stdout is not None and not pump.is_alive():
+            proc.stdout.close()
