@@ -152,6 +152,9 @@ def promote(
 ) -> None:
     """Move a rollout to its next step (or --to a step) now.
 
+    Out of the pre-canary phase it first freezes the baseline p99 (refused while there
+    is too little baseline traffic to freeze it).
+
     Example: shadowcanary rollout promote chat-gpt55 --to 50
     """
     record = _Context().operator().promote(name, to)

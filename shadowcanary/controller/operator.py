@@ -17,7 +17,11 @@ Semantics an SRE can rely on:
   flag's current percentage when it is a step of the plan, otherwise goes *down* to
   the highest step below it; it never raises exposure (a flag below the first step
   is refused, with the command that continues explicitly).
-- ``promote [--to PCT]``: the next step (or PCT, a step of the plan) now.
+- ``promote [--to PCT]``: the next step (or PCT, a step of the plan) now. A promote
+  out of the pre-canary phase freezes the baseline p99 first, as the controller's
+  first step does (without it the tail-latency trigger could never judge); with too
+  little pre-canary baseline traffic to freeze it, promote is refused and nothing
+  changes.
 - ``rollback``: flag to 0 % at once; idempotent; the controller keeps it at 0 %
   (if the flag cannot be written now, the rollback is recorded and every tick
   retries until it is).
@@ -28,6 +32,7 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
@@ -42,6 +47,7 @@ from shadowcanary.errors import (
 )
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
+from shadowcanary.store.evidence_reads import MIN_P99_REQUESTS
 
 log = structlog.get_logger(__name__)
 
@@ -166,14 +172,18 @@ class Operator:
                     f"{to} % is not a step of rollout {name!r}",
                     hint=f"use one of {', '.join(str(s) for s in steps)}",
                 )
-            self._flags(record.plan).set_rollout(record.plan.flag, to)
             now = self.ports.clock()
+            # Before the flag moves: a promote that cannot freeze the p99 changes nothing.
+            baseline_p99, frozen = self._baseline_p99(record, now)
+            self._flags(record.plan).set_rollout(record.plan.flag, to)
             status = (
                 RolloutStatus.RUNNING
                 if record.status is RolloutStatus.OVERRIDDEN
                 else record.status
             )
-            reason = f"promoted to {to} % by an operator (the step's minimum exposure restarts)"
+            reason = (
+                f"promoted to {to} % by an operator (the step's minimum exposure restarts){frozen}"
+            )
             promoted = replace(
                 record,
                 status=status,
@@ -181,6 +191,7 @@ class Operator:
                 percent=to,
                 step_started_at=now,
                 updated_at=now,
+                baseline_p99_ms=baseline_p99,
             )
             entry = self._entry(record, AuditAction.PROMOTE, record.percent, to, reason)
             saved = self.ports.store.save(promoted, entry)
@@ -244,6 +255,23 @@ class Operator:
 
     def _flags(self, plan: RolloutPlan) -> FlagBackend:
         return self.ports.flags_for(plan)
+
+    def _baseline_p99(self, record: RolloutRecord, now: datetime) -> tuple[float | None, str]:
+        """The record's frozen p99, frozen now if it never was (and the text saying so)."""
+        tail = record.plan.triggers.p99_latency
+        if record.baseline_p99_ms is not None or not tail.enabled:
+            return record.baseline_p99_ms, ""
+        p99 = self.ports.baseline_p99_for(record, now)
+        if p99 is None:
+            raise InvalidTransition(
+                f"cannot promote rollout {record.name!r} yet: its baseline p99 latency is not "
+                f"frozen, and fewer than {MIN_P99_REQUESTS} baseline requests were seen since "
+                "an hour before it started, too few to freeze it",
+                hint="send baseline traffic through the tap or gateway until the controller "
+                "takes the first step by itself (`shadowcanary rollout status` shows the wait), "
+                "or turn the p99_latency trigger off in the plan",
+            )
+        return p99, f"; baseline p99 frozen at {p99:.0f} ms"
 
     def _resume_target(self, record: RolloutRecord, observed: int) -> tuple[int, str]:
         """Where the flag goes on resume; never above what users see now."""

@@ -27,7 +27,7 @@ from typer.testing import CliRunner
 
 from flags.embedded import EmbeddedFlags
 from shadowcanary.cli.rollout import controller_app, rollout_app
-from shadowcanary.controller.operator import Operator
+from shadowcanary.controller.operator import InvalidTransition, Operator
 from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickOutcome, tick
 from shadowcanary.judge.decide import DecisionInputs, DecisionKind
@@ -492,3 +492,38 @@ def test_rollback_with_the_flag_backend_down_is_recorded_and_enforced(rig: Rig) 
     assert entry.to_percent is None and "retries every tick" in entry.reason
     enforced = rig.tick(name, 1, 20)
     assert enforced.flag_changed and rig.percent("late-flag") == 0
+
+
+def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) -> None:
+    """A promote before the first step freezes the p99 as the first tick would, so p99 judges."""
+    plan = small_plan("promote-early", "promote-early-flag")
+    rig.clock.at(0, 5)
+    rig.operator().start(plan)
+    insert_minute(rig.store, "promote-early", 0, baseline=600, latency_ms=700.0)
+    rig.clock.at(1)
+    promoted = rig.operator().promote("promote-early", 30)
+    assert (promoted.percent, rig.percent("promote-early-flag")) == (30, 30)
+    assert promoted.baseline_p99_ms == pytest.approx(700.0, rel=0.02)
+    entry = rig.ports().store.history("promote-early")[0]
+    assert entry.action is AuditAction.PROMOTE and "baseline p99 frozen at" in entry.reason
+    # The tail trigger has a threshold to judge against, not "not yet".
+    healthy_minute(rig, "promote-early", 1, 30)
+    decided = rig.tick("promote-early", 2)
+    assert decided.decision is not None
+    tail = next(t for t in decided.decision.triggers if t.name == "p99_latency")
+    assert "no baseline p99 frozen yet" not in tail.detail, tail.detail
+
+
+def test_promote_without_enough_baseline_traffic_is_refused_and_changes_nothing(rig: Rig) -> None:
+    """Too little pre-canary traffic to freeze the p99: promote refuses, the flag stays at 0 %."""
+    plan = small_plan("promote-blind", "promote-blind-flag")
+    rig.clock.at(0, 5)
+    rig.operator().start(plan)
+    insert_minute(rig.store, "promote-blind", 0, baseline=20)
+    rig.clock.at(1)
+    with pytest.raises(InvalidTransition, match="baseline p99") as caught:
+        rig.operator().promote("promote-blind", 10)
+    assert "p99_latency" in str(caught.value.hint)
+    assert rig.percent("promote-blind-flag") == 0
+    record = rig.ports().store.get("promote-blind")
+    assert (record.step_index, record.baseline_p99_ms) == (-1, None)
