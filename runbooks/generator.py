@@ -274,7 +274,11 @@ def output_dir_for(settings: Settings | None, override: Path | None = None) -> P
 
 
 def flag_access(settings: Settings) -> FlagAccess:
-    return FlagAccess(backend=settings.flags, unleash_url=settings.unleash_url)
+    return FlagAccess(
+        backend=settings.flags,
+        unleash_url=settings.unleash_url,
+        refresh_s=settings.gateway.flag_refresh_s,
+    )
 
 
 def settings_secrets(settings: Settings) -> tuple[str, ...]:

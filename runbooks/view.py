@@ -63,6 +63,7 @@ class FlagAccess:
 
     backend: FlagBackendName = "embedded"
     unleash_url: str | None = None  # the server root, where the UI is
+    refresh_s: float = 5.0  # how often the gateway re-reads the flag (settings.gateway)
 
     def __post_init__(self) -> None:
         if self.unleash_url is not None:
@@ -235,7 +236,10 @@ def plan_margin(config: TriggerConfig) -> str:
         return f"+{100 * config.margin:.2f} pt over baseline"
     if isinstance(config, TailLatencyTrigger):
         allowed, quantile = 100 * (1 - config.quantile), 100 * config.quantile
-        return f"<= {allowed:.2g} % slower than baseline p{quantile:g} + {config.margin_ms:g} ms"
+        return (
+            f"at most {allowed:.2g} % of canary requests slower than baseline "
+            f"p{quantile:g} + {config.margin_ms:g} ms"
+        )
     if isinstance(config, MeanDeltaTrigger):
         return f"+{config.margin_ms:g} ms over baseline"
     if isinstance(config, RelativeMeanTrigger):
