@@ -158,7 +158,9 @@ class _Tick:
         self.memory.record = record
         self._back_up("postgres", record)
         status = record.status
-        if status in (RolloutStatus.PAUSED, RolloutStatus.OVERRIDDEN, RolloutStatus.COMPLETED):
+        if status in (RolloutStatus.PAUSED, RolloutStatus.OVERRIDDEN):
+            return self._observe(record)
+        if status is RolloutStatus.COMPLETED:
             return TickResult(name, TickOutcome.IDLE, record, detail=f"rollout is {status.value}")
         if status is RolloutStatus.ABORTED:
             return TickResult(name, TickOutcome.IDLE, record, detail="rollout was aborted")
@@ -359,6 +361,51 @@ class _Tick:
         self.memory.hold_recorded_at = self.now
 
     # -- the flag disagrees --------------------------------------------------------
+
+    def _observe(self, record: RolloutRecord) -> TickResult:
+        """Paused or overridden: never act, but keep the record true to the flag.
+
+        A person may move the flag again after the override (25 % -> 40 % in the UI):
+        each change is recorded with who made it, sent to the webhooks and put in the
+        runbook, so status, runbook and the audit log never show a stale percentage.
+        """
+        status = record.status
+        detail = f"rollout is {status.value}"
+        idle = TickResult(record.name, TickOutcome.IDLE, record, detail=detail)
+        flags = self.ports.flags_for(record.plan)
+        try:
+            with _guard("flags"):
+                observed = flags.read(record.plan.flag).effective_percent
+        except FlagNotFound:
+            observed = 0  # the flag is gone: nobody gets the candidate
+        except FlagRejected as exc:
+            raise _Down("flags", exc) from exc
+        self._back_up("flags", record)
+        metrics.observe_percent(record.name, observed)
+        if observed == record.percent:
+            return idle
+        reason = (
+            f"the flag moved from {record.percent} % to {observed} % outside the controller "
+            f"while the rollout is {status.value}; recorded only: the controller does not act "
+            f"until `shadowcanary rollout resume {record.name}`"
+        )
+        entry = self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason)
+        saved = self._save(replace(record, percent=observed, updated_at=self.now), entry)
+        log.warning(
+            "flag changed while not acting",
+            rollout=record.name,
+            status=status.value,
+            observed=observed,
+            recorded=record.percent,
+        )
+        self._tell(
+            saved,
+            Notification.change(
+                saved, "override", reason, self.ports.actor, record.percent, observed
+            ),
+        )
+        self.ports.runbook(saved, None)
+        return TickResult(record.name, TickOutcome.OVERRIDE, saved, detail=reason)
 
     def _override(self, record: RolloutRecord, observed: int, what: str) -> TickResult:
         reason = (

@@ -527,3 +527,43 @@ def test_promote_without_enough_baseline_traffic_is_refused_and_changes_nothing(
     assert rig.percent("promote-blind-flag") == 0
     record = rig.ports().store.get("promote-blind")
     assert (record.step_index, record.baseline_p99_ms) == (-1, None)
+
+
+def test_changes_while_overridden_are_recorded_never_acted_on(rig: Rig, sink: WebhookSink) -> None:
+    """A second change in the UI after an override is audited, sent and kept in the record."""
+    name = started(rig, "observe", "observe-flag", webhook=sink.url)
+    rig.flags.set_rollout("observe-flag", 25)  # a person, in the UI
+    assert rig.tick(name, 1, 20).outcome is TickOutcome.OVERRIDE
+    rig.flags.set_rollout("observe-flag", 40)  # and again
+    seen = rig.tick(name, 1, 40)
+    assert seen.outcome is TickOutcome.OVERRIDE and not seen.flag_changed
+    assert rig.percent("observe-flag") == 40  # observed, never acted on
+    record = rig.ports().store.get(name)
+    assert (record.status, record.percent) == (RolloutStatus.OVERRIDDEN, 40)
+    newest = rig.ports().store.history(name)[0]
+    assert newest.action is AuditAction.MANUAL_OVERRIDE
+    assert (newest.from_percent, newest.to_percent) == (25, 40)
+    wait_until(
+        lambda: any("40" in t and "OVERRIDE" in t for t in sink.texts()),
+        timeout_s=5,
+        what="the second change's webhook",
+    )
+    entries = len(rig.ports().store.history(name))
+    assert rig.tick(name, 2).outcome is TickOutcome.IDLE  # unchanged: nothing new recorded
+    assert len(rig.ports().store.history(name)) == entries
+    rig.clock.at(2, 30)
+    rig.operator().resume(name)
+    resume = rig.ports().store.history(name)[0]
+    assert resume.action is AuditAction.RESUME and resume.from_percent == 40
+
+
+def test_changes_while_paused_are_recorded_and_the_pause_stays(rig: Rig) -> None:
+    """A paused rollout still records what happens to its flag, and stays paused."""
+    name = started(rig, "observe-paused", "observe-paused-flag")
+    rig.clock.at(1, 10)
+    rig.operator().pause(name)
+    rig.flags.set_rollout("observe-paused-flag", 30)
+    assert rig.tick(name, 1, 20).outcome is TickOutcome.OVERRIDE
+    record = rig.ports().store.get(name)
+    assert (record.status, record.percent) == (RolloutStatus.PAUSED, 30)
+    assert rig.percent("observe-paused-flag") == 30
