@@ -13,6 +13,16 @@ from shadowcanary.controller.policy import is_intent
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.store.rollouts import RolloutStore
 
+# A person's change (or the controller's record of one): shown before an older decision.
+_CHANGES = {
+    AuditAction.MANUAL_OVERRIDE,
+    AuditAction.PAUSE,
+    AuditAction.RESUME,
+    AuditAction.PROMOTE,
+    AuditAction.ROLLBACK,
+    AuditAction.ABORT,
+}
+
 # Entries that carry a judge decision worth showing as "the last decision".
 _DECISIONS = {
     AuditAction.ADVANCE,
@@ -43,11 +53,24 @@ def status_data(store: RolloutStore, records: Sequence[RolloutRecord]) -> list[d
     """Each rollout's state and its newest decision (with trigger numbers)."""
     out = []
     for record in records:
+        history = store.history(record.name, limit=50)
         last = next(
             (
                 e
-                for e in store.history(record.name, limit=50)
+                for e in history
                 if e.action in _DECISIONS and e.decision is not None and not is_intent(e)
+            ),
+            None,
+        )
+        # Newer than the last decision and not one: an override, an operator's command.
+        change = next(
+            (
+                e
+                for e in history
+                if e.action in _CHANGES
+                and e.decision is None
+                and e.at >= record.started_at
+                and (last is None or (e.at, e.id or 0) > (last.at, last.id or 0))
             ),
             None,
         )
@@ -67,6 +90,7 @@ def status_data(store: RolloutStore, records: Sequence[RolloutRecord]) -> list[d
                 "updated_at": record.updated_at.isoformat(),
                 "baseline_p99_ms": record.baseline_p99_ms,
                 "last_decision": None if last is None else entry_data(last),
+                "last_change": None if change is None else entry_data(change),
             }
         )
     return out
@@ -78,6 +102,13 @@ def _step(row: dict[str, Any]) -> str:
 
 
 def _last(row: dict[str, Any]) -> tuple[str, str]:
+    """What happened last: a person's change if newer than the last decision, else that."""
+    change = row.get("last_change")
+    if change is not None:
+        return (
+            f"{change['action']} @ {change['at'][:19]} by {change['actor']}",
+            change["reason"],
+        )
     last = row["last_decision"]
     if last is None:
         return "-", ""
@@ -86,7 +117,7 @@ def _last(row: dict[str, Any]) -> tuple[str, str]:
 
 def render_rollouts(rows: Sequence[dict[str, Any]]) -> Table:
     table = Table(title="Rollouts", title_justify="left")
-    for column in ("rollout", "flag", "status", "step", "canary %", "step since", "last decision"):
+    for column in ("rollout", "flag", "status", "step", "canary %", "step since", "last event"):
         table.add_column(column, justify="right" if column == "canary %" else "left")
     table.add_column("reason", overflow="fold", max_width=60)
     for row in rows:
@@ -125,8 +156,11 @@ def render_rollout(row: dict[str, Any]) -> Group:
     state.add_row("step since", row["step_started_at"])
     state.add_row("baseline p99 ms", _num(row["baseline_p99_ms"]))
     last, reason = _last(row)
-    state.add_row("last decision", last)
+    state.add_row("last change" if row.get("last_change") else "last decision", last)
     state.add_row("reason", Text(reason))
+    if row.get("last_change") and row["last_decision"]:
+        decision = row["last_decision"]
+        state.add_row("older decision", f"{decision['action']} @ {decision['at'][:19]}")
     parts: list[Table] = [state]
     decision = (row["last_decision"] or {}).get("decision") or {}
     if decision.get("triggers"):

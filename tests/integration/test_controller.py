@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from flags.embedded import EmbeddedFlags
+from runbooks.view import FlagAccess
 from shadowcanary.cli.rollout import controller_app, rollout_app
 from shadowcanary.controller.operator import InvalidTransition, Operator
 from shadowcanary.controller.policy import TickMemory
@@ -567,3 +568,42 @@ def test_changes_while_paused_are_recorded_and_the_pause_stays(rig: Rig) -> None
     record = rig.ports().store.get(name)
     assert (record.status, record.percent) == (RolloutStatus.PAUSED, 30)
     assert rig.percent("observe-paused-flag") == 30
+
+
+def _runbook(rig: Rig, name: str) -> str:
+    from runbooks.generator import read_inputs, render_runbook
+
+    record = rig.ports().store.get(name)
+    return render_runbook(read_inputs(rig.ports().store, record, None, FlagAccess()))
+
+
+def test_status_and_runbook_say_overridden_with_the_flags_real_percent(rig: Rig) -> None:
+    """While overridden, status and runbook lead with the override and the flag's real %."""
+    from shadowcanary.controller.views import status_data
+
+    name = started(rig, "told", "told-flag")
+    rig.tick(name, 1, 10)  # a HOLD: too little data yet
+    rig.flags.set_rollout("told-flag", 25)
+    rig.tick(name, 1, 20)
+    rig.flags.set_rollout("told-flag", 40)
+    rig.tick(name, 1, 40)
+    [row] = status_data(rig.ports().store, [rig.ports().store.get(name)])
+    assert row["percent"] == 40
+    assert row["last_change"]["action"] == "manual_override"
+    assert "25 % to 40 %" in row["last_change"]["reason"]
+    text = _runbook(rig, name)
+    assert "It now serves 40 % of users" in text
+    assert "Last change: 25 % -> 40 %" in text
+    assert "**Since then:** manual override (25 % -> 40 %)" in text
+    assert "not now (40 %)" in text
+
+
+def test_runbook_after_an_operator_rollback_gives_the_operators_reason(rig: Rig) -> None:
+    """The rolled-back runbook's "Why" is the operator's --reason, not the last HOLD's."""
+    name = started(rig, "why", "why-flag")
+    rig.tick(name, 1, 10)  # a HOLD: too little data yet
+    rig.clock.at(1, 30)
+    rig.operator().rollback(name, "support tickets about tone")
+    text = _runbook(rig, name)
+    why = next(line for line in text.splitlines() if line.startswith("Why:"))
+    assert "support tickets about tone" in why and "cli:tester" in why
