@@ -135,10 +135,17 @@ def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
 def resume(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
     """Hand a paused or overridden rollout back to the controller.
 
+    It continues from the flag's step (or the step below an off-plan value); steps the
+    flag jumped over are NOT judged, and the output says which.
+
     Example: shadowcanary rollout resume chat-gpt55
     """
-    record = _Context().operator().resume(name)
+    operator = _Context().operator()
+    record = operator.resume(name)
     _done(f"rollout {name} is {record.status.value} at {record.percent} %")
+    newest = operator.ports.store.history(name, limit=1)
+    if newest and newest[0].action.value == "resume":
+        console.print(newest[0].reason, highlight=False)  # says which steps lack evidence
 
 
 @rollout_app.command()

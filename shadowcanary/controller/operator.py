@@ -16,7 +16,12 @@ Semantics an SRE can rely on:
 - ``pause`` / ``resume``: the controller stops / starts acting. Resume adopts the
   flag's current percentage when it is a step of the plan, otherwise goes *down* to
   the highest step below it; it never raises exposure (a flag below the first step
-  is refused, with the command that continues explicitly).
+  is refused, with the command that continues explicitly). Resume does NOT take the
+  evidence of steps the person jumped over: from the 10 % step to 50 % it continues
+  at 50 %, and the audit entry, the webhook and the command's output name the steps
+  passed without evidence (10 % unfinished, 30 % never run). To have every step
+  judged, move the flag back first (`rollout promote NAME --to 30`, or in Unleash)
+  and then resume.
 - ``promote [--to PCT]``: the next step (or PCT, a step of the plan) now. A promote
   out of the pre-canary phase freezes the baseline p99 first, as the controller's
   first step does (without it the tail-latency trigger could never judge); with too
@@ -73,6 +78,19 @@ def flag_spec(plan: RolloutPlan) -> FlagSpec:
         stickiness=plan.stickiness,
         baseline_model=plan.baseline,
         candidate_model=plan.candidate,
+    )
+
+
+def _passed_without_evidence(record: RolloutRecord, target: int) -> str:
+    """The plain statement of the steps a resume at ``target`` skips (empty if none)."""
+    steps = record.plan.step_percents
+    at = steps.index(target)
+    if at <= record.step_index:
+        return ""
+    passed = [f"{p} %" for p in steps[max(0, record.step_index) : at]]
+    return (
+        f"; WITHOUT the evidence of {', '.join(passed)} (resume does not go back to take it: "
+        f"the triggers judge from {target} % on)"
     )
 
 
@@ -282,11 +300,13 @@ class Operator:
                 return 0, "resumed by an operator before the first step"
             return 0, f"resumed by an operator: the flag was at {observed} %; set back to 0 %"
         if observed == record.percent and observed in steps:
-            return observed, f"resumed by an operator at {observed} %"
+            return observed, f"resumed by an operator at {observed} %" + _passed_without_evidence(
+                record, observed
+            )
         if observed in steps:
             return observed, (
                 f"resumed by an operator: the flag is at {observed} %, a step of the plan; "
-                "the rollout continues from that step"
+                "the rollout continues from that step" + _passed_without_evidence(record, observed)
             )
         below = [s for s in steps if s < observed]
         if not below:
@@ -298,7 +318,7 @@ class Operator:
             )
         return below[-1], (
             f"resumed by an operator: the flag was at {observed} %, not a step of the plan; "
-            f"set to the step below, {below[-1]} %"
+            f"set to the step below, {below[-1]} %" + _passed_without_evidence(record, below[-1])
         )
 
     def _require(self, record: RolloutRecord, command: str, allowed: set[RolloutStatus]) -> None:

@@ -607,3 +607,27 @@ def test_runbook_after_an_operator_rollback_gives_the_operators_reason(rig: Rig)
     text = _runbook(rig, name)
     why = next(line for line in text.splitlines() if line.startswith("Why:"))
     assert "support tickets about tone" in why and "cli:tester" in why
+
+
+def test_resume_above_the_judged_step_says_which_steps_lack_evidence(rig: Rig) -> None:
+    """From the 10 % step overridden to 50 %, resume continues at 50 % and names 10 and 30 %."""
+    name = started(rig, "jump", "jump-flag")
+    rig.flags.set_rollout("jump-flag", 50)
+    rig.tick(name, 1, 20)
+    rig.clock.at(1, 30)
+    resumed = rig.operator().resume(name)
+    assert (resumed.percent, resumed.step_index) == (50, 2)
+    entry = rig.ports().store.history(name)[0]
+    assert entry.action is AuditAction.RESUME
+    assert "WITHOUT the evidence of 10 %, 30 %" in entry.reason
+    text = _runbook(rig, name)
+    assert "does not go back for\nthe evidence of steps" in text
+
+
+def test_resume_at_the_recorded_step_claims_nothing_skipped(rig: Rig) -> None:
+    """A pause and resume at the same step passes no step, and says nothing of the kind."""
+    name = started(rig, "nojump", "nojump-flag")
+    rig.clock.at(1, 10)
+    rig.operator().pause(name)
+    rig.operator().resume(name)
+    assert "WITHOUT" not in rig.ports().store.history(name)[0].reason
