@@ -631,3 +631,69 @@ def test_resume_at_the_recorded_step_claims_nothing_skipped(rig: Rig) -> None:
     rig.operator().pause(name)
     rig.operator().resume(name)
     assert "WITHOUT" not in rig.ports().store.history(name)[0].reason
+
+
+def _two_runs(rig: Rig) -> tuple[str, int, int]:
+    """Rollout "again" started, rolled back, started again: (name, first run, second run)."""
+    name = started(rig, "again", "again-flag")
+    rig.clock.at(1, 30)
+    rig.operator().rollback(name, "first try went badly")
+    rig.clock.at(2)
+    rig.operator().abort(name)
+    rig.clock.at(3)
+    rig.operator().start(small_plan("again", "again-flag"))
+    first, second = [e.id for e in rig.ports().store.runs(name)]
+    assert first is not None and second is not None
+    return name, first, second
+
+
+def test_history_shows_the_current_run_and_older_runs_on_request(
+    rig: Rig, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rollout history` shows only the current run by default; --run and --all-runs the rest."""
+    from shadowcanary.cli import support as cli_support
+
+    monkeypatch.setattr(cli_support.console, "width", 200)
+    name, first, second = _two_runs(rig)
+    env = {"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "warning"}
+    runner = CliRunner()
+
+    def entries(*args: str) -> list[dict[str, object]]:
+        result = runner.invoke(rollout_app, ["history", name, "--json", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    current = entries()
+    assert {e["run"] for e in current} == {second}
+    assert [e["action"] for e in current] == ["start"]
+    older = entries("--run", str(first))
+    assert {e["run"] for e in older} == {first}
+    assert "first try went badly" in json.dumps(older)
+    assert len(entries("--all-runs")) == len(current) + len(older)
+    table = runner.invoke(rollout_app, ["history", name], env=env)
+    assert f"run {second}" in table.output and f"--run {first}" in table.output
+    wrong = runner.invoke(rollout_app, ["history", name, "--run", "999999"], env=env)
+    assert wrong.exit_code == 2 and f"its runs: {first}, {second}" in wrong.output
+
+
+def test_history_and_triggers_fit_80_columns(
+    rig: Rig, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns no line is wider than the terminal and timestamps are whole."""
+    from shadowcanary.cli import support as cli_support
+
+    monkeypatch.setattr(cli_support.console, "width", 80)
+    name = started(rig, "narrow", "narrow-flag")
+    healthy_minute(rig, name, 1, 10)
+    decided = rig.tick(name, 2)
+    assert decided.decision is not None and decided.decision.triggers
+    env = {"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "warning"}
+    runner = CliRunner()
+    history = runner.invoke(rollout_app, ["history", name], env=env)
+    status = runner.invoke(rollout_app, ["status", name], env=env)
+    for result in (history, status):
+        assert result.exit_code == 0, result.output
+        assert max(len(line) for line in result.output.splitlines()) <= 80
+        assert "…" not in result.output
+    assert rig.clock.now.strftime("%Y-%m-%d %H:%M:%S") in history.output
+    assert "Trigger error_rate (last decision)" in status.output
