@@ -39,7 +39,7 @@ from typing import Any
 
 import structlog
 
-from flags.base import FlagBackend, FlagState
+from flags.base import FlagBackend, FlagChange, FlagState
 from shadowcanary.controller import metrics
 from shadowcanary.controller.notify import Notification, Notifier, redacted_webhook
 from shadowcanary.controller.policy import (
@@ -169,7 +169,7 @@ class _Tick:
             with _guard("flags"):
                 state = flags.read(record.plan.flag)
         except FlagNotFound as exc:
-            return self._override(record, 0, f"the flag is gone ({exc.message})")
+            return self._override(record, 0, f"the flag is gone ({exc.message})", flags)
         except FlagRejected as exc:  # a revoked token: as good as down, and an SRE must know
             raise _Down("flags", exc) from exc
         self._back_up("flags", record)
@@ -183,7 +183,7 @@ class _Tick:
                 intent = pending_intent(self.store.history(name, limit=20))
         sync = reconcile(record, observed, intent)
         if sync is Sync.OVERRIDE:
-            return self._override(record, observed, f"the flag is at {observed} %")
+            return self._override(record, observed, f"the flag is at {observed} %", flags)
         if sync is Sync.RECOVER and intent is not None:
             record = self._recover(record, observed, intent)
             if record.status is not RolloutStatus.RUNNING:
@@ -384,12 +384,16 @@ class _Tick:
         metrics.observe_percent(record.name, observed)
         if observed == record.percent:
             return idle
+        actor, by = self._who(flags, record.plan.flag)
         reason = (
             f"the flag moved from {record.percent} % to {observed} % outside the controller "
-            f"while the rollout is {status.value}; recorded only: the controller does not act "
-            f"until `shadowcanary rollout resume {record.name}`"
+            f"while the rollout is {status.value}, {by}; recorded only: the controller does "
+            f"not act until `shadowcanary rollout resume {record.name}`"
         )
-        entry = self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason)
+        entry = replace(
+            self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason),
+            actor=actor,
+        )
         saved = self._save(replace(record, percent=observed, updated_at=self.now), entry)
         log.warning(
             "flag changed while not acting",
@@ -400,21 +404,39 @@ class _Tick:
         )
         self._tell(
             saved,
-            Notification.change(
-                saved, "override", reason, self.ports.actor, record.percent, observed
-            ),
+            Notification.change(saved, "override", reason, actor, record.percent, observed),
         )
         self.ports.runbook(saved, None)
         return TickResult(record.name, TickOutcome.OVERRIDE, saved, detail=reason)
 
-    def _override(self, record: RolloutRecord, observed: int, what: str) -> TickResult:
+    def _who(self, flags: FlagBackend, flag: str) -> tuple[str, str]:
+        """(audit actor, text) naming who changed the flag, from the backend's event log.
+
+        Best effort: the override is recorded whether or not the log can be read.
+        """
+        try:
+            change: FlagChange | None = flags.last_change(flag)
+        except ShadowCanaryError as exc:
+            log.warning("flag event log unreadable", flag=flag, error=_error_text(exc))
+            change = None
+        if change is None:
+            return self.ports.actor, "by someone the flag backend does not name"
+        return f"unleash:{change.who}", f"by {change.describe()}"
+
+    def _override(
+        self, record: RolloutRecord, observed: int, what: str, flags: FlagBackend
+    ) -> TickResult:
+        actor, by = self._who(flags, record.plan.flag)
         reason = (
             f"{what} but the controller last set {record.percent} %: someone changed the "
-            f"flag {record.plan.flag!r} outside the controller (Unleash UI or API). The "
-            f"controller stops acting on this rollout until `shadowcanary rollout resume "
+            f"flag {record.plan.flag!r} outside the controller (Unleash UI or API), {by}. "
+            f"The controller stops acting on this rollout until `shadowcanary rollout resume "
             f"{record.name}`"
         )
-        entry = self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason)
+        entry = replace(
+            self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason),
+            actor=actor,
+        )
         stopped = replace(
             record, status=RolloutStatus.OVERRIDDEN, percent=observed, updated_at=self.now
         )
@@ -425,9 +447,7 @@ class _Tick:
         metrics.observe_percent(record.name, observed)
         self._tell(
             saved,
-            Notification.change(
-                saved, "override", reason, self.ports.actor, record.percent, observed
-            ),
+            Notification.change(saved, "override", reason, actor, record.percent, observed),
         )
         self.ports.runbook(saved, None)
         return TickResult(record.name, TickOutcome.OVERRIDE, saved, detail=reason)
