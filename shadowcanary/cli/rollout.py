@@ -159,8 +159,8 @@ def promote(
 ) -> None:
     """Move a rollout to its next step (or --to a step) now.
 
-    Out of the pre-canary phase it first freezes the baseline p99 (refused while there
-    is too little baseline traffic to freeze it).
+    Out of the pre-canary phase it first freezes the baseline p99 (with too little
+    baseline traffic it says that the p99 trigger cannot judge).
 
     Example: shadowcanary rollout promote chat-gpt55 --to 50
     """

@@ -25,8 +25,8 @@ Semantics an SRE can rely on:
 - ``promote [--to PCT]``: the next step (or PCT, a step of the plan) now. A promote
   out of the pre-canary phase freezes the baseline p99 first, as the controller's
   first step does (without it the tail-latency trigger could never judge); with too
-  little pre-canary baseline traffic to freeze it, promote is refused and nothing
-  changes.
+  little pre-canary baseline traffic to freeze it, the promote goes ahead and its audit
+  entry says plainly that the p99 trigger cannot judge.
 - ``rollback``: flag to 0 % at once; idempotent; the controller keeps it at 0 %
   (if the flag cannot be written now, the rollback is recorded and every tick
   retries until it is).
@@ -191,7 +191,6 @@ class Operator:
                     hint=f"use one of {', '.join(str(s) for s in steps)}",
                 )
             now = self.ports.clock()
-            # Before the flag moves: a promote that cannot freeze the p99 changes nothing.
             baseline_p99, frozen = self._baseline_p99(record, now)
             self._flags(record.plan).set_rollout(record.plan.flag, to)
             status = (
@@ -281,13 +280,11 @@ class Operator:
             return record.baseline_p99_ms, ""
         p99 = self.ports.baseline_p99_for(record, now)
         if p99 is None:
-            raise InvalidTransition(
-                f"cannot promote rollout {record.name!r} yet: its baseline p99 latency is not "
-                f"frozen, and fewer than {MIN_P99_REQUESTS} baseline requests were seen since "
-                "an hour before it started, too few to freeze it",
-                hint="send baseline traffic through the tap or gateway until the controller "
-                "takes the first step by itself (`shadowcanary rollout status` shows the wait), "
-                "or turn the p99_latency trigger off in the plan",
+            # Not refused (an operator's promote is deliberate), but said plainly.
+            return None, (
+                f"; the baseline p99 is NOT frozen (fewer than {MIN_P99_REQUESTS} baseline "
+                "requests since an hour before the start): the p99_latency trigger cannot "
+                "judge this rollout"
             )
         return p99, f"; baseline p99 frozen at {p99:.0f} ms"
 

@@ -28,7 +28,7 @@ from typer.testing import CliRunner
 from flags.embedded import EmbeddedFlags
 from runbooks.view import FlagAccess
 from shadowcanary.cli.rollout import controller_app, rollout_app
-from shadowcanary.controller.operator import InvalidTransition, Operator
+from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickOutcome, tick
 from shadowcanary.judge.decide import DecisionInputs, DecisionKind
@@ -515,19 +515,17 @@ def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) 
     assert "no baseline p99 frozen yet" not in tail.detail, tail.detail
 
 
-def test_promote_without_enough_baseline_traffic_is_refused_and_changes_nothing(rig: Rig) -> None:
-    """Too little pre-canary traffic to freeze the p99: promote refuses, the flag stays at 0 %."""
+def test_promote_without_enough_baseline_traffic_says_the_p99_cannot_judge(rig: Rig) -> None:
+    """Too little pre-canary traffic to freeze the p99: the promote goes, and says so plainly."""
     plan = small_plan("promote-blind", "promote-blind-flag")
     rig.clock.at(0, 5)
     rig.operator().start(plan)
     insert_minute(rig.store, "promote-blind", 0, baseline=20)
     rig.clock.at(1)
-    with pytest.raises(InvalidTransition, match="baseline p99") as caught:
-        rig.operator().promote("promote-blind", 10)
-    assert "p99_latency" in str(caught.value.hint)
-    assert rig.percent("promote-blind-flag") == 0
-    record = rig.ports().store.get("promote-blind")
-    assert (record.step_index, record.baseline_p99_ms) == (-1, None)
+    promoted = rig.operator().promote("promote-blind", 10)
+    assert (promoted.percent, promoted.baseline_p99_ms) == (10, None)
+    entry = rig.ports().store.history("promote-blind")[0]
+    assert "p99 is NOT frozen" in entry.reason and "cannot" in entry.reason
 
 
 def test_changes_while_overridden_are_recorded_never_acted_on(rig: Rig, sink: WebhookSink) -> None:
