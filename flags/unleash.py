@@ -19,6 +19,7 @@ Errors (the admin token never appears in any message, log line or repr)::
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any, Self
 
 import httpx
@@ -141,6 +142,9 @@ class UnleashFlags:
             headers={"Authorization": admin_token, "Accept": "application/json"},
             timeout=timeout_s,
         )
+        # Dropped without close() (a test's or a command's backend): close the sockets
+        # then, not whenever the garbage collector reaches them (a ResourceWarning).
+        weakref.finalize(self, self._client.close)
         # Who Unleash says our writes are by, and their event ids (see last_change).
         self._own_identity: str | None = None
         self._own_events: set[int] = set()

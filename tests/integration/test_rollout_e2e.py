@@ -342,7 +342,7 @@ def _own_admin_token(unleash: UnleashHandle, name: str) -> str:
     token is how a deployment gives shadowcanary an identity of its own.)
     """
     admin = {"Authorization": unleash.admin_token}
-    password = f"Pw-{uuid.uuid4().hex}!"
+    password = "Shadow-Canary-7Pq2x!"  # OWASP rules: no three repeated characters
     created = httpx.post(
         f"{unleash.url}/api/admin/user-admin",
         headers=admin,
