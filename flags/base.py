@@ -62,6 +62,27 @@ class FlagState:
         return self.rollout_percent if self.enabled else 0
 
 
+@dataclass(frozen=True, slots=True)
+class FlagChange:
+    """Who last changed a flag, from the flag server's own event log."""
+
+    who: str  # Unleash's createdBy: a user's e-mail or name, or an API token's name
+    at: str  # when, as the server reports it (ISO 8601)
+    kind: str  # the server's event type, e.g. feature-strategy-updated
+    # The change was made under the same identity as shadowcanary's own writes (its
+    # admin token is a person's): whether it was a person cannot be told apart.
+    same_identity_as_shadowcanary: bool = False
+
+    def describe(self) -> str:
+        text = f"{self.who} ({self.kind} at {self.at}, Unleash event log)"
+        if self.same_identity_as_shadowcanary:
+            text += (
+                "; shadowcanary writes under the same Unleash identity, so this may not be "
+                "a person: give shadowcanary an admin token of its own"
+            )
+        return text
+
+
 class FlagBackend(Protocol):
     """Create, read and change a rollout flag. One implementation per backend module."""
 
@@ -83,6 +104,10 @@ class FlagBackend(Protocol):
 
     def disable(self, flag: str) -> FlagState:
         """Roll back: rollout 0 % and the flag off, so every user gets the baseline."""
+        ...
+
+    def last_change(self, flag: str) -> FlagChange | None:
+        """Who made the newest change to the flag in this environment (None: unknown)."""
         ...
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import structlog
 from sqlalchemy import Engine
 
-from flags.base import FlagSpec, FlagState
+from flags.base import FlagChange, FlagSpec, FlagState
 from flags.unleash import (
     check_percent,
     pick_rollout_strategy,
@@ -81,6 +81,10 @@ class EmbeddedFlags:
         state = self._change(flag, f"disable flag {flag!r}", 0, enabled=False)
         log.info("flag_disabled", backend="embedded", flag=flag)
         return state
+
+    def last_change(self, flag: str) -> FlagChange | None:
+        """Unknown: the embedded store keeps no event log (people change it with SQL)."""
+        return None
 
     def features(self, environment: str | None = None) -> StoredFeatures:
         """Every flag's feature JSON (of one environment, if given), for evaluators."""

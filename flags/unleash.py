@@ -19,12 +19,13 @@ Errors (the admin token never appears in any message, log line or repr)::
 from __future__ import annotations
 
 import json
+import weakref
 from typing import Any, Self
 
 import httpx
 import structlog
 
-from flags.base import FlagSpec, FlagState
+from flags.base import FlagChange, FlagSpec, FlagState
 from shadowcanary.errors import ConfigError, FlagNotFound, FlagRejected, ServiceUnavailable
 
 log = structlog.get_logger(__name__)
@@ -141,6 +142,12 @@ class UnleashFlags:
             headers={"Authorization": admin_token, "Accept": "application/json"},
             timeout=timeout_s,
         )
+        # Dropped without close() (a test's or a command's backend): close the sockets
+        # then, not whenever the garbage collector reaches them (a ResourceWarning).
+        weakref.finalize(self, self._client.close)
+        # Who Unleash says our writes are by, and their event ids (see last_change).
+        self._own_identity: str | None = None
+        self._own_events: set[int] = set()
 
     def __repr__(self) -> str:
         return (
@@ -219,6 +226,7 @@ class UnleashFlags:
         )
         if not before.enabled:
             self._switch(flag, on=True)
+        self._remember_own_write(flag)
         log.info("flag_rollout_set", backend="unleash", flag=flag, percent=percent)
         return self.read(flag)
 
@@ -233,8 +241,48 @@ class UnleashFlags:
             flag,
             json=[{"op": "replace", "path": "/parameters/rollout", "value": "0"}],
         )
+        self._remember_own_write(flag)
         log.info("flag_disabled", backend="unleash", flag=flag)
         return self.read(flag)
+
+    def last_change(self, flag: str) -> FlagChange | None:
+        """The newest event of ``flag`` in this environment from Unleash's event log.
+
+        Raises ServiceUnavailable when Unleash does not answer; None when the log has
+        no event for this environment.
+        """
+        response = self._request(
+            "GET", f"/api/admin/events/{flag}", f"read the event log of flag {flag!r}", flag
+        )
+        events = [
+            e
+            for e in response.json().get("events") or []
+            if e.get("environment") in (self.environment, None) and e.get("createdBy")
+        ]
+        if not events:
+            return None
+        newest = max(events, key=lambda e: int(e.get("id") or 0))
+        own = self._own_identity
+        return FlagChange(
+            who=str(newest["createdBy"]),
+            at=str(newest.get("createdAt") or ""),
+            kind=str(newest.get("type") or "change"),
+            same_identity_as_shadowcanary=own is not None
+            and newest["createdBy"] == own
+            and int(newest.get("id") or 0) not in self._own_events,
+        )
+
+    def _remember_own_write(self, flag: str) -> None:
+        """Note the event our write just made: its creator is shadowcanary's identity."""
+        try:
+            response = self._request("GET", f"/api/admin/events/{flag}", "read events", flag)
+        except (ServiceUnavailable, FlagRejected, FlagNotFound):
+            return  # only a label is lost; the write itself succeeded
+        events = response.json().get("events") or []
+        if events:
+            newest = max(events, key=lambda e: int(e.get("id") or 0))
+            self._own_identity = str(newest.get("createdBy") or "") or self._own_identity
+            self._own_events.add(int(newest.get("id") or 0))
 
     # -- Admin API calls
 

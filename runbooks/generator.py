@@ -125,6 +125,9 @@ def _context(inputs: RunbookInputs) -> dict[str, Any]:
     )
     steps = plan.step_percents
     index = record.step_index
+    change = view.latest_change(entries, record)
+    if change is not None and decision is not None and change.at < decision.decided_at:
+        change = None  # the judge decided since: its decision is the news
     return {
         "record": record,
         "plan": plan,
@@ -166,6 +169,13 @@ def _context(inputs: RunbookInputs) -> dict[str, Any]:
             for action, statuses in view.ACTION_STATUSES.items()
         },
         "unwritten_rollback": view.unwritten_rollback(entries, record),
+        # A person's change newer than the last decision: the decision no longer says
+        # where the flag is (an override, an operator's rollback with its --reason).
+        "change": change,
+        "change_at": view.when(change.at) if change else None,
+        "change_percent": (
+            view.percent_change(change.from_percent, change.to_percent) if change else ""
+        ),
         "error_rates": view.arm_error_rates(decision),
         "alerts": ALERTS_DIR,
     }
@@ -275,7 +285,11 @@ def output_dir_for(settings: Settings | None, override: Path | None = None) -> P
 
 
 def flag_access(settings: Settings) -> FlagAccess:
-    return FlagAccess(backend=settings.flags, unleash_url=settings.unleash_url)
+    return FlagAccess(
+        backend=settings.flags,
+        unleash_url=settings.unleash_url,
+        refresh_s=settings.gateway.flag_refresh_s,
+    )
 
 
 def settings_secrets(settings: Settings) -> tuple[str, ...]:

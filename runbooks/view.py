@@ -63,6 +63,7 @@ class FlagAccess:
 
     backend: FlagBackendName = "embedded"
     unleash_url: str | None = None  # the server root, where the UI is
+    refresh_s: float = 5.0  # how often the gateway re-reads the flag (settings.gateway)
 
     def __post_init__(self) -> None:
         if self.unleash_url is not None:
@@ -166,6 +167,33 @@ def last_decision(
     return None
 
 
+# What people (and the controller on their behalf) do to a rollout besides deciding.
+PEOPLE_ACTIONS = frozenset(
+    {
+        AuditAction.MANUAL_OVERRIDE,
+        AuditAction.PAUSE,
+        AuditAction.RESUME,
+        AuditAction.PROMOTE,
+        AuditAction.ROLLBACK,
+        AuditAction.ABORT,
+    }
+)
+
+
+def latest_change(entries: Sequence[AuditEntry], record: RolloutRecord) -> AuditEntry | None:
+    """The newest change to the rollout that was not a judge's decision (this run only).
+
+    An override in the UI, an operator's pause, promote or rollback: what status and
+    the runbook must show first, because the last decision no longer describes the flag.
+    """
+    for entry in sorted(entries, key=lambda e: (e.at, e.id or 0), reverse=True):
+        if entry.at < record.started_at:
+            break
+        if entry.action in PEOPLE_ACTIONS and not entry.decision:
+            return entry
+    return None
+
+
 def unwritten_rollback(entries: Sequence[AuditEntry], record: RolloutRecord) -> bool:
     """Rolled back on paper, but the newest rollback entry could not write the flag."""
     if record.status is not RolloutStatus.ROLLED_BACK:
@@ -235,7 +263,10 @@ def plan_margin(config: TriggerConfig) -> str:
         return f"+{100 * config.margin:.2f} pt over baseline"
     if isinstance(config, TailLatencyTrigger):
         allowed, quantile = 100 * (1 - config.quantile), 100 * config.quantile
-        return f"<= {allowed:.2g} % slower than baseline p{quantile:g} + {config.margin_ms:g} ms"
+        return (
+            f"at most {allowed:.2g} % of canary requests slower than baseline "
+            f"p{quantile:g} + {config.margin_ms:g} ms"
+        )
     if isinstance(config, MeanDeltaTrigger):
         return f"+{config.margin_ms:g} ms over baseline"
     if isinstance(config, RelativeMeanTrigger):

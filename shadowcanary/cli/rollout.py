@@ -150,10 +150,17 @@ def pause(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
 def resume(name: Annotated[str, typer.Argument(help="The rollout.")]) -> None:
     """Hand a paused or overridden rollout back to the controller.
 
+    It continues from the flag's step (or the step below an off-plan value); steps the
+    flag jumped over are NOT judged, and the output says which.
+
     Example: shadowcanary rollout resume chat-gpt55
     """
-    record = _Context().operator().resume(name)
+    operator = _Context().operator()
+    record = operator.resume(name)
     _done(f"rollout {name} is {record.status.value} at {record.percent} %")
+    newest = operator.ports.store.history(name, limit=1)
+    if newest and newest[0].action.value == "resume":
+        console.print(newest[0].reason, highlight=False)  # says which steps lack evidence
 
 
 @rollout_app.command()
@@ -166,6 +173,9 @@ def promote(
     ] = None,
 ) -> None:
     """Move a rollout to its next step (or --to a step) now.
+
+    Out of the pre-canary phase it first freezes the baseline p99 (with too little
+    baseline traffic it says that the p99 trigger cannot judge).
 
     Example: shadowcanary rollout promote chat-gpt55 --to 50
     """
@@ -216,7 +226,7 @@ def status(
     if as_json:
         typer.echo(json.dumps(data, indent=2, default=str))
     elif name:
-        console.print(render_rollout(data[0]))
+        console.print(render_rollout(data[0], width=console.width))
     else:
         console.print(render_rollouts(data))
 
@@ -230,20 +240,56 @@ def history(
     with_inputs: Annotated[
         bool, typer.Option(help="Include each decision's full inputs (large).")
     ] = False,
+    run: Annotated[
+        int | None,
+        typer.Option("--run", help="An earlier run's id (listed under the current run)."),
+    ] = None,
+    all_runs: Annotated[bool, typer.Option("--all-runs", help="Every run, newest first.")] = False,
 ) -> None:
-    """The audit log of a rollout, newest first: who did what, when, and why.
+    """The audit log of a rollout's current run, newest first: who did what, when, and why.
+
+    A rollout started again under the same name is a new run; --run ID shows an earlier
+    one, --all-runs all of them. Each entry's "run" (in --json) is its run id.
 
     Example: shadowcanary rollout history chat-gpt55 --limit 20
     """
-    from shadowcanary.controller.views import entry_data, render_history
+    from shadowcanary.controller.views import (
+        entry_data,
+        history_caption,
+        render_history,
+        run_windows,
+    )
 
+    if run is not None and all_runs:
+        raise typer.BadParameter("give --run ID or --all-runs, not both")
     store = _Context().store()
-    entries = store.history(name, limit=limit)
+    runs = run_windows(store.runs(name))
+    if all_runs or not runs:
+        shown = None
+    elif run is None:
+        shown = runs[-1]
+    else:
+        shown = next((r for r in runs if r.run_id == run), None)
+        if shown is None:
+            raise typer.BadParameter(
+                f"rollout {name!r} has no run {run}; its runs: "
+                f"{', '.join(str(r.run_id) for r in runs)}",
+                param_hint="--run",
+            )
+    if shown is None:
+        entries = store.history(name, limit=limit)
+    else:
+        entries = store.history(name, limit=limit, since=shown.started_at, until=shown.until)
     if as_json:
-        rows = [entry_data(e, with_inputs=with_inputs) for e in entries]
+        rows = []
+        for e in entries:
+            row = entry_data(e, with_inputs=with_inputs)
+            row["run"] = next((r.run_id for r in reversed(runs) if e.at >= r.started_at), None)
+            rows.append(row)
         typer.echo(json.dumps(rows, indent=2, default=str))
     else:
-        console.print(render_history(name, entries))
+        caption = history_caption(runs, shown, name) if runs else ""
+        console.print(render_history(name, entries, width=console.width, caption=caption))
 
 
 def parse_interval(text: str) -> float:

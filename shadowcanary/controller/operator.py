@@ -16,8 +16,17 @@ Semantics an SRE can rely on:
 - ``pause`` / ``resume``: the controller stops / starts acting. Resume adopts the
   flag's current percentage when it is a step of the plan, otherwise goes *down* to
   the highest step below it; it never raises exposure (a flag below the first step
-  is refused, with the command that continues explicitly).
-- ``promote [--to PCT]``: the next step (or PCT, a step of the plan) now.
+  is refused, with the command that continues explicitly). Resume does NOT take the
+  evidence of steps the person jumped over: from the 10 % step to 50 % it continues
+  at 50 %, and the audit entry, the webhook and the command's output name the steps
+  passed without evidence (10 % unfinished, 30 % never run). To have every step
+  judged, move the flag back first (`rollout promote NAME --to 30`, or in Unleash)
+  and then resume.
+- ``promote [--to PCT]``: the next step (or PCT, a step of the plan) now. A promote
+  out of the pre-canary phase freezes the baseline p99 first, as the controller's
+  first step does (without it the tail-latency trigger could never judge); with too
+  little pre-canary baseline traffic to freeze it, the promote goes ahead and its audit
+  entry says plainly that the p99 trigger cannot judge.
 - ``rollback``: flag to 0 % at once; idempotent; the controller keeps it at 0 %
   (if the flag cannot be written now, the rollback is recorded and every tick
   retries until it is).
@@ -28,6 +37,7 @@ from __future__ import annotations
 
 import getpass
 from dataclasses import dataclass, replace
+from datetime import datetime
 
 import structlog
 
@@ -42,6 +52,7 @@ from shadowcanary.errors import (
 )
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
+from shadowcanary.store.evidence_reads import MIN_P99_REQUESTS
 
 log = structlog.get_logger(__name__)
 
@@ -67,6 +78,19 @@ def flag_spec(plan: RolloutPlan) -> FlagSpec:
         stickiness=plan.stickiness,
         baseline_model=plan.baseline,
         candidate_model=plan.candidate,
+    )
+
+
+def _passed_without_evidence(record: RolloutRecord, target: int) -> str:
+    """The plain statement of the steps a resume at ``target`` skips (empty if none)."""
+    steps = record.plan.step_percents
+    at = steps.index(target)
+    if at <= record.step_index:
+        return ""
+    passed = [f"{p} %" for p in steps[max(0, record.step_index) : at]]
+    return (
+        f"; WITHOUT the evidence of {', '.join(passed)} (resume does not go back to take it: "
+        f"the triggers judge from {target} % on)"
     )
 
 
@@ -166,14 +190,17 @@ class Operator:
                     f"{to} % is not a step of rollout {name!r}",
                     hint=f"use one of {', '.join(str(s) for s in steps)}",
                 )
-            self._flags(record.plan).set_rollout(record.plan.flag, to)
             now = self.ports.clock()
+            baseline_p99, frozen = self._baseline_p99(record, now)
+            self._flags(record.plan).set_rollout(record.plan.flag, to)
             status = (
                 RolloutStatus.RUNNING
                 if record.status is RolloutStatus.OVERRIDDEN
                 else record.status
             )
-            reason = f"promoted to {to} % by an operator (the step's minimum exposure restarts)"
+            reason = (
+                f"promoted to {to} % by an operator (the step's minimum exposure restarts){frozen}"
+            )
             promoted = replace(
                 record,
                 status=status,
@@ -181,6 +208,7 @@ class Operator:
                 percent=to,
                 step_started_at=now,
                 updated_at=now,
+                baseline_p99_ms=baseline_p99,
             )
             entry = self._entry(record, AuditAction.PROMOTE, record.percent, to, reason)
             saved = self.ports.store.save(promoted, entry)
@@ -245,6 +273,21 @@ class Operator:
     def _flags(self, plan: RolloutPlan) -> FlagBackend:
         return self.ports.flags_for(plan)
 
+    def _baseline_p99(self, record: RolloutRecord, now: datetime) -> tuple[float | None, str]:
+        """The record's frozen p99, frozen now if it never was (and the text saying so)."""
+        tail = record.plan.triggers.p99_latency
+        if record.baseline_p99_ms is not None or not tail.enabled:
+            return record.baseline_p99_ms, ""
+        p99 = self.ports.baseline_p99_for(record, now)
+        if p99 is None:
+            # Not refused (an operator's promote is deliberate), but said plainly.
+            return None, (
+                f"; the baseline p99 is NOT frozen (fewer than {MIN_P99_REQUESTS} baseline "
+                "requests since an hour before the start): the p99_latency trigger cannot "
+                "judge this rollout"
+            )
+        return p99, f"; baseline p99 frozen at {p99:.0f} ms"
+
     def _resume_target(self, record: RolloutRecord, observed: int) -> tuple[int, str]:
         """Where the flag goes on resume; never above what users see now."""
         steps = record.plan.step_percents
@@ -254,11 +297,13 @@ class Operator:
                 return 0, "resumed by an operator before the first step"
             return 0, f"resumed by an operator: the flag was at {observed} %; set back to 0 %"
         if observed == record.percent and observed in steps:
-            return observed, f"resumed by an operator at {observed} %"
+            return observed, f"resumed by an operator at {observed} %" + _passed_without_evidence(
+                record, observed
+            )
         if observed in steps:
             return observed, (
                 f"resumed by an operator: the flag is at {observed} %, a step of the plan; "
-                "the rollout continues from that step"
+                "the rollout continues from that step" + _passed_without_evidence(record, observed)
             )
         below = [s for s in steps if s < observed]
         if not below:
@@ -270,7 +315,7 @@ class Operator:
             )
         return below[-1], (
             f"resumed by an operator: the flag was at {observed} %, not a step of the plan; "
-            f"set to the step below, {below[-1]} %"
+            f"set to the step below, {below[-1]} %" + _passed_without_evidence(record, below[-1])
         )
 
     def _require(self, record: RolloutRecord, command: str, allowed: set[RolloutStatus]) -> None:

@@ -39,7 +39,7 @@ from typing import Any
 
 import structlog
 
-from flags.base import FlagBackend, FlagState
+from flags.base import FlagBackend, FlagChange, FlagState
 from shadowcanary.controller import metrics
 from shadowcanary.controller.notify import Notification, Notifier, redacted_webhook
 from shadowcanary.controller.policy import (
@@ -163,7 +163,9 @@ class _Tick:
         self.memory.record = record
         self._back_up("postgres", record)
         status = record.status
-        if status in (RolloutStatus.PAUSED, RolloutStatus.OVERRIDDEN, RolloutStatus.COMPLETED):
+        if status in (RolloutStatus.PAUSED, RolloutStatus.OVERRIDDEN):
+            return self._observe(record)
+        if status is RolloutStatus.COMPLETED:
             return TickResult(name, TickOutcome.IDLE, record, detail=f"rollout is {status.value}")
         if status is RolloutStatus.ABORTED:
             return TickResult(name, TickOutcome.IDLE, record, detail="rollout was aborted")
@@ -172,7 +174,7 @@ class _Tick:
             with _guard("flags"):
                 state = flags.read(record.plan.flag)
         except FlagNotFound as exc:
-            return self._override(record, 0, f"the flag is gone ({exc.message})")
+            return self._override(record, 0, f"the flag is gone ({exc.message})", flags)
         except FlagRejected as exc:  # a revoked token: as good as down, and an SRE must know
             raise _Down("flags", exc) from exc
         self._back_up("flags", record)
@@ -186,7 +188,7 @@ class _Tick:
                 intent = pending_intent(self.store.history(name, limit=20))
         sync = reconcile(record, observed, intent)
         if sync is Sync.OVERRIDE:
-            return self._override(record, observed, f"the flag is at {observed} %")
+            return self._override(record, observed, f"the flag is at {observed} %", flags)
         if sync is Sync.RECOVER and intent is not None:
             record = self._recover(record, observed, intent)
             if record.status is not RolloutStatus.RUNNING:
@@ -379,14 +381,81 @@ class _Tick:
 
     # -- the flag disagrees --------------------------------------------------------
 
-    def _override(self, record: RolloutRecord, observed: int, what: str) -> TickResult:
+    def _observe(self, record: RolloutRecord) -> TickResult:
+        """Paused or overridden: never act, but keep the record true to the flag.
+
+        A person may move the flag again after the override (25 % -> 40 % in the UI):
+        each change is recorded with who made it, sent to the webhooks and put in the
+        runbook, so status, runbook and the audit log never show a stale percentage.
+        """
+        status = record.status
+        detail = f"rollout is {status.value}"
+        idle = TickResult(record.name, TickOutcome.IDLE, record, detail=detail)
+        flags = self.ports.flags_for(record.plan)
+        try:
+            with _guard("flags"):
+                observed = flags.read(record.plan.flag).effective_percent
+        except FlagNotFound:
+            observed = 0  # the flag is gone: nobody gets the candidate
+        except FlagRejected as exc:
+            raise _Down("flags", exc) from exc
+        self._back_up("flags", record)
+        metrics.observe_percent(record.name, observed)
+        if observed == record.percent:
+            return idle
+        actor, by = self._who(flags, record.plan.flag)
+        reason = (
+            f"the flag moved from {record.percent} % to {observed} % outside the controller "
+            f"while the rollout is {status.value}, {by}; recorded only: the controller does "
+            f"not act until `shadowcanary rollout resume {record.name}`"
+        )
+        entry = replace(
+            self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason),
+            actor=actor,
+        )
+        saved = self._save(replace(record, percent=observed, updated_at=self.now), entry)
+        log.warning(
+            "flag changed while not acting",
+            rollout=record.name,
+            status=status.value,
+            observed=observed,
+            recorded=record.percent,
+        )
+        self._tell(
+            saved,
+            Notification.change(saved, "override", reason, actor, record.percent, observed),
+        )
+        self.ports.runbook(saved, None)
+        return TickResult(record.name, TickOutcome.OVERRIDE, saved, detail=reason)
+
+    def _who(self, flags: FlagBackend, flag: str) -> tuple[str, str]:
+        """(audit actor, text) naming who changed the flag, from the backend's event log.
+
+        Best effort: the override is recorded whether or not the log can be read.
+        """
+        try:
+            change: FlagChange | None = flags.last_change(flag)
+        except ShadowCanaryError as exc:
+            log.warning("flag event log unreadable", flag=flag, error=_error_text(exc))
+            change = None
+        if change is None:
+            return self.ports.actor, "by someone the flag backend does not name"
+        return f"unleash:{change.who}", f"by {change.describe()}"
+
+    def _override(
+        self, record: RolloutRecord, observed: int, what: str, flags: FlagBackend
+    ) -> TickResult:
+        actor, by = self._who(flags, record.plan.flag)
         reason = (
             f"{what} but the controller last set {record.percent} %: someone changed the "
-            f"flag {record.plan.flag!r} outside the controller (Unleash UI or API). The "
-            f"controller stops acting on this rollout until `shadowcanary rollout resume "
+            f"flag {record.plan.flag!r} outside the controller (Unleash UI or API), {by}. "
+            f"The controller stops acting on this rollout until `shadowcanary rollout resume "
             f"{record.name}`"
         )
-        entry = self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason)
+        entry = replace(
+            self._entry(record, AuditAction.MANUAL_OVERRIDE, record.percent, observed, reason),
+            actor=actor,
+        )
         stopped = replace(
             record, status=RolloutStatus.OVERRIDDEN, percent=observed, updated_at=self.now
         )
@@ -397,9 +466,7 @@ class _Tick:
         metrics.observe_percent(record.name, observed)
         self._tell(
             saved,
-            Notification.change(
-                saved, "override", reason, self.ports.actor, record.percent, observed
-            ),
+            Notification.change(saved, "override", reason, actor, record.percent, observed),
         )
         self.ports.runbook(saved, None)
         return TickResult(record.name, TickOutcome.OVERRIDE, saved, detail=reason)

@@ -108,8 +108,8 @@ def run_worker(
         yield worker
     finally:
         worker.stop()
-        # The pump ends at EOF, once every process holding the pipe has exited; close
-        # our end either way so no file is left for the garbage collector.
+        # The pipe ends when the worker (and any child holding it) has exited; close it
+        # here rather than leave it to the garbage collector (a ResourceWarning).
         pump.join(timeout=5)
-        if proc.stdout is not None:
+        if proc.stdout is not None and not pump.is_alive():
             proc.stdout.close()

@@ -6,6 +6,7 @@ import json
 import math
 import re
 import threading
+import weakref
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -93,7 +94,7 @@ def _storable(value: Any) -> Any:
 def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
     """An engine on psycopg 3 with a connection pool sized for one worker process."""
     url = normalise_database_url(database_url)
-    return create_engine(
+    engine = create_engine(
         url,
         pool_size=pool_size,
         max_overflow=pool_size,
@@ -103,6 +104,10 @@ def make_engine(database_url: str, *, pool_size: int = 10) -> Engine:
         json_serializer=json_for_postgres,
         connect_args={"application_name": "shadowcanary", "connect_timeout": 10},
     )
+    # An engine dropped without dispose() (a CLI command's, run in-process) would leave
+    # its pooled connections to the garbage collector: close them when it goes.
+    weakref.finalize(engine, engine.pool.dispose)
+    return engine
 
 
 def alembic_config(database_url: str | None = None) -> Config:

@@ -216,19 +216,28 @@ class RolloutStore:
         """
         return self._transaction("appending to the audit log", lambda c: _insert_audit(c, entry))
 
-    def history(self, name: str, *, limit: int = 100) -> builtins.list[AuditEntry]:
-        """The newest ``limit`` audit entries of a rollout, newest first.
+    def history(
+        self,
+        name: str,
+        *,
+        limit: int = 100,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> builtins.list[AuditEntry]:
+        """The newest ``limit`` audit entries of a rollout in [since, until), newest first.
 
         Raises:
             RolloutNotFound: there is no such rollout.
         """
 
         def work(conn: Connection) -> builtins.list[AuditEntry]:
+            stmt = select(AUDIT).where(AUDIT.c.rollout == name)
+            if since is not None:
+                stmt = stmt.where(AUDIT.c.at >= since)
+            if until is not None:
+                stmt = stmt.where(AUDIT.c.at < until)
             rows = conn.execute(
-                select(AUDIT)
-                .where(AUDIT.c.rollout == name)
-                .order_by(AUDIT.c.at.desc(), AUDIT.c.id.desc())
-                .limit(limit)
+                stmt.order_by(AUDIT.c.at.desc(), AUDIT.c.id.desc()).limit(limit)
             ).all()
             if not rows:
                 exists = conn.execute(
@@ -239,6 +248,19 @@ class RolloutStore:
             return [_entry(row) for row in rows]
 
         return self._read("reading the audit log", work)
+
+    def runs(self, name: str) -> builtins.list[AuditEntry]:
+        """The START entries of a rollout, oldest first: one per run (its id is the run id)."""
+
+        def work(conn: Connection) -> builtins.list[AuditEntry]:
+            rows = conn.execute(
+                select(AUDIT)
+                .where(AUDIT.c.rollout == name, AUDIT.c.action == AuditAction.START.value)
+                .order_by(AUDIT.c.at, AUDIT.c.id)
+            ).all()
+            return [_entry(row) for row in rows]
+
+        return self._read("reading the rollout's runs", work)
 
     def percent_timeline(self, name: str) -> builtins.list[tuple[datetime, int]]:
         """The flag's percentage over the current run: (since when, percent), oldest first.

@@ -218,10 +218,17 @@ class Tap:
                     self._deliver(events)
                 self._report_metrics()
                 self._maybe_share_stats(force=stopping)
-            except Exception as exc:  # noqa: BLE001 - a bug must not kill the thread for good
+            except Exception as exc:  # a bug must not kill the thread for good
                 self._count_drops(DropReason.TAP_ERROR, len(events))
                 # The class only: exception texts (e.g. validation errors) can quote prompts.
-                log.error("tap_drain_failed", events=len(events), error=type(exc).__name__)
+                log.error(
+                    "tap_drain_failed",
+                    events=len(events),
+                    error=type(exc).__name__,
+                    hint="a bug in the tap, not in your events: please report it with the "
+                    "traceback logged at debug level (SHADOWCANARY_LOG_LEVEL=debug)",
+                )
+                log.debug("tap_drain_failed_traceback", exc_info=True)
             if stopping:
                 with self._lock:
                     if not self._buffer:
@@ -280,7 +287,13 @@ class Tap:
             self._count_drops(DropReason.TOO_LARGE, too_large)
         if errors:
             self._count_drops(DropReason.TAP_ERROR, errors)
-            log.warning("tap_serialise_failed", events=errors)
+            log.warning(
+                "tap_serialise_failed",
+                events=errors,
+                cause="an event could not be written as JSON (e.g. a lone surrogate in its text)",
+                hint="those events were dropped and counted as tap_error; fix the text the "
+                "service passes to the tap",
+            )
         return pieces, count
 
     @staticmethod
@@ -335,6 +348,8 @@ class Tap:
             dropped_publish_failed=stats.dropped[DropReason.PUBLISH_FAILED],
             buffer_depth=stats.buffer_depth,
             error=type(exc.__cause__ or exc).__name__,
+            cause=exc.message,  # the publisher's text: names the URL and the reason, no events
+            hint=exc.hint,
         )
 
     def _count_drops(self, reason: DropReason, n: int) -> None:

@@ -33,7 +33,8 @@ from kombu import compression as kombu_compression
 from kombu import serialization
 
 from shadowcanary import constants
-from shadowcanary.errors import ServiceUnavailable
+from shadowcanary.errors import ConfigError, ServiceUnavailable
+from shadowcanary.urls import broker_url_for, without_password
 
 SERIALIZER = "shadowcanary-orjson-zlib1"
 _CONTENT_TYPE = "application/json"
@@ -67,11 +68,26 @@ def _register_serializer() -> None:
         registry.type_to_name[_CONTENT_TYPE] = previous
 
 
+# The Redis URL spellings the tap takes; anything else is refused when it is built.
+_REDIS_SCHEMES = ("redis", "rediss", "unix", "redis+socket", "socket")
+_CAUSE_CHARS = 300
+
+
 class BatchPublisher:
     """Sends one Celery ingest message per batch; raises ``ServiceUnavailable`` on failure."""
 
     def __init__(self, redis_url: str, *, timeout_s: float) -> None:
-        self._redis_url = redis_url
+        """Raises ``ConfigError`` for a URL that is not a Redis URL (nothing could be sent)."""
+        scheme = redis_url.partition("://")[0]
+        if "://" not in redis_url or scheme not in _REDIS_SCHEMES:
+            raise ConfigError(
+                f"the tap's Redis URL {without_password(redis_url)!r} is not a Redis URL",
+                hint="use redis://host:port/db, rediss://..., unix:///path/redis.sock "
+                "or redis+socket:///path/redis.sock (SHADOWCANARY_REDIS_URL)",
+            )
+        # kombu has no unix:// transport (the embedded default's redis-py spelling):
+        # every process that builds a tap gets the kombu spelling from here.
+        self._broker_url = broker_url_for(redis_url)
         self._timeout_s = timeout_s
         self._app: Celery | None = None
 
@@ -79,7 +95,7 @@ class BatchPublisher:
         if self._app is None:
             _register_serializer()
             app = Celery(
-                "shadowcanary-tap", broker=self._redis_url, set_as_current=False, fixups=[]
+                "shadowcanary-tap", broker=self._broker_url, set_as_current=False, fixups=[]
             )
             app.conf.update(
                 broker_connection_timeout=self._timeout_s,
@@ -123,9 +139,10 @@ class BatchPublisher:
         except Exception as exc:  # kombu and redis raise many types; all mean "not sent"
             # redis-py already dropped the broken socket; the next publish reconnects.
             raise ServiceUnavailable(
-                f"could not publish {count} events to Redis: {type(exc).__name__}",
-                hint="check that Redis at the tap's broker URL is reachable; "
-                "events are dropped meanwhile",
+                f"could not publish {count} events to Redis at "
+                f"{without_password(self._broker_url)}: {_cause(exc)}",
+                hint="check that Redis at the tap's broker URL (SHADOWCANARY_REDIS_URL) is "
+                "running and reachable from this process; events are dropped meanwhile",
             ) from exc
 
     def close(self) -> None:
@@ -133,6 +150,18 @@ class BatchPublisher:
         if self._app is not None:
             self._app.close()
             self._app = None
+
+
+def _cause(exc: BaseException) -> str:
+    """The error's class and text, shortened: a log line must say why, not only what.
+
+    The message body is never in kombu's or redis-py's error texts (they name the
+    connection), so this is safe to log; any URL in it loses its password.
+    """
+    text = without_password(str(exc).strip())
+    if len(text) > _CAUSE_CHARS:
+        text = text[:_CAUSE_CHARS] + "..."
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
 
 
 def decode_ingest_message(raw: bytes) -> list[dict[str, Any]]:

@@ -48,10 +48,23 @@ class RedisServer:
     port: int = field(default_factory=free_port)
     # AOF with fsync every second, as docker-compose.yml runs it (outage tests).
     appendonly: bool = False
+    # Also listen on a unix socket, as the embedded default does (``unix_url``).
+    unix_socket: bool = False
 
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    @property
+    def socket_path(self) -> Path:
+        return self.directory / "redis.sock"
+
+    @property
+    def unix_url(self) -> str:
+        """The redis-py spelling of the socket URL, as the embedded default hands it out."""
+        if not self.unix_socket:
+            raise ValueError("this RedisServer was started without unix_socket=True")
+        return f"unix://{self.socket_path}?db=0"
 
     @property
     def pidfile(self) -> Path:
@@ -83,6 +96,7 @@ class RedisServer:
                 "everysec",
                 "--logfile",
                 str(self.directory / "redis.log"),
+                *(["--unixsocket", str(self.socket_path)] if self.unix_socket else []),
             ],
             check=True,
         )

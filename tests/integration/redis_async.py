@@ -11,7 +11,8 @@ import redis.asyncio
 def client(url: str) -> redis.asyncio.Redis:
     # As a worker builds it: wait for a free connection instead of failing at the cap.
     pool = redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=20, timeout=5)
-    return redis.asyncio.Redis(connection_pool=pool)
+    # from_pool: the client owns the pool, so aclose() closes its connections too.
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 def run(url: str, scenario: Callable[[redis.asyncio.Redis], Awaitable[None]]) -> None:

@@ -26,6 +26,7 @@ from sqlalchemy import Engine, text
 from typer.testing import CliRunner
 
 from flags.embedded import EmbeddedFlags
+from runbooks.view import FlagAccess
 from shadowcanary.cli.rollout import controller_app, rollout_app
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
@@ -508,3 +509,205 @@ def test_rollback_with_the_flag_backend_down_is_recorded_and_enforced(rig: Rig) 
     assert entry.to_percent is None and "retries every tick" in entry.reason
     enforced = rig.tick(name, 1, 20)
     assert enforced.flag_changed and rig.percent("late-flag") == 0
+
+
+def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) -> None:
+    """A promote before the first step freezes the p99 as the first tick would, so p99 judges."""
+    plan = small_plan("promote-early", "promote-early-flag")
+    rig.clock.at(0, 5)
+    rig.operator().start(plan)
+    insert_minute(rig.store, "promote-early", 0, baseline=600, latency_ms=700.0)
+    rig.clock.at(1)
+    promoted = rig.operator().promote("promote-early", 30)
+    assert (promoted.percent, rig.percent("promote-early-flag")) == (30, 30)
+    assert promoted.baseline_p99_ms == pytest.approx(700.0, rel=0.02)
+    entry = rig.ports().store.history("promote-early")[0]
+    assert entry.action is AuditAction.PROMOTE and "baseline p99 frozen at" in entry.reason
+    # The tail trigger has a threshold to judge against, not "not yet".
+    healthy_minute(rig, "promote-early", 1, 30)
+    decided = rig.tick("promote-early", 2)
+    assert decided.decision is not None
+    tail = next(t for t in decided.decision.triggers if t.name == "p99_latency")
+    assert "no baseline p99 frozen yet" not in tail.detail, tail.detail
+
+
+def test_promote_without_enough_baseline_traffic_says_the_p99_cannot_judge(rig: Rig) -> None:
+    """Too little pre-canary traffic to freeze the p99: the promote goes, and says so plainly."""
+    plan = small_plan("promote-blind", "promote-blind-flag")
+    rig.clock.at(0, 5)
+    rig.operator().start(plan)
+    insert_minute(rig.store, "promote-blind", 0, baseline=20)
+    rig.clock.at(1)
+    promoted = rig.operator().promote("promote-blind", 10)
+    assert (promoted.percent, promoted.baseline_p99_ms) == (10, None)
+    entry = rig.ports().store.history("promote-blind")[0]
+    assert "p99 is NOT frozen" in entry.reason and "cannot" in entry.reason
+
+
+def test_changes_while_overridden_are_recorded_never_acted_on(rig: Rig, sink: WebhookSink) -> None:
+    """A second change in the UI after an override is audited, sent and kept in the record."""
+    name = started(rig, "observe", "observe-flag", webhook=sink.url)
+    rig.flags.set_rollout("observe-flag", 25)  # a person, in the UI
+    assert rig.tick(name, 1, 20).outcome is TickOutcome.OVERRIDE
+    rig.flags.set_rollout("observe-flag", 40)  # and again
+    seen = rig.tick(name, 1, 40)
+    assert seen.outcome is TickOutcome.OVERRIDE and not seen.flag_changed
+    assert rig.percent("observe-flag") == 40  # observed, never acted on
+    record = rig.ports().store.get(name)
+    assert (record.status, record.percent) == (RolloutStatus.OVERRIDDEN, 40)
+    newest = rig.ports().store.history(name)[0]
+    assert newest.action is AuditAction.MANUAL_OVERRIDE
+    assert (newest.from_percent, newest.to_percent) == (25, 40)
+    wait_until(
+        lambda: any("40" in t and "OVERRIDE" in t for t in sink.texts()),
+        timeout_s=5,
+        what="the second change's webhook",
+    )
+    entries = len(rig.ports().store.history(name))
+    assert rig.tick(name, 2).outcome is TickOutcome.IDLE  # unchanged: nothing new recorded
+    assert len(rig.ports().store.history(name)) == entries
+    rig.clock.at(2, 30)
+    rig.operator().resume(name)
+    resume = rig.ports().store.history(name)[0]
+    assert resume.action is AuditAction.RESUME and resume.from_percent == 40
+
+
+def test_changes_while_paused_are_recorded_and_the_pause_stays(rig: Rig) -> None:
+    """A paused rollout still records what happens to its flag, and stays paused."""
+    name = started(rig, "observe-paused", "observe-paused-flag")
+    rig.clock.at(1, 10)
+    rig.operator().pause(name)
+    rig.flags.set_rollout("observe-paused-flag", 30)
+    assert rig.tick(name, 1, 20).outcome is TickOutcome.OVERRIDE
+    record = rig.ports().store.get(name)
+    assert (record.status, record.percent) == (RolloutStatus.PAUSED, 30)
+    assert rig.percent("observe-paused-flag") == 30
+
+
+def _runbook(rig: Rig, name: str) -> str:
+    from runbooks.generator import read_inputs, render_runbook
+
+    record = rig.ports().store.get(name)
+    return render_runbook(read_inputs(rig.ports().store, record, None, FlagAccess()))
+
+
+def test_status_and_runbook_say_overridden_with_the_flags_real_percent(rig: Rig) -> None:
+    """While overridden, status and runbook lead with the override and the flag's real %."""
+    from shadowcanary.controller.views import status_data
+
+    name = started(rig, "told", "told-flag")
+    rig.tick(name, 1, 10)  # a HOLD: too little data yet
+    rig.flags.set_rollout("told-flag", 25)
+    rig.tick(name, 1, 20)
+    rig.flags.set_rollout("told-flag", 40)
+    rig.tick(name, 1, 40)
+    [row] = status_data(rig.ports().store, [rig.ports().store.get(name)])
+    assert row["percent"] == 40
+    assert row["last_change"]["action"] == "manual_override"
+    assert "25 % to 40 %" in row["last_change"]["reason"]
+    text = _runbook(rig, name)
+    assert "It now serves 40 % of users" in text
+    assert "Last change: 25 % -> 40 %" in text
+    assert "**Since then:** manual override (25 % -> 40 %)" in text
+    assert "not now (40 %)" in text
+
+
+def test_runbook_after_an_operator_rollback_gives_the_operators_reason(rig: Rig) -> None:
+    """The rolled-back runbook's "Why" is the operator's --reason, not the last HOLD's."""
+    name = started(rig, "why", "why-flag")
+    rig.tick(name, 1, 10)  # a HOLD: too little data yet
+    rig.clock.at(1, 30)
+    rig.operator().rollback(name, "support tickets about tone")
+    text = _runbook(rig, name)
+    why = next(line for line in text.splitlines() if line.startswith("Why:"))
+    assert "support tickets about tone" in why and "cli:tester" in why
+
+
+def test_resume_above_the_judged_step_says_which_steps_lack_evidence(rig: Rig) -> None:
+    """From the 10 % step overridden to 50 %, resume continues at 50 % and names 10 and 30 %."""
+    name = started(rig, "jump", "jump-flag")
+    rig.flags.set_rollout("jump-flag", 50)
+    rig.tick(name, 1, 20)
+    rig.clock.at(1, 30)
+    resumed = rig.operator().resume(name)
+    assert (resumed.percent, resumed.step_index) == (50, 2)
+    entry = rig.ports().store.history(name)[0]
+    assert entry.action is AuditAction.RESUME
+    assert "WITHOUT the evidence of 10 %, 30 %" in entry.reason
+    text = _runbook(rig, name)
+    assert "does not go back for\nthe evidence of steps" in text
+
+
+def test_resume_at_the_recorded_step_claims_nothing_skipped(rig: Rig) -> None:
+    """A pause and resume at the same step passes no step, and says nothing of the kind."""
+    name = started(rig, "nojump", "nojump-flag")
+    rig.clock.at(1, 10)
+    rig.operator().pause(name)
+    rig.operator().resume(name)
+    assert "WITHOUT" not in rig.ports().store.history(name)[0].reason
+
+
+def _two_runs(rig: Rig) -> tuple[str, int, int]:
+    """Rollout "again" started, rolled back, started again: (name, first run, second run)."""
+    name = started(rig, "again", "again-flag")
+    rig.clock.at(1, 30)
+    rig.operator().rollback(name, "first try went badly")
+    rig.clock.at(2)
+    rig.operator().abort(name)
+    rig.clock.at(3)
+    rig.operator().start(small_plan("again", "again-flag"))
+    first, second = [e.id for e in rig.ports().store.runs(name)]
+    assert first is not None and second is not None
+    return name, first, second
+
+
+def test_history_shows_the_current_run_and_older_runs_on_request(
+    rig: Rig, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`rollout history` shows only the current run by default; --run and --all-runs the rest."""
+    from shadowcanary.cli import support as cli_support
+
+    monkeypatch.setattr(cli_support.console, "width", 200)
+    name, first, second = _two_runs(rig)
+    env = {"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "warning"}
+    runner = CliRunner()
+
+    def entries(*args: str) -> list[dict[str, object]]:
+        result = runner.invoke(rollout_app, ["history", name, "--json", *args], env=env)
+        assert result.exit_code == 0, result.output
+        return json.loads(result.output)
+
+    current = entries()
+    assert {e["run"] for e in current} == {second}
+    assert [e["action"] for e in current] == ["start"]
+    older = entries("--run", str(first))
+    assert {e["run"] for e in older} == {first}
+    assert "first try went badly" in json.dumps(older)
+    assert len(entries("--all-runs")) == len(current) + len(older)
+    table = runner.invoke(rollout_app, ["history", name], env=env)
+    assert f"run {second}" in table.output and f"--run {first}" in table.output
+    wrong = runner.invoke(rollout_app, ["history", name, "--run", "999999"], env=env)
+    assert wrong.exit_code == 2 and f"its runs: {first}, {second}" in wrong.output
+
+
+def test_history_and_triggers_fit_80_columns(
+    rig: Rig, database_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """At 80 columns no line is wider than the terminal and timestamps are whole."""
+    from shadowcanary.cli import support as cli_support
+
+    monkeypatch.setattr(cli_support.console, "width", 80)
+    name = started(rig, "narrow", "narrow-flag")
+    healthy_minute(rig, name, 1, 10)
+    decided = rig.tick(name, 2)
+    assert decided.decision is not None and decided.decision.triggers
+    env = {"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "warning"}
+    runner = CliRunner()
+    history = runner.invoke(rollout_app, ["history", name], env=env)
+    status = runner.invoke(rollout_app, ["status", name], env=env)
+    for result in (history, status):
+        assert result.exit_code == 0, result.output
+        assert max(len(line) for line in result.output.splitlines()) <= 80
+        assert "…" not in result.output
+    assert rig.clock.now.strftime("%Y-%m-%d %H:%M:%S") in history.output
+    assert "Trigger error_rate (last decision)" in status.output

@@ -16,6 +16,7 @@ test_controller.py (a private Postgres; an Unleash client on a closed port).
 from __future__ import annotations
 
 import contextlib
+import json
 import tempfile
 import uuid
 from collections.abc import Iterator
@@ -317,6 +318,109 @@ def test_sre_change_in_unleash_is_a_manual_override_until_resume(
     assert ports.store.history(name)[0].actor == "cli:sre"
     after = tick_at(ports, memory, clock, name, 5)
     assert after.outcome is TickOutcome.DECIDED  # acting again
+
+
+def _person_sets_rollout(unleash: UnleashHandle, flag: str, percent: int) -> None:
+    """What the UI does for a signed-in person (admin / unleash4all): the same PATCH."""
+    base = f"{unleash.url}/api/admin/projects/default/features/{flag}/environments/development"
+    with httpx.Client(timeout=5) as browser:
+        login = browser.post(
+            f"{unleash.url}/auth/simple/login",
+            json={"username": "admin", "password": "unleash4all"},
+        )
+        assert login.status_code == 200, login.text
+        strategy_id = browser.get(f"{base}/strategies").json()[0]["id"]
+        response = browser.patch(
+            f"{base}/strategies/{strategy_id}",
+            json=[{"op": "replace", "path": "/parameters/rollout", "value": str(percent)}],
+        )
+        assert response.status_code == 200, response.text
+
+
+def _own_admin_token(unleash: UnleashHandle, name: str) -> str:
+    """A personal access token of an admin user ``name``: Unleash records our writes as it.
+
+    (Unleash 7.5 OSS creates no admin API tokens through the API; a dedicated admin user's
+    token is how a deployment gives shadowcanary an identity of its own.)
+    """
+    admin = {"Authorization": unleash.admin_token}
+    password = "Shadow-Canary-7Pq2x!"  # OWASP rules: no three repeated characters
+    created = httpx.post(
+        f"{unleash.url}/api/admin/user-admin",
+        headers=admin,
+        json={"username": name, "rootRole": 1, "sendEmail": False},
+        timeout=5,
+    )
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    changed = httpx.post(
+        f"{unleash.url}/api/admin/user-admin/{user_id}/change-password",
+        headers=admin,
+        json={"password": password},
+        timeout=5,
+    )
+    assert changed.status_code == 200, changed.text
+    with httpx.Client(timeout=5) as browser:
+        login = browser.post(
+            f"{unleash.url}/auth/simple/login", json={"username": name, "password": password}
+        )
+        assert login.status_code == 200, login.text
+        token = browser.post(
+            f"{unleash.url}/api/admin/user/tokens",
+            json={"description": "shadowcanary", "expiresAt": "2099-01-01T00:00:00Z"},
+        )
+        assert token.status_code == 201, token.text
+        return str(token.json()["secret"])
+
+
+def _override_tick(
+    unleash: UnleashHandle,
+    engine: Engine,
+    database_url: str,
+    flags: UnleashFlags,
+    sink: WebhookSink,
+) -> tuple[str, TickPorts]:
+    """A rollout at 10 % (set by ``flags``), then the UI's admin moves it to 25 %."""
+    clock, name = FakeClock(), f"who-{uuid.uuid4().hex[:8]}"
+    ports, memory = ports_for(engine, database_url, flags, clock), TickMemory()
+    operator = Operator(ports_for(engine, database_url, flags, clock, actor="cli:sre"))
+    plan = small_plan(name, f"{name}-flag", webhook=sink.url, triggers="  p99_latency: off")
+    clock.at(0, 1)
+    operator.start(plan)
+    assert tick_at(ports, memory, clock, name, 1).flag_changed  # to 10 %, by shadowcanary
+    _person_sets_rollout(unleash, plan.flag, 25)
+    assert tick_at(ports, memory, clock, name, 2).outcome is TickOutcome.OVERRIDE
+    return name, ports
+
+
+def test_the_person_who_changed_the_flag_is_named_from_unleashs_event_log(
+    engine: Engine, database_url: str, unleash: UnleashHandle, sink: WebhookSink
+) -> None:
+    """With a token of its own, an override names the person (audit row and webhook)."""
+    token = _own_admin_token(unleash, f"shadowcanary-{uuid.uuid4().hex[:6]}")
+    with UnleashFlags(unleash.url, token, environment="development", timeout_s=2) as flags:
+        name, ports = _override_tick(unleash, engine, database_url, flags, sink)
+    override = ports.store.history(name)[0]
+    assert override.action is AuditAction.MANUAL_OVERRIDE
+    assert override.actor == "unleash:admin"
+    assert "by admin (feature-strategy-update" in override.reason
+    assert "same Unleash identity" not in override.reason
+    wait_until(
+        lambda: any("unleash:admin" in json.dumps(body) for body in sink.bodies),
+        timeout_s=5,
+        what="the person's name in the override webhook",
+    )
+
+
+def test_a_person_sharing_shadowcanarys_unleash_identity_is_said_to_be_ambiguous(
+    engine: Engine, database_url: str, unleash: UnleashHandle, sink: WebhookSink
+) -> None:
+    """The init admin token is named like the UI's admin: the override says it cannot tell."""
+    with unleash_flags(unleash) as flags:
+        name, ports = _override_tick(unleash, engine, database_url, flags, sink)
+    override = ports.store.history(name)[0]
+    assert override.actor == "unleash:admin"
+    assert "give shadowcanary an admin token of its own" in override.reason
 
 
 def test_unleash_down_holds_alerts_and_resumes(

@@ -201,6 +201,45 @@ def test_publish_failure_is_logged_with_counts_only(own_redis: RedisServer) -> N
     assert "my secret prompt" not in repr(logs)
 
 
+def test_publish_failure_logs_its_cause_and_the_hint(tmp_path) -> None:
+    """The warning says why publishing failed (the URL and the OS error) and what to check."""
+    settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
+    url = f"unix://{tmp_path / 'no-redis.sock'}?db=0"
+    with capture_logs() as logs, Tap(settings, url) as tap:
+        tap.emit(make_event("my secret prompt"))
+        wait_for(lambda: tap.stats().dropped[DropReason.PUBLISH_FAILED] == 1)
+    failure = next(entry for entry in logs if entry["event"] == "tap_publish_failed")
+    assert "no-redis.sock" in failure["cause"]
+    assert "No such file or directory" in failure["cause"]
+    assert "SHADOWCANARY_REDIS_URL" in failure["hint"]
+    assert "my secret prompt" not in repr(logs)
+
+
+@pytest.mark.parametrize("form", ["unix", "redis+socket"])
+def test_a_unix_socket_redis_works_in_either_url_spelling(tmp_path, form: str) -> None:
+    """The socket Redis of the embedded default: unix:// and redis+socket:// both publish."""
+    from tests.conftest import started_redis
+
+    with started_redis("sc-redis-tapsock-", unix_socket=True) as server:
+        url = server.unix_url.replace("unix://", f"{form}://", 1)
+        with Tap(TapSettings(flush_interval_s=0.01), url) as tap:
+            tap.emit(make_event("over the socket"))
+            wait_for(lambda: tap.stats().published == 1)
+        assert [e["request"]["messages"][0]["content"] for e in queued_events(server.url)] == [
+            "over the socket"
+        ]
+
+
+@pytest.mark.parametrize("url", ["http://127.0.0.1:6379", "127.0.0.1:6379", "amqp://guest@x//"])
+def test_a_url_that_is_not_redis_is_refused_when_the_tap_is_built(url: str) -> None:
+    """A non-Redis broker URL is a ConfigError naming the accepted forms, not silent drops."""
+    from shadowcanary.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not a Redis URL") as info:
+        Tap(TapSettings(), url)
+    assert "redis+socket://" in str(info.value.hint)
+
+
 PII = {
     "email": "jane.doe@example.com",
     "phone": "+44 20 7946 0958",

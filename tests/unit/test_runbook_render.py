@@ -196,6 +196,35 @@ def test_no_decision_yet_shows_the_plans_margins() -> None:
     assert "not started (the first tick moves to 10 %)" in text
 
 
+def test_tail_latency_row_says_what_the_test_counts() -> None:
+    """The p99 row reads as a share of canary requests over the frozen baseline quantile."""
+    example = build()
+    started = replace(example.record, status=RolloutStatus.RUNNING, step_index=-1, percent=0)
+    text = render_runbook(RunbookInputs(started, ()))
+    tail = example.record.plan.triggers.p99_latency
+    share, quantile = 100 * (1 - tail.quantile), 100 * tail.quantile
+    assert (
+        f"| p99_latency | act | no decision yet | at most {share:g} % of canary requests slower "
+        f"than baseline p{quantile:g} + {tail.margin_ms:g} ms |"
+    ) in text
+
+
+def test_unleash_ui_steps_expand_the_environment_name_the_pencil_and_the_confirmation() -> None:
+    """The UI clicks are the ones Unleash 7 needs: expand, pencil icon, confirm production."""
+    text = render_runbook(build())
+    assert "Expand environment `production`: click its row" in text
+    assert "click the pencil icon (**Edit strategy**)" in text
+    assert "**Changing production environment!**" in text
+
+
+def test_flag_refresh_in_the_runbook_is_the_configured_one() -> None:
+    """The runbook's flag refresh is the gateway's setting (README: 5 s), not a fixed 15 s."""
+    assert "2 x 5 s, `SHADOWCANARY_GATEWAY__FLAG_REFRESH_S`" in render_runbook(build())
+    slower = replace(build(), flags=replace(UNLEASH, refresh_s=30.0))
+    assert "2 x 30 s" in render_runbook(slower)
+    assert "about every 15 s" not in render_runbook(slower)
+
+
 # --- secrets -------------------------------------------------------------------------
 
 
