@@ -26,7 +26,7 @@ from stdnum import iban as _iban
 from stdnum import numdb
 from stdnum.iso7064 import mod_97_10
 
-from shadowcanary.tap.pii_numbers import position_bytes
+from shadowcanary.tap.pii_numbers import position_bytes, replace_spans
 
 __all__ = ["IBAN", "IP", "redact_accounts"]
 
@@ -210,30 +210,17 @@ def _ipv6_spans(text: str) -> list[tuple[int, int]]:
     return spans
 
 
-def _replace(text: str, spans: list[tuple[int, int]], placeholder: str) -> str:
-    out: list[str] = []
-    done = 0
-    for start, end in sorted(spans):
-        if start < done:
-            continue
-        out.append(text[done:start])
-        out.append(placeholder)
-        done = end
-    out.append(text[done:])
-    return "".join(out)
-
-
 def redact_accounts(text: str) -> str:
     """``text`` with IBANs replaced by ``[IBAN]`` and IP addresses by ``[IP]``."""
     spans = _iban_spans(text)
     if spans:
-        text = _replace(text, spans, IBAN)
+        text = replace_spans(text, spans, IBAN)
     if "." in text:
         spans = _ipv4_spans(text)
         if spans:
-            text = _replace(text, spans, IP)
+            text = replace_spans(text, spans, IP)
     if "::" in text or text.count(":") >= 7:
         spans = _ipv6_spans(text)
         if spans:
-            text = _replace(text, spans, IP)
+            text = replace_spans(text, spans, IP)
     return text

@@ -27,7 +27,7 @@ from stdnum.es import nif
 from stdnum.fr import nir
 from stdnum.it import codicefiscale
 
-from shadowcanary.tap.pii_numbers import position_bytes
+from shadowcanary.tap.pii_numbers import position_bytes, replace_spans
 
 __all__ = ["NATIONAL_ID", "redact_national_ids"]
 
@@ -73,15 +73,4 @@ def _spans(text: str, classes: bytes) -> list[tuple[int, int]]:
 def redact_national_ids(text: str) -> str:
     """``text`` with each DNI/NIE, codice fiscale, CPF and NIR replaced by its placeholder."""
     spans = _spans(text, position_bytes(text).translate(_CLASS))
-    if not spans:
-        return text
-    out: list[str] = []
-    done = 0
-    for start, end in sorted(spans):
-        if start < done:
-            continue
-        out.append(text[done:start])
-        out.append(NATIONAL_ID)
-        done = end
-    out.append(text[done:])
-    return "".join(out)
+    return replace_spans(text, spans, NATIONAL_ID) if spans else text

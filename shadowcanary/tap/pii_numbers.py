@@ -30,6 +30,21 @@ SSN = "[SSN]"
 _WORD_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_")
 
 
+def replace_spans(text: str, spans: list[tuple[int, int]], placeholder: str) -> str:
+    """``text`` with each span replaced by ``placeholder``; a span overlapping an earlier one
+    is skipped."""
+    out: list[str] = []
+    done = 0
+    for start, end in sorted(spans):
+        if start < done:
+            continue
+        out.append(text[done:start])
+        out.append(placeholder)
+        done = end
+    out.append(text[done:])
+    return "".join(out)
+
+
 def position_bytes(text: str) -> bytes:
     """``text`` as one byte per character (non-Latin-1 characters become '?'), so that
     ``bytes.translate`` / ``bytes.find`` (C speed) give positions valid in ``text``."""
