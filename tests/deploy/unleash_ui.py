@@ -9,6 +9,7 @@ before it surprises someone on call.
 from __future__ import annotations
 
 import contextlib
+import time
 from typing import Any
 
 from playwright.sync_api import TimeoutError as PlaywrightTimeout
@@ -47,11 +48,21 @@ def move_rollout(page: Any, percent: int) -> None:
     """Drag the slider with the keyboard (one step per arrow key) and save, confirming."""
     slider = page.locator("input[type=range]")
     slider.focus()
-    delta = percent - rollout_shown(page)
-    key = "ArrowRight" if delta > 0 else "ArrowLeft"
-    for _ in range(abs(delta)):
-        page.keyboard.press(key)
+    # React applies each key press in its own render; on a loaded machine the number
+    # field can lag the last presses, so read it again (with a deadline) before saving.
+    deadline = time.monotonic() + 20
     shown = rollout_shown(page)
+    while shown != percent and time.monotonic() < deadline:
+        key = "ArrowRight" if percent > shown else "ArrowLeft"
+        for _ in range(abs(percent - shown)):
+            page.keyboard.press(key)
+        page.wait_for_function(
+            "([want, before]) => { const v = +document.querySelector('input[type=number]').value;"
+            " return v === want || v !== before; }",
+            arg=[percent, shown],
+            timeout=5_000,
+        )
+        shown = rollout_shown(page)
     assert shown == percent, f"the slider shows {shown} %, not {percent} %"
     page.get_by_role("button", name="Save strategy").click()
     confirm = page.get_by_role("dialog").filter(has_text="Changing production environment!")

@@ -264,9 +264,10 @@ def _assert_report_is_tenants(report: dict[str, Any], tenant: Tenant, data: Repo
             else:
                 assert point["error_rate"] is None and point["p50_ms"] is None
 
-    first = min(minute_of(c.started_at) for c in calls)
-    end = max(minute_of(c.started_at) for c in calls) + timedelta(minutes=1)
-    per_day = len(calls) / ((end - first) / timedelta(days=1))
+    # Projected from the span of the tenant's own calls, first to last (not whole minutes).
+    first = min(c.started_at for c in calls)
+    last = max(c.started_at for c in calls)
+    per_day = len(calls) / ((last - first) / timedelta(days=1))
     assert report["cost"]["observed_requests"] == len(calls)
     assert report["cost"]["requests_per_day"] == pytest.approx(per_day)
     delta = (
