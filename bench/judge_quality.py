@@ -16,7 +16,13 @@ window has no canary requests (Flagger's "no values found"), and a rollback afte
 - Regression: the candidate fails 3 % of requests from the 10 % step on. Canary
   requests until each rule rolls back.
 
-Last stdout line: one JSON object (see ``summary``). Runs in a few minutes on 2 cores.
+Then the production-shaped families of ``bench/judge_families.py`` (shared slowdowns,
+daily load, shared incidents, retry chains, heavy sticky users, a regression that
+starts at 50 %, p99 +250 ms, an increase inside the margin), ``--family-runs`` each,
+with ``examples/rollout.yaml`` as the plan, as a table with 95 % intervals.
+
+Last stdout line: one JSON object (see ``summary`` and ``judge_families.headline``).
+Runs in about 15 minutes on 2 cores with the defaults.
 """
 
 from __future__ import annotations
@@ -36,7 +42,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from shadowcanary.judge.decide import DecisionKind, decide, slow_threshold_ms
+from bench import judge_families
+from shadowcanary.judge.decide import DecisionKind, decide, slow_threshold_ms, tail_threshold_ms
 from shadowcanary.judge.evidence import (
     ArmCounts,
     Bucket,
@@ -77,6 +84,7 @@ class Profile:
     json_share: float = 0.2
     json_invalid: float = 0.01
     slow: float = 0.004  # share above baseline p99 + 200 ms
+    tail: float = 0.01  # share above baseline p99
     latency: tuple[float, float] = (800.0, 300.0)
     ttft: tuple[float, float] = (300.0, 100.0)
     tokens: tuple[float, float] = (250.0, 120.0)
@@ -103,7 +111,8 @@ def _arm(rng: np.random.Generator, n: int, p: Profile) -> ArmCounts:
         refusals=int(rng.binomial(ok, p.refusals)),
         json_expected=json_expected,
         json_invalid=int(rng.binomial(json_expected, p.json_invalid)),
-        slow=int(rng.binomial(n, p.slow)),
+        slow=(slow := int(rng.binomial(n, p.slow))),
+        tail=slow + int(rng.binomial(n - slow, (p.tail - p.slow) / (1 - p.slow))),
         latency_ms=_moments(rng, n, *p.latency),
         ttft_ms=_moments(rng, ok, *p.ttft),
         completion_tokens=_moments(rng, ok, *p.tokens),
@@ -154,6 +163,7 @@ def run(seed: int, regression: bool, plan: RolloutPlan) -> RunResult:
     candidate = Profile(error_rate=REGRESSED_ERROR_RATE) if regression else Profile()
     state = RolloutState(0, plan.steps[0].percent, T0, T0, BASELINE_P99_MS, None)
     threshold = slow_threshold_ms(plan, state)
+    tail_threshold = tail_threshold_ms(plan, state)
     buckets: list[Bucket] = []
     result = RunResult()
     canary_total = step_canary = step_minutes = 0
@@ -195,7 +205,7 @@ def run(seed: int, regression: bool, plan: RolloutPlan) -> RunResult:
             BASELINE_P99_MS,
             now - timedelta(seconds=5),
         )
-        decision = decide(plan, state, Evidence(tuple(buckets), threshold), now)
+        decision = decide(plan, state, Evidence(tuple(buckets), threshold, tail_threshold), now)
         result.ticks += 1
         if decision.kind is DecisionKind.ROLLBACK and result.judge_rollback_at == math.inf:
             result.judge_rollback_at = canary_total
@@ -224,6 +234,22 @@ def _parallel(seeds: list[int], regression: bool, workers: int) -> list[RunResul
     with ProcessPoolExecutor(max_workers=workers) as pool:
         batches = pool.map(_run_batch, [(chunk, regression) for chunk in chunks])
         return [r for batch in batches for r in batch]
+
+
+def _families(runs: int, seed: int, workers: int) -> dict[str, dict[str, object]]:
+    """Every production-shaped family (bench/judge_families.py), ``runs`` rollouts each."""
+    if runs <= 0:
+        return {}
+    jobs = [
+        (family.name, [seed + 20_000_000 + 1_000_000 * k + i for i in range(j, runs, 4)])
+        for k, family in enumerate(judge_families.FAMILIES)
+        for j in range(4)
+    ]
+    results: dict[str, list[judge_families.Outcome]] = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for (name, _), outs in zip(jobs, pool.map(judge_families.run_batch, jobs), strict=True):
+            results.setdefault(name, []).extend(outs)
+    return judge_families.summarise(results)
 
 
 def _matched_failed_checks(aa: list[RunResult], target: float) -> int:
@@ -283,6 +309,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aa-runs", type=int, default=1000)
     parser.add_argument("--regression-runs", type=int, default=1000)
+    parser.add_argument(
+        "--family-runs", type=int, default=300, help="rollouts per production-shaped family"
+    )
     parser.add_argument("--seed", type=int, default=20260701)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     args = parser.parse_args()
@@ -291,6 +320,7 @@ def main() -> None:
     reg_seeds = [args.seed + 10_000_000 + i for i in range(args.regression_runs)]
     reg = _parallel(reg_seeds, True, args.workers)
     result = summary(aa, reg)
+    families = _families(args.family_runs, args.seed, args.workers)
     elapsed = time.perf_counter() - started
     steps = np.array([r.certified_at for r in aa if len(r.certified_at) == 3], dtype=float)
     print(
@@ -325,7 +355,10 @@ def main() -> None:
             f"{r['certify_first_step_median_beyond_min_exposure']:.0f}, "
             f"p90 {r['certify_first_step_p90_beyond_min_exposure']:.0f}"
         )
-    print(json.dumps(result))
+    print(judge_families.table(families))
+    for name, row in families.items():
+        print(f"{name}: rolled back by {row['rolled_back_by']}")
+    print(json.dumps({**result, **judge_families.headline(families)}))
 
 
 if __name__ == "__main__":

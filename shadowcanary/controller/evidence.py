@@ -37,7 +37,7 @@ from shadowcanary.controller.rollup_reads import (
     points_signature,
 )
 from shadowcanary.controller.store import ControllerStore, timeline, unavailable
-from shadowcanary.judge.decide import slow_threshold_ms
+from shadowcanary.judge.decide import slow_threshold_ms, tail_threshold_ms
 from shadowcanary.judge.evidence import Bucket, Evidence
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.sketch import QuantileSketch, first_key_above, merge_all
@@ -51,7 +51,7 @@ class EvidenceCache:
     """The buckets one rollout's previous tick built, per hour, with what they came from."""
 
     first_minute: datetime
-    slow_key: int | None  # first sketch bin counted slow; None: no threshold yet
+    slow_keys: tuple[int | None, int | None]  # first bins counted slow / tail; None: none
     chunks: dict[int, tuple[Any, tuple[Bucket, ...]]] = field(default_factory=dict)
 
 
@@ -63,7 +63,8 @@ def load_evidence(
     Minutes without traffic are empty buckets, so gaps show as gaps. Each bucket's
     ``canary_percent`` is the flag's percentage in force during that minute, averaged
     over time when it changed within the minute. ``slow`` counts requests above
-    ``slow_threshold_ms(plan, state)`` (zero, with no threshold, until the baseline
+    ``slow_threshold_ms(plan, state)`` and ``tail`` those above
+    ``tail_threshold_ms(plan, state)`` (zero, with no threshold, until the baseline
     p99 is frozen). Pass the same ControllerStore on every tick so unchanged hours
     are not read again.
 
@@ -72,19 +73,23 @@ def load_evidence(
     """
     if now.tzinfo is None:
         raise ValueError(f"now must be timezone-aware (e.g. datetime.now(UTC)), got {now}")
-    threshold = slow_threshold_ms(record.plan, record.judge_state(None))
+    state = record.judge_state(None)
+    thresholds = (slow_threshold_ms(record.plan, state), tail_threshold_ms(record.plan, state))
     first = minute_of(record.started_at)
     count = max(0, -(-(now - first) // MINUTE))  # minutes, the open one included
     if not count:
-        return Evidence(buckets=(), slow_threshold_ms=threshold)
-    slow_key = None if threshold is None else first_key_above(threshold)
+        return Evidence((), *thresholds)
+    slow_keys = (
+        None if thresholds[0] is None else first_key_above(thresholds[0]),
+        None if thresholds[1] is None else first_key_above(thresholds[1]),
+    )
     if isinstance(engine_or_store, ControllerStore):
         engine, caches = engine_or_store.engine, engine_or_store.evidence_cache
     else:
         engine, caches = engine_or_store, {}
     cache = caches.get(record.name)
-    if cache is None or (cache.first_minute, cache.slow_key) != (first, slow_key):
-        cache = EvidenceCache(first_minute=first, slow_key=slow_key)
+    if cache is None or (cache.first_minute, cache.slow_keys) != (first, slow_keys):
+        cache = EvidenceCache(first_minute=first, slow_keys=slow_keys)
     hours = _Hours(first, count)
     reader = RollupReader(record.plan.name, first, hours.end)
     try:
@@ -107,7 +112,7 @@ def load_evidence(
                 for chunk in hours.chunks
             }
             stale = [c for c in hours.chunks if cache.chunks.get(c, (None,))[0] != signatures[c]]
-            live = reader.live(conn, stale, slow_key) if stale else {}
+            live = reader.live(conn, stale, slow_keys) if stale else {}
             shadow = reader.shadow(conn, stale) if stale else {}
     except OperationalError as exc:
         raise unavailable("reading the rollout's evidence", exc) from exc
@@ -129,7 +134,7 @@ def load_evidence(
     cache.chunks = built
     caches[record.name] = cache
     buckets = tuple(b for _, chunk_buckets in built.values() for b in chunk_buckets)
-    return Evidence(buckets=buckets, slow_threshold_ms=threshold)
+    return Evidence(buckets, *thresholds)
 
 
 @dataclass(frozen=True, slots=True)

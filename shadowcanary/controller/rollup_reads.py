@@ -70,6 +70,18 @@ RowKey = tuple[str, int]  # (arm or replay kind, minute index)
 Signature = tuple[int, int]  # (rows, sum of the counters that grow on every change)
 
 
+def _count_from(key: int | None) -> ColumnElement[Any]:
+    """Requests in the row's latency sketch bins from ``key`` up (0 without a key)."""
+    if key is None:
+        return literal(0, BigInteger)
+    bins = func.jsonb_each_text(LIVE.c.latency_sketch["bins"]).table_valued("key", "value")
+    return (
+        select(func.coalesce(func.sum(cast(bins.c.value, BigInteger)), 0))
+        .where(cast(bins.c.key, Integer) >= key)
+        .scalar_subquery()
+    )
+
+
 def binary_results(conn: Connection, cursor: Any, *args: Any) -> None:
     """A ``before_cursor_execute`` hook: numbers come back binary, not as text to parse."""
     cursor.format = pq.Format.BINARY
@@ -90,22 +102,17 @@ class RollupReader:
         return self._signatures(conn, SHADOW, SHADOW.c.replays + SHADOW.c.paired_n)
 
     def live(
-        self, conn: Connection, chunks: Sequence[int], slow_key: int | None
-    ) -> dict[RowKey, tuple[Row, int]]:
-        """Live rows of these chunks with their slow count (bins from ``slow_key`` up)."""
+        self, conn: Connection, chunks: Sequence[int], slow_keys: tuple[int | None, int | None]
+    ) -> dict[RowKey, tuple[Row, int, int]]:
+        """Live rows of these chunks with their ``slow`` and ``tail`` counts.
+
+        ``slow_keys``: the first sketch bin counted slow (p99 + margin) and tail (p99).
+        """
         t = LIVE
-        if slow_key is None:
-            slow: ColumnElement[Any] = literal(0, BigInteger)
-        else:
-            bins = func.jsonb_each_text(t.c.latency_sketch["bins"]).table_valued("key", "value")
-            slow = (
-                select(func.coalesce(func.sum(cast(bins.c.value, BigInteger)), 0))
-                .where(cast(bins.c.key, Integer) >= slow_key)
-                .scalar_subquery()
-            )
-        stmt = select(t.c.arm, self._index(t), slow, *(t.c[n] for n in _LIVE_COLUMNS))
+        slow, tail = (_count_from(key) for key in slow_keys)
+        stmt = select(t.c.arm, self._index(t), slow, tail, *(t.c[n] for n in _LIVE_COLUMNS))
         rows = conn.execute(stmt.where(*self._chunks(t, chunks))).all()
-        return {(r[0], r[1]): (tuple(r[3:]), int(r[2])) for r in rows}
+        return {(r[0], r[1]): (tuple(r[4:]), int(r[2]), int(r[3])) for r in rows}
 
     def shadow(self, conn: Connection, chunks: Sequence[int]) -> dict[RowKey, Row]:
         t = SHADOW
@@ -199,11 +206,11 @@ _NO_ARM = ArmCounts()
 _NO_SHADOW: Row = (0, 0, 0, 0.0, 0.0)
 
 
-def arm_counts(found: tuple[Row, int] | None) -> ArmCounts:
-    """ArmCounts of a live row (columns as ``_LIVE_COLUMNS``) and its slow count."""
+def arm_counts(found: tuple[Row, int, int] | None) -> ArmCounts:
+    """ArmCounts of a live row (columns as ``_LIVE_COLUMNS``), its slow and tail counts."""
     if found is None:
         return _NO_ARM
-    row, slow = found
+    row, slow, tail = found
     (requests, failures, truncated, refusals, json_expected, json_invalid, schema_invalid,
      lat_sum, lat_sq, ttft_n, ttft_sum, ttft_sq, tokens_n, tokens_sum, tokens_sq,
      cost_n, cost_sum, cost_sq) = row  # fmt: skip
@@ -216,6 +223,7 @@ def arm_counts(found: tuple[Row, int] | None) -> ArmCounts:
         json_invalid=json_invalid,
         tool_schema_invalid=schema_invalid,
         slow=slow,
+        tail=tail,
         latency_ms=Moments(requests, lat_sum, lat_sq),
         ttft_ms=Moments(ttft_n, ttft_sum, ttft_sq),
         completion_tokens=Moments(tokens_n, float(tokens_sum), tokens_sq),
@@ -226,7 +234,7 @@ def arm_counts(found: tuple[Row, int] | None) -> ArmCounts:
 def bucket(
     minute: datetime,
     percent: float,
-    live: dict[RowKey, tuple[Row, int]],
+    live: dict[RowKey, tuple[Row, int, int]],
     shadow: dict[RowKey, Row],
     index: int,
 ) -> Bucket:

@@ -14,11 +14,16 @@ observed share of requests per minute, not the flag's percentage.
 1. paused / overridden / invalid or missing evidence -> HOLD
 2. at the last step (100 %: no baseline left to compare) -> COMPLETE
 3. guardrails: canary errors certainly above the catastrophe limit -> ROLLBACK
-4. harm: an act trigger with E >= 1/alpha_m (evidence since the rollout start) -> ROLLBACK
+4. harm: an act trigger with E >= 1/alpha_m on this step's minutes -> ROLLBACK
 5. stale data, flag disagreeing with the step, sample-ratio mismatch -> HOLD
 6. minimum exposure met and every act trigger certified -> ADVANCE, else HOLD
 7. past the step's deadline, every HOLD escalates to a person.
 Dry-run triggers are evaluated and recorded (and named in the reason) but never act.
+
+Triggers see the closed minutes of the current step only, each at its share of alpha
+divided by the number of judged steps (``triggers.step_alpha``): a step is certified
+on its own evidence, and a regression that starts at 50 % meets a fresh test instead
+of an e-process worn down by the healthy steps before it.
 """
 
 from __future__ import annotations
@@ -46,7 +51,7 @@ from shadowcanary.judge.triggers import (
     TriggerResult,
     Verdict,
     evaluate,
-    trigger_alpha,
+    step_alpha,
 )
 from shadowcanary.plan import RolloutPlan, TailLatencyTrigger, TriggerMode
 
@@ -129,6 +134,13 @@ def slow_threshold_ms(plan: RolloutPlan, state: RolloutState) -> float | None:
     return state.baseline_p99_ms + tail.margin_ms
 
 
+def tail_threshold_ms(plan: RolloutPlan, state: RolloutState) -> float | None:
+    """The latency the controller must count ``tail`` requests against: the baseline p99."""
+    if not isinstance(plan.triggers.p99_latency, TailLatencyTrigger):
+        return None
+    return state.baseline_p99_ms
+
+
 def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: datetime) -> Decision:
     """The judge's verdict for this tick (see the module docstring for the order)."""
     hold = _Holder(plan, state, now)
@@ -142,11 +154,16 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
     started = _minute(state.rollout_started_at)
     is_closed = [started <= b.start and b.start + BUCKET <= now for b in evidence.buckets]
     closed = tuple(b for b, keep in zip(evidence.buckets, is_closed, strict=True) if keep)
+    # The step's minutes: the one the flag changed in belongs to the new step only.
+    step_start = _minute(state.step_started_at)
+    in_this_step = [
+        keep and b.start >= step_start for b, keep in zip(evidence.buckets, is_closed, strict=True)
+    ]
     results = _evaluate_triggers(
         plan,
         state,
         evidence,
-        table.rows(np.array(is_closed, dtype=bool)),
+        table.rows(np.array(in_this_step, dtype=bool)),
         exposure.min_events_per_arm,
     )
     hold = replace(hold, triggers=results)
@@ -185,7 +202,6 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
             escalate=any(c.name != "freshness" for c in failed),
         )
 
-    step_start = _minute(state.step_started_at)
     in_step = [b for b in closed if b.start >= step_start]
     canary_requests = sum(b.candidate.requests for b in in_step)
     elapsed = now - state.step_started_at
@@ -302,11 +318,13 @@ def _evaluate_triggers(
             config,
             TriggerContext(
                 table=table,
-                alpha=trigger_alpha(plan, name),
+                alpha=step_alpha(plan, name),
                 certify_alpha=plan.certify_alpha,
                 min_events=min_events,
                 slow_threshold_ms=wanted,
                 counted_threshold_ms=evidence.slow_threshold_ms,
+                tail_threshold_ms=tail_threshold_ms(plan, state),
+                counted_tail_ms=evidence.tail_threshold_ms,
             ),
         )
         for name, config in plan.triggers.enabled().items()

@@ -58,8 +58,10 @@ class ArmCounts:
     json_expected: int = 0
     json_invalid: int = 0
     tool_schema_invalid: int = 0
-    # Requests slower than Evidence.slow_threshold_ms, among the latency_ms.n measured.
+    # Requests slower than Evidence.slow_threshold_ms (baseline p99 + margin) and than
+    # Evidence.tail_threshold_ms (the baseline p99 itself), among the latency_ms.n measured.
     slow: int = 0
+    tail: int = 0
     latency_ms: Moments = Moments()
     ttft_ms: Moments = Moments()
     completion_tokens: Moments = Moments()
@@ -97,8 +99,9 @@ class Evidence:
     """Buckets since the rollout started, oldest first."""
 
     buckets: tuple[Bucket, ...] = ()
-    # The latency the controller counted ``slow`` requests against (its sketch, this value).
+    # The latencies the controller counted ``slow`` and ``tail`` requests against.
     slow_threshold_ms: float | None = None
+    tail_threshold_ms: float | None = None
 
     def problems(self, table: EvidenceTable | None = None) -> list[str]:
         """Why these numbers cannot be trusted (empty when they can).
@@ -113,8 +116,10 @@ class Evidence:
             if previous is not None and bucket.start <= previous:
                 found.append(f"bucket {bucket.start.isoformat()}: not after the bucket before it")
             previous = bucket.start
-        if self.slow_threshold_ms is not None and not math.isfinite(self.slow_threshold_ms):
-            found.append(f"slow_threshold_ms is {self.slow_threshold_ms}")
+        for name in ("slow_threshold_ms", "tail_threshold_ms"):
+            value = getattr(self, name)
+            if value is not None and not math.isfinite(value):
+                found.append(f"{name} is {value}")
         table = EvidenceTable.of(self.buckets) if table is None else table
         bad_rows = np.flatnonzero(table.bad_rows())
         for row in bad_rows[:3]:
@@ -134,6 +139,7 @@ _ARM_COUNTS = (
     "json_invalid",
     "tool_schema_invalid",
     "slow",
+    "tail",
 )
 _ARM_MOMENTS = ("latency_ms", "ttft_ms", "completion_tokens", "cost_usd")
 _SHADOW_COUNTS = (
@@ -172,7 +178,11 @@ _AT_MOST = (
     + tuple(
         (f"{arm}.{a}", f"{arm}.{b}")
         for arm in ("baseline", "candidate")
-        for a, b in (("json_invalid", "json_expected"), ("slow", "latency_ms.n"))
+        for a, b in (
+            ("json_invalid", "json_expected"),
+            ("slow", "latency_ms.n"),
+            ("tail", "latency_ms.n"),
+        )
     )
     + (
         ("shadow.candidate_json_invalid", "shadow.candidate_replays"),
@@ -195,6 +205,7 @@ def _arm_row(a: ArmCounts) -> tuple[float, ...]:
         a.json_invalid,
         a.tool_schema_invalid,
         a.slow,
+        a.tail,
         *_moments(a.latency_ms),
         *_moments(a.ttft_ms),
         *_moments(a.completion_tokens),

@@ -19,9 +19,13 @@ Events are counted per request, not per user: failures that cluster on a few hea
 users make the test anti-conservative (JUDGE.md: "with per-user routing, count per
 user"), which needs per-user rollups the store does not keep yet.
 
-Tail latency: "p99 + margin" is tested as the canary's share of requests slower than
-T = (baseline p99 frozen before the canary) + margin against 1 %, a one-sample
-e-process; the concurrent baseline's share above T is reported next to it.
+Tail latency: "p99 + margin" compares the canary's share of requests slower than
+T + margin with the concurrent baseline's share slower than T (T: the baseline p99
+frozen before the canary), minute by minute; see ``_tail``.
+
+Every trigger sees the current step's minutes only, at ``step_alpha`` (its share of
+alpha spent across the steps): certification rests on the step's own evidence, and
+a change that starts at any step meets a fresh test.
 """
 
 from __future__ import annotations
@@ -93,12 +97,14 @@ class TriggerResult:
 class TriggerContext:
     """What every trigger evaluation needs besides its own configuration."""
 
-    table: EvidenceTable  # closed buckets since the rollout started
-    alpha: float  # this trigger's share of the false-rollback budget
+    table: EvidenceTable  # closed buckets of the current step
+    alpha: float  # this trigger's share of the false-rollback budget for one step
     certify_alpha: float
     min_events: int  # per arm, from the current step's exposure
     slow_threshold_ms: float | None  # what the plan and state ask slow requests against
     counted_threshold_ms: float | None  # what the controller counted against
+    tail_threshold_ms: float | None = None  # the same for ``tail`` (the baseline p99)
+    counted_tail_ms: float | None = None
 
 
 _Array = npt.NDArray[np.float64]
@@ -143,8 +149,24 @@ def trigger_alpha(plan: RolloutPlan, name: str) -> float:
     return plan.alpha * config.alpha_share / max(1.0, shares)
 
 
+def judged_steps(plan: RolloutPlan) -> int:
+    """Steps with a baseline left to compare against (every step below 100 %)."""
+    return max(1, sum(1 for step in plan.steps if step.percent < 100))
+
+
+def step_alpha(plan: RolloutPlan, name: str) -> float:
+    """The trigger's alpha for one step: its share, spent evenly across the judged steps.
+
+    The harm tests restart at every step on that step's data alone, so a regression
+    that starts at 50 % is not diluted by the healthy 10 % and 30 % steps. Each restart
+    is a new e-process on new minutes; by the union bound over steps and triggers,
+    P(any false rollback in the rollout) <= sum over steps and triggers = alpha.
+    """
+    return trigger_alpha(plan, name) / judged_steps(plan)
+
+
 def evaluate(name: str, config: TriggerConfig, ctx: TriggerContext) -> TriggerResult:
-    """The verdict of one trigger on the evidence since the rollout started."""
+    """The verdict of one trigger on the evidence of the current step."""
     if isinstance(config, RateTrigger):
         return _rate(name, config, ctx)
     if isinstance(config, TailLatencyTrigger):
@@ -226,7 +248,7 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         lower, upper = estimate - radius, estimate + radius
     if log_e >= base.harm_threshold():
         verdict = Verdict.HARM
-    elif min(cn, bn) < ctx.min_events or upper is None:
+    elif upper is None or not enough_events(cx, cn, bx, bn, ctx.min_events):
         verdict = Verdict.INSUFFICIENT
     else:
         verdict = Verdict.CERTIFIED if upper < config.margin else Verdict.INCONCLUSIVE
@@ -239,39 +261,72 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
 
 
 def _tail(name: str, config: TailLatencyTrigger, ctx: TriggerContext) -> TriggerResult:
-    limit = 1.0 - config.quantile  # share of canary requests allowed above the threshold
+    """ "p99 + margin" against the concurrent baseline: the canary's requests slower than
+    T + margin against the baseline's requests slower than T, minute by minute.
+
+    T is the baseline's quantile frozen before the canary; it only fixes *where* in
+    the distribution the arms are compared. Harm is ``P_C(latency > T + margin) >
+    P_B(latency > T)``: for a canary slower by d ms at the tail this holds exactly when
+    d > margin, whatever T is, so a slowdown that hits both arms (provider, load,
+    incident) moves both counts together and is no evidence of harm. The harm test is
+    the two-arm count e-process at ratio 1 (each minute's counts at the minute's
+    observed split); the certificate is the confidence sequence on the difference of
+    the two shares, which must be below 0.
+    """
     t = ctx.table
-    cx, cn = int(t.total("candidate.slow")), int(t.total("candidate.latency_ms.n"))
-    bx, bn = int(t.total("baseline.slow")), int(t.total("baseline.latency_ms.n"))
-    base = _Base(name, "tail", config, ctx, bn, cn, limit, _ratio(bx, bn), _ratio(cx, cn))
-    wanted, counted = ctx.slow_threshold_ms, ctx.counted_threshold_ms
-    if wanted is None:
+    cxs, cns = t.column("candidate.slow"), t.column("candidate.latency_ms.n")
+    bxs, bns = t.column("baseline.tail"), t.column("baseline.latency_ms.n")
+    cx, cn, bx, bn = (int(a.sum()) for a in (cxs, cns, bxs, bns))
+    base = _Base(name, "tail", config, ctx, bn, cn, 0.0, _ratio(bx, bn), _ratio(cx, cn))
+    if ctx.slow_threshold_ms is None or ctx.tail_threshold_ms is None:
         return base.result(Verdict.INSUFFICIENT, "no baseline p99 frozen yet")
-    if counted is None or abs(counted - wanted) > 1e-6:
+    wanted = (ctx.slow_threshold_ms, ctx.tail_threshold_ms)
+    counted = (ctx.counted_threshold_ms, ctx.counted_tail_ms)
+    if any(c is None or abs(c - w) > 1e-6 for c, w in zip(counted, wanted, strict=True)):
         return base.result(
-            Verdict.INSUFFICIENT, f"slow requests counted at {counted} ms, need {wanted:.1f} ms"
+            Verdict.INSUFFICIENT,
+            f"slow requests counted at {counted[0]} / {counted[1]} ms, "
+            f"need {wanted[0]:.1f} / {wanted[1]:.1f} ms",
         )
     if cn == 0 and bn == 0:
         return base.no_data("no latencies")
-    log_e = seq.rate_log_e(cx, cn, limit)
+    trials = cns + bns
+    share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
+    log_e = seq.count_log_e(cxs, bxs, share, 1.0)
     estimate = lower = upper = None
-    if cn:
-        estimate = cx / cn
-        smoothed = seq.smoothed_rate(cx, cn)
-        radius = seq.mixture_radius(smoothed * (1 - smoothed) / cn, limit, ctx.certify_alpha)
-        lower, upper = max(0.0, estimate - radius), estimate + radius
+    if cn and bn:
+        estimate = cx / cn - bx / bn
+        variance = seq.rate_difference_variance(cx, cn, bx, bn)
+        radius = seq.mixture_radius(variance, 1.0 - config.quantile, ctx.certify_alpha)
+        lower, upper = estimate - radius, estimate + radius
     if log_e >= base.harm_threshold():
         verdict = Verdict.HARM
-    elif cn < ctx.min_events or upper is None:
+    elif upper is None or not enough_events(cx, cn, bx, bn, ctx.min_events):
         verdict = Verdict.INSUFFICIENT
     else:
-        verdict = Verdict.CERTIFIED if upper < limit else Verdict.INCONCLUSIVE
+        verdict = Verdict.CERTIFIED if upper < 0.0 else Verdict.INCONCLUSIVE
     detail = (
-        f"canary {cx}/{cn} ({_pct(estimate)}) slower than {wanted:.0f} ms (baseline p99 + "
-        f"{config.margin_ms:g} ms; baseline {bx}/{bn}); allowed {_pct(limit)}, upper bound "
-        f"{_pct(upper)}; E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g}"
+        f"canary {cx}/{cn} ({_pct(_ratio(cx, cn))}) slower than {wanted[0]:.0f} ms (baseline "
+        f"p99 + {config.margin_ms:g} ms) vs baseline {bx}/{bn} ({_pct(_ratio(bx, bn))}) slower "
+        f"than {wanted[1]:.0f} ms (its p99); difference {_pct(estimate)} in [{_pct(lower)}, "
+        f"{_pct(upper)}], harm above 0; E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g}"
     )
     return base.result(verdict, detail, estimate, log_e, lower, upper)
+
+
+def enough_events(
+    canary_events: int, canary_trials: int, baseline_events: int, baseline_trials: int, need: int
+) -> bool:
+    """The step's minimum (``min_events_per_arm``) for certifying a rate comparison.
+
+    Compared with each arm's trials (requests, JSON answers, replays), as before this
+    change: per-arm *event* counts (JUDGE.md) leave a rare event (0.2 % invalid JSON,
+    at a 10 % canary) without a certificate for 12,500 canary requests, and the
+    smoothed variance of the confidence sequence already covers few events. The
+    events are named so that the choice is visible where it is made.
+    """
+    del canary_events, baseline_events
+    return min(canary_trials, baseline_trials) >= max(need, 1)
 
 
 def _mean(

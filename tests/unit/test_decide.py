@@ -36,6 +36,7 @@ HEALTHY: dict[str, float] = {
     "json": 0.2,
     "json_invalid": 0.0,
     "slow": 0.0,
+    "tail": 0.01,
     "ttft": 300.0,
     "tokens": 250.0,
     "cost": 0.002,
@@ -57,6 +58,7 @@ def _arm(n: int, profile: dict[str, float]) -> ArmCounts:
         json_expected=json_expected,
         json_invalid=round(json_expected * profile["json_invalid"]),
         slow=round(n * profile["slow"]),
+        tail=round(n * profile["tail"]),
         latency_ms=_moments(n, 800.0, 300.0),
         ttft_ms=_moments(n, profile["ttft"], 100.0),
         completion_tokens=_moments(n, profile["tokens"], 120.0),
@@ -109,7 +111,9 @@ def scenario(
         last_data_at=now - data_age,
     )
     state = replace(state, **state_changes)
-    return DecisionInputs(plan, state, Evidence(buckets, slow_threshold_ms=2000.0), now)
+    return DecisionInputs(
+        plan, state, Evidence(buckets, slow_threshold_ms=2000.0, tail_threshold_ms=1800.0), now
+    )
 
 
 def _trigger(decision: Decision, name: str) -> Any:
@@ -294,25 +298,25 @@ def test_decide_branches(
     assert reason in decision.reason
 
 
-def test_advance_carries_evidence_across_steps() -> None:
-    """At 30 % the step needs only its own minimum exposure: harm evidence spans the rollout."""
+def test_each_step_is_judged_on_its_own_minutes() -> None:
+    """At 30 % the triggers count only the 30 % step's minutes, and its exposure suffices."""
     plan = parse_plan(PLAN)
     buckets = [_bucket(m, 10, HEALTHY) for m in range(40)] + [
         _bucket(m, 30, HEALTHY) for m in range(40, 50)
     ]
     now = T0 + timedelta(minutes=50, seconds=5)
     state = RolloutState(1, 30, T0, T0 + timedelta(minutes=40, seconds=5), 1800.0, now)
-    decision = decide(plan, state, Evidence(tuple(buckets), 2000.0), now)
+    decision = decide(plan, state, Evidence(tuple(buckets), 2000.0, 1800.0), now)
     assert decision.kind is DecisionKind.ADVANCE
     assert (decision.from_percent, decision.to_percent) == (30, 50)
-    assert _trigger(decision, "error_rate").n_candidate == 40 * 100 + 10 * 300
+    assert _trigger(decision, "error_rate").n_candidate == 10 * 300
 
 
 def test_flag_disagreeing_with_the_step_holds() -> None:
     """Buckets reporting another percentage than the step's hold the rollout and escalate."""
     inputs = scenario()
     buckets = tuple(replace(b, canary_percent=30) for b in inputs.evidence.buckets)
-    decision = replace(inputs, evidence=Evidence(buckets, 2000.0)).decide()
+    decision = replace(inputs, evidence=Evidence(buckets, 2000.0, 1800.0)).decide()
     assert decision.kind is DecisionKind.HOLD and decision.escalate
     assert "the flag reported 30 % during a 10 % step" in decision.reason
 
@@ -331,7 +335,7 @@ def test_impossible_evidence_holds_and_escalates(bad: dict[str, Any], fragment: 
     inputs = scenario(candidate={"error": 0.5})
     buckets = list(inputs.evidence.buckets)
     buckets[3] = replace(buckets[3], candidate=replace(buckets[3].candidate, **bad))
-    decision = replace(inputs, evidence=Evidence(tuple(buckets), 2000.0)).decide()
+    decision = replace(inputs, evidence=Evidence(tuple(buckets), 2000.0, 1800.0)).decide()
     assert decision.kind is DecisionKind.HOLD and decision.escalate
     assert "inputs cannot be trusted" in decision.reason and fragment in decision.reason
 
@@ -378,7 +382,7 @@ def test_open_bucket_and_buckets_before_the_rollout_are_ignored() -> None:
     broken = {**HEALTHY, "error": 0.9}
     before = _bucket(-5, 10, broken)
     still_open = replace(_bucket(40, 10, broken), start=inputs.now - timedelta(seconds=5))
-    evidence = Evidence((before, *inputs.evidence.buckets, still_open), 2000.0)
+    evidence = Evidence((before, *inputs.evidence.buckets, still_open), 2000.0, 1800.0)
     decision = replace(inputs, evidence=evidence).decide()
     assert decision.kind is DecisionKind.ADVANCE
     assert _trigger(decision, "error_rate").n_candidate == 40 * 100
@@ -402,7 +406,7 @@ def test_triggers_without_data(extra: str, verdict: Verdict, kind: DecisionKind)
         )
         for b in inputs.evidence.buckets
     )
-    decision = replace(inputs, evidence=Evidence(buckets, 2000.0)).decide()
+    decision = replace(inputs, evidence=Evidence(buckets, 2000.0, 1800.0)).decide()
     assert _trigger(decision, "ttft").verdict is verdict
     assert decision.kind is kind
 
@@ -410,9 +414,9 @@ def test_triggers_without_data(extra: str, verdict: Verdict, kind: DecisionKind)
 def test_slow_counts_at_the_wrong_threshold_are_not_used() -> None:
     """Exceedances counted against another latency than baseline p99 + margin block ADVANCE."""
     inputs = scenario()
-    decision = replace(inputs, evidence=Evidence(inputs.evidence.buckets, 1500.0)).decide()
+    decision = replace(inputs, evidence=Evidence(inputs.evidence.buckets, 1500.0, 1800.0)).decide()
     result = _trigger(decision, "p99_latency")
-    assert result.verdict is Verdict.INSUFFICIENT and "need 2000.0 ms" in result.detail
+    assert result.verdict is Verdict.INSUFFICIENT and "need 2000.0 / 1800.0 ms" in result.detail
     assert decision.kind is DecisionKind.HOLD
 
 
@@ -423,7 +427,7 @@ def test_rollback_reason_names_the_trigger_and_its_numbers() -> None:
     assert result.verdict is Verdict.HARM
     assert (result.n_candidate, result.n_baseline) == (2000, 18000)
     assert result.candidate_value == pytest.approx(0.05)
-    assert result.threshold == pytest.approx(1 / 0.004)
+    assert result.threshold == pytest.approx(3 / 0.004)  # alpha_m spent over 3 steps
     assert "canary 100/2000 (5.00 %) vs baseline 180/18000 (1.00 %)" in decision.reason
 
 
@@ -476,7 +480,7 @@ def test_nan_evidence_is_stored_and_replayed() -> None:
     buckets[0] = replace(
         buckets[0], candidate=replace(buckets[0].candidate, cost_usd=Moments(1, math.inf, 0.0))
     )
-    broken = replace(inputs, evidence=Evidence(tuple(buckets), 2000.0))
+    broken = replace(inputs, evidence=Evidence(tuple(buckets), 2000.0, 1800.0))
     text = broken.to_json()
     assert "Infinity" in text
     replayed = DecisionInputs.from_json(text)
