@@ -156,7 +156,7 @@ def test_counts_per_arm_and_slow_requests_against_the_threshold(
 ) -> None:
     """Requests, failures, flags and slow (> p99 + 200 ms) land in the right arm and minute."""
     evidence = load_evidence(engine, rollout, now=NOW)
-    assert evidence.slow_threshold_ms == P99 + 200.0
+    assert (evidence.slow_threshold_ms, evidence.tail_threshold_ms) == (P99 + 200.0, P99)
     b = {bucket.start.minute: bucket for bucket in evidence.buckets}
     assert (b[0].baseline.requests, b[0].baseline.slow, b[0].candidate.requests) == (4, 2, 0)
     assert (b[1].baseline.requests, b[1].baseline.failures, b[1].baseline.slow) == (9, 1, 1)
@@ -190,22 +190,25 @@ def test_no_threshold_until_the_baseline_p99_is_frozen(
     """Without a frozen p99 nothing is counted slow and the evidence says no threshold."""
     unfrozen = controller_store.save(dataclasses.replace(rollout, baseline_p99_ms=None))
     evidence = load_evidence(engine, unfrozen, now=NOW)
-    assert evidence.slow_threshold_ms is None
+    assert evidence.slow_threshold_ms is None and evidence.tail_threshold_ms is None
     assert sum(b.baseline.slow + b.candidate.slow for b in evidence.buckets) == 0
+    assert sum(b.baseline.tail + b.candidate.tail for b in evidence.buckets) == 0
     assert sum(b.baseline.requests for b in evidence.buckets) == 26
 
 
 def test_slow_counts_agree_with_the_sketch(
     engine: Engine, store: Store, rollout: RolloutRecord
 ) -> None:
-    """The SQL slow count equals QuantileSketch.count_above on the same latencies."""
+    """The SQL slow and tail counts equal QuantileSketch.count_above on the same latencies."""
     latencies = [50.0 * 1.037**i for i in range(120)]  # 50 ms .. 3.8 s, many near 1000 ms
     store.insert_captures(
         [capture(Arm.CANDIDATE, minute(4, i * 0.4), v) for i, v in enumerate(latencies)],
         received_at=NOW,
     )
-    slow = load_evidence(engine, rollout, now=NOW).buckets[4].candidate.slow
+    counted = load_evidence(engine, rollout, now=NOW).buckets[4].candidate
+    slow = counted.slow
     assert slow == QuantileSketch.of(latencies).count_above(P99 + 200.0)
+    assert counted.tail == QuantileSketch.of(latencies).count_above(P99)
     assert abs(slow - sum(v > P99 + 200.0 for v in latencies)) <= 1  # 1 % accuracy
 
 
@@ -251,12 +254,14 @@ def test_decide_accepts_the_evidence_and_replays_from_the_audit_row(
     assert newest_data_at(evidence) == minute(5)
     state = rollout.judge_state(newest_data_at(evidence))
     decision = decide(rollout.plan, state, evidence, NOW)
-    # 6 of 8 canary requests above 1000 ms against 1 % allowed: the tail trigger fires.
-    assert decision.kind is DecisionKind.ROLLBACK
-    assert decision.reason.startswith("p99_latency: canary 6/8")
+    # The 30 % step began in minute 3: 5 of its 7 canary requests are above 1000 ms,
+    # against the baseline's requests above 800 ms in the same minutes: too few to judge.
+    assert decision.kind is DecisionKind.HOLD
+    assert "waiting for 7 of 1000 canary requests" in decision.reason
     tail = next(t for t in decision.triggers if t.name == "p99_latency")
-    assert tail.n_candidate == 1 + 3 + 4  # closed minutes only: the open minute 5 is left out
-    assert "slower than 1000 ms" in tail.detail
+    assert tail.n_candidate == 3 + 4  # the step's closed minutes: the open minute 5 is left out
+    assert "canary 5/7 (71.43 %) slower than 1000 ms" in tail.detail
+    assert "slower than 800 ms (its p99)" in tail.detail
     inputs = DecisionInputs(rollout.plan, state, evidence, NOW)
     controller_store.append_audit(
         AuditEntry(
