@@ -479,9 +479,9 @@ def summarise(results: dict[str, list[Outcome]]) -> dict[str, object]:
 def headline(rows: dict[str, dict[str, object]]) -> dict[str, object]:
     """The JSON keys of the issue, from the per-family rows."""
     aa = {name: row for name, row in rows.items() if row["kind"] == "aa"}
-    worst = max(aa, key=lambda name: float(aa[name]["rate"]))  # type: ignore[arg-type]
+    worst = max(aa, key=lambda name: float(aa[name]["rate"]), default=None)  # type: ignore[arg-type]
     out: dict[str, object] = {
-        "worst_family_aa_false_rollback_rate": aa[worst]["rate"],
+        "worst_family_aa_false_rollback_rate": aa[worst]["rate"] if worst else None,
         "worst_family": worst,
     }
     get = lambda name, key="rate": rows[name][key] if name in rows else None  # noqa: E731

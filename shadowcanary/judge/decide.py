@@ -36,6 +36,7 @@ from enum import StrEnum
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from shadowcanary.judge import sequential as seq
 from shadowcanary.judge.evidence import (
@@ -159,12 +160,16 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
     in_this_step = [
         keep and b.start >= step_start for b, keep in zip(evidence.buckets, is_closed, strict=True)
     ]
+    history = table.rows(np.array(is_closed, dtype=bool))
+    # A step number per closed bucket: flag changes, so minutes at another percentage.
+    steps = np.cumsum(np.abs(np.diff(history.column("canary_percent"), prepend=0.0)) > 0)
     results = _evaluate_triggers(
         plan,
         state,
         evidence,
         table.rows(np.array(in_this_step, dtype=bool)),
         exposure.min_events_per_arm,
+        (history, steps.astype(np.float64)),
     )
     hold = replace(hold, triggers=results)
     # A person already holds these rollouts: no deadline escalation on top.
@@ -310,6 +315,7 @@ def _evaluate_triggers(
     evidence: Evidence,
     table: EvidenceTable,
     min_events: int,
+    history: tuple[EvidenceTable, npt.NDArray[np.float64]],
 ) -> tuple[TriggerResult, ...]:
     wanted = slow_threshold_ms(plan, state)
     return tuple(
@@ -325,6 +331,8 @@ def _evaluate_triggers(
                 counted_threshold_ms=evidence.slow_threshold_ms,
                 tail_threshold_ms=tail_threshold_ms(plan, state),
                 counted_tail_ms=evidence.tail_threshold_ms,
+                history=history[0],
+                history_steps=history[1],
             ),
         )
         for name, config in plan.triggers.enabled().items()

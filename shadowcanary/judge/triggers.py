@@ -105,6 +105,10 @@ class TriggerContext:
     counted_threshold_ms: float | None  # what the controller counted against
     tail_threshold_ms: float | None = None  # the same for ``tail`` (the baseline p99)
     counted_tail_ms: float | None = None
+    # Closed buckets of the whole rollout and the step each belongs to: only how events
+    # cluster (``seq.share_dispersion``) is learnt from them, never harm or a certificate.
+    history: EvidenceTable | None = None
+    history_steps: npt.NDArray[np.float64] | None = None
 
 
 _Array = npt.NDArray[np.float64]
@@ -239,7 +243,8 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         return base.no_data("no observations")
     trials = cns + bns
     share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
-    log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio)
+    dispersion = _dispersion(name, ctx)
+    log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio, dispersion=dispersion)
     estimate = lower = upper = None
     if pc is not None and pb is not None:
         estimate = pc - pb
@@ -254,10 +259,21 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         verdict = Verdict.CERTIFIED if upper < config.margin else Verdict.INCONCLUSIVE
     detail = (
         f"canary {cx}/{cn} ({_pct(pc)}) vs baseline {bx}/{bn} ({_pct(pb)}); "
-        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for ratio > {config.null_ratio:g}; "
+        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for ratio > {config.null_ratio:g} "
+        f"(clustering phi {dispersion:.2f}); "
         f"increase {_pct(estimate)} in [{_pct(lower)}, {_pct(upper)}], margin {_pct(config.margin)}"
     )
     return base.result(verdict, detail, estimate, log_e, lower, upper)
+
+
+def _dispersion(name: str, ctx: TriggerContext) -> float:
+    """How clustered this trigger's events are, learnt from the whole rollout so far."""
+    table = ctx.table if ctx.history is None else ctx.history
+    cxs, cns, bxs, bns = _rate_columns(name, table)
+    trials = cns + bns
+    share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
+    groups = ctx.history_steps if ctx.history is not None else None
+    return seq.share_dispersion(cxs, bxs, share, groups)
 
 
 def _tail(name: str, config: TailLatencyTrigger, ctx: TriggerContext) -> TriggerResult:

@@ -147,8 +147,13 @@ def insert_minute(
     candidate: int = 0,
     candidate_errors: int = 0,
     latency_ms: float = 850.0,
+    latency_spread_ms: float = 0.0,
 ) -> None:
-    """Live traffic of one minute, straight into the store (the worker's own write path)."""
+    """Live traffic of one minute, straight into the store (the worker's own write path).
+
+    With ``latency_spread_ms`` each arm's latencies spread evenly over
+    [latency_ms, latency_ms + spread), so both arms have a tail to compare.
+    """
     start = T0 + timedelta(minutes=minute)
     total = baseline + candidate
     ok, failed = make_flags(), None
@@ -163,11 +168,14 @@ def insert_minute(
         arm = Arm.BASELINE if i < baseline else Arm.CANDIDATE
         is_error = arm is Arm.CANDIDATE and i - baseline < candidate_errors
         at = start + timedelta(seconds=1 + 58 * i / max(1, total))
+        in_arm = i if arm is Arm.BASELINE else i - baseline
+        latency = latency_ms + latency_spread_ms * ((in_arm * 7) % 40) / 40
         event = templates[(arm, CallStatus.ERROR if is_error else CallStatus.OK)].model_copy(
             update={
                 "event_id": uuid.uuid4().hex,
                 "started_at": at,
-                "ended_at": at + timedelta(milliseconds=latency_ms),
+                "ended_at": at + timedelta(milliseconds=latency),
+                "latency_ms": latency,
             }
         )
         captures.append(

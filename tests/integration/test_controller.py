@@ -106,7 +106,10 @@ def started(rig: Rig, plan_name: str, flag: str, **plan_args: object) -> str:
 
 def healthy_minute(rig: Rig, name: str, minute: int, percent: int, total: int = 1000) -> None:
     canary = total * percent // 100
-    insert_minute(rig.store, name, minute, baseline=total - canary, candidate=canary)
+    # Both arms a little slower than the frozen p99 and spread out: a shared shift.
+    insert_minute(
+        rig.store, name, minute, baseline=total - canary, candidate=canary, latency_spread_ms=400
+    )
 
 
 def test_first_tick_waits_for_the_baseline_p99_then_takes_the_first_step(rig: Rig) -> None:
