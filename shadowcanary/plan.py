@@ -108,16 +108,34 @@ class _Trigger(_Model):
 
 
 class RateTrigger(_Trigger):
-    """A failure rate, canary against the concurrent baseline (count e-process)."""
+    """A failure rate, canary against the concurrent baseline (count e-process).
 
-    margin: float = Field(gt=0, lt=1, description="tolerated absolute rate increase")
-    null_ratio: float = Field(default=1.0, ge=1, le=10, description="rho0 of the harm test")
+    Two numbers, two meanings: the step advances only once the canary's rate is shown
+    to be at most ``margin`` points above the baseline's; it rolls back once the
+    canary's rate is shown to be above ``null_ratio`` times the baseline's. With the
+    default ratio 1 a candidate inside the margin may still be rolled back: raise
+    ``null_ratio`` to tolerate more (at the cost of slower detection).
+    """
+
+    margin: float = Field(
+        gt=0, lt=1, description="certify: increase shown below this many points (0.01 = +1 point)"
+    )
+    null_ratio: float = Field(
+        default=1.0, ge=1, le=10, description="roll back: canary/baseline ratio shown above this"
+    )
 
 
 class TailLatencyTrigger(_Trigger):
-    """A latency quantile against a threshold frozen from the pre-canary baseline."""
+    """ "p99 + margin_ms", judged against the concurrent baseline.
 
-    margin_ms: float = Field(gt=0)
+    One margin for both verdicts: harm is the canary's tail slower than the baseline's
+    by more than ``margin_ms`` (its share above T + margin_ms exceeds the baseline's
+    share above T, T the baseline quantile frozen before the canary, minute by
+    minute); the step is certified once that is shown not to be so. A slowdown of
+    both arms moves both shares together.
+    """
+
+    margin_ms: float = Field(gt=0, description="roll back / certify: tail slower by more / less")
     quantile: float = Field(default=0.99, ge=0.5, lt=1)
 
 
