@@ -331,7 +331,8 @@ def test_unleash_down_holds_alerts_and_resumes(
     operator.start(small_plan(name, f"{name}-flag", webhook=sink.url))
     insert_minute(store, name, 0, baseline=600)
     tick_at(ports, memory, clock, name, 1)
-    insert_minute(store, name, 1, baseline=900, candidate=100)  # enough to ADVANCE
+    # Enough to ADVANCE: both arms a little slower than the frozen p99, with a spread tail.
+    insert_minute(store, name, 1, baseline=900, candidate=100, latency_spread_ms=400)
     unleash.stop()
     try:
         for second in (0, 20, 40):
