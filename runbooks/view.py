@@ -234,8 +234,8 @@ def plan_margin(config: TriggerConfig) -> str:
     if isinstance(config, RateTrigger):
         return f"+{100 * config.margin:.2f} pt over baseline"
     if isinstance(config, TailLatencyTrigger):
-        allowed, quantile = 100 * (1 - config.quantile), 100 * config.quantile
-        return f"<= {allowed:.2g} % slower than baseline p{quantile:g} + {config.margin_ms:g} ms"
+        quantile = 100 * config.quantile
+        return f"p{quantile:g} at most +{config.margin_ms:g} ms over the concurrent baseline's"
     if isinstance(config, MeanDeltaTrigger):
         return f"+{config.margin_ms:g} ms over baseline"
     if isinstance(config, RelativeMeanTrigger):

@@ -58,6 +58,7 @@ def _arm(n: int, error_rate: float, minute: int) -> ArmCounts:
         truncated=round(n * 0.02),
         json_expected=round(n * 0.2),
         slow=round(n * 0.004),
+        tail=round(n * 0.01),
         latency_ms=_moments(n, 620.0, 180.0),
         ttft_ms=_moments(n, 300.0, 90.0),
         completion_tokens=_moments(n, 250.0, 120.0),
@@ -90,7 +91,10 @@ def _decide(plan: RolloutPlan, buckets: list[Bucket], step: int, step_minute: in
         last_data_at=now - timedelta(seconds=3),
     )
     slow_ms = BASELINE_P99_MS + plan.triggers.p99_latency.margin_ms
-    return decide(plan, state, Evidence(tuple(buckets), slow_threshold_ms=slow_ms), now)
+    evidence = Evidence(
+        tuple(buckets), slow_threshold_ms=slow_ms, tail_threshold_ms=BASELINE_P99_MS
+    )
+    return decide(plan, state, evidence, now)
 
 
 def _entry(
