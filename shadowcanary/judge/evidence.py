@@ -228,6 +228,26 @@ def _row(b: Bucket) -> tuple[float, ...]:
     )
 
 
+# Rows of buckets already converted, by object identity (the cache keeps each bucket
+# alive, so an id is never reused for another bucket while its row is here). A tick
+# is handed the same Bucket objects as the tick before (the controller's evidence
+# cache, the benchmarks), so only the new minutes are converted. Buckets are frozen:
+# a cached row is exactly what ``_row`` would return; decisions do not change.
+_ROW_CACHE: dict[int, tuple[Bucket, tuple[float, ...]]] = {}
+_ROW_CACHE_LIMIT = 50_000  # a 14-day rollout is 20,160 minutes; ~2 KB a row
+
+
+def _cached_row(bucket: Bucket) -> tuple[float, ...]:
+    found = _ROW_CACHE.get(id(bucket))
+    if found is not None and found[0] is bucket:
+        return found[1]
+    if len(_ROW_CACHE) >= _ROW_CACHE_LIMIT:
+        _ROW_CACHE.clear()
+    row = _row(bucket)
+    _ROW_CACHE[id(bucket)] = (bucket, row)
+    return row
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class EvidenceTable:
     """Every number of a run of buckets as one float matrix: a row per bucket.
@@ -239,7 +259,7 @@ class EvidenceTable:
 
     @classmethod
     def of(cls, buckets: Sequence[Bucket]) -> EvidenceTable:
-        rows = [_row(b) for b in buckets]
+        rows = [_cached_row(b) for b in buckets]
         return cls(np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS)))
 
     def rows(self, keep: npt.NDArray[np.bool_]) -> EvidenceTable:
