@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 
 from shadowcanary.judge.decide import DecisionKind, decide
-from shadowcanary.judge.evidence import Bucket, Evidence, RolloutState
+from shadowcanary.judge.evidence import Bucket, Evidence, EvidenceTable, RolloutState
 from shadowcanary.judge.triggers import (
     Verdict,
     enough_events,
@@ -122,3 +122,13 @@ def test_tail_counts_at_another_baseline_p99_are_not_used() -> None:
     result = _trigger(decision, "p99_latency")
     assert result.verdict is Verdict.INSUFFICIENT and "need 2000.0 / 1800.0 ms" in result.detail
     assert replace(decision).kind is DecisionKind.HOLD
+
+
+def test_cached_rows_follow_the_buckets_handed_in() -> None:
+    """A tick handed a changed minute (a new Bucket object) sees its numbers, not a cached row."""
+    buckets = _minutes(0, 5, 10, {}, {})
+    first = EvidenceTable.of(buckets).column("candidate.failures").copy()
+    changed = replace(buckets[2], candidate=replace(buckets[2].candidate, failures=77))
+    again = EvidenceTable.of([*buckets[:2], changed, *buckets[3:]]).column("candidate.failures")
+    assert again[2] == 77 and first[2] != 77
+    assert list(EvidenceTable.of(buckets).column("candidate.failures")) == list(first)
