@@ -509,3 +509,43 @@ def table(rows: dict[str, dict[str, object]]) -> str:
             f"{100 * float(r['completed']):.0f} % |"  # type: ignore[arg-type]
         )
     return "\n".join(lines)
+
+
+def main() -> None:
+    """Only the families (``bench/judge_quality.py`` runs them after its own streams)."""
+    import argparse
+    import json
+    import time
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--runs", type=int, default=300, help="rollouts per family")
+    parser.add_argument("--seed", type=int, default=20260701)
+    parser.add_argument("--workers", type=int, default=2)
+    args = parser.parse_args()
+    started = time.perf_counter()
+    chunk = 10
+    jobs = [
+        (family.name, [args.seed + 20_000_000 + 1_000_000 * k + i for i in seeds])
+        for k, family in enumerate(FAMILIES)
+        for seeds in (range(j, min(j + chunk, args.runs)) for j in range(0, args.runs, chunk))
+    ]
+    results: dict[str, list[Outcome]] = {}
+    with ProcessPoolExecutor(max_workers=args.workers) as pool:
+        futures = {pool.submit(run_batch, job): job[0] for job in jobs}
+        for future in as_completed(futures):
+            name = futures[future]
+            results.setdefault(name, []).extend(future.result())
+            if len(results[name]) >= args.runs:  # a family is done: its row, in case of a kill
+                print(json.dumps({name: summarise({name: results[name]})[name]}), flush=True)
+    rows = summarise(results)
+    total = sum(len(v) for v in results.values())
+    print(f"{total} rollouts in {time.perf_counter() - started:.0f} s")
+    print(table(rows))
+    for name, row in rows.items():
+        print(f"{name}: rolled back by {row['rolled_back_by']}")
+    print(json.dumps(headline(rows)))
+
+
+if __name__ == "__main__":  # python -m bench.judge_families --runs N
+    main()
