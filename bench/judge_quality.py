@@ -358,7 +358,7 @@ def main() -> None:
     print(judge_families.table(families))
     for name, row in families.items():
         print(f"{name}: rolled back by {row['rolled_back_by']}")
-    print(json.dumps({**result, **judge_families.headline(families)}))
+    print(json.dumps({**result, **(judge_families.headline(families) if families else {})}))
 
 
 if __name__ == "__main__":
