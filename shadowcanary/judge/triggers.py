@@ -15,9 +15,10 @@ Rates: the rollback test is the count e-process on the rate *ratio* (valid howev
 the split moves); the ADVANCE bound is the normal-mixture confidence sequence on the
 rate *difference* p_C - p_B (smoothed variances), because a margin in points stays
 meaningful at rare rates, where a ratio cannot be bounded by a few thousand requests.
-Events are counted per request, not per user: failures that cluster on a few heavy
-users make the test anti-conservative (JUDGE.md: "with per-user routing, count per
-user"), which needs per-user rollups the store does not keep yet.
+Events are counted per request, and the e-process is tempered by how clustered they
+are (``seq.share_dispersion``: a failed call and its retries land in one arm
+together). Heavy users pinned to one arm are not covered: that needs per-user rollups
+the store does not keep yet (JUDGE.md: "with per-user routing, count per user").
 
 Tail latency: "p99 + margin" compares the canary's share of requests slower than
 T + margin with the concurrent baseline's share slower than T (T: the baseline p99
