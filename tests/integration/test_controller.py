@@ -158,13 +158,13 @@ def test_healthy_rollout_steps_to_complete_and_every_decision_replays(rig: Rig) 
 def test_error_regression_rolls_back_and_names_the_trigger(rig: Rig, sink: WebhookSink) -> None:
     """A canary failing 15 % against a clean baseline goes to 0 %; the audit row has the numbers."""
     name = started(rig, "regress", "regress-flag", webhook=sink.url)
-    insert_minute(rig.store, name, 1, baseline=900, candidate=100, candidate_errors=15)
+    insert_minute(rig.store, name, 1, baseline=1800, candidate=200, candidate_errors=30)
     result = rig.tick(name, 2)
     assert result.decision is not None and result.decision.kind is DecisionKind.ROLLBACK
     assert rig.percent("regress-flag") == 0
     assert result.record is not None and result.record.status is RolloutStatus.ROLLED_BACK
     entry = next(e for e in rig.ports().store.history(name) if e.action is AuditAction.ROLLBACK)
-    assert entry.to_percent == 0 and "error_rate" in entry.reason and "15/100" in entry.reason
+    assert entry.to_percent == 0 and "error_rate" in entry.reason and "30/200" in entry.reason
     trigger = next(t for t in (entry.decision or {})["triggers"] if t["name"] == "error_rate")
     assert trigger["verdict"] == "harm" and trigger["statistic"] >= trigger["threshold"]
     body = wait_until(
@@ -180,7 +180,7 @@ def test_error_regression_rolls_back_and_names_the_trigger(rig: Rig, sink: Webho
 def test_dry_run_trigger_records_harm_but_never_acts(rig: Rig) -> None:
     """An error_rate trigger in dry-run sees the regression, records it, and the flag stays."""
     name = started(rig, "dry", "dry-flag", triggers="  error_rate: {margin: 0.05, mode: dry-run}")
-    insert_minute(rig.store, name, 1, baseline=900, candidate=100, candidate_errors=15)
+    insert_minute(rig.store, name, 1, baseline=1800, candidate=200, candidate_errors=30)
     result = rig.tick(name, 2)
     assert result.decision is not None
     assert result.decision.kind is not DecisionKind.ROLLBACK
