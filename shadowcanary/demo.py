@@ -60,7 +60,8 @@ class DemoConfig:
 
     min_canary: int  # canary requests each step needs
     pace_s: float  # least wall time per simulated minute (readable live view)
-    max_minutes: int = 16
+    # Each step is certified on its own minutes: the 50 % step needs a few of them.
+    max_minutes: int = 30
     # Per rollout, minute 0: the baseline p99 is frozen from >= 500 pre-canary requests.
     precanary_calls: int = 550
     max_calls_per_minute: int = 1000  # per rollout
