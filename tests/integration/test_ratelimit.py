@@ -86,7 +86,9 @@ def _hammer(
                 tokens = rng.choice(token_choices)
                 asked_at = time.time()
                 try:
-                    waited = await limiter.acquire(tokens, max_wait_s=left)
+                    # Wait past the end if need be: a process the scheduler started late
+                    # finds its slots queued behind the other's, and must still progress.
+                    waited = await limiter.acquire(tokens, max_wait_s=left + duration_s)
                 except UpstreamRateLimited:
                     return
                 grants.append((asked_at, time.time(), tokens, waited))
