@@ -430,8 +430,14 @@ class _HotPaths:
             handler = self._hot.get(scope["path"])
             if handler is not None:
                 scope["app"] = self.app  # what Starlette sets; request.app reads it
-                response = await handler(Request(scope, receive))
-                await response(scope, receive, send)
+                sim: SimState = self.state.sim
+                sim.in_flight += 1
+                sim.in_flight_peak = max(sim.in_flight_peak, sim.in_flight)
+                try:
+                    response = await handler(Request(scope, receive))
+                    await response(scope, receive, send)
+                finally:
+                    sim.in_flight -= 1
                 return
         await self.app(scope, receive, send)
 

@@ -49,6 +49,10 @@ class SimState:
         self.max_body_bytes = max_body_bytes
         self.started_at = time.time()
         self.counts: defaultdict[str, Counter[str]] = defaultdict(Counter)
+        # Generation calls being answered now, and the most at once since the last reset:
+        # what shows that the simulator serves callers in parallel.
+        self.in_flight = 0
+        self.in_flight_peak = 0
         # None disables the admin API (nothing to compare a presented token with).
         self._admin_token = admin_token.encode() if admin_token else None
         self._cache: OrderedDict[tuple[int, str, str, int | None], SimAnswer] = OrderedDict()
@@ -123,7 +127,9 @@ class SimState:
             "uptime_s": round(time.time() - self.started_at, 3),
             "profiles_version": self.version,
             "seed": self.seed,
+            "in_flight_peak": self.in_flight_peak,
         }
 
     def reset_stats(self) -> None:
         self.counts.clear()
+        self.in_flight_peak = self.in_flight

@@ -12,7 +12,9 @@ What counts as lost "within the documented window" (docs/guarantees.md 2.2, 2.3,
 an event emitted from ``AOF_WINDOW_S`` before a Redis crash until Redis is back.
 Counted apart, as ``lost_in_kill_window`` (guarantees 2.11): events emitted in the
 ``KILL_WINDOW_S`` before a worker's ``kill -9``, the one message kombu had popped but
-not yet recorded as unacknowledged; at most one message (one tap batch) per kill.
+not yet recorded as unacknowledged; at most one message (one tap batch) per kill. For a
+worker killed just after a SIGSTOP/SIGCONT, that message may be the one Redis handed it
+as it froze, so the window around the freeze counts for that kill too.
 """
 
 from __future__ import annotations
@@ -51,6 +53,9 @@ AOF_WINDOW_S = 1.5
 # The tap publishes every 50 ms and a worker pops a message within milliseconds, so the
 # message a kill -9 can take with it (2.11) holds events from the last half second.
 KILL_WINDOW_S = 0.5
+# A worker killed this soon after a SIGCONT may not yet have recorded the message Redis
+# handed its blocked BRPOP when it froze: that message is in the kill's window too.
+THAW_WINDOW_S = 2.0
 ROLLOUT_EMIT = "chaos-emit"
 ROLLOUT_OPENAI = "chaos-openai"
 _CLI = "from shadowcanary.cli.main import app; app()"
@@ -89,6 +94,8 @@ class Fault:
     target: int | None = None
     duration_s: float = 0.0
     recovery_s: float | None = None
+    skipped: bool = False  # the target worker never came back up to be hit
+    hit_at_s: float | None = None  # when it actually struck (after waiting for a restart)
 
 
 class RecordingTap(Tap):
@@ -146,10 +153,13 @@ class ChaosRun:
     log: Callable[[str], None] = print
     faults: list[Fault] = field(default_factory=list)
     redis_windows: list[tuple[float, float]] = field(default_factory=list)
-    kill_windows: list[tuple[float, float]] = field(default_factory=list)
+    kill_windows: list[list[tuple[float, float]]] = field(default_factory=list)
+    last_freeze: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid: from, to
     published_count: int = 0
     emit_tap: RecordingTap | None = None
     supervisors: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    watchers: list[threading.Thread] = field(default_factory=list)
+    started_at: float = 0.0  # wall clock at the start of traffic
 
     def run(self) -> dict[str, Any]:
         from shadowcanary.launcher.sim import run_simulator
@@ -166,6 +176,8 @@ class ChaosRun:
                 with self._workers(env, logs):
                     published = self._traffic_under_faults(redis_server, postgres, sim, logs)
                     self._settle(engine, redis_server)
+                    for watcher in self.watchers:  # each sees the settled queue within a poll
+                        watcher.join(timeout=10)
                     return self._books(engine, published)
         finally:
             redis_server.stop()
@@ -240,6 +252,7 @@ class ChaosRun:
         for thread in threads:
             thread.start()
         started = time.monotonic()
+        self.started_at = time.time()
         try:
             for fault in draw_schedule(self.config):
                 stop.wait(max(0.0, started + fault.at_s - time.monotonic()))
@@ -259,6 +272,7 @@ class ChaosRun:
     ) -> None:
         self.log(f"chaos: {fault.kind} at {fault.at_s}s target={fault.target} {fault.duration_s}s")
         self.faults.append(fault)
+        fault.hit_at_s = round(time.time() - self.started_at, 2)
         if fault.kind == "redis_kill9":
             down = time.time()
             redis_server.stop()
@@ -279,22 +293,42 @@ class ChaosRun:
             time.sleep(fault.duration_s)  # the outage itself
             postgres.start()
         else:
-            pid = celery_pid(self.supervisors[fault.target or 0])
+            pid = self._worker_up(self.supervisors[fault.target or 0])
             killed_at = time.time()
+            fault.hit_at_s = round(killed_at - self.started_at, 2)
             if pid is None:
-                return  # being restarted after the previous fault
+                fault.skipped = True
+                self.log(f"chaos: {fault.kind} at {fault.at_s}s skipped: its worker is not up")
+                return
             if fault.kind == "worker_kill9":
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGKILL)
-                self.kill_windows.append((killed_at - KILL_WINDOW_S, killed_at))
+                windows = [(killed_at - KILL_WINDOW_S, killed_at)]
+                frozen_at, thawed_at = self.last_freeze.get(pid, (0.0, 0.0))
+                if killed_at - thawed_at < THAW_WINDOW_S:
+                    # Redis hands a blocked BRPOP the next message even while the worker
+                    # is frozen; the worker records it only after the thaw (still 2.11).
+                    windows.append((frozen_at - KILL_WINDOW_S, frozen_at + KILL_WINDOW_S))
+                self.kill_windows.append(windows)
             else:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, signal.SIGSTOP)
                     time.sleep(fault.duration_s)  # the freeze itself
                     os.kill(pid, signal.SIGCONT)
-            threading.Thread(
+                self.last_freeze[pid] = (killed_at, time.time())
+            watcher = threading.Thread(
                 target=self._watch_recovery, args=(fault, killed_at, redis_server), daemon=True
-            ).start()
+            )
+            watcher.start()
+            self.watchers.append(watcher)
+
+    def _worker_up(self, supervisor: subprocess.Popen[bytes]) -> int | None:
+        """The worker's pid, waiting while its supervisor restarts it after an earlier kill."""
+        with contextlib.suppress(TimeoutError):
+            return wait_until(
+                partial(celery_pid, supervisor), timeout_s=30, what="the worker restarted"
+            )
+        return None
 
     def _watch_recovery(self, fault: Fault, at: float, redis_server: RedisServer) -> None:
         """Seconds until no task delivered before the fault is still unacknowledged."""
@@ -349,21 +383,24 @@ class ChaosRun:
             i for i in lost if any(a <= emitted_at[i] <= b for a, b in self.redis_windows)
         }
         per_kill = [
-            {i for i in lost - documented if a <= emitted_at[i] <= b} for a, b in self.kill_windows
+            {i for i in lost - documented if any(a <= emitted_at[i] <= b for a, b in windows)}
+            for windows in self.kill_windows
         ]
         in_kill_window = set().union(*per_kill)
         beyond = sorted(lost - documented - in_kill_window)
         strangers = stored - emitted_at.keys()
-        recoveries = [f.recovery_s for f in self.faults if f.kind.startswith("worker")]
+        worker_faults = [f for f in self.faults if f.kind.startswith("worker") and not f.skipped]
+        recoveries = [f.recovery_s for f in worker_faults]
         unrecovered = sum(r is None for r in recoveries)
         return {
             "seed": self.config.seed,
-            "faults": [f"{f.kind}@{f.at_s}s" for f in self.faults],
+            "faults": [f"{f.kind}@{f.hit_at_s}s->{f.target}" for f in self.faults if not f.skipped],
+            "skipped_faults": [f"{f.kind}@{f.at_s}s" for f in self.faults if f.skipped],
             "emitted": len(emitted_at),
             "lost_in_documented_window": len(documented),
             "lost_in_kill_window": len(in_kill_window),
             "lost_in_one_kill_window_max": max(map(len, per_kill), default=0),
-            "lost_examples": beyond[:5],
+            "lost_examples": [f"{i}@{emitted_at[i] - self.started_at:.2f}s" for i in beyond[:5]],
             "no_outcome_examples": sorted(no_outcome)[:5],
             "double_outcome_examples": sorted(double)[:5],
             "unrecovered_worker_faults": unrecovered,
@@ -403,4 +440,7 @@ def run_chaos(config: ChaosConfig, log: Callable[[str], None] = print) -> dict[s
     try:
         return ChaosRun(config, directory, log).run()
     finally:
-        shutil.rmtree(directory, ignore_errors=True)
+        if os.environ.get("CHAOS_KEEP_LOGS"):  # for reading the workers' logs afterwards
+            log(f"chaos: logs kept in {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)

@@ -134,19 +134,16 @@ def test_full_buffer_drops_and_counts_and_stays_bounded(redis_url: str) -> None:
 
 
 def test_redis_down_costs_the_caller_nothing_and_recovers(own_redis: RedisServer) -> None:
-    """With Redis stopped, a 10k burst of emits returns at once; events flow again after restart."""
+    """With Redis stopped, a 10k burst of emits never raises and is counted; flow resumes after."""
     settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
     with Tap(settings, own_redis.url) as tap:
         tap.emit(make_event("before"))
         wait_for(lambda: tap.stats().published == 1)
         own_redis.stop()
 
-        events = [make_event(f"during {i}") for i in range(10_000)]
-        started = time.perf_counter()
-        for event in events:
+        # What emit costs the caller is measured by bench/tap_emit.py; here, what happens.
+        for event in [make_event(f"during {i}") for i in range(10_000)]:
             tap.emit(event)
-        burst_s = time.perf_counter() - started
-        assert burst_s < 1.0, f"10k emits took {burst_s:.3f}s with Redis down"
         wait_for(lambda: tap.stats().dropped[DropReason.PUBLISH_FAILED] == 10_000)
 
         own_redis.start()
@@ -161,9 +158,11 @@ def test_redis_down_costs_the_caller_nothing_and_recovers(own_redis: RedisServer
     assert "after" in {e["request"]["messages"][0]["content"] for e in landed}
 
 
-def test_frozen_redis_costs_the_background_thread_one_timeout(own_redis: RedisServer) -> None:
-    """A Redis that accepts but never answers (SIGSTOP) never blocks emit; delivery resumes."""
-    settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=0.2)
+def test_frozen_redis_blocks_only_the_background_thread(own_redis: RedisServer) -> None:
+    """While the publisher hangs on a frozen Redis (SIGSTOP), emits return; delivery resumes."""
+    # A publish timeout far longer than the burst: if emit waited on the publisher, the
+    # burst could only end after that publish had failed and been counted as dropped.
+    settings = TapSettings(flush_interval_s=0.01, publish_timeout_s=60)
     pid = own_redis.pid()
     assert pid is not None
     with Tap(settings, own_redis.url) as tap:
@@ -171,13 +170,14 @@ def test_frozen_redis_costs_the_background_thread_one_timeout(own_redis: RedisSe
         wait_for(lambda: tap.stats().published == 1)
         os.kill(pid, signal.SIGSTOP)
         try:
-            started = time.perf_counter()
+            tap.emit(make_event("stuck in the publisher"))
             for i in range(1_000):
                 tap.emit(make_event(f"frozen {i}"))
-            assert time.perf_counter() - started < 0.5
-            wait_for(lambda: tap.stats().dropped[DropReason.PUBLISH_FAILED] > 0, timeout_s=5)
+            during = tap.stats()
         finally:
             os.kill(pid, signal.SIGCONT)
+        assert during.emitted == 1_002, during
+        assert during.published == 1 and during.dropped_total == 0, during
 
         def flows_again() -> bool:
             before = tap.stats().published

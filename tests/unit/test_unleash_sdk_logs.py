@@ -3,13 +3,13 @@
 The real SDK polls a loopback port nobody listens on, every second. Its own failure
 lines (ERROR with a traceback, on every poll) must not reach the log handlers; our
 evaluator says once, at warning, that Unleash is unreachable, and keeps the SDK's
-lines at debug. ``start()`` returns without waiting on the unreachable server.
+lines at debug. ``start()`` returns without waiting on the server, even one that hangs.
 """
 
 from __future__ import annotations
 
 import logging
-import time
+import socket
 from pathlib import Path
 
 import pytest
@@ -35,9 +35,7 @@ def test_an_unreachable_unleash_is_one_warning_and_tracebacks_stay_at_debug(
         send_metrics=False,
     )
     with capture_logs() as events:
-        began = time.perf_counter()
         evaluator.start()
-        start_s = time.perf_counter() - began
         try:
             router = ModelRouter(evaluator, "any-flag", "gpt-5.2", stickiness="userId")
             routed = {router.model_for({"user_id": f"user-{i}"}) for i in range(200)}
@@ -57,7 +55,6 @@ def test_an_unreachable_unleash_is_one_warning_and_tracebacks_stay_at_debug(
         finally:
             evaluator.close()
 
-    assert start_s < 0.5, f"start() took {start_s:.2f}s against a closed port"
     assert routed == {"gpt-5.2"}
     warnings = [e for e in events if e["log_level"] == "warning"]
     assert [e["event"] for e in warnings] == ["unleash_unreachable"], warnings
@@ -70,3 +67,27 @@ def test_an_unreachable_unleash_is_one_warning_and_tracebacks_stay_at_debug(
     # ...and nothing of the SDK or its scheduler reached a log handler at warning or above.
     loud = [(r.name, r.getMessage()) for r in caplog.records if r.levelno >= logging.WARNING]
     assert loud == []
+
+
+def test_start_returns_while_a_hanging_unleash_has_not_answered(tmp_path: Path) -> None:
+    """start() leaves the first fetch to the background; flags fail open meanwhile."""
+    # A listening socket that never accepts: the SDK's request connects and then hangs
+    # for its whole 60 s timeout. Had start() waited on it, it would return only after
+    # that fetch failed, with the outage already recorded.
+    with socket.create_server(("127.0.0.1", 0)) as hanging:
+        evaluator = UnleashClientEvaluator(
+            f"http://127.0.0.1:{hanging.getsockname()[1]}",
+            "default:development.not-a-real-token",
+            refresh_interval_s=60,
+            request_timeout_s=60,
+            cache_directory=str(tmp_path),
+            send_metrics=False,
+        )
+        evaluator.start()
+        outages_at_return = evaluator.reachability.outages
+        router = ModelRouter(evaluator, "any-flag", "gpt-5.2", stickiness="userId")
+        routed = {router.model_for({"user_id": f"user-{i}"}) for i in range(20)}
+    # Closing the listener resets the hanging connection, so close() is quick.
+    evaluator.close()
+    assert outages_at_return == 0, "start() returned only after the fetch had failed"
+    assert routed == {"gpt-5.2"}
