@@ -20,6 +20,7 @@ from hypothesis import settings as hypothesis_settings
 import shadowcanary.logging
 from shadowcanary.testing.servers import PostgresServer, RedisServer, ServerUnavailable
 from shadowcanary.testing.unleash import UnleashHandle
+from tests.browser import browser  # noqa: F401 - the headless-browser fixture, for every test
 
 # In-process CLI runs configure logging; capture_logs must still see every logger.
 shadowcanary.logging.CACHE_LOGGERS = False

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -23,31 +22,6 @@ def require_tool(name: str, package: str) -> str:
             pytest.fail(f"CI must provide it: {message}")
         pytest.skip(message)
     return path
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Debian's headless Chromium driven by Playwright (as tests/e2e/test_report_browser.py)."""
-    from tests.e2e.test_report_browser import CHROMIUM, CHROMIUM_ARGS
-
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed: pip install playwright")
-    if not (Path(CHROMIUM).exists() or shutil.which(CHROMIUM)):
-        _unavailable(f"{CHROMIUM} not found: apt-get install chromium (or make test-servers)")
-    with sync_playwright() as playwright:
-        launched = playwright.chromium.launch(
-            executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS
-        )
-        yield launched
-        launched.close()
-
-
-def _unavailable(reason: str) -> None:
-    if os.environ.get("CI"):
-        pytest.fail(f"CI must provide a headless browser: {reason}")
-    pytest.skip(reason)
 
 
 def check_command(words: list[str]) -> None:

@@ -10,21 +10,16 @@ from __future__ import annotations
 from collections import Counter
 
 import pytest
-import redis
 
-from shadowcanary import constants
-from shadowcanary.settings import TapSettings
-from shadowcanary.tap.emitter import Tap
-from shadowcanary.tap.publisher import decode_ingest_message
 from tests.corpus.pii.corpus import (
     PII_TYPES,
     Item,
     Score,
     build_corpus,
-    event_of,
     leaked,
     score,
 )
+from tests.corpus.pii.through_redis import texts_on_the_ingest_queue
 
 TARGETS = {"email": 0.99, "phone": 0.99, "card": 0.99, "api_key": 0.99, "ssn": 0.95}
 
@@ -92,23 +87,7 @@ def test_the_scorer_sees_leaks(corpus: list[Item]) -> None:
 def test_the_corpus_never_reaches_redis_unredacted(corpus: list[Item], redis_url: str) -> None:
     """Through a real Tap and a real Redis: what lands on the ingest queue meets the same
     targets, and no negative is altered on the way."""
-    events = [event_of(item.text) for item in corpus]
-    with Tap(TapSettings(buffer_size=len(events), flush_interval_s=0.01), redis_url) as tap:
-        for event in events:
-            tap.emit(event)
-        tap.close(timeout_s=30)
-        assert tap.stats().published == len(events)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        messages = client.lrange(constants.QUEUE_INGEST, 0, -1)
-    finally:
-        client.close()
-    landed = {
-        event["event_id"]: event["request"]["messages"][0]["content"]
-        for raw in messages
-        for event in decode_ingest_message(raw)
-    }
-    result = score(corpus, [landed[event.event_id] for event in events])
+    result = score(corpus, texts_on_the_ingest_queue([item.text for item in corpus], redis_url))
     for kind in PII_TYPES:
         assert result.recall(kind) >= TARGETS[kind], _table(result)
     assert result.negatives_untouched >= 0.98, result.false_positives[:10]

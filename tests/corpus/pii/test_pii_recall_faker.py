@@ -16,13 +16,7 @@ prints the same figures at a larger size.
 from __future__ import annotations
 
 import pytest
-import redis
 
-from shadowcanary import constants
-from shadowcanary.settings import TapSettings
-from shadowcanary.tap.emitter import Tap
-from shadowcanary.tap.publisher import decode_ingest_message
-from tests.corpus.pii.corpus import event_of
 from tests.corpus.pii.faker_corpus import (
     LOCALES,
     PII_TYPES,
@@ -31,6 +25,7 @@ from tests.corpus.pii.faker_corpus import (
     build_corpus,
     score,
 )
+from tests.corpus.pii.through_redis import texts_on_the_ingest_queue
 
 TARGETS = {kind: 0.99 for kind in PII_TYPES if kind != "phone"}
 PHONE_VALID_TARGET = 0.99
@@ -99,23 +94,9 @@ def test_the_faker_corpus_never_reaches_redis_unredacted(
 ) -> None:
     """Through a real Tap and a real Redis, what lands on the ingest queue meets the same
     targets: the publisher's batching changes nothing."""
-    events = [event_of(local.item.text) for local in corpus]
-    with Tap(TapSettings(buffer_size=len(events), flush_interval_s=0.01), redis_url) as tap:
-        for event in events:
-            tap.emit(event)
-        tap.close(timeout_s=60)
-        assert tap.stats().published == len(events)
-    client = redis.Redis.from_url(redis_url)
-    try:
-        messages = client.lrange(constants.QUEUE_INGEST, 0, -1)
-    finally:
-        client.close()
-    landed = {
-        event["event_id"]: event["request"]["messages"][0]["content"]
-        for raw in messages
-        for event in decode_ingest_message(raw)
-    }
-    result = score(corpus, [landed[event.event_id] for event in events])
+    result = score(
+        corpus, texts_on_the_ingest_queue([local.item.text for local in corpus], redis_url)
+    )
     for kind, target in TARGETS.items():
         assert result.recall(kind) >= target, _misses(result, kind)
     assert result.recall("phone", style="valid") >= PHONE_VALID_TARGET, _misses(result, "phone")
