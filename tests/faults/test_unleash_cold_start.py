@@ -22,7 +22,6 @@ import tempfile
 import time
 import uuid
 from contextlib import closing
-from datetime import UTC, datetime
 from pathlib import Path
 
 import openai
@@ -43,15 +42,12 @@ pytestmark = pytest.mark.integration
 BASELINE, CANDIDATE = "gpt-5.2", "gpt-5.5"
 REFRESH_S = 1  # both services poll Unleash every second
 SDK_TIMEOUT_S = 2  # the tap-side service's request timeout: what one wait on Unleash costs
-# start() hands registering and fetching to the SDK's scheduler and returns: a small
-# fraction of one timeout (measured: ~1 ms; it used to be two timeouts, 4.0 s).
-START_BOUND_S = SDK_TIMEOUT_S / 4
+# start() hands registering and fetching to the SDK's scheduler and returns (measured:
+# ~1 ms; it used to be two timeouts, 4.0 s): the test checks that no fetch had failed yet.
 # The gateway's request timeout to Unleash. Before its start stopped waiting, a hung
 # Unleash held its readiness for two of these (measured: 18 s with 8 s, from spawn);
-# now, from its "listening" line to ready, it is the app's own start (measured: 0.8 s
-# at load average 6).
+# now it is ready before its first request to Unleash has timed out.
 GATEWAY_SDK_TIMEOUT_S = 10
-GATEWAY_READY_BOUND_S = GATEWAY_SDK_TIMEOUT_S / 2
 # All 2,000 routing decisions together: under one SDK timeout, so not one of them
 # waited on Unleash (measured: 0.2-0.4 s at load average 7-10, i.e. local evaluation).
 ROUTE_BOUND_S = SDK_TIMEOUT_S
@@ -112,20 +108,6 @@ def _gateway_env(
     return env
 
 
-def _seconds_since_listening(gateway: GatewayHandle) -> float:
-    """Seconds from the gateway's "listening" line (before its app starts) to now.
-
-    The app's start (where the flag client starts) lies in this window; the Python
-    start-up before it does not, and on a loaded 2-vCPU machine that alone can take
-    seconds, which a bound on the whole process start would mistake for waiting.
-    """
-    for line in gateway.log_text().splitlines():
-        if '"gateway listening"' in line:
-            logged = datetime.fromisoformat(json.loads(line)["timestamp"])
-            return (datetime.now(UTC) - logged).total_seconds()
-    raise AssertionError(f"no 'gateway listening' line in the gateway log:\n{gateway.log_text()}")
-
-
 def _client(gateway: GatewayHandle) -> openai.OpenAI:
     return openai.OpenAI(base_url=gateway.base_url, api_key=gateway.api_key, max_retries=0)
 
@@ -150,9 +132,10 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
         with tcp_proxy(unleash.port) as hung_unleash:
             hung_unleash.set_fault(hang=True)
             evaluator = _evaluator(hung_unleash.port, unleash, empty_cache)  # nothing cached
-            began = time.perf_counter()
             evaluator.start()
-            start_s = time.perf_counter() - began
+            # Had start() waited on Unleash, its first fetch would have hung for a whole
+            # SDK timeout and failed (an outage recorded) before start() returned.
+            outages_at_start = evaluator.reachability.outages
             gateway_env = _gateway_env(
                 redis_url, database_url, sim, unleash, hung_unleash.port, flag
             )
@@ -160,7 +143,8 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
                 closing(evaluator),
                 run_gateway(gateway_env) as gateway,  # returns once /readyz answers
             ):
-                ready_s = _seconds_since_listening(gateway)
+                # Likewise the gateway: ready before its first request to Unleash failed.
+                log_at_ready = gateway.log_text()
                 router = _router(evaluator, flag)
                 began = time.perf_counter()
                 during_outage = _routed(router)
@@ -217,9 +201,8 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
             # Restarted during a second outage: the copy the SDK kept on disk serves.
             hung_unleash.set_fault(hang=True)
             again = _evaluator(hung_unleash.port, unleash, empty_cache)
-            began = time.perf_counter()
             again.start()
-            restart_s = time.perf_counter() - began
+            outages_at_restart = again.reachability.outages
             with closing(again):
                 after_restart = _routed(_router(again, flag))
     finally:
@@ -228,8 +211,8 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
     # Unleash hangs, nothing cached: every user on the baseline, without waiting on Unleash.
     assert during_outage == {BASELINE}
     assert gateway_during_outage == {BASELINE}
-    assert start_s < START_BOUND_S, f"start() took {start_s:.2f}s with Unleash hung"
-    assert ready_s < GATEWAY_READY_BOUND_S, f"gateway ready after {ready_s:.2f}s"
+    assert outages_at_start == 0, "start() returned only after a fetch from Unleash failed"
+    assert "unleash_unreachable" not in log_at_ready, log_at_ready[-3000:]
     assert route_s < ROUTE_BOUND_S, f"{len(USERS)} routing decisions took {route_s:.2f}s"
     # Unleash back with the flag at 100 %: picked up within the refresh interval (+ margin;
     # the gateway reuses each user's answer for up to one interval).
@@ -251,5 +234,5 @@ def test_services_started_during_an_unleash_outage_serve_the_baseline_then_take_
     assert "SHADOWCANARY_UNLEASH_ADMIN_TOKEN" not in gateway_env
     assert unleash.backend_token not in gateway_log
     # A service restarted while Unleash hangs again starts at once from its disk copy.
-    assert restart_s < START_BOUND_S, f"restart took {restart_s:.2f}s with Unleash hung"
+    assert outages_at_restart == 0, "restart waited for a fetch from the hung Unleash"
     assert after_restart == {CANDIDATE}
