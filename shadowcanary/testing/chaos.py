@@ -122,7 +122,8 @@ def celery_pid(supervisor: subprocess.Popen[bytes]) -> int | None:
 
     with contextlib.suppress(psutil.Error):
         for child in psutil.Process(supervisor.pid).children():
-            return int(child.pid)
+            if child.status() != psutil.STATUS_ZOMBIE:  # killed, not yet reaped
+                return int(child.pid)
     return None
 
 
