@@ -14,6 +14,10 @@ TASK_PURGE = "shadowcanary.purge"
 # Queues: ingest is cheap and must never wait behind slow replays.
 QUEUE_INGEST = "shadowcanary.ingest"
 QUEUE_REPLAY = "shadowcanary.replay"
+# The ingest journal (shadowcanary/ingest/journal.py): each published tap batch by id
+# until a worker has stored it, and when each was last seen alive.
+INGEST_JOURNAL_KEY = "shadowcanary.ingest.journal"
+INGEST_JOURNAL_INDEX_KEY = "shadowcanary.ingest.journal.index"
 
 KEY_PREFIX = "shadowcanary:"
 

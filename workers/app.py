@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import redis
 from celery import Celery, signals
 from kombu.entity import Queue
 from kombu.exceptions import OperationalError
@@ -19,6 +20,7 @@ from kombu.exceptions import OperationalError
 from shadowcanary import constants
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import now_utc
+from shadowcanary.ingest.journal import IngestJournal
 from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.logging import configure_logging
@@ -28,10 +30,11 @@ from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.repository import Store
+from shadowcanary.urls import redis_py_url
 from workers import metrics
 from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
 from workers.sweeper import ReplaySweeper
-from workers.tasks import register_tasks
+from workers.tasks import OUTAGE_BACKOFF_MAX_S, register_tasks
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +58,10 @@ class WorkerContext:
         self._app = app
         self._lock = threading.Lock()
         self._services: _Services | None = None
+        # Connects on first use; every call on it is best effort (see the module).
+        self.journal = IngestJournal(
+            redis.Redis.from_url(redis_py_url(urls.redis_url), socket_timeout=5)
+        )
 
     def _get(self) -> _Services:
         with self._lock:
@@ -116,6 +123,16 @@ class WorkerContext:
                 hint="Redis is down or restarting; the ingest batch is retried",
             ) from exc
 
+    def republish_ingest(self, raw_events: list[Any], journal_id: str) -> None:
+        """Send a journalled batch to the ingest queue again (the sweep found it lost)."""
+        self._app.send_task(
+            constants.TASK_INGEST,
+            args=[raw_events],
+            kwargs={"journal_id": journal_id},
+            queue=constants.QUEUE_INGEST,
+            retry_policy=PUBLISH_RETRY_POLICY,
+        )
+
     def purge(self) -> dict[str, int]:
         return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
 
@@ -143,6 +160,16 @@ def recovery_bound_s(visibility_timeout_s: int) -> int:
     return (
         visibility_timeout_s + options["unacked_mutex_expire"] + options["unacked_restore_interval"]
     )
+
+
+def ingest_sweep_grace_s(visibility_timeout_s: int) -> float:
+    """How long a journalled batch goes unseen before it counts as lost.
+
+    Each attempt at a batch touches its entry; between two attempts lie at most a
+    retry's backoff (capped at ``OUTAGE_BACKOFF_MAX_S``) and a killed worker's
+    redelivery (``recovery_bound_s``); one more visibility timeout is the margin.
+    """
+    return recovery_bound_s(visibility_timeout_s) + OUTAGE_BACKOFF_MAX_S + visibility_timeout_s
 
 
 def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
@@ -195,8 +222,15 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         # yet, so a database or Redis that is down still only fails (and retries) tasks.
         context.runtime  # noqa: B018 - the property builds the services
         # Replays lost after their captures were stored get scheduled again.
+        # So do ingest batches a killed worker took with it (the journal's copy).
         ReplaySweeper(
-            settings.replay, context.store, urls.redis_url, context.schedule_replays
+            settings.replay,
+            context.store,
+            urls.redis_url,
+            context.schedule_replays,
+            journal=context.journal,
+            republish_ingest=context.republish_ingest,
+            ingest_grace_s=ingest_sweep_grace_s(settings.replay.visibility_timeout_s),
         ).start()
 
     return app

@@ -9,6 +9,9 @@ than ``grace_s`` (by then every replay still queued, retrying or waiting out an
 outage would normally have finished) and younger than a day, and schedules their
 replays again. A replay still in flight after all is only done twice in the model
 (replays are idempotent; guarantee 2.6).
+
+The same sweep republishes ingest batches lost the same way, from the ingest journal
+(shadowcanary/ingest/journal.py): a batch is only stored once, however often it comes.
 """
 
 from __future__ import annotations
@@ -16,12 +19,14 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from typing import Any
 
 import redis
 import structlog
 
 from shadowcanary.errors import TransientError
 from shadowcanary.events import now_utc
+from shadowcanary.ingest.journal import IngestJournal
 from shadowcanary.settings import ReplaySettings
 from shadowcanary.store.repository import Store
 
@@ -55,8 +60,14 @@ class ReplaySweeper:
         redis_url: str,
         schedule_replays: Callable[[list[str]], None],
         *,
+        journal: IngestJournal | None = None,
+        republish_ingest: Callable[[list[Any], str], None] | None = None,
+        ingest_grace_s: float = 60.0,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
+        self._journal = journal
+        self._republish_ingest = republish_ingest
+        self._ingest_grace_s = ingest_grace_s
         self._replay = replay
         self._store = store
         self._redis = redis.Redis.from_url(redis_url, socket_timeout=5)
@@ -77,9 +88,19 @@ class ReplaySweeper:
             try:
                 # NX + EX: one worker sweeps per interval; a dead one's lock just expires.
                 if self._redis.set(_LOCK_KEY, "1", nx=True, ex=max(1, int(interval) - 1)):
+                    self.sweep_ingest_journal()
                     self.sweep_once()
             except (TransientError, redis.RedisError) as exc:
                 log.warning("replay.sweep_skipped", error=type(exc).__name__)
+
+    def sweep_ingest_journal(self) -> int:
+        """Republish journalled ingest batches that were lost on the way; returns how many."""
+        if self._journal is None or self._republish_ingest is None:
+            return 0
+        result = self._journal.sweep(self._ingest_grace_s, self._republish_ingest)
+        if result.republished:
+            log.warning("ingest.swept", batches=result.republished)
+        return result.republished
 
     def sweep_once(self) -> int:
         """Schedule the replays of captures without an outcome; returns how many."""

@@ -35,13 +35,19 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
         reject_on_worker_lost=True,
         max_retries=None,  # only outages are retried, and they must not run out
     )
-    def ingest(self: Task, raw_events: list[Any], outage_retries: int = 0) -> dict[str, int]:
+    def ingest(
+        self: Task, raw_events: list[Any], outage_retries: int = 0, journal_id: str | None = None
+    ) -> dict[str, int]:
+        context.journal.touch(journal_id)  # alive: not for the sweep to republish
         try:
             result = context.ingest_service.ingest(raw_events)
         except TransientError as exc:
             # Postgres (or Redis) is down: a failed task would be acked and its events
             # lost. Re-queue the batch (the broker keeps it) until the service is back.
-            raise _retry_outage(self, exc, [raw_events], outage_retries) from exc
+            raise _retry_outage(
+                self, exc, [raw_events], outage_retries, journal_id=journal_id
+            ) from exc
+        context.journal.settle(journal_id)
         metrics.EVENTS_INGESTED.labels("accepted").inc(result.accepted)
         metrics.EVENTS_INGESTED.labels("duplicate").inc(result.duplicates)
         metrics.EVENTS_INGESTED.labels("rejected").inc(result.rejected)
@@ -121,15 +127,24 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
 
 # Waiting out an outage of Postgres or Redis: backoff capped here, never given up.
 _OUTAGE_BACKOFF_BASE_S = 0.5
-_OUTAGE_BACKOFF_MAX_S = 10.0
+OUTAGE_BACKOFF_MAX_S = 10.0
 
 
-def _retry_outage(task: Task, exc: TransientError, args: list[Any], outage_retries: int) -> Any:
-    """``task.retry`` (the task has no retry limit), counted as an outage retry."""
+def _retry_outage(
+    task: Task,
+    exc: TransientError,
+    args: list[Any],
+    outage_retries: int,
+    **kwargs: Any,
+) -> Any:
+    """``task.retry`` (the task has no retry limit), counted as an outage retry.
+
+    ``kwargs`` are the task's other keyword arguments, carried over to the retry.
+    """
     delay = retry_delay(
         outage_retries + 1,
         base_s=_OUTAGE_BACKOFF_BASE_S,
-        max_s=_OUTAGE_BACKOFF_MAX_S,
+        max_s=OUTAGE_BACKOFF_MAX_S,
         retry_after_s=None,
         jitter=random.random(),
     )
@@ -143,7 +158,7 @@ def _retry_outage(task: Task, exc: TransientError, args: list[Any], outage_retri
     )
     return task.retry(
         args=args,
-        kwargs={"outage_retries": outage_retries + 1},
+        kwargs={**kwargs, "outage_retries": outage_retries + 1},
         countdown=delay,
         exc=exc,
     )

@@ -19,22 +19,34 @@ without changing it for the whole process. The writer is ISA-L's (``isal``) when
 installed: the same zlib stream at ~10x the speed of zlib's own level 1 on prompt
 batches (0.3 vs 2.7 us per event, same size), which matters because compression
 ran on the tap's thread at a tenth of its time per event.
+
+After the message is sent, the batch is also written to the ingest journal under the
+id the message carries (``journal_id``), until a worker has stored it: the copy a worker
+killed just after taking the message cannot lose (shadowcanary/ingest/journal.py). That
+write costs one more compression of the batch and one Redis round trip per batch; when
+it fails the batch is still sent, only without that protection.
 """
 
 from __future__ import annotations
 
 import base64
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
 import orjson
+import redis
+import structlog
 from celery import Celery
 from kombu import compression as kombu_compression
 from kombu import serialization
 
 from shadowcanary import constants
 from shadowcanary.errors import ConfigError, ServiceUnavailable
-from shadowcanary.urls import broker_url_for, without_password
+from shadowcanary.urls import broker_url_for, redis_py_url, without_password
+
+log = structlog.get_logger(__name__)
 
 SERIALIZER = "shadowcanary-orjson-zlib1"
 _CONTENT_TYPE = "application/json"
@@ -88,8 +100,10 @@ class BatchPublisher:
         # kombu has no unix:// transport (the embedded default's redis-py spelling):
         # every process that builds a tap gets the kombu spelling from here.
         self._broker_url = broker_url_for(redis_url)
+        self._redis_url = redis_py_url(redis_url)
         self._timeout_s = timeout_s
         self._app: Celery | None = None
+        self._journal: redis.Redis | None = None
 
     def _celery(self) -> Celery:
         if self._app is None:
@@ -119,10 +133,13 @@ class BatchPublisher:
         Each piece is one or more event JSON objects separated by commas (a JSON array
         without its brackets): the message's event list is the pieces joined by commas.
         """
+        journal_id = uuid.uuid4().hex
+        events = [orjson.Fragment(piece) for piece in pieces]
         try:
             self._celery().send_task(
                 constants.TASK_INGEST,
-                args=[[orjson.Fragment(piece) for piece in pieces]],
+                args=[events],
+                kwargs={"journal_id": journal_id},
                 queue=constants.QUEUE_INGEST,
                 retry=False,
                 serializer=SERIALIZER,
@@ -144,12 +161,32 @@ class BatchPublisher:
                 hint="check that Redis at the tap's broker URL (SHADOWCANARY_REDIS_URL) is "
                 "running and reachable from this process; events are dropped meanwhile",
             ) from exc
+        self._write_journal(journal_id, events)
+
+    def _write_journal(self, journal_id: str, events: list[orjson.Fragment]) -> None:
+        """Journal a sent batch (after sending: a batch never sent is never swept)."""
+        try:
+            if self._journal is None:
+                self._journal = redis.Redis.from_url(
+                    self._redis_url,
+                    socket_timeout=self._timeout_s,
+                    socket_connect_timeout=self._timeout_s,
+                )
+            pipe = self._journal.pipeline(transaction=True)
+            pipe.hset(constants.INGEST_JOURNAL_KEY, journal_id, _encode(events))
+            pipe.zadd(constants.INGEST_JOURNAL_INDEX_KEY, {journal_id: time.time()})
+            pipe.execute()
+        except redis.RedisError as exc:  # sent all the same, only without the journal's copy
+            log.info("tap_journal_write_failed", error=type(exc).__name__)
 
     def close(self) -> None:
         """Release the broker connections."""
         if self._app is not None:
             self._app.close()
             self._app = None
+        if self._journal is not None:
+            self._journal.close()
+            self._journal = None
 
 
 def _cause(exc: BaseException) -> str:

@@ -14,7 +14,9 @@ Counted apart, as ``lost_in_kill_window`` (guarantees 2.11): events emitted in t
 ``KILL_WINDOW_S`` before a worker's ``kill -9``, the one message kombu had popped but
 not yet recorded as unacknowledged; at most one message (one tap batch) per kill. For a
 worker killed just after a SIGSTOP/SIGCONT, that message may be the one Redis handed it
-as it froze, so the window around the freeze counts for that kill too.
+as it froze, so the window around the freeze counts for that kill too; for a worker
+killed during a Postgres outage (or soon after), the message may be a retry of any batch
+that met the outage, so the window runs from the outage's start.
 """
 
 from __future__ import annotations
@@ -39,6 +41,7 @@ from typing import Any
 import redis
 from sqlalchemy import Engine, text
 
+from shadowcanary import constants
 from shadowcanary.events import CapturedCall
 from shadowcanary.launcher.processes import child_env, spawn_logged
 from shadowcanary.settings import TapSettings
@@ -56,6 +59,10 @@ KILL_WINDOW_S = 0.5
 # A worker killed this soon after a SIGCONT may not yet have recorded the message Redis
 # handed its blocked BRPOP when it froze: that message is in the kill's window too.
 THAW_WINDOW_S = 2.0
+# While Postgres is down, ingest batches are retried (re-published, re-delivered) every
+# few seconds, until up to the outage backoff's cap (10 s) after it is back: a kill then
+# can take a retry of any batch emitted since the outage began.
+RETRY_WINDOW_S = 15.0
 ROLLOUT_EMIT = "chaos-emit"
 ROLLOUT_OPENAI = "chaos-openai"
 _CLI = "from shadowcanary.cli.main import app; app()"
@@ -155,6 +162,7 @@ class ChaosRun:
     faults: list[Fault] = field(default_factory=list)
     redis_windows: list[tuple[float, float]] = field(default_factory=list)
     kill_windows: list[list[tuple[float, float]]] = field(default_factory=list)
+    outages: list[tuple[float, float]] = field(default_factory=list)  # Postgres: down, back
     last_freeze: dict[int, tuple[float, float]] = field(default_factory=dict)  # pid: from, to
     published_count: int = 0
     emit_tap: RecordingTap | None = None
@@ -290,9 +298,11 @@ class ChaosRun:
                 )
             self.redis_windows.append((down - AOF_WINDOW_S, time.time() + AOF_WINDOW_S))
         elif fault.kind == "postgres_stop":
+            down = time.time()
             postgres.stop()
             time.sleep(fault.duration_s)  # the outage itself
             postgres.start()
+            self.outages.append((down, time.time()))
         else:
             pid = self._worker_up(self.supervisors[fault.target or 0])
             killed_at = time.time()
@@ -310,6 +320,11 @@ class ChaosRun:
                     # Redis hands a blocked BRPOP the next message even while the worker
                     # is frozen; the worker records it only after the thaw (still 2.11).
                     windows.append((frozen_at - KILL_WINDOW_S, frozen_at + KILL_WINDOW_S))
+                for down, back in self.outages:
+                    if down <= killed_at <= back + RETRY_WINDOW_S:
+                        # Every batch that met the outage went round again as a retry,
+                        # through the same gap at each delivery (2.11).
+                        windows.append((down - KILL_WINDOW_S, killed_at))
                 self.kill_windows.append(windows)
             else:
                 with contextlib.suppress(ProcessLookupError):
@@ -352,7 +367,12 @@ class ChaosRun:
             queued = sum(
                 int(client.llen(q)) for q in ("shadowcanary.ingest", "shadowcanary.replay")
             )
-            return queued == 0 and client.hlen("unacked") == 0 and _no_outcome(engine) == 0
+            return (
+                queued == 0
+                and client.hlen("unacked") == 0
+                and client.zcard(constants.INGEST_JOURNAL_INDEX_KEY) == 0  # swept, stored
+                and _no_outcome(engine) == 0
+            )
 
         try:
             wait_until(quiet, timeout_s=self.config.settle_timeout_s, interval_s=1, what="settle")
@@ -401,6 +421,11 @@ class ChaosRun:
             "lost_in_documented_window": len(documented),
             "lost_in_kill_window": len(in_kill_window),
             "lost_in_one_kill_window_max": max(map(len, per_kill), default=0),
+            # One message holds one tap batch: events emitted within one flush interval or
+            # so. Losses spread over seconds would be several messages: a defect.
+            "lost_in_one_kill_window_span_s": max(
+                (_span([emitted_at[i] for i in lost]) for lost in per_kill), default=0.0
+            ),
             "lost_examples": [f"{i}@{emitted_at[i] - self.started_at:.2f}s" for i in beyond[:5]],
             "no_outcome_examples": sorted(no_outcome)[:5],
             "double_outcome_examples": sorted(double)[:5],
@@ -425,6 +450,10 @@ _LETTER = (
     "exists (select 1 from dead_letters d where d.event_id = c.event_id and d.stage = 'replay')"
 )
 _NO_OUTCOME_SQL = f"select c.event_id {_BASE} and not {_CANDIDATE} and not {_LETTER}"
+
+
+def _span(moments: list[float]) -> float:
+    return round(max(moments) - min(moments), 3) if moments else 0.0
 
 
 def _no_outcome(engine: Engine) -> int:
