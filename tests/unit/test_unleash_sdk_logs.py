@@ -22,18 +22,23 @@ from shadowcanary.testing.servers import free_port
 FAILED_POLLS = 3  # enough to show that later failures stay quiet
 
 
+def _evaluator(port: int, *, seconds: int, cache: Path) -> UnleashClientEvaluator:
+    """The real SDK against a local port, polling and timing out every ``seconds``."""
+    return UnleashClientEvaluator(
+        f"http://127.0.0.1:{port}",
+        "default:development.not-a-real-token",
+        refresh_interval_s=seconds,
+        request_timeout_s=seconds,
+        cache_directory=str(cache),
+        send_metrics=False,
+    )
+
+
 def test_an_unreachable_unleash_is_one_warning_and_tracebacks_stay_at_debug(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.DEBUG)
-    evaluator = UnleashClientEvaluator(
-        f"http://127.0.0.1:{free_port()}",
-        "default:development.not-a-real-token",
-        refresh_interval_s=1,
-        request_timeout_s=1,
-        cache_directory=str(tmp_path),
-        send_metrics=False,
-    )
+    evaluator = _evaluator(free_port(), seconds=1, cache=tmp_path)
     with capture_logs() as events:
         evaluator.start()
         try:
@@ -75,14 +80,7 @@ def test_start_returns_while_a_hanging_unleash_has_not_answered(tmp_path: Path) 
     # for its whole 60 s timeout. Had start() waited on it, it would return only after
     # that fetch failed, with the outage already recorded.
     with socket.create_server(("127.0.0.1", 0)) as hanging:
-        evaluator = UnleashClientEvaluator(
-            f"http://127.0.0.1:{hanging.getsockname()[1]}",
-            "default:development.not-a-real-token",
-            refresh_interval_s=60,
-            request_timeout_s=60,
-            cache_directory=str(tmp_path),
-            send_metrics=False,
-        )
+        evaluator = _evaluator(hanging.getsockname()[1], seconds=60, cache=tmp_path)
         evaluator.start()
         outages_at_return = evaluator.reachability.outages
         router = ModelRouter(evaluator, "any-flag", "gpt-5.2", stickiness="userId")
