@@ -7,6 +7,7 @@ delivered twice (the broker's at-least-once) changes nothing the second time.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -45,9 +46,23 @@ def _payload_for_dead_letter(raw: Any) -> dict[str, object]:
     return {"raw": repr(raw)[:_MAX_DEAD_LETTER_PAYLOAD_CHARS]}
 
 
-def needs_replay(event: CapturedCall) -> bool:
-    """Shadow only what the baseline answered: that answer is what the candidate is compared to."""
-    return event.arm is Arm.BASELINE and event.status is CallStatus.OK
+def needs_replay(event: CapturedCall, rollback_target_rate: float = 0.0) -> bool:
+    """Shadow what the baseline answered (the candidate is compared to it), and a sample of
+    what the candidate answered: replayed to the baseline, the rollback target."""
+    if event.status is not CallStatus.OK:
+        return False
+    if event.arm is Arm.BASELINE:
+        return True
+    return in_rollback_target_sample(event.event_id, rollback_target_rate)
+
+
+def in_rollback_target_sample(event_id: str, rate: float) -> bool:
+    """Deterministic, so a redelivered event is sampled alike (salted apart from the noise
+    floor's sample, which is drawn from the other arm anyway)."""
+    if rate <= 0:
+        return False
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8, person=b"rollback").digest()
+    return int.from_bytes(digest) / 2**64 < rate
 
 
 class IngestService:
@@ -92,7 +107,8 @@ class IngestService:
         # Schedule from every valid event, not only the new ones: if an earlier delivery
         # stored the batch but died before scheduling, this one must not lose the replays.
         # Replays are idempotent, so scheduling twice costs nothing but a lookup.
-        to_replay = [c.event.event_id for c in valid if needs_replay(c.event)]
+        target_rate = self._settings.replay.rollback_target_rate
+        to_replay = [c.event.event_id for c in valid if needs_replay(c.event, target_rate)]
         batch = self._settings.replay.batch_size
         for start in range(0, len(to_replay), batch):
             self._schedule_replays(to_replay[start : start + batch])
