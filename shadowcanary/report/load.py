@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from shadowcanary.controller.phase_view import phase_view
 from shadowcanary.events import Arm, CapturedCall
 from shadowcanary.report.data import (
     MINUTE,
@@ -232,6 +233,7 @@ def _whole_rollout_evidence_withheld(
 
 def _info(record: RolloutRecord) -> RolloutInfo:
     plan = record.plan
+    phase = phase_view(record, None)  # what the phase waits for is the last decision's reason
     return RolloutInfo(
         name=record.name,
         flag=plan.flag,
@@ -246,6 +248,10 @@ def _info(record: RolloutRecord) -> RolloutInfo:
         started_at=record.started_at,
         updated_at=record.updated_at,
         escalation=plan.escalation,
+        phase=phase.headline,
+        decommission=phase.decommission,
+        gate_rule=phase.gate_rule,
+        watch_rule=phase.watch_rule,
     )
 
 

@@ -64,6 +64,13 @@ def render_markdown(data: ReportData) -> str:
         f"to {fmt.when(data.until)}.",
         "",
     ]
+    if r.phase:
+        out += [
+            f"Phase{fmt.whole_rollout(data.tenant)}: {_text(r.phase)}. Shadow gate: "
+            f"{_text(r.gate_rule)}. Watch after 100 %: {_text(r.watch_rule)}. "
+            f"Decommission {_text(r.baseline)}? {_text(r.decommission)}.",
+            "",
+        ]
     if data.tenant_scope is not None:
         note = fmt.tenant_note(data.tenant_scope, data.since, data.until)
         out += [f"_{_text(note)}_", ""]

@@ -32,6 +32,11 @@ class RolloutInfo:
     started_at: datetime
     updated_at: datetime
     escalation: str | None
+    # The phase in words (controller/phase_view.py): shadow gate, step, watch, complete.
+    phase: str = ""
+    decommission: str = ""  # when the baseline model may be turned off
+    gate_rule: str = ""
+    watch_rule: str = ""
 
 
 @dataclass(frozen=True, slots=True)
