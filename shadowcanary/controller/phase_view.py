@@ -51,7 +51,7 @@ def span(duration: timedelta) -> str:
     """'7 d', '24 h', '90 min', '30 s': a plan's durations as an SRE writes them."""
     seconds = duration.total_seconds()
     for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds >= size and seconds % size == 0:
+        if seconds >= 2 * size and seconds % size == 0:  # 24 h stays 24 h, 2 d is 2 d
             return f"{seconds / size:.0f} {unit}"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
