@@ -290,6 +290,20 @@ class Watch(_Model):
     alpha: float = Field(default=0.001, gt=0, le=0.05)
 
 
+class ReplaySampling(_Model):
+    """Spend only what the decision needs: once every act-mode shadow trigger is certified
+    for the current step, replay only ``maintenance_rate`` of the baseline's answers.
+
+    Back to every answer on a step change and when a shadow trigger is no longer
+    certified or its upper bound comes within ``near_margin`` of its margin.
+    """
+
+    maintenance_rate: float = Field(default=0.1, gt=0, le=1)
+    near_margin: float = Field(default=0.8, gt=0, lt=1)
+    # The first minutes of each step replay everything, whatever the pooled evidence says.
+    step_warmup: Duration = timedelta(minutes=10)
+
+
 class Unleash(_Model):
     project: _UnleashName = "default"
     environment: _UnleashName = "production"
@@ -345,8 +359,10 @@ class RolloutPlan(_Model):
     # audit log replays exactly as it was decided.
     shadow: ShadowGate | None = None
     watch: Watch | None = None
+    # None: every baseline answer is replayed (adaptive sampling is opt-in).
+    replay_sampling: ReplaySampling | None = None
 
-    @field_validator("shadow", "watch", mode="before")
+    @field_validator("shadow", "watch", "replay_sampling", mode="before")
     @classmethod
     def _off_or_defaults(cls, value: Any) -> Any:
         """'off' / false disable the phase; 'on' / true / {} take the defaults."""

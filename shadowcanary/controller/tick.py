@@ -60,6 +60,7 @@ from shadowcanary.errors import (
 )
 from shadowcanary.judge.decide import Decision, DecisionInputs, DecisionKind, decide
 from shadowcanary.judge.evidence import Evidence
+from shadowcanary.judge.sampling import replay_rate
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.store.evidence_reads import newest_data_at
@@ -111,6 +112,8 @@ class TickPorts:
     operation_lock: OperationLock = lambda _name: nullcontext()
     actor: str = CONTROLLER_ACTOR
     baseline_seen_for: BaselineSeenFor | None = None
+    # Where the adaptive replay rate goes after each decision (judge/sampling.py).
+    publish_replay_rate: Callable[[str, float], None] | None = None
 
 
 class _Down(Exception):
@@ -205,6 +208,10 @@ class _Tick:
             evidence = self.ports.evidence_for(record, self.now)
         state = record.judge_state(newest_data_at(evidence))
         decision = decide(record.plan, state, evidence, self.now)
+        if self.ports.publish_replay_rate is not None and record.plan.replay_sampling:
+            rate = replay_rate(record.plan, state, decision, self.now)
+            self.ports.publish_replay_rate(record.name, rate.rate)
+            log.info("replay rate", rollout=record.name, rate=rate.rate, reason=rate.reason)
         return decision, json_inputs(DecisionInputs(record.plan, state, evidence, self.now))
 
     def _decide_and_apply(self, record: RolloutRecord, flags: FlagBackend) -> TickResult:

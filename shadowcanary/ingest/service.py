@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -56,6 +56,14 @@ def needs_replay(event: CapturedCall, rollback_target_rate: float = 0.0) -> bool
     return in_rollback_target_sample(event.event_id, rollback_target_rate)
 
 
+def in_replay_sample(event_id: str, rate: float) -> bool:
+    """Deterministic: whether a baseline answer is replayed at the adaptive rate ``rate``."""
+    if rate >= 1.0:
+        return True
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8, person=b"adaptive").digest()
+    return int.from_bytes(digest) / 2**64 < rate
+
+
 def in_rollback_target_sample(event_id: str, rate: float) -> bool:
     """Deterministic, so a redelivered event is sampled alike (salted apart from the noise
     floor's sample, which is drawn from the other arm anyway)."""
@@ -75,11 +83,14 @@ class IngestService:
         schedule_replays: Callable[[list[str]], None],
         *,
         clock: Callable[[], datetime] = now_utc,
+        replay_rates: Callable[[Collection[str]], Mapping[str, float]] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._schedule_replays = schedule_replays
         self._clock = clock
+        # Adaptive sampling (judge/sampling.py): a rollout absent here replays everything.
+        self._replay_rates = replay_rates
 
     def ingest(self, raw_events: Sequence[Any]) -> IngestResult:
         valid: list[AssessedCapture] = []
@@ -108,7 +119,15 @@ class IngestService:
         # stored the batch but died before scheduling, this one must not lose the replays.
         # Replays are idempotent, so scheduling twice costs nothing but a lookup.
         target_rate = self._settings.replay.rollback_target_rate
-        to_replay = [c.event.event_id for c in valid if needs_replay(c.event, target_rate)]
+        wanted = [c.event for c in valid if needs_replay(c.event, target_rate)]
+        rollouts = {e.rollout for e in wanted if e.rollout is not None}
+        rates = self._replay_rates(rollouts) if self._replay_rates and rollouts else {}
+        to_replay = [
+            e.event_id
+            for e in wanted
+            if e.arm is not Arm.BASELINE
+            or in_replay_sample(e.event_id, rates.get(e.rollout or "", 1.0))
+        ]
         batch = self._settings.replay.batch_size
         for start in range(0, len(to_replay), batch):
             self._schedule_replays(to_replay[start : start + batch])

@@ -6,7 +6,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from shadowcanary.judge.decide import DecisionInputs, DecisionKind, decide
+from shadowcanary.judge.decide import Decision, DecisionInputs, DecisionKind, decide
 from shadowcanary.judge.evidence import (
     ArmCounts,
     Bucket,
@@ -16,6 +16,7 @@ from shadowcanary.judge.evidence import (
     ShadowCounts,
 )
 from shadowcanary.judge.phases import ROLLBACK_TARGET_UNHEALTHY
+from shadowcanary.judge.sampling import replay_rate
 from shadowcanary.judge.shadow_gate import pairs_to_certify
 from shadowcanary.plan import (
     DEFAULT_SHADOW_COMPARISONS,
@@ -241,3 +242,42 @@ def test_the_default_minimum_has_the_power_to_certify_the_margin() -> None:
     needed = pairs_to_certify(0.05, sd=0.2, certify_alpha=0.05, true_drop=0.025)
     assert needed <= DEFAULT_SHADOW_COMPARISONS < needed + 10
     assert pairs_to_certify(0.05, sd=0.2, certify_alpha=0.05) < needed  # at the noise floor
+
+
+def _held_at(plan: RolloutPlan, drop: float, minutes: int = 40) -> tuple[RolloutState, Decision]:
+    inputs = _gate(plan, minutes=minutes, pairs=10, drop=drop)
+    return inputs.state, decide(inputs.plan, inputs.state, inputs.evidence, inputs.now)
+
+
+LONG_GATE = GATED.replace("min_duration: 30m, deadline: 2h", "min_duration: 3h, deadline: 4h")
+SAMPLED = LONG_GATE + "replay_sampling: {maintenance_rate: 0.1, step_warmup: 5m}\n"
+
+
+@pytest.mark.parametrize(
+    ("plan_text", "drop", "minutes", "rate", "why"),
+    [
+        (LONG_GATE, 0.0, 40, 1.0, "off in the plan"),
+        (SAMPLED, 0.0, 40, 0.1, "certified for this step: quality"),
+        (SAMPLED, 0.0, 4, 1.0, "warm-up"),
+        (SAMPLED, 0.03, 40, 1.0, "quality"),  # a drop near the 0.05 margin: not certified
+    ],
+)
+def test_the_replay_rate_drops_only_once_the_shadow_triggers_certify(
+    plan_text: str, drop: float, minutes: int, rate: float, why: str
+) -> None:
+    """Maintenance rate once certified for the step; full rate while deciding or warming up."""
+    plan = parse_plan(plan_text)
+    state, decision = _held_at(plan, drop, minutes)
+    assert decision.kind is DecisionKind.HOLD, decision.reason
+    now = decision.decided_at
+    chosen = replay_rate(plan, state, decision, now)
+    assert chosen.rate == rate and why in chosen.reason, chosen
+
+
+def test_a_step_change_restores_the_full_replay_rate() -> None:
+    """The decision that moves the flag sends the next step back to full rate."""
+    plan = parse_plan(GATED + "replay_sampling: on\n")
+    inputs = _gate(plan, minutes=40, pairs=10, drop=0.0)
+    decision = inputs.decide()
+    assert decision.kind is DecisionKind.ADVANCE
+    assert replay_rate(plan, inputs.state, decision, inputs.now).rate == 1.0
