@@ -36,6 +36,7 @@ from shadowcanary.report.model import (
     TenantScope,
     TriggerSeries,
 )
+from shadowcanary.report.spend import spend_per_decision
 from shadowcanary.rollout_records import AuditEntry, RolloutRecord
 from shadowcanary.settings import ModelEndpoint, Settings
 from shadowcanary.store import report_reads as queries
@@ -110,6 +111,7 @@ def load_report(
                 conn, name, since, HISTOGRAM_BINS, tenant=tenant
             )
             pair_rows = queries.most_divergent(conn, name, since, pairs, tenant=tenant)
+            spend = [] if tenant else queries.shadow_spend_by_minute(conn, name, since)
     except OperationalError as exc:
         raise unavailable("reading the report", exc) from exc
 
@@ -158,6 +160,7 @@ def load_report(
         audit_truncated=len(history) >= AUDIT_LIMIT,
         tenant=tenant,
         tenant_scope=scope,
+        shadow_spend=spend_per_decision(entries, spend),
     )
 
 

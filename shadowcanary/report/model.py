@@ -195,6 +195,18 @@ class TenantScope:
 
 
 @dataclass(frozen=True, slots=True)
+class DecisionSpend:
+    """The shadow traffic one recorded decision was made on (since the previous one)."""
+
+    at: datetime
+    action: str
+    percent: int | None  # the flag's percentage the decision was taken at
+    replays: int
+    tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReportData:
     """Everything a report shows."""
 
@@ -217,6 +229,8 @@ class ReportData:
     # evidence and decision reasons are left out. tenant_scope says what was counted.
     tenant: str | None = None
     tenant_scope: TenantScope | None = None
+    # Replays, tokens and dollars of shadow traffic behind each recorded decision.
+    shadow_spend: tuple[DecisionSpend, ...] = ()
 
     @property
     def has_live_data(self) -> bool:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import io
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 from rich.console import Console
 
 from shadowcanary.controller.phase_view import phase_view, span
 from shadowcanary.controller.views import render_rollout
 from shadowcanary.plan import parse_plan
-from shadowcanary.rollout_records import RolloutRecord, RolloutStatus
+from shadowcanary.report.spend import spend_per_decision
+from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
+from shadowcanary.store.report_reads import SpendMinute
 
 T0 = datetime(2026, 7, 1, 12, 0, tzinfo=UTC)
 PLAN = parse_plan("name: c\nflag: f\nbaseline: gpt-5.2\ncandidate: gpt-5.5\n")
@@ -57,3 +59,15 @@ def test_spans_read_like_a_plan() -> None:
     """Durations print as an SRE writes them."""
     assert PLAN.shadow is not None and PLAN.watch is not None
     assert [span(PLAN.shadow.min_duration), span(PLAN.watch.duration)] == ["7 d", "24 h"]
+
+
+def test_spend_goes_to_the_first_decision_after_its_minute_closed() -> None:
+    """A minute's replays count for the first decision taken once that minute is closed."""
+
+    def entry(minutes: float) -> AuditEntry:
+        at = T0 + timedelta(minutes=minutes)
+        return AuditEntry(None, at, "c", "controller", AuditAction.HOLD, 0, None, "r", {"k": 1})
+
+    minutes = [SpendMinute(T0 + timedelta(minutes=m), 10, 100, 0.5) for m in range(4)]
+    spent = spend_per_decision([entry(1.5), entry(3.0)], minutes)
+    assert [(s.replays, s.tokens) for s in spent] == [(10, 100), (20, 200)]  # minute 3 is open
