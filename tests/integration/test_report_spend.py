@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 
 from sqlalchemy import Engine, func, select
 
+from shadowcanary.report.html import render_html
 from shadowcanary.report.load import load_report
 from shadowcanary.report.markdown import render_markdown
 from shadowcanary.settings import load_settings
@@ -35,5 +36,5 @@ def test_every_replay_is_counted_once_under_the_decision_it_informed(
     assert sum(s.replays for s in spend) == replays > 0
     assert sum(s.tokens for s in spend) == total_tokens
     assert abs(sum(s.cost_usd for s in spend) - float(cost or 0.0)) < 1e-9
-    text = render_markdown(data)
-    assert "## Shadow spend per decision" in text
+    assert "## Shadow spend per decision" in render_markdown(data)
+    assert '<section id="shadow-spend">' in render_html(data)
