@@ -433,6 +433,7 @@ _FIXES = {
     "escalation": "one line of at most 200 characters, e.g. '#sre-oncall'",
     "shadow": "a mapping (min_comparisons, min_judged_pairs, min_duration, deadline) or off",
     "watch": "a mapping (duration, min_baseline_replays, ...) or off",
+    "replay_sampling": "a mapping (maintenance_rate, near_margin, step_warmup), on or off",
 }
 
 # Offending values are quoted in errors, but never whole: a YAML alias bomb or a

@@ -96,9 +96,9 @@ class _Context:
 
         redis_url = None
         if actor is None:  # the controller tells the workers the adaptive replay rate
-            redis_url = self.settings.redis_url or EmbeddedServices(
-                self.settings.data_dir
-            ).start_redis()
+            redis_url = (
+                self.settings.redis_url or EmbeddedServices(self.settings.data_dir).start_redis()
+            )
         return build_ports(
             engine=self.engine,
             lock_engine=self.lock_engine,
