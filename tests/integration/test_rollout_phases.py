@@ -97,16 +97,22 @@ def live(
         sim.set_profile("gpt-5.2", error_rate=0.0)
 
 
-def _target_replays(traffic: Traffic, at_least: int) -> None:
-    """Wait until ``at_least`` rollback-target replays (to the baseline) are recorded."""
+def _target_replays(traffic: Traffic) -> int:
+    """Rollback-target replays (live candidate calls sent to the baseline) recorded so far."""
+    until = traffic.clock.now + timedelta(days=1)
+    totals = traffic.store.shadow_totals(traffic.rollout, T0, until)
+    return totals[ReplayKind.ROLLBACK_TARGET].replays
 
-    def recorded() -> int:
-        until = traffic.clock.now + timedelta(days=1)
-        return traffic.store.shadow_totals(traffic.rollout, T0, until)[
-            ReplayKind.ROLLBACK_TARGET
-        ].replays
 
-    wait_until(lambda: recorded() >= at_least, timeout_s=60, what="rollback-target replays")
+def _watch_minute(traffic: Traffic, minute: int, calls: int, replays: int) -> None:
+    """A minute of traffic at 100 %; waits for ``replays`` more rollback-target replays."""
+    before = _target_replays(traffic)
+    traffic.minute(minute, calls)
+    wait_until(
+        lambda: _target_replays(traffic) >= before + replays,
+        timeout_s=60,
+        what=f"{replays} rollback-target replays of minute {minute}",
+    )
 
 
 def _replays_exactly(decision: dict[str, Any] | None, inputs: dict[str, Any] | None) -> bool:
@@ -215,8 +221,7 @@ def test_a_regression_starting_during_the_watch_rolls_back(
     traffic, clock = live
     ports, memory, operator = controller(clock, engine, database_url, unleash)
     _to_100(traffic, ports, memory, operator)
-    traffic.minute(2, 200)
-    _target_replays(traffic, 40)
+    _watch_minute(traffic, 2, 200, replays=40)
     watching = tick_at(ports, memory, clock, traffic.rollout, 3)
     assert watching.decision is not None and watching.decision.kind is DecisionKind.HOLD
     assert watching.decision.reason.startswith("watch: triggers armed"), watching.decision.reason
@@ -224,8 +229,7 @@ def test_a_regression_starting_during_the_watch_rolls_back(
     assert row["phase"] == "watch" and "not before" in row["baseline_decommission"]
 
     sim.set_profile("gpt-5.5", error_rate=0.3)
-    traffic.minute(3, 300)
-    _target_replays(traffic, 80)
+    _watch_minute(traffic, 3, 300, replays=40)
     late = tick_at(ports, memory, clock, traffic.rollout, 4)
     assert late.decision is not None and late.decision.kind is DecisionKind.ROLLBACK
     assert "watch" in late.decision.reason, late.decision.reason
@@ -251,8 +255,7 @@ def test_a_baseline_failing_during_the_watch_is_an_alert_not_a_rollback(
     ports, memory, operator = controller(clock, engine, database_url, unleash)
     _to_100(traffic, ports, memory, operator)
     sim.set_profile("gpt-5.2", error_rate=1.0)
-    traffic.minute(2, 200)
-    _target_replays(traffic, 40)
+    _watch_minute(traffic, 2, 200, replays=40)
     alert = tick_at(ports, memory, clock, traffic.rollout, 3)
     assert alert.decision is not None and alert.decision.kind is DecisionKind.HOLD
     assert alert.decision.escalate
