@@ -40,6 +40,8 @@ from shadowcanary.plan import RolloutPlan, ShadowGate, TriggerMode
 # Triggers whose evidence is shadow replays only; they can judge before anyone is exposed.
 SHADOW_TRIGGERS = ("quality", "shadow_invalid_json", "judge_score")
 _MINUTE = timedelta(minutes=1)
+# A gate this old without a single pair says where pairs come from.
+_NO_PAIRS_HINT_AFTER = timedelta(minutes=10)
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,6 +73,11 @@ class GateProgress:
     def summary(self) -> str:
         """One line: 'shadow gate: 412/600 comparisons, 2 h of 7 d, quality certified, ...'."""
         parts = [f"{self.comparisons}/{self.min_comparisons} comparisons"]
+        if self.comparisons == 0 and self.elapsed >= _NO_PAIRS_HINT_AFTER:
+            parts[0] += (
+                " (no noise-floor pairs yet: are workers replaying this rollout's baseline "
+                "calls, with SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE above 0?)"
+            )
         if self.min_judged_pairs:
             parts.append(f"{self.judged_pairs}/{self.min_judged_pairs} judged pairs")
         parts.append(f"{_span(self.elapsed)} of {_span(self.min_duration)}")

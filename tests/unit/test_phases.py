@@ -103,6 +103,7 @@ def test_the_gate_waits_for_quality_pairs_that_never_come() -> None:
     decision = _gate(parse_plan(GATED), minutes=40, pairs=0, drop=0.0).decide()
     assert decision.kind is DecisionKind.HOLD
     assert "quality (not_applicable)" in decision.reason
+    assert "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE" in decision.reason  # where pairs come from
 
 
 def test_the_gate_escalates_past_its_deadline() -> None:
