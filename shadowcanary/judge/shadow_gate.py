@@ -181,4 +181,6 @@ def _span(span: timedelta) -> str:
         return f"{seconds / 86400:.0f} d"
     if seconds >= 3600:
         return f"{seconds / 3600:.1f} h"
+    if seconds < 120:  # "1 min of 1 min" while 59 s have passed would read as done
+        return f"{seconds:.0f} s"
     return f"{seconds / 60:.0f} min"
