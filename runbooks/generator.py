@@ -30,6 +30,7 @@ from pydantic import BaseModel, SecretStr
 
 from runbooks import view
 from runbooks.view import FlagAccess
+from shadowcanary.controller.phase_view import phase_view
 from shadowcanary.errors import ShadowCanaryError
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 
@@ -128,9 +129,11 @@ def _context(inputs: RunbookInputs) -> dict[str, Any]:
     change = view.latest_change(entries, record)
     if change is not None and decision is not None and change.at < decision.decided_at:
         change = None  # the judge decided since: its decision is the news
+    phase = phase_view(record, decision.reason if decision is not None else None)
     return {
         "record": record,
         "plan": plan,
+        "phase": phase,
         "status": record.status.value,
         "status_title": view.STATUS_TITLES[record.status],
         "as_of": view.when(max(moments)),

@@ -32,5 +32,10 @@ def budget_key(day: str, kind: str) -> str:
     return f"{KEY_PREFIX}budget:{day}:{kind}"
 
 
+def replay_rate_key(rollout: str) -> str:
+    """Share of a rollout's baseline answers to replay now (the controller's adaptive rate)."""
+    return f"{KEY_PREFIX}replay_rate:{rollout}"
+
+
 # Each tap process's cumulative counters, one hash field per instance (tap/stats.py).
 TAP_STATS_KEY = f"{KEY_PREFIX}tap:stats"

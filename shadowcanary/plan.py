@@ -234,6 +234,76 @@ class Step(_Model):
         return {"percent": data} if isinstance(data, int | float | str) else data
 
 
+# The shadow gate's defaults (docs/phases.md). Sized so the gate has the power to
+# certify the default quality margin: the quality trigger certifies when drop + r(n) <
+# margin, r the half-width of its normal-mixture confidence sequence (tau = margin 0.05,
+# certify_alpha 0.05) at V = sd^2 / n. A candidate losing half the margin (0.025) to
+# the noise floor, with a per-pair SD of D of 0.2 (a wide spread), needs n = 637 pairs
+# (shadowcanary.judge.shadow_gate.pairs_to_certify; 148 for a candidate at the floor).
+DEFAULT_SHADOW_COMPARISONS = 640
+# Seed 004: "shadow traffic executed for at least one week".
+DEFAULT_SHADOW_DURATION = timedelta(days=7)
+
+
+class ShadowGate(_Model):
+    """Before the first step: no user sees the candidate until shadow evidence certifies it.
+
+    The gate passes when the minimums are met and every act-mode shadow trigger
+    (``quality``, ``shadow_invalid_json``, ``judge_score``) certified "no harm beyond the
+    margin"; an act-mode shadow trigger that finds harm rolls back before anyone is exposed.
+    """
+
+    # Compared candidate replays (the candidate's answer scored against the live one).
+    min_comparisons: int = Field(default=DEFAULT_SHADOW_COMPARISONS, ge=0)
+    # Pairs the LLM judge scored; needs the judge_score trigger (a judge model) on.
+    min_judged_pairs: int = Field(default=0, ge=0)
+    min_duration: Duration = DEFAULT_SHADOW_DURATION
+    # Past this without a verdict the gate holds and escalates to a person.
+    deadline: Duration = timedelta(days=14)
+
+    @model_validator(mode="after")
+    def _deadline_after_minimum(self) -> ShadowGate:
+        if self.deadline <= self.min_duration:
+            raise ValueError(
+                f"deadline ({self.deadline}) must be longer than min_duration "
+                f"({self.min_duration}); raise the deadline or shorten min_duration"
+            )
+        return self
+
+
+class Watch(_Model):
+    """After 100 %: triggers stay armed and the old model is kept warm before COMPLETE.
+
+    A sample of the candidate's live calls is replayed to the baseline model (the
+    rollback target); its failures and latency are checked on their own. A failing
+    rollback target is an alert and a hold, never a rollback.
+    """
+
+    duration: Duration = timedelta(hours=24)
+    # Replays of live calls to the baseline model needed before COMPLETE ("warm").
+    min_baseline_replays: int = Field(default=200, ge=0)
+    # The rollback target is unhealthy when its replays certainly fail more than this.
+    baseline_max_error_rate: float = Field(default=0.05, gt=0, lt=1)
+    # ... or are certainly slower than the candidate's live answers by more than this.
+    baseline_latency_margin_ms: float = Field(default=2000.0, gt=0)
+    # False-alarm budget of the watch's own tests (candidate regression and target health).
+    alpha: float = Field(default=0.001, gt=0, le=0.05)
+
+
+class ReplaySampling(_Model):
+    """Spend only what the decision needs: once every act-mode shadow trigger is certified
+    for the current step, replay only ``maintenance_rate`` of the baseline's answers.
+
+    Back to every answer on a step change and when a shadow trigger is no longer
+    certified or its upper bound comes within ``near_margin`` of its margin.
+    """
+
+    maintenance_rate: float = Field(default=0.1, gt=0, le=1)
+    near_margin: float = Field(default=0.8, gt=0, lt=1)
+    # The first minutes of each step replay everything, whatever the pooled evidence says.
+    step_warmup: Duration = timedelta(minutes=10)
+
+
 class Unleash(_Model):
     project: _UnleashName = "default"
     environment: _UnleashName = "production"
@@ -284,6 +354,23 @@ class RolloutPlan(_Model):
     stickiness: Literal["userId", "conversationId"] = "userId"
     notify: Notify = Notify()
     escalation: _OneLine | None = None
+    # None: no gate / no watch. A plan *file* without these keys gets the defaults
+    # (parse_plan fills them in); a plan stored before they existed has neither, so its
+    # audit log replays exactly as it was decided.
+    shadow: ShadowGate | None = None
+    watch: Watch | None = None
+    # None: every baseline answer is replayed (adaptive sampling is opt-in).
+    replay_sampling: ReplaySampling | None = None
+
+    @field_validator("shadow", "watch", "replay_sampling", mode="before")
+    @classmethod
+    def _off_or_defaults(cls, value: Any) -> Any:
+        """'off' / false disable the phase; 'on' / true / {} take the defaults."""
+        if value is False or value in ("off", "disabled"):
+            return None
+        if value is True or value == "on":
+            return {}
+        return value
 
     @field_validator("steps")
     @classmethod
@@ -304,6 +391,18 @@ class RolloutPlan(_Model):
     def _models_differ(self) -> RolloutPlan:
         if self.baseline == self.candidate:
             raise ValueError(f"baseline and candidate are both {self.baseline!r}; name two models")
+        return self
+
+    @model_validator(mode="after")
+    def _judged_pairs_need_a_judge(self) -> RolloutPlan:
+        if self.shadow is not None and self.shadow.min_judged_pairs:
+            judge = self.triggers.judge_score
+            if not judge.enabled:
+                raise ValueError(
+                    f"shadow.min_judged_pairs is {self.shadow.min_judged_pairs} but the "
+                    "judge_score trigger is off, so nothing judges pairs; turn judge_score on "
+                    "(with a judge model in SHADOWCANARY_MODELS) or set min_judged_pairs: 0"
+                )
         return self
 
     @property
@@ -332,6 +431,9 @@ _FIXES = {
     "project": "an Unleash project id: letters, digits, _ . ~ -",
     "environment": "an Unleash environment name: letters, digits, _ . ~ -",
     "escalation": "one line of at most 200 characters, e.g. '#sre-oncall'",
+    "shadow": "a mapping (min_comparisons, min_judged_pairs, min_duration, deadline) or off",
+    "watch": "a mapping (duration, min_baseline_replays, ...) or off",
+    "replay_sampling": "a mapping (maintenance_rate, near_margin, step_warmup), on or off",
 }
 
 # Offending values are quoted in errors, but never whole: a YAML alias bomb or a
@@ -427,6 +529,8 @@ def parse_plan(text: str, source: str = "<string>") -> RolloutPlan:
             f"{source}: a rollout plan is a YAML mapping, got {type(data).__name__}",
             hint="start from: name, flag, baseline and candidate, one `key: value` per line",
         )
+    for phase in ("shadow", "watch"):
+        data.setdefault(phase, {})  # a plan file gets the gate and the watch unless it says off
     try:
         return RolloutPlan.model_validate(data)
     except RecursionError as exc:

@@ -150,6 +150,9 @@ class ReplaySettings(_Section):
 
     # Share of replayed prompts that are also sent to the baseline a second time.
     noise_floor_rate: float = Field(default=0.2, ge=0, le=1)
+    # Share of candidate-arm live calls replayed to the baseline model, the rollback
+    # target: what proves it healthy and warm during a plan's watch after 100 %.
+    rollback_target_rate: float = Field(default=0.05, ge=0, le=1)
     max_attempts: int = Field(default=5, ge=1)
     backoff_base_s: float = Field(default=1.0, gt=0)
     backoff_max_s: float = Field(default=60.0, gt=0)

@@ -11,6 +11,9 @@ from shadowcanary.judge.types import CallOutput, Comparison
 class ReplayKind(StrEnum):
     CANDIDATE = "candidate"  # the prompt sent to the candidate model (C)
     NOISE = "noise"  # the prompt sent to the baseline a second time (B2)
+    # A candidate-arm live call sent to the baseline model, the rollback target: keeps it
+    # proven healthy and warm during the watch after 100 % (docs/phases.md).
+    ROLLBACK_TARGET = "rollback_target"
 
 
 class ReplayStatus(StrEnum):

@@ -24,6 +24,7 @@ from shadowcanary.controller.policy import controller_actor
 from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
 from shadowcanary.errors import ConfigError
 from shadowcanary.judge.evidence import Evidence
+from shadowcanary.limits.replay_rate import ReplayRates
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import RolloutRecord
 from shadowcanary.settings import Settings
@@ -109,6 +110,7 @@ def build_ports(
     settings: Settings,
     clock: Callable[[], datetime] = utc_now,
     actor: str | None = None,
+    redis_url: str | None = None,
 ) -> TickPorts:
     """The ports of a tick (or an operator command when ``actor`` is ``cli:<user>``).
 
@@ -147,4 +149,6 @@ def build_ports(
         operation_lock=lambda name: operation_lock(lock_engine, name),
         actor=actor or controller_actor(instance_name()),
         baseline_seen_for=baseline_seen_for,
+        # Plans with replay_sampling tell the workers how much to replay (fail open).
+        publish_replay_rate=None if redis_url is None else ReplayRates.from_url(redis_url).publish,
     )

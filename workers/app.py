@@ -23,6 +23,7 @@ from shadowcanary.events import now_utc
 from shadowcanary.ingest.journal import IngestJournal
 from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
+from shadowcanary.limits.replay_rate import ReplayRates
 from shadowcanary.logging import configure_logging
 from shadowcanary.replay.event_loop import ReplayRuntime
 from shadowcanary.replay.service import ReplayService
@@ -73,7 +74,12 @@ class WorkerContext:
                 self._services = _Services(
                     store=store,
                     runtime=runtime,
-                    ingest=IngestService(self.settings, store, self.schedule_replays),
+                    ingest=IngestService(
+                        self.settings,
+                        store,
+                        self.schedule_replays,
+                        replay_rates=ReplayRates.from_url(self.urls.redis_url).rates,
+                    ),
                     replay=ReplayService(self.settings, store, runtime, candidates=candidates),
                 )
             return self._services

@@ -360,6 +360,8 @@ def _worker_env(urls: ServiceUrls, sim: SimHandle) -> dict[str, str]:
         "SHADOWCANARY_MODELS": models_json(sim.base_url),
         # Enough noise-floor pairs for the quality trigger, at a third of the extra load.
         "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0.3",
+        # The watch after 100 % keeps the baseline warm with half the candidate's calls.
+        "SHADOWCANARY_REPLAY__ROLLBACK_TARGET_RATE": "0.5",
         "SHADOWCANARY_REPLAY__BACKOFF_BASE_S": "0.2",
         "SHADOWCANARY_REPLAY__BACKOFF_MAX_S": "1",
         "SHADOWCANARY_LOG_LEVEL": "warning",

@@ -91,8 +91,14 @@ class _Context:
 
     def ports(self, actor: str | None = None) -> Any:
         from shadowcanary.controller.notify import WebhookNotifier
+        from shadowcanary.launcher.embedded_services import EmbeddedServices
         from shadowcanary.wiring import build_ports
 
+        redis_url = None
+        if actor is None:  # the controller tells the workers the adaptive replay rate
+            redis_url = (
+                self.settings.redis_url or EmbeddedServices(self.settings.data_dir).start_redis()
+            )
         return build_ports(
             engine=self.engine,
             lock_engine=self.lock_engine,
@@ -100,6 +106,7 @@ class _Context:
             notifier=WebhookNotifier(),
             actor=actor,
             settings=self.settings,
+            redis_url=redis_url,
         )
 
     def operator(self) -> Any:

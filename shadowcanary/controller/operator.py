@@ -180,9 +180,13 @@ class Operator:
             steps = record.plan.step_percents
             if to is None:
                 if record.step_index + 1 >= len(steps):
+                    watch = record.plan.watch
                     raise InvalidTransition(
                         f"rollout {name!r} is at its last step ({steps[-1]} %)",
-                        hint="the controller completes it on its next tick",
+                        hint="the controller completes it on its next tick"
+                        if watch is None
+                        else f"the controller completes it once its watch ({watch.duration}) "
+                        "has passed; `rollout abort` stops watching and leaves the flag at 100 %",
                     )
                 to = steps[record.step_index + 1]
             if to not in steps:

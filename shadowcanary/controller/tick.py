@@ -60,6 +60,7 @@ from shadowcanary.errors import (
 )
 from shadowcanary.judge.decide import Decision, DecisionInputs, DecisionKind, decide
 from shadowcanary.judge.evidence import Evidence
+from shadowcanary.judge.sampling import replay_rate
 from shadowcanary.plan import RolloutPlan
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord, RolloutStatus
 from shadowcanary.store.evidence_reads import newest_data_at
@@ -111,6 +112,8 @@ class TickPorts:
     operation_lock: OperationLock = lambda _name: nullcontext()
     actor: str = CONTROLLER_ACTOR
     baseline_seen_for: BaselineSeenFor | None = None
+    # Where the adaptive replay rate goes after each decision (judge/sampling.py).
+    publish_replay_rate: Callable[[str, float], None] | None = None
 
 
 class _Down(Exception):
@@ -199,12 +202,20 @@ class _Tick:
 
     # -- the judge's decision ------------------------------------------------------
 
-    def _decide_and_apply(self, record: RolloutRecord, flags: FlagBackend) -> TickResult:
+    def _judge(self, record: RolloutRecord) -> tuple[Decision, dict[str, Any]]:
+        """The judge's decision on the current evidence, and its replayable inputs."""
         with _guard("postgres"):
             evidence = self.ports.evidence_for(record, self.now)
         state = record.judge_state(newest_data_at(evidence))
         decision = decide(record.plan, state, evidence, self.now)
-        inputs = json_inputs(DecisionInputs(record.plan, state, evidence, self.now))
+        if self.ports.publish_replay_rate is not None and record.plan.replay_sampling:
+            rate = replay_rate(record.plan, state, decision, self.now)
+            self.ports.publish_replay_rate(record.name, rate.rate)
+            log.info("replay rate", rollout=record.name, rate=rate.rate, reason=rate.reason)
+        return decision, json_inputs(DecisionInputs(record.plan, state, evidence, self.now))
+
+    def _decide_and_apply(self, record: RolloutRecord, flags: FlagBackend) -> TickResult:
+        decision, inputs = self._judge(record)
         metrics.observe_decision(record.name, decision)
         log.info(
             "decision",
@@ -227,8 +238,17 @@ class _Tick:
         return self._move(record, flags, decision, inputs, target)
 
     def _first_step(self, record: RolloutRecord, flags: FlagBackend) -> TickResult:
-        """Freeze the baseline p99 from pre-canary traffic, then move to the first step."""
+        """Pass the shadow gate, freeze the baseline p99 from pre-canary traffic, then move
+        to the first step."""
         plan, p99 = record.plan, None
+        gate: tuple[Decision, dict[str, Any]] | None = None
+        if plan.shadow is not None:  # judge/phases.py: nobody sees the candidate before
+            gate = self._judge(record)
+            metrics.observe_decision(record.name, gate[0])
+            if gate[0].kind is DecisionKind.HOLD:
+                return self._hold(record, *gate)
+            if gate[0].kind is DecisionKind.ROLLBACK:
+                return self._move(record, flags, gate[0], gate[1], 0)
         tail = plan.triggers.p99_latency
         first = plan.steps[0].percent
         if tail.enabled:
@@ -248,15 +268,21 @@ class _Tick:
                 )
                 return self._hold(record, decision, None)
         frozen = f"baseline p99 frozen at {p99:.0f} ms; " if p99 is not None else ""
-        decision = Decision(
-            kind=DecisionKind.ADVANCE,
-            reason=f"{frozen}moving to the first step",
-            from_percent=0,
-            to_percent=first,
-            decided_at=self.now,
-        )
-        metrics.observe_decision(record.name, decision)
-        return self._move(replace(record, baseline_p99_ms=p99), flags, decision, None, first)
+        if gate is not None:  # the gate's ADVANCE as decided, so its audit row replays
+            decision, inputs = gate
+        else:
+            decision, inputs = (
+                Decision(
+                    kind=DecisionKind.ADVANCE,
+                    reason=f"{frozen}moving to the first step",
+                    from_percent=0,
+                    to_percent=first,
+                    decided_at=self.now,
+                ),
+                None,
+            )
+            metrics.observe_decision(record.name, decision)
+        return self._move(replace(record, baseline_p99_ms=p99), flags, decision, inputs, first)
 
     def _waiting_for_baseline(self, record: RolloutRecord) -> str:
         """The pre-canary HOLD's reason: how many baseline requests of how many, and how."""

@@ -11,6 +11,7 @@ from rich.console import Group
 from rich.table import Table
 from rich.text import Text
 
+from shadowcanary.controller.phase_view import phase_view
 from shadowcanary.controller.policy import is_intent
 from shadowcanary.rollout_records import AuditAction, AuditEntry, RolloutRecord
 from shadowcanary.store.rollouts import RolloutStore
@@ -77,6 +78,7 @@ def status_data(store: RolloutStore, records: Sequence[RolloutRecord]) -> list[d
             None,
         )
         plan = record.plan
+        phase = phase_view(record, last.reason if last is not None else None)
         out.append(
             {
                 "name": record.name,
@@ -93,6 +95,10 @@ def status_data(store: RolloutStore, records: Sequence[RolloutRecord]) -> list[d
                 "baseline_p99_ms": record.baseline_p99_ms,
                 "last_decision": None if last is None else entry_data(last),
                 "last_change": None if change is None else entry_data(change),
+                "phase": phase.phase,
+                "phase_headline": phase.headline,
+                "waiting_for": phase.waiting,
+                "baseline_decommission": phase.decommission,
             }
         )
     return out
@@ -100,6 +106,10 @@ def status_data(store: RolloutStore, records: Sequence[RolloutRecord]) -> list[d
 
 def _step(row: dict[str, Any]) -> str:
     index, steps = row["step_index"], row["steps"]
+    if row.get("phase") == "shadow_gate":
+        return "shadow gate"
+    if row.get("phase") == "watch":
+        return f"watch ({steps[index]} %)"
     return "not started" if index < 0 else f"{index + 1}/{len(steps)} ({steps[index]} %)"
 
 
@@ -158,6 +168,12 @@ def render_rollout(row: dict[str, Any], *, width: int = 200) -> Group:
     for key in ("flag", "baseline", "candidate", "status", "percent", "started_at"):
         state.add_row(key.replace("_", " "), _num(row[key]))
     state.add_row("step", _step(row))
+    if row.get("phase_headline"):
+        state.add_row("phase", Text(row["phase_headline"]))
+    if row.get("waiting_for"):
+        state.add_row("waiting for", Text(row["waiting_for"]))
+    if row.get("baseline_decommission"):
+        state.add_row(f"decommission {row['baseline']}?", Text(row["baseline_decommission"]))
     state.add_row("step since", row["step_started_at"])
     state.add_row("baseline p99 ms", _num(row["baseline_p99_ms"]))
     last, reason = _last(row)

@@ -7,8 +7,9 @@ delivered twice (the broker's at-least-once) changes nothing the second time.
 
 from __future__ import annotations
 
+import hashlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -45,9 +46,31 @@ def _payload_for_dead_letter(raw: Any) -> dict[str, object]:
     return {"raw": repr(raw)[:_MAX_DEAD_LETTER_PAYLOAD_CHARS]}
 
 
-def needs_replay(event: CapturedCall) -> bool:
-    """Shadow only what the baseline answered: that answer is what the candidate is compared to."""
-    return event.arm is Arm.BASELINE and event.status is CallStatus.OK
+def needs_replay(event: CapturedCall, rollback_target_rate: float = 0.0) -> bool:
+    """Shadow what the baseline answered (the candidate is compared to it), and a sample of
+    what the candidate answered: replayed to the baseline, the rollback target."""
+    if event.status is not CallStatus.OK:
+        return False
+    if event.arm is Arm.BASELINE:
+        return True
+    return in_rollback_target_sample(event.event_id, rollback_target_rate)
+
+
+def in_replay_sample(event_id: str, rate: float) -> bool:
+    """Deterministic: whether a baseline answer is replayed at the adaptive rate ``rate``."""
+    if rate >= 1.0:
+        return True
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8, person=b"adaptive").digest()
+    return int.from_bytes(digest) / 2**64 < rate
+
+
+def in_rollback_target_sample(event_id: str, rate: float) -> bool:
+    """Deterministic, so a redelivered event is sampled alike (salted apart from the noise
+    floor's sample, which is drawn from the other arm anyway)."""
+    if rate <= 0:
+        return False
+    digest = hashlib.blake2b(event_id.encode(), digest_size=8, person=b"rollback").digest()
+    return int.from_bytes(digest) / 2**64 < rate
 
 
 class IngestService:
@@ -60,11 +83,14 @@ class IngestService:
         schedule_replays: Callable[[list[str]], None],
         *,
         clock: Callable[[], datetime] = now_utc,
+        replay_rates: Callable[[Collection[str]], Mapping[str, float]] | None = None,
     ) -> None:
         self._settings = settings
         self._store = store
         self._schedule_replays = schedule_replays
         self._clock = clock
+        # Adaptive sampling (judge/sampling.py): a rollout absent here replays everything.
+        self._replay_rates = replay_rates
 
     def ingest(self, raw_events: Sequence[Any]) -> IngestResult:
         valid: list[AssessedCapture] = []
@@ -92,7 +118,16 @@ class IngestService:
         # Schedule from every valid event, not only the new ones: if an earlier delivery
         # stored the batch but died before scheduling, this one must not lose the replays.
         # Replays are idempotent, so scheduling twice costs nothing but a lookup.
-        to_replay = [c.event.event_id for c in valid if needs_replay(c.event)]
+        target_rate = self._settings.replay.rollback_target_rate
+        wanted = [c.event for c in valid if needs_replay(c.event, target_rate)]
+        rollouts = {e.rollout for e in wanted if e.rollout is not None}
+        rates = self._replay_rates(rollouts) if self._replay_rates and rollouts else {}
+        to_replay = [
+            e.event_id
+            for e in wanted
+            if e.arm is not Arm.BASELINE
+            or in_replay_sample(e.event_id, rates.get(e.rollout or "", 1.0))
+        ]
         batch = self._settings.replay.batch_size
         for start in range(0, len(to_replay), batch):
             self._schedule_replays(to_replay[start : start + batch])

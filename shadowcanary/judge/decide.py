@@ -12,13 +12,15 @@ always safe, and the harm tests stay valid under a shifted split because they us
 observed share of requests per minute, not the flag's percentage.
 
 1. paused / overridden / invalid or missing evidence -> HOLD
-2. at the last step (100 %: no baseline left to compare) -> COMPLETE
+2. at the last step (100 %: no baseline left to compare) -> COMPLETE, or the watch
+   when the plan has one (``phases.watch_decision``)
 3. guardrails: canary errors certainly above the catastrophe limit -> ROLLBACK
 4. harm: an act trigger with E >= 1/alpha_m (evidence since the rollout start) -> ROLLBACK
 5. stale data, flag disagreeing with the step, sample-ratio mismatch -> HOLD
 6. minimum exposure met and every act trigger certified -> ADVANCE, else HOLD
 7. past the step's deadline, every HOLD escalates to a person.
 Dry-run triggers are evaluated and recorded (and named in the reason) but never act.
+Before the first step a plan with a ``shadow`` gate is decided by ``phases.gate_decision``.
 """
 
 from __future__ import annotations
@@ -131,6 +133,11 @@ def slow_threshold_ms(plan: RolloutPlan, state: RolloutState) -> float | None:
 
 def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: datetime) -> Decision:
     """The judge's verdict for this tick (see the module docstring for the order)."""
+    # The phases module builds on this one's Decision: imported here, not at the top.
+    from shadowcanary.judge import phases
+
+    if state.step_index < 0 and plan.shadow is not None:
+        return phases.gate_decision(plan, state, evidence, now)
     hold = _Holder(plan, state, now)
     table = EvidenceTable.of(evidence.buckets)
     problems = _input_problems(plan, state, evidence, table, now)
@@ -156,6 +163,9 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
     if state.overridden:
         reason = "the flag was changed outside the controller (manual override); resume to continue"
         return hold.make(DecisionKind.HOLD, reason, None)
+    if state.step_index == len(plan.steps) - 1 and plan.watch is not None:
+        freshness = _freshness(plan, state, now)
+        return phases.watch_decision(plan, state, evidence, now, closed, freshness, _guardrail)
     if state.step_index == len(plan.steps) - 1:
         return hold.make(DecisionKind.COMPLETE, "the candidate serves 100 % of users", 100)
     if not closed:

@@ -79,6 +79,11 @@ class ShadowCounts:
     candidate_json_invalid: int = 0
     baseline_replays: int = 0
     baseline_json_invalid: int = 0
+    # Candidate-arm live calls replayed to the baseline model (the rollback target) during
+    # the watch after 100 %: attempts, failures, and latency minus the live answer's.
+    rollback_replays: int = 0
+    rollback_failed: int = 0
+    rollback_latency_delta_ms: Moments = Moments()
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,8 +146,10 @@ _SHADOW_COUNTS = (
     "candidate_json_invalid",
     "baseline_replays",
     "baseline_json_invalid",
+    "rollback_replays",
+    "rollback_failed",
 )
-_SHADOW_MOMENTS = ("similarity_diff", "judge_diff")
+_SHADOW_MOMENTS = ("similarity_diff", "judge_diff", "rollback_latency_delta_ms")
 
 
 def _arm_columns(arm: str) -> tuple[str, ...]:
@@ -177,6 +184,7 @@ _AT_MOST = (
     + (
         ("shadow.candidate_json_invalid", "shadow.candidate_replays"),
         ("shadow.baseline_json_invalid", "shadow.baseline_replays"),
+        ("shadow.rollback_failed", "shadow.rollback_replays"),
     )
 )
 
@@ -212,8 +220,11 @@ def _row(b: Bucket) -> tuple[float, ...]:
         s.candidate_json_invalid,
         s.baseline_replays,
         s.baseline_json_invalid,
+        s.rollback_replays,
+        s.rollback_failed,
         *_moments(s.similarity_diff),
         *_moments(s.judge_diff),
+        *_moments(s.rollback_latency_delta_ms),
     )
 
 

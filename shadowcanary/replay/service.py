@@ -3,6 +3,8 @@
 For each captured baseline call the candidate model gets the same request (C). On a
 deterministic sample the baseline gets it a second time too (B2): the noise floor, so
 a candidate difference only counts beyond the baseline's difference from itself.
+A sample of candidate-arm live calls goes to the baseline model (the rollback target),
+so the watch after 100 % knows the model a rollback would return to still answers.
 Tool calls in either answer are recorded and compared, never executed.
 """
 
@@ -22,7 +24,7 @@ from shadowcanary.errors import (
     TransientError,
     UpstreamRateLimited,
 )
-from shadowcanary.events import CapturedCall, now_utc
+from shadowcanary.events import Arm, CapturedCall, now_utc
 from shadowcanary.judge import compare, output_from_capture
 from shadowcanary.judge.types import CallOutput
 from shadowcanary.replay.event_loop import ReplayResources, ReplayRuntime
@@ -84,6 +86,9 @@ class BatchOutcome:
     # Events of ``retry`` whose candidate answered (now or before): only their
     # noise-floor replay failed, which is evidence about the baseline, not their outcome.
     noise_only: frozenset[str] = frozenset()
+    # Events of ``retry`` that were rollback-target replays (a live candidate call sent to
+    # the baseline): given up, their failure is stored as evidence, never dead-lettered.
+    target_only: frozenset[str] = frozenset()
 
     @property
     def retry_after_s(self) -> float | None:
@@ -134,12 +139,18 @@ class ReplayService:
         records, failed = self._runtime.run(self._replay_all(captures, work, attempt, candidate_of))
         retry: dict[str, TransientError] = {}
         noise_only: set[str] = set()
+        target_only: set[str] = set()
         for (event_id, kind), error in failed.items():
             # The candidate's error is the one to report when both failed.
             if kind is ReplayKind.CANDIDATE or event_id not in retry:
                 retry[event_id] = error
+            if kind is ReplayKind.ROLLBACK_TARGET:
+                target_only.add(event_id)
         for event_id in retry:
-            if (event_id, ReplayKind.CANDIDATE) not in failed:
+            if (event_id, ReplayKind.NOISE) in failed and (
+                event_id,
+                ReplayKind.CANDIDATE,
+            ) not in failed:
                 noise_only.add(event_id)
         recorded = self._store.record_replays(records, recorded_at=self._clock())
         skipped = sum(1 for r in records if r.status is ReplayStatus.SKIPPED_BUDGET)
@@ -150,6 +161,7 @@ class ReplayService:
             retry=retry,
             records=tuple(records),
             noise_only=frozenset(noise_only),
+            target_only=frozenset(target_only),
         )
 
     def give_up(self, outcome: BatchOutcome, *, attempts: int) -> int:
@@ -161,10 +173,13 @@ class ReplayService:
         its outcome (a redelivered copy settled it) gets no second one.
         """
         now = self._clock()
+        evidence_only = {e: ReplayKind.NOISE for e in outcome.noise_only} | {
+            e: ReplayKind.ROLLBACK_TARGET for e in outcome.target_only
+        }
         failed_noise = [
             ReplayRecord(
                 event_id=event_id,
-                kind=ReplayKind.NOISE,
+                kind=evidence_only[event_id],
                 status=ReplayStatus.FAILED,
                 output=None,
                 comparison=None,
@@ -173,7 +188,7 @@ class ReplayService:
                 error_message=error.message,
             )
             for event_id, error in outcome.retry.items()
-            if event_id in outcome.noise_only
+            if event_id in evidence_only
         ]
         if failed_noise:
             self._store.record_replays(failed_noise, recorded_at=now)
@@ -186,13 +201,16 @@ class ReplayService:
                 event_id=event_id,
             )
             for event_id, error in outcome.retry.items()
-            if event_id not in outcome.noise_only
+            if event_id not in evidence_only
         ]
         return self._store.record_replay_dead_letters(letters, recorded_at=now)
 
     def _kinds_needed(
         self, event: CapturedCall, done: set[tuple[str, ReplayKind]]
     ) -> tuple[ReplayKind, ...]:
+        if event.arm is Arm.CANDIDATE:  # only sampled ones get here (ingest.needs_replay)
+            kinds = [ReplayKind.ROLLBACK_TARGET]
+            return tuple(k for k in kinds if (event.event_id, k) not in done)
         kinds = [ReplayKind.CANDIDATE]
         if in_noise_sample(event.event_id, self._settings.replay.noise_floor_rate):
             kinds.append(ReplayKind.NOISE)
@@ -250,7 +268,7 @@ class ReplayService:
     def _model_for(
         self, kind: ReplayKind, rollout: str | None, candidate_of: Mapping[str | None, str]
     ) -> str:
-        if kind is ReplayKind.NOISE:
+        if kind in (ReplayKind.NOISE, ReplayKind.ROLLBACK_TARGET):
             return self._settings.baseline_model
         return candidate_of.get(rollout) or self._settings.candidate_model
 

@@ -9,6 +9,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import Engine
 from sqlalchemy.exc import OperationalError
 
+from shadowcanary.controller.phase_view import phase_view
 from shadowcanary.events import Arm, CapturedCall
 from shadowcanary.report.data import (
     MINUTE,
@@ -35,6 +36,7 @@ from shadowcanary.report.model import (
     TenantScope,
     TriggerSeries,
 )
+from shadowcanary.report.spend import spend_per_decision
 from shadowcanary.rollout_records import AuditEntry, RolloutRecord
 from shadowcanary.settings import ModelEndpoint, Settings
 from shadowcanary.store import report_reads as queries
@@ -109,6 +111,7 @@ def load_report(
                 conn, name, since, HISTOGRAM_BINS, tenant=tenant
             )
             pair_rows = queries.most_divergent(conn, name, since, pairs, tenant=tenant)
+            spend = [] if tenant else queries.shadow_spend_by_minute(conn, name, since)
     except OperationalError as exc:
         raise unavailable("reading the report", exc) from exc
 
@@ -157,6 +160,7 @@ def load_report(
         audit_truncated=len(history) >= AUDIT_LIMIT,
         tenant=tenant,
         tenant_scope=scope,
+        shadow_spend=spend_per_decision(entries, spend),
     )
 
 
@@ -232,6 +236,7 @@ def _whole_rollout_evidence_withheld(
 
 def _info(record: RolloutRecord) -> RolloutInfo:
     plan = record.plan
+    phase = phase_view(record, None)  # what the phase waits for is the last decision's reason
     return RolloutInfo(
         name=record.name,
         flag=plan.flag,
@@ -246,6 +251,10 @@ def _info(record: RolloutRecord) -> RolloutInfo:
         started_at=record.started_at,
         updated_at=record.updated_at,
         escalation=plan.escalation,
+        phase=phase.headline,
+        decommission=phase.decommission,
+        gate_rule=phase.gate_rule,
+        watch_rule=phase.watch_rule,
     )
 
 

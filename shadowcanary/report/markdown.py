@@ -64,6 +64,13 @@ def render_markdown(data: ReportData) -> str:
         f"to {fmt.when(data.until)}.",
         "",
     ]
+    if r.phase:
+        out += [
+            f"Phase{fmt.whole_rollout(data.tenant)}: {_text(r.phase)}. Shadow gate: "
+            f"{_text(r.gate_rule)}. Watch after 100 %: {_text(r.watch_rule)}. "
+            f"Decommission {_text(r.baseline)}? {_text(r.decommission)}.",
+            "",
+        ]
     if data.tenant_scope is not None:
         note = fmt.tenant_note(data.tenant_scope, data.since, data.until)
         out += [f"_{_text(note)}_", ""]
@@ -155,6 +162,20 @@ def render_markdown(data: ReportData) -> str:
         out.append(f"_{fmt.TRIGGERS_WITHHELD}_")
     else:
         out.append(f"_{fmt.NO_DATA}_")
+    if data.shadow_spend:
+        out += ["", "## Shadow spend per decision", ""]
+        out += _header("decided at", "decision", "at %", "replays", "tokens", "cost")
+        for spent in data.shadow_spend[-30:]:  # the newest; the audit log has every one
+            out.append(
+                _row(
+                    fmt.when(spent.at),
+                    spent.action,
+                    "-" if spent.percent is None else f"{spent.percent} %",
+                    fmt.count(spent.replays),
+                    fmt.count(spent.tokens),
+                    f"${spent.cost_usd:.4f}",
+                )
+            )
     out += ["", f"## Step history{fmt.whole_rollout(data.tenant)}", ""]
     if data.steps:
         out += _header("when", "flag", "action", "by", "reason")

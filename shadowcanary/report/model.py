@@ -32,6 +32,11 @@ class RolloutInfo:
     started_at: datetime
     updated_at: datetime
     escalation: str | None
+    # The phase in words (controller/phase_view.py): shadow gate, step, watch, complete.
+    phase: str = ""
+    decommission: str = ""  # when the baseline model may be turned off
+    gate_rule: str = ""
+    watch_rule: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -190,6 +195,18 @@ class TenantScope:
 
 
 @dataclass(frozen=True, slots=True)
+class DecisionSpend:
+    """The shadow traffic one recorded decision was made on (since the previous one)."""
+
+    at: datetime
+    action: str
+    percent: int | None  # the flag's percentage the decision was taken at
+    replays: int
+    tokens: int
+    cost_usd: float
+
+
+@dataclass(frozen=True, slots=True)
 class ReportData:
     """Everything a report shows."""
 
@@ -212,6 +229,8 @@ class ReportData:
     # evidence and decision reasons are left out. tenant_scope says what was counted.
     tenant: str | None = None
     tenant_scope: TenantScope | None = None
+    # Replays, tokens and dollars of shadow traffic behind each recorded decision.
+    shadow_spend: tuple[DecisionSpend, ...] = ()
 
     @property
     def has_live_data(self) -> bool:

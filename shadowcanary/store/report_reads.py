@@ -96,6 +96,47 @@ def shadow_tokens(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class SpendMinute:
+    """Shadow replays (every kind) of the calls made in one minute, and what they cost."""
+
+    minute: datetime
+    replays: int
+    tokens: int
+    cost_usd: float
+
+
+def shadow_spend_by_minute(conn: Connection, rollout: str, since: datetime) -> list[SpendMinute]:
+    """Replays, tokens and dollars of the rollout's shadow traffic per minute of the live call.
+
+    By the minute the live call was made (as the rollups and the controller count it),
+    not when its replay finished, so it lines up with the decisions.
+    """
+    minute = func.date_trunc("minute", CAPTURES.c.started_at).label("minute")
+    stmt = (
+        select(
+            minute,
+            func.count(),
+            func.coalesce(
+                func.sum(
+                    func.coalesce(REPLAYS.c.prompt_tokens, 0)
+                    + func.coalesce(REPLAYS.c.completion_tokens, 0)
+                ),
+                0,
+            ),
+            func.coalesce(func.sum(REPLAYS.c.cost_usd), 0.0),
+        )
+        .select_from(REPLAYS.join(CAPTURES, REPLAYS.c.event_id == CAPTURES.c.event_id))
+        .where(CAPTURES.c.rollout == rollout, CAPTURES.c.started_at >= since)
+        .group_by(minute)
+        .order_by(minute)
+    )
+    return [
+        SpendMinute(at, int(count), int(tokens), float(cost))
+        for at, count, tokens, cost in conn.execute(stmt).all()
+    ]
+
+
 def similarity_counts(
     conn: Connection, rollout: str, since: datetime, bins: int, *, tenant: str | None = None
 ) -> tuple[dict[str, dict[int, int]], dict[str, float]]:

@@ -44,6 +44,7 @@ CHUNK_MINUTES = 60
 
 BASELINE, CANDIDATE = Arm.BASELINE.value, Arm.CANDIDATE.value
 CANDIDATE_KIND, NOISE_KIND = ReplayKind.CANDIDATE.value, ReplayKind.NOISE.value
+TARGET_KIND = ReplayKind.ROLLBACK_TARGET.value
 _LIVE_COLUMNS = (
     "requests",
     "failures",
@@ -64,7 +65,18 @@ _LIVE_COLUMNS = (
     "cost_usd_sum",
     "cost_usd_sq_sum",
 )
-_SHADOW_COLUMNS = ("n", "other_json_invalid", "paired_n", "paired_diff_sum", "paired_diff_sq_sum")
+_SHADOW_COLUMNS = (
+    "n",
+    "other_json_invalid",
+    "paired_n",
+    "paired_diff_sum",
+    "paired_diff_sq_sum",
+    "replays",
+    "other_failed",
+    "latency_delta_n",
+    "latency_delta_sum",
+    "latency_delta_sq_sum",
+)
 Row = tuple[Any, ...]
 RowKey = tuple[str, int]  # (arm or replay kind, minute index)
 Signature = tuple[int, int]  # (rows, sum of the counters that grow on every change)
@@ -123,7 +135,7 @@ class RollupReader:
             table.c.minute < self.until,
         ]
         if table is SHADOW:
-            where.append(table.c.kind.in_([CANDIDATE_KIND, NOISE_KIND]))
+            where.append(table.c.kind.in_([CANDIDATE_KIND, NOISE_KIND, TARGET_KIND]))
         return where
 
     def _chunks(self, table: Table, chunks: Sequence[int]) -> list[ColumnElement[bool]]:
@@ -196,7 +208,7 @@ def percent_per_minute(
 
 
 _NO_ARM = ArmCounts()
-_NO_SHADOW: Row = (0, 0, 0, 0.0, 0.0)
+_NO_SHADOW: Row = (0, 0, 0, 0.0, 0.0, 0, 0, 0, 0.0, 0.0)
 
 
 def arm_counts(found: tuple[Row, int] | None) -> ArmCounts:
@@ -231,10 +243,13 @@ def bucket(
     index: int,
 ) -> Bucket:
     """The Bucket of minute ``index`` from the rows read for its chunk."""
-    c_n, c_invalid, paired_n, paired_sum, paired_sq = shadow.get(
+    c_n, c_invalid, paired_n, paired_sum, paired_sq, *_ = shadow.get(
         (CANDIDATE_KIND, index), _NO_SHADOW
     )
     noise_n, noise_invalid, *_ = shadow.get((NOISE_KIND, index), _NO_SHADOW)
+    *_, target_replays, target_failed, delta_n, delta_sum, delta_sq = shadow.get(
+        (TARGET_KIND, index), _NO_SHADOW
+    )
     return Bucket(
         start=minute,
         canary_percent=percent,
@@ -248,5 +263,9 @@ def bucket(
             candidate_json_invalid=c_invalid,
             baseline_replays=noise_n,
             baseline_json_invalid=noise_invalid,
+            # The watch's replays of live candidate calls to the baseline model.
+            rollback_replays=target_replays,
+            rollback_failed=target_failed,
+            rollback_latency_delta_ms=Moments(delta_n, delta_sum, delta_sq),
         ),
     )

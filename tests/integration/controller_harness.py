@@ -92,8 +92,13 @@ def small_plan(
     triggers: str = "",
     min_canary: int = 100,
     extra: str = "",
+    shadow: str = "off",
+    watch: str = "off",
 ) -> RolloutPlan:
-    """A plan sized for tests: 100 canary requests and 10 s per step, wide margins."""
+    """A plan sized for tests: 100 canary requests and 10 s per step, wide margins.
+
+    No shadow gate and no watch unless asked for (``shadow`` / ``watch``: YAML).
+    """
     hooks = f"notify: {{webhooks: [{json.dumps(webhook)}]}}" if webhook else ""
     text = f"""
 name: {name}
@@ -115,6 +120,8 @@ triggers:
   quality: {{margin: 0.05}}
 {triggers}
 escalation: "#llm-oncall"
+shadow: {shadow}
+watch: {watch}
 {hooks}
 {extra}
 """

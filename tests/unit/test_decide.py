@@ -28,6 +28,8 @@ name: checkout-gpt55
 flag: checkout-model
 baseline: gpt-5.2
 candidate: gpt-5.5
+shadow: off  # the steps' branches; tests/unit/test_phases.py covers the gate and the watch
+watch: off
 """
 HEALTHY: dict[str, float] = {
     "error": 0.01,

@@ -193,7 +193,7 @@ def test_no_decision_yet_shows_the_plans_margins() -> None:
     text = render_runbook(RunbookInputs(started, example.history[:1] if example.history else ()))
     assert "No decision yet: the margins are the plan's." in text
     assert "| error_rate | act | no decision yet | +1.00 pt over baseline |" in text
-    assert "not started (the first tick moves to 10 %)" in text
+    assert "shadow gate (moves to 10 % once it passes)" in text  # the plan has the default gate
 
 
 def test_tail_latency_row_says_what_the_test_counts() -> None:

@@ -104,7 +104,8 @@ def scenarios(run_id: str) -> tuple[Scenario, Scenario]:
 
 
 def demo_plan(scenario: Scenario, *, min_canary: int) -> RolloutPlan:
-    """A plan sized for the demo: ``min_canary`` canary requests and 10 s per step.
+    """A plan sized for the demo: ``min_canary`` canary requests and 10 s per step, a
+    one-minute shadow gate and a two-minute watch.
 
     Margins are wide (5 points, 10 for JSON, 300 ms: the simulator's latency is noisy under
     the demo's load) so that a healthy candidate certifies with a
@@ -127,6 +128,9 @@ triggers:
   shadow_invalid_json: {{margin: 0.10}}
   p99_latency: {{margin_ms: 300, quantile: 0.95}}
   quality: {{margin: 0.05}}
+# Time-compressed: a real plan keeps the defaults (7 d of shadow traffic, a 24 h watch).
+shadow: {{min_comparisons: 100, min_duration: 1m, deadline: 1h}}
+watch: {{duration: 2m, min_baseline_replays: 20}}
 escalation: "#llm-oncall (demo)"
 """
     return parse_plan(text, source=f"demo:{scenario.name}")
