@@ -9,7 +9,8 @@ chunks (or Responses events) in the same order; the tap watches them go by,
 reassembles the answer and emits when the stream ends, fails or is closed early
 (status ``cancelled``). Each captured call's event id is ``last_event_id()``
 (``shadowcanary.tap.event_ids``), for ``tap.outcome``. A Responses call continuing an
-earlier one of this client (``previous_response_id``) is captured with the earlier turns (bounded memory).
+earlier one of this client (``previous_response_id``) is captured with the earlier
+turns (bounded memory).
 
 Nothing in the tap path may hurt the call: any exception while capturing is caught,
 counted as ``tap_error`` and logged at warning (without prompt text).
