@@ -19,6 +19,7 @@ from kombu.exceptions import OperationalError
 from shadowcanary import constants
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import now_utc
+from shadowcanary.ingest.outcomes import OutcomeIngest
 from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.logging import configure_logging
@@ -27,9 +28,11 @@ from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.outcomes import OutcomeStore
 from shadowcanary.store.repository import Store
 from workers import metrics
 from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
+from workers.outcome_tasks import OutcomeSweeper, register_outcome_tasks
 from workers.sweeper import ReplaySweeper
 from workers.tasks import register_tasks
 
@@ -40,6 +43,7 @@ class _Services:
     runtime: ReplayRuntime
     ingest: IngestService
     replay: ReplayService
+    outcomes: OutcomeIngest
 
 
 class WorkerContext:
@@ -68,6 +72,7 @@ class WorkerContext:
                     runtime=runtime,
                     ingest=IngestService(self.settings, store, self.schedule_replays),
                     replay=ReplayService(self.settings, store, runtime, candidates=candidates),
+                    outcomes=OutcomeIngest(store, OutcomeStore(engine)),
                 )
             return self._services
 
@@ -86,6 +91,10 @@ class WorkerContext:
     @property
     def replay_service(self) -> ReplayService:
         return self._get().replay
+
+    @property
+    def outcome_ingest(self) -> OutcomeIngest:
+        return self._get().outcomes
 
     @property
     def thread_count(self) -> int:
@@ -117,7 +126,8 @@ class WorkerContext:
             ) from exc
 
     def purge(self) -> dict[str, int]:
-        return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
+        cutoff = now_utc() - timedelta(days=self.settings.retention_days)
+        return {**self.store.purge(cutoff), "outcomes": self.outcome_ingest.outcomes.purge(cutoff)}
 
 
 def transport_options(visibility_timeout_s: int) -> dict[str, int]:
@@ -164,6 +174,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
             constants.TASK_INGEST: {"queue": constants.QUEUE_INGEST},
             constants.TASK_REPLAY: {"queue": constants.QUEUE_REPLAY},
             constants.TASK_PURGE: {"queue": constants.QUEUE_INGEST},
+            constants.TASK_OUTCOMES: {"queue": constants.QUEUE_INGEST},
         },
         # Replays are I/O bound and share one asyncio loop per process (ReplayRuntime):
         # a few threads hand batches to it; prefork would waste a process per call.
@@ -179,6 +190,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
     )
     app.shadowcanary_context = context
     register_tasks(app, context)
+    register_outcome_tasks(app, context)
 
     @signals.worker_ready.connect(weak=False)
     def _on_ready(**_: Any) -> None:
@@ -198,6 +210,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         ReplaySweeper(
             settings.replay, context.store, urls.redis_url, context.schedule_replays
         ).start()
+        OutcomeSweeper(settings.outcomes, context.outcome_ingest.outcomes).start()
 
     return app
 

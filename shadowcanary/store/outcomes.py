@@ -332,7 +332,7 @@ def _add_to_live(
     empty = QuantileSketch().to_json()
     rows = []
     for key in sorted(deltas):  # rollup row locks in key order, as every writer takes them
-        counters = dict.fromkeys(LIVE_COUNTERS, 0)
+        counters: dict[str, float] = dict.fromkeys(LIVE_COUNTERS, 0)
         counters.update(deltas[key])
         typed = {
             name: value if LIVE.c[name].type.python_type is float else int(value)

@@ -23,7 +23,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
-from typing import Self
+from typing import Any, Self
 
 import redis
 import structlog
@@ -171,7 +171,7 @@ class Tap:
         report was dropped: invalid (logged at warning), ``event_id`` None (the call
         was not captured), or the buffer is full or closed; see ``outcome_stats()``.
         """
-        fields = {"task": task, "feedback": feedback, "retried": retried}
+        fields: dict[str, Any] = {"task": task, "feedback": feedback, "retried": retried}
         fields |= {"escalated": escalated, "value": value, "rollout": rollout}
         added = self._outcomes.add(event_id, fields)
         if added and self._outcomes.pending() >= self._batch_size:
