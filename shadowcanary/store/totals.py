@@ -100,16 +100,6 @@ class LiveTotals:
         """Completed tasks among the calls whose service reported a task outcome."""
         return _ratio(self.tasks_reported - self.tasks_abandoned, self.tasks_reported)
 
-    @property
-    def cost_per_completed_task_usd(self) -> float | None:
-        """Cost per request over the completion rate: what one completed task costs.
-
-        Counts one call per task (each reported call is one attempt at its task), so an
-        arm whose users abandon more pays for more calls per completed task.
-        """
-        cost, rate = self.cost_per_request_usd, self.completion_rate
-        return None if cost is None or not rate else cost / rate
-
 
 @dataclass(frozen=True, slots=True)
 class ShadowTotals:

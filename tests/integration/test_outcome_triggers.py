@@ -23,7 +23,11 @@ from shadowcanary.events import Arm
 from shadowcanary.judge.decide import DecisionKind
 from shadowcanary.outcomes import OutcomeReport
 from shadowcanary.plan import parse_plan
+from shadowcanary.report.html import render_html
+from shadowcanary.report.load import load_report
+from shadowcanary.report.markdown import render_markdown
 from shadowcanary.rollout_records import AuditAction
+from shadowcanary.settings import load_settings
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.outcomes import OutcomeStore
@@ -187,3 +191,47 @@ def test_healthy_outcomes_certify_and_the_rollout_advances(
     assert verdicts["completion_rate"] == "certified"
     assert verdicts["negative_feedback"] == "certified"
     assert verdicts["escalation_rate"] == "certified"
+
+
+def test_the_report_shows_cost_per_completed_task_and_unknown_ids(
+    engine: Engine, database_url: str
+) -> None:
+    """Per arm: completion rate, cost per completed task (cost per request / completion)
+    and its monthly projection; the unknown event ids that named the rollout are counted."""
+    rollout = Rollout(engine, database_url, "report-outcomes", "completion_rate: dry-run")
+    ids = rollout.minute(1, per_arm=100)
+    rollout.clock.at(1, 59)
+    rollout.abandon(ids[Arm.CANDIDATE], 0.5)
+    rollout.abandon(ids[Arm.BASELINE], 0.2)
+    rollout.outcomes.record(
+        [
+            OutcomeReport(
+                event_id="never-captured-1",
+                reported_at=rollout.clock.now,
+                task="completed",
+                rollout="report-outcomes",
+            )
+        ],
+        received_at=rollout.clock.now,
+    )
+    now = T0 + timedelta(minutes=30)
+    data = load_report(engine, load_settings(), "report-outcomes", now=now)
+    assert data.outcomes is not None
+    baseline, candidate = data.outcomes.arms
+    assert (baseline.completion_rate, candidate.completion_rate) == (0.8, 0.5)
+    assert baseline.cost_per_completed_task_usd == pytest.approx(
+        data.cost.baseline.cost_per_request_usd / 0.8
+    )
+    assert candidate.cost_per_completed_task_usd == pytest.approx(
+        data.cost.candidate.cost_per_request_usd / 0.5
+    )
+    tasks_per_month = data.outcomes.completed_tasks_per_month
+    assert tasks_per_month is not None and candidate.monthly_usd == pytest.approx(
+        tasks_per_month * candidate.cost_per_completed_task_usd
+    )
+    assert data.outcomes.summary is not None and data.outcomes.summary.unknown == 1
+    markdown = render_markdown(data)
+    assert "## User outcomes" in markdown and "**1 unknown event ids**" in markdown
+    assert "50.00 % (100 tasks)" in markdown
+    html = render_html(data)
+    assert "cost per completed task" in html and "unknown event ids" in html
