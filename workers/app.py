@@ -126,8 +126,7 @@ class WorkerContext:
             ) from exc
 
     def purge(self) -> dict[str, int]:
-        cutoff = now_utc() - timedelta(days=self.settings.retention_days)
-        return {**self.store.purge(cutoff), "outcomes": self.outcome_ingest.outcomes.purge(cutoff)}
+        return self.store.purge(now_utc() - timedelta(days=self.settings.retention_days))
 
 
 def transport_options(visibility_timeout_s: int) -> dict[str, int]:

@@ -219,11 +219,6 @@ class OutcomeStore:
         )
         return OutcomeSummary(ids, int(reports), joined, pending, unknown, refused)
 
-    def purge(self, older_than: datetime) -> int:
-        """Delete outcome rows received before ``older_than`` (their rollups stay)."""
-        stmt = OUTCOMES.delete().where(OUTCOMES.c.received_at < older_than)
-        return self._transaction("purging outcomes", lambda conn: conn.execute(stmt).rowcount)
-
     def _transaction(self, what: str, work: Callable[[Connection], T]) -> T:
         try:
             with self._engine.begin() as conn:

@@ -169,3 +169,15 @@ def test_a_report_about_another_services_call_is_refused_and_counted(engine: Eng
     capture(store, "mine-00001", Arm.CANDIDATE, tenant="team-b")
     assert outcomes.record([report("mine-00001", task="abandoned", tenant="team-b")],
                            received_at=T0).joined == 1  # fmt: skip
+
+
+def test_retention_purges_old_reports_and_keeps_what_they_added(engine: Engine) -> None:
+    """Reports received before the cutoff are deleted with the raw rows; rollups keep them."""
+    store, outcomes = Store(engine), OutcomeStore(engine)
+    capture(store, "kept-00001", Arm.CANDIDATE)
+    outcomes.record([report("kept-00001", task="abandoned")], received_at=T0)
+    outcomes.record([report("fresh-0001", task="completed")], received_at=T0 + timedelta(days=2))
+    deleted = store.purge(T0 + timedelta(days=1))
+    assert deleted["outcomes"] == 1
+    assert [r[0] for r in rows(engine, "SELECT event_id FROM outcomes")] == ["fresh-0001"]
+    assert outcome_counts(engine, Arm.CANDIDATE)["abandoned"] == 1
