@@ -14,7 +14,8 @@ baseline's answer under ``<event id>-fallback``.
 
 Every answer carries ``x-shadowcanary-event-id``: the id of the captured call that
 answered (the fallback's when there was one), which services send back with their
-outcome reports. It is left out when the tap's sampling drops the call.
+outcome reports. It is left out when the call is not captured: embeddings, or a call
+the tap's sampling drops.
 """
 
 from __future__ import annotations
@@ -104,8 +105,9 @@ class Proxy:
         await self._relay(call, response, upstream_started, model, arm, event_id, send, receive)
 
     def _event_id_header(self, call: Call, event_id: str) -> list[tuple[bytes, bytes]]:
-        """The captured call's id for outcome reports; none when the tap samples it out."""
-        if not self._tap.keeps(call.decision.route, event_id):
+        """The captured call's id for outcome reports; none when it is not captured
+        (embeddings) or the tap samples it out."""
+        if call.kind.capture_request is None or not self._tap.keeps(call.decision.route, event_id):
             return []
         return [(EVENT_ID_HEADER, event_id.encode())]
 

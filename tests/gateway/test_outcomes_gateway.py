@@ -353,7 +353,8 @@ def test_outcome_reports_need_a_key_bound_to_the_rollout(keyed_gateway: GatewayH
 
 
 def test_every_proxied_answer_names_its_event_id(keyed_gateway: GatewayHandle) -> None:
-    """Plain and streamed answers carry x-shadowcanary-event-id, a distinct id per call."""
+    """Plain and streamed answers carry x-shadowcanary-event-id, a distinct id per call;
+    embeddings (never captured) carry none."""
     client = openai.OpenAI(base_url=keyed_gateway.base_url, api_key=GATEWAY_TEST_KEY)
     plain = client.chat.completions.with_raw_response.create(
         model="gpt-5.2", messages=[{"role": "user", "content": "hi"}]
@@ -365,4 +366,10 @@ def test_every_proxied_answer_names_its_event_id(keyed_gateway: GatewayHandle) -
         list(streamed.iter_lines())
     ids = {plain.headers.get(EVENT_ID_HEADER), streamed_id}
     assert None not in ids and len(ids) == 2
+    # Embeddings are proxied, not captured: no id to report an outcome against.
+    embedded = client.embeddings.with_raw_response.create(
+        model="text-embedding-3-small", input="a sentence"
+    )
+    assert embedded.http_response.status_code == 200
+    assert EVENT_ID_HEADER not in embedded.headers
     client.close()
