@@ -81,7 +81,7 @@ def test_redis_down_outcomes_are_dropped_and_counted(own_redis: RedisServer) -> 
 def test_last_event_id_names_the_captured_call_sync_async_and_streamed(
     redis_url: str, sim: SimHandle
 ) -> None:
-    """After a tapped call (plain, streamed, awaited), last_event_id() is the id its capture
+    """After a tapped call (plain, streamed, Responses, awaited), last_event_id() is the id its capture
     was published under, so tap.outcome(last_event_id(), ...) joins that call."""
     tap = Tap(TapSettings(flush_interval_s=0.01), redis_url)
     messages = [{"role": "user", "content": "Where is my parcel?"}]
@@ -91,6 +91,8 @@ def test_last_event_id_names_the_captured_call_sync_async_and_streamed(
     stream = sync_client.chat.completions.create(model="gpt-5.2", messages=messages, stream=True)
     streamed = last_event_id()  # known before the stream is read
     list(stream)
+    sync_client.responses.create(model="gpt-5.2", input="Where is my parcel?")
+    responses = last_event_id()
 
     async def awaited() -> str | None:
         client = tap_openai(openai.AsyncOpenAI(base_url=sim.base_url, api_key="sim"), tap)
@@ -100,8 +102,8 @@ def test_last_event_id_names_the_captured_call_sync_async_and_streamed(
 
     in_task = asyncio.run(awaited())
     tap.close()
-    ids = [plain, streamed, in_task]
-    assert None not in ids and len(set(ids)) == 3
+    ids = [plain, streamed, responses, in_task]
+    assert None not in ids and len(set(ids)) == 4
     captured = [e["event_id"] for task, batch in queued_messages(redis_url) for e in batch
                 if task == constants.TASK_INGEST]  # fmt: skip
     assert sorted(captured) == sorted(ids)
