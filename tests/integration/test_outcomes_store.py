@@ -12,10 +12,14 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
+from rich.console import Console
 from sqlalchemy import Engine
 
+from shadowcanary.cli.status_view import collect_status, render_status
 from shadowcanary.events import Arm
+from shadowcanary.launcher.embedded_services import ServiceUrls
 from shadowcanary.outcomes import OutcomeReport
+from shadowcanary.settings import Settings
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.outcomes import OutcomeStore
@@ -181,3 +185,18 @@ def test_retention_purges_old_reports_and_keeps_what_they_added(engine: Engine) 
     assert deleted["outcomes"] == 1
     assert [r[0] for r in rows(engine, "SELECT event_id FROM outcomes")] == ["fresh-0001"]
     assert outcome_counts(engine, Arm.CANDIDATE)["abandoned"] == 1
+
+
+def test_shadowcanary_status_shows_unknown_outcome_reports(
+    engine: Engine, database_url: str, redis_url: str
+) -> None:
+    """`shadowcanary status` has a section counting the last day's reports and unknown ids."""
+    received = datetime.now(UTC) - timedelta(hours=1)
+    OutcomeStore(engine).record([report("status-0001", task="completed")], received_at=received)
+    settings = Settings(database_url=database_url, redis_url=redis_url)
+    data = collect_status(settings, ServiceUrls.of(database_url, redis_url), None)
+    assert data["outcomes"]["unknown"] == 1 and data["outcomes"]["event_ids"] == 1
+    console = Console(width=120, record=True)
+    console.print(render_status(data))
+    text = console.export_text()
+    assert "User outcome reports" in text and "unknown" in text
