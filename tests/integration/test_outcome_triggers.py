@@ -16,6 +16,7 @@ import pytest
 from sqlalchemy import Engine
 
 from flags.embedded import EmbeddedFlags
+from runbooks.generator import RunbookInputs, render_runbook
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
 from shadowcanary.controller.tick import TickResult, tick
@@ -130,6 +131,11 @@ def test_with_no_outcomes_reported_the_completion_trigger_holds_and_says_why(
     assert "no user outcomes reported" in result.decision.reason
     (trigger,) = [t for t in result.decision.triggers if t.name == "completion_rate"]
     assert trigger.verdict.value == "insufficient"
+    # The runbook says more traffic will not help: the services must report outcomes.
+    assert result.record is not None
+    runbook = render_runbook(RunbookInputs(result.record, (), result.decision))
+    assert "| completion_rate | act | not yet: no user outcomes reported |" in runbook
+    assert "**Waiting on the services:** completion_rate" in runbook
 
 
 def test_a_candidate_users_abandon_more_is_rolled_back_by_completion_rate(
