@@ -81,8 +81,8 @@ def test_redis_down_outcomes_are_dropped_and_counted(own_redis: RedisServer) -> 
 def test_last_event_id_names_the_captured_call_sync_async_and_streamed(
     redis_url: str, sim: SimHandle
 ) -> None:
-    """After a tapped call (plain, streamed, Responses, awaited), last_event_id() is the id its capture
-    was published under, so tap.outcome(last_event_id(), ...) joins that call."""
+    """After a tapped call (plain, streamed, Responses, awaited), last_event_id() is the id
+    its capture was published under, so tap.outcome(last_event_id(), ...) joins that call."""
     tap = Tap(TapSettings(flush_interval_s=0.01), redis_url)
     messages = [{"role": "user", "content": "Where is my parcel?"}]
     sync_client = tap_openai(openai.OpenAI(base_url=sim.base_url, api_key="sim"), tap)
