@@ -1,9 +1,10 @@
 """The outcome ingest task and the sweep that joins outcomes whose capture came later.
 
-Every worker runs the sweep in a daemon thread: dirty outcome rows are taken with
-``SKIP LOCKED``, so workers share the work without a lock of their own, and a sweep
-costs one indexed query when there is nothing to join. Each sweep also counts the
-outcomes whose event id no capture matched (``unknown``), for the metric and the log.
+Every worker runs the sweep in a daemon thread: dirty outcome rows of the last day are
+taken with ``SKIP LOCKED``, so workers share the work without a lock of their own, and a
+sweep costs two queries on the dirty rows' partial index when there is nothing to join.
+Each sweep also counts the outcomes whose event id no capture matched (``unknown``),
+for the metric and the log.
 """
 
 from __future__ import annotations
@@ -42,7 +43,9 @@ OUTCOMES_UNKNOWN = Gauge(
 )
 _OUTAGE_BACKOFF_BASE_S = 0.5
 _OUTAGE_BACKOFF_MAX_S = 10.0
-_SUMMARY_WINDOW = timedelta(days=1)
+# A capture is published before its answer reaches the user: one arriving a day after
+# its outcome report will not come. Reports older than this are not looked at again.
+_LOOKBACK = timedelta(days=1)
 
 
 def register_outcome_tasks(app: Celery, context: WorkerContext) -> None:
@@ -117,25 +120,26 @@ class OutcomeSweeper:
 
     def sweep_once(self) -> tuple[int, int]:
         """Join what can be joined; returns (joined, unknown ids of the last day)."""
+        since = self._clock() - _LOOKBACK
         joined = 0
         while True:
-            batch = self._outcomes.join_pending()
+            batch = self._outcomes.join_pending(since=since)
             joined += batch
             if batch == 0:
                 break
         now = self._clock()
-        summary = self._outcomes.summary(
-            since=now - _SUMMARY_WINDOW,
+        unknown = self._outcomes.count_unknown(
+            since=now - _LOOKBACK,
             now=now,
             unknown_after=timedelta(seconds=self._settings.unknown_after_s),
         )
-        OUTCOMES_UNKNOWN.set(summary.unknown)
-        if summary.unknown > self._last_unknown:
+        OUTCOMES_UNKNOWN.set(unknown)
+        if unknown > self._last_unknown:
             log.warning(
                 "outcomes.unknown_event_ids",
-                unknown=summary.unknown,
+                unknown=unknown,
                 hint="outcome reports name event ids no capture matched: check that services "
                 "report the id of a captured call (last_event_id() / x-shadowcanary-event-id)",
             )
-        self._last_unknown = summary.unknown
-        return joined, summary.unknown
+        self._last_unknown = unknown
+        return joined, unknown

@@ -180,9 +180,30 @@ class OutcomeStore:
 
         return self._transaction("recording outcomes", work)
 
-    def join_pending(self, *, limit: int = JOIN_BATCH) -> int:
-        """Join dirty outcomes whose capture has arrived since; returns how many joined."""
-        return self._transaction("joining outcomes", lambda conn: _join(conn, limit=limit))
+    def join_pending(self, *, since: datetime, limit: int = JOIN_BATCH) -> int:
+        """Join dirty outcomes received since ``since`` whose capture has arrived since.
+
+        Returns how many joined. ``since`` bounds the sweep's work: reports of ids that
+        never match (unknown) stay dirty, and are only looked at again for that long.
+        """
+        return self._transaction(
+            "joining outcomes", lambda conn: _join(conn, since=since, limit=limit)
+        )
+
+    def count_unknown(self, *, since: datetime, now: datetime, unknown_after: timedelta) -> int:
+        """Reports received in [since, now - unknown_after) whose event id matches no capture.
+
+        Reads only dirty rows (a partial index), so it stays cheap for the sweep to run.
+        """
+        o = OUTCOMES
+        stmt = select(func.count()).where(
+            o.c.dirty,
+            o.c.state == "pending",
+            o.c.received_at >= since,
+            o.c.received_at < now - unknown_after,
+            ~exists().where(CAPTURES.c.event_id == o.c.event_id),
+        )
+        return int(self._read("counting unknown outcomes", lambda c: c.execute(stmt).scalar_one()))
 
     def summary(
         self,
@@ -244,8 +265,15 @@ def _unavailable(what: str, exc: DBAPIError) -> ServiceUnavailable:
     )
 
 
-def _join(conn: Connection, *, ids: Sequence[str] | None = None, limit: int = JOIN_BATCH) -> int:
-    """Add the dirty outcomes (of ``ids``, or any) whose capture exists to live_rollups."""
+def _join(
+    conn: Connection,
+    *,
+    ids: Sequence[str] | None = None,
+    since: datetime | None = None,
+    limit: int = JOIN_BATCH,
+) -> int:
+    """Add the dirty outcomes (of ``ids``, or received since ``since``) whose capture
+    exists to live_rollups."""
     o, c = OUTCOMES, CAPTURES
     stmt = (
         select(
@@ -264,13 +292,18 @@ def _join(conn: Connection, *, ids: Sequence[str] | None = None, limit: int = JO
         )
         .join(c, c.c.event_id == o.c.event_id)
         .where(o.c.dirty)
-        .order_by(o.c.event_id)
     )
     if ids is not None:
         stmt = stmt.where(o.c.event_id.in_(list(ids))).with_for_update(of=o)
     else:
-        # Another worker's sweep (or a record) holds some rows: take the others.
-        stmt = stmt.limit(limit).with_for_update(of=o, skip_locked=True)
+        # Another worker's sweep (or a record) holds some rows: take the others. Never
+        # waiting on a lock, the sweep needs no lock order (and reads the dirty index).
+        stmt = (
+            stmt.where(o.c.received_at >= since)
+            .order_by(o.c.received_at)
+            .limit(limit)
+            .with_for_update(of=o, skip_locked=True)
+        )
     deltas: dict[tuple[str, str, datetime], dict[str, float]] = {}
     updates: list[dict[str, Any]] = []
     for (event_id, tenant, task, feedback, retried, escalated, value, counted,

@@ -19,13 +19,14 @@ from shadowcanary.cli.status_view import collect_status, render_status
 from shadowcanary.events import Arm
 from shadowcanary.launcher.embedded_services import ServiceUrls
 from shadowcanary.outcomes import OutcomeReport
-from shadowcanary.settings import Settings
+from shadowcanary.settings import OutcomeSettings, Settings
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.inputs import AssessedCapture
 from shadowcanary.store.outcomes import OutcomeStore
 from shadowcanary.store.repository import Store
 from shadowcanary.testing.factories import make_event, make_flags
 from tests.integration.pipeline import rows
+from workers.outcome_tasks import OutcomeSweeper
 
 pytestmark = pytest.mark.integration
 
@@ -90,8 +91,8 @@ def test_a_report_before_its_capture_is_joined_when_the_capture_arrives(engine: 
     assert (summary.pending, summary.unknown, summary.joined) == (1, 0, 0)
     capture(store, "early-0001", Arm.CANDIDATE, minute=3)
     assert outcome_counts(engine, Arm.CANDIDATE) == {}  # nothing joined until a sweep
-    assert outcomes.join_pending() == 1
-    assert outcomes.join_pending() == 0  # joined once, not again
+    assert outcomes.join_pending(since=T0 - timedelta(days=1)) == 1
+    assert outcomes.join_pending(since=T0 - timedelta(days=1)) == 0  # joined once, not again
     counts = outcome_counts(engine, Arm.CANDIDATE)
     assert counts["minute"] == T0 + timedelta(minutes=3)
     assert (counts["reported"], counts["tasks"], counts["abandoned"]) == (1, 1, 1)
@@ -149,9 +150,14 @@ def test_unknown_event_ids_are_counted_not_lost(engine: Engine) -> None:
     assert (late.pending, late.unknown, late.event_ids) == (0, 2, 2)
     mine = outcomes.summary(now=T0 + timedelta(minutes=11), rollout=ROLLOUT, **window)
     assert mine.unknown == 1  # the one that named the rollout
-    # A capture that turns up after all is still joined.
+    # The workers' sweep counts them for its gauge and warning.
+    sweeper = OutcomeSweeper(
+        OutcomeSettings(unknown_after_s=600), outcomes, clock=lambda: T0 + timedelta(minutes=11)
+    )
+    assert sweeper.sweep_once() == (0, 2)
+    # A capture that turns up after all is still joined, by the sweep.
     capture(Store(engine), "nobody-0001", Arm.BASELINE)
-    assert outcomes.join_pending() == 1
+    assert sweeper.sweep_once() == (1, 1)
     after = outcomes.summary(now=T0 + timedelta(minutes=12), **window)
     assert (after.unknown, after.joined) == (1, 1)
 
