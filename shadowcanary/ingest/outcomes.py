@@ -81,4 +81,8 @@ class OutcomeIngest:
 def _validate(raw: Any) -> OutcomeReport:
     if not isinstance(raw, dict):
         raise InvalidEvent(f"an outcome report must be a JSON object, got {type(raw).__name__}")
-    return parse_outcome(raw, size=len(orjson.dumps(raw, default=str)))
+    try:
+        size = len(orjson.dumps(raw, default=str))
+    except (TypeError, orjson.JSONEncodeError) as exc:  # e.g. integers past 64 bits
+        raise InvalidEvent(f"outcome report cannot be encoded as JSON: {exc}") from exc
+    return parse_outcome(raw, size=size)

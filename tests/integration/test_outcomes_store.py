@@ -17,6 +17,7 @@ from sqlalchemy import Engine
 
 from shadowcanary.cli.status_view import collect_status, render_status
 from shadowcanary.events import Arm
+from shadowcanary.ingest.outcomes import OutcomeIngest
 from shadowcanary.launcher.embedded_services import ServiceUrls
 from shadowcanary.outcomes import OutcomeReport
 from shadowcanary.settings import OutcomeSettings, Settings
@@ -206,3 +207,28 @@ def test_shadowcanary_status_shows_unknown_outcome_reports(
     console.print(render_status(data))
     text = console.export_text()
     assert "User outcome reports" in text and "unknown" in text
+
+
+def test_bad_reports_from_the_queue_are_dead_lettered_and_the_rest_stored(
+    engine: Engine,
+) -> None:
+    """The worker's outcome ingest: each bad report becomes a dead letter naming the field,
+    the good ones of the same batch are stored."""
+    ingest = OutcomeIngest(Store(engine), OutcomeStore(engine), clock=lambda: T0)
+    result = ingest.ingest(
+        [
+            {"event_id": "queue-00001", "task": "completed", "reported_at": T0.isoformat()},
+            {"event_id": "queue-00002", "task": "maybe", "reported_at": T0.isoformat()},
+            {"event_id": "queue-00003", "value": 2**70, "reported_at": T0.isoformat()},
+            "not a report",
+        ]
+    )
+    assert (result.accepted, result.rejected) == (1, 3)
+    letters = rows(engine, "SELECT stage, event_id, message FROM dead_letters ORDER BY id")
+    assert [(stage, event_id) for stage, event_id, _ in letters] == [
+        ("outcome", "queue-00002"),
+        ("outcome", "queue-00003"),
+        ("outcome", None),
+    ]
+    assert "task: Input should be 'completed' or 'abandoned'" in letters[0][2]
+    assert [r[0] for r in rows(engine, "SELECT event_id FROM outcomes")] == ["queue-00001"]
