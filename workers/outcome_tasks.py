@@ -117,7 +117,7 @@ class OutcomeSweeper:
                 self.sweep_once()
             except TransientError as exc:
                 log.warning("outcomes.sweep_skipped", error=type(exc).__name__)
-            except Exception as exc:  # noqa: BLE001 - a bug must not end the sweeps for good
+            except Exception as exc:  # a bug must not end the sweeps for good
                 log.error("outcomes.sweep_failed", error=type(exc).__name__, exc_info=True)
 
     def sweep_once(self) -> tuple[int, int]:
