@@ -16,6 +16,7 @@ from typing import Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from shadowcanary.judge.decide import Decision
+from shadowcanary.judge.outcome_rates import NO_OUTCOMES
 from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.plan import (
     MeanDeltaTrigger,
@@ -284,9 +285,14 @@ HEALTH = {
 }
 
 
+NO_OUTCOMES_HEALTH = "not yet: no user outcomes reported"
+
+
 def healthy(result: TriggerResult) -> str:
     if result.verdict is Verdict.HARM:
         return "NO: FIRED" if result.mode is TriggerMode.ACT else "NO (dry-run, not acted on)"
+    if result.verdict is Verdict.INSUFFICIENT and result.detail == NO_OUTCOMES:
+        return NO_OUTCOMES_HEALTH  # waits on the services, not on more traffic
     return HEALTH[result.verdict]
 
 

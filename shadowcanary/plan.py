@@ -143,11 +143,13 @@ TriggerConfig = (
     RateTrigger | TailLatencyTrigger | MeanDeltaTrigger | RelativeMeanTrigger | QualityTrigger
 )
 
+_OUTCOME_TRIGGER: dict[str, Any] = {"alpha_share": 0.1, "enabled": False, "required": True}
 # One table of defaults; act-mode shares sum to 1 so the triggers split alpha exactly.
 _TRIGGER_DEFAULTS: dict[str, dict[str, Any]] = {
     # "error_rate > 2 %" at a ~1 % baseline: +1 point over the concurrent baseline.
     "error_rate": {"margin": 0.01, "null_ratio": 1.0, "alpha_share": 0.4},
-    # finish_reason=length; stricter than the guides' "completion_rate_drop > 5 %".
+    # Truncated answers (finish_reason=length), measured on every call. Not the guides'
+    # "completion_rate_drop": that is completion_rate below, reported by the service.
     "incomplete": {"margin": 0.02, "null_ratio": 1.2, "alpha_share": 0.1},
     "refusals": {"margin": 0.01, "null_ratio": 1.2, "alpha_share": 0.1},
     "invalid_json": {"margin": 0.02, "null_ratio": 1.2, "alpha_share": 0.1},
@@ -159,6 +161,14 @@ _TRIGGER_DEFAULTS: dict[str, dict[str, Any]] = {
     "shadow_invalid_json": {"margin": 0.02, "null_ratio": 1.2, "alpha_share": 0.05},
     # "quality score drop > 10 %" on a 0..1 judge score; on when listed in the plan.
     "judge_score": {"margin": 0.1, "alpha_share": 0.05, "enabled": False},
+    # User outcomes the services report (shadowcanary.outcomes); on when listed in the
+    # plan, and required: with no outcome reported the step holds (fail closed).
+    # "completion_rate_drop > 5 %": abandoned / (completed + abandoned) up 5 points.
+    "completion_rate": _OUTCOME_TRIGGER | {"margin": 0.05, "null_ratio": 1.1},
+    # thumbs down or retried / calls with any outcome reported.
+    "negative_feedback": _OUTCOME_TRIGGER | {"margin": 0.05, "null_ratio": 1.2},
+    # escalated to a person / calls with any outcome reported.
+    "escalation_rate": _OUTCOME_TRIGGER | {"margin": 0.02, "null_ratio": 1.2},
 }
 TRIGGER_NAMES: tuple[str, ...] = tuple(_TRIGGER_DEFAULTS)
 
@@ -177,6 +187,9 @@ class Triggers(_Model):
     quality: QualityTrigger
     shadow_invalid_json: RateTrigger
     judge_score: QualityTrigger
+    completion_rate: RateTrigger
+    negative_feedback: RateTrigger
+    escalation_rate: RateTrigger
 
     @model_validator(mode="before")
     @classmethod

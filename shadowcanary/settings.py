@@ -172,6 +172,17 @@ class ReplaySettings(_Section):
     visibility_timeout_s: int = Field(default=900, gt=0)
 
 
+class OutcomeSettings(_Section):
+    """User outcome reports (shadowcanary/outcomes.py), joined to captures by the workers."""
+
+    # A report whose event id no capture matched after this long counts as unknown
+    # (a wrong id, or a capture that was sampled out or lost); it is still joined if
+    # the capture turns up later.
+    unknown_after_s: float = Field(default=600.0, gt=0)
+    # How often each worker looks for outcomes whose capture arrived after them.
+    sweep_interval_s: float = Field(default=5.0, gt=0)
+
+
 class GatewayKey(_Section):
     """One service allowed to call the gateway: only the SHA-256 of its key is configured."""
 
@@ -340,6 +351,7 @@ class Settings(BaseSettings):
 
     tap: TapSettings = Field(default_factory=TapSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
+    outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @model_validator(mode="after")

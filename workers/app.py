@@ -21,6 +21,7 @@ from shadowcanary import constants
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import now_utc
 from shadowcanary.ingest.journal import IngestJournal
+from shadowcanary.ingest.outcomes import OutcomeIngest
 from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.limits.replay_rate import ReplayRates
@@ -30,10 +31,12 @@ from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.outcomes import OutcomeStore
 from shadowcanary.store.repository import Store
 from shadowcanary.urls import redis_py_url
 from workers import metrics
 from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
+from workers.outcome_tasks import OutcomeSweeper, register_outcome_tasks
 from workers.sweeper import ReplaySweeper
 from workers.tasks import OUTAGE_BACKOFF_MAX_S, register_tasks
 
@@ -44,6 +47,7 @@ class _Services:
     runtime: ReplayRuntime
     ingest: IngestService
     replay: ReplayService
+    outcomes: OutcomeIngest
 
 
 class WorkerContext:
@@ -81,6 +85,7 @@ class WorkerContext:
                         replay_rates=ReplayRates.from_url(self.urls.redis_url).rates,
                     ),
                     replay=ReplayService(self.settings, store, runtime, candidates=candidates),
+                    outcomes=OutcomeIngest(store, OutcomeStore(engine)),
                 )
             return self._services
 
@@ -99,6 +104,10 @@ class WorkerContext:
     @property
     def replay_service(self) -> ReplayService:
         return self._get().replay
+
+    @property
+    def outcome_ingest(self) -> OutcomeIngest:
+        return self._get().outcomes
 
     @property
     def thread_count(self) -> int:
@@ -197,6 +206,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
             constants.TASK_INGEST: {"queue": constants.QUEUE_INGEST},
             constants.TASK_REPLAY: {"queue": constants.QUEUE_REPLAY},
             constants.TASK_PURGE: {"queue": constants.QUEUE_INGEST},
+            constants.TASK_OUTCOMES: {"queue": constants.QUEUE_INGEST},
         },
         # Replays are I/O bound and share one asyncio loop per process (ReplayRuntime):
         # a few threads hand batches to it; prefork would waste a process per call.
@@ -212,6 +222,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
     )
     app.shadowcanary_context = context
     register_tasks(app, context)
+    register_outcome_tasks(app, context)
 
     @signals.worker_ready.connect(weak=False)
     def _on_ready(**_: Any) -> None:
@@ -238,6 +249,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
             republish_ingest=context.republish_ingest,
             ingest_grace_s=ingest_sweep_grace_s(settings.replay.visibility_timeout_s),
         ).start()
+        OutcomeSweeper(settings.outcomes, context.outcome_ingest.outcomes).start()
 
     return app
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
 from rich.console import Group
@@ -54,6 +55,10 @@ def render_status(data: dict[str, Any]) -> Group:
     parts: list[Table] = [
         _section("Pipeline counts", data.get("counts", {})),
         _section("Tap (live path)", data.get("tap", {})),
+        _section(
+            "User outcome reports, last day (unknown: no call matched the event id)",
+            data.get("outcomes", {}),
+        ),
         _section("Shadow comparisons (candidate vs live baseline, and the noise floor)", headline),
     ]
     if isinstance(arms, dict) and arms:
@@ -65,17 +70,29 @@ def collect_status(settings: Settings, urls: ServiceUrls, rollout: str | None) -
     """Counts and headline figures, as plain data (for --json and the live view)."""
     import redis
 
+    from shadowcanary.events import now_utc
     from shadowcanary.store.db import make_engine
+    from shadowcanary.store.outcomes import OutcomeStore
     from shadowcanary.store.repository import Store
     from shadowcanary.tap.stats import read_shared_tap_stats
 
-    store = Store(make_engine(urls.database_url, pool_size=1))
+    engine = make_engine(urls.database_url, pool_size=1)
+    store = Store(engine)
     client = redis.Redis.from_url(urls.redis_url, socket_timeout=2)
+    now = now_utc()
     try:
         return {
             "counts": dataclasses.asdict(store.counts()),
             "headline": dataclasses.asdict(store.headline(rollout)),
             "tap": read_shared_tap_stats(client),
+            "outcomes": dataclasses.asdict(
+                OutcomeStore(engine).summary(
+                    since=now - timedelta(days=1),
+                    now=now,
+                    unknown_after=timedelta(seconds=settings.outcomes.unknown_after_s),
+                    rollout=rollout,
+                )
+            ),
         }
     finally:
         client.close()

@@ -2,9 +2,9 @@
 
 Endpoints (also under ``/r/<route>/``): ``POST /v1/chat/completions``,
 ``/v1/responses``, ``/v1/embeddings``, ``GET /v1/models[/<id>]``,
-``POST /v1/tap/events``; every other ``/v1/...`` path (moderations, audio, images,
-files, batches, ...) is passed through to the route's baseline unchanged
-(``passthrough``); unauthenticated read-only ``/healthz``, ``/readyz`` and
+``POST /v1/tap/events``, ``POST /v1/tap/outcomes``; every other ``/v1/...`` path
+(moderations, audio, images, files, batches, ...) is passed through to the route's
+baseline unchanged (``passthrough``); unauthenticated read-only ``/healthz``, ``/readyz`` and
 ``/metrics``. Every error is an OpenAI-style ``{"error": {...}}`` with a message that
 says what was wrong and how to fix it.
 """
@@ -25,6 +25,7 @@ from prometheus_client import multiprocess
 
 from shadowcanary.events import now_utc
 from shadowcanary.gateway import metrics
+from shadowcanary.gateway import tap_outcomes as outcomes
 from shadowcanary.gateway.calls import CHAT, EMBEDDINGS, RESPONSES, Call, Kind
 from shadowcanary.gateway.http import (
     Message,
@@ -52,7 +53,8 @@ _GENERATION: dict[str, Kind] = {
 }
 _ENDPOINTS = (
     "POST /v1/chat/completions, POST /v1/responses, POST /v1/embeddings, GET /v1/models, "
-    "POST /v1/tap/events, any other /v1/... path (passed through to the baseline), "
+    "POST /v1/tap/events, POST /v1/tap/outcomes, "
+    "any other /v1/... path (passed through to the baseline), "
     "GET /healthz, GET /readyz, GET /metrics"
 )
 
@@ -136,7 +138,7 @@ class GatewayApp:
         kind = _GENERATION.get(path)
         served_here = (
             kind is not None
-            or path in ("/v1/tap/events", "/v1/models")
+            or path in ("/v1/tap/events", outcomes.PATH, "/v1/models")
             or path.startswith("/v1/models/")
         )
         if not served_here and not passable(path):
@@ -165,6 +167,12 @@ class GatewayApp:
             runtime.keys.check_route(service, route, runtime.routing.rollout_of(route))
         raw = await _read_body(receive, headers.content_length, gateway.max_body_bytes)
         body = _parse(raw)
+        if path == outcomes.PATH:
+            status, answer = outcomes.ingest_outcomes(
+                runtime.tap, body, service=service, keys=runtime.keys
+            )
+            await send_json(send, status, answer)
+            return
         if kind is None:  # /v1/tap/events
             status, answer = ingest(
                 runtime.tap,

@@ -11,6 +11,11 @@ or its breaker is open) before anything was sent to the client, and the route al
 it, the call is served by the baseline. Both attempts are recorded: the candidate's
 failure under its event id (so the controller sees the candidate's errors), the
 baseline's answer under ``<event id>-fallback``.
+
+Every answer carries ``x-shadowcanary-event-id``: the id of the captured call that
+answered (the fallback's when there was one), which services send back with their
+outcome reports. It is left out when the call is not captured: embeddings, or a call
+the tap's sampling drops.
 """
 
 from __future__ import annotations
@@ -41,6 +46,8 @@ from shadowcanary.tap.emitter import Tap
 log = structlog.get_logger(__name__)
 
 FALLBACK_SUFFIX = "-fallback"
+# The id of the captured call that answered, for outcome reports (POST /v1/tap/outcomes).
+EVENT_ID_HEADER = b"x-shadowcanary-event-id"
 
 # A stream the upstream accepted: the open response and when the call was sent.
 _OpenStream = tuple[aiohttp.ClientResponse, float]
@@ -70,6 +77,7 @@ class Proxy:
             self._record_failed_before_fallback(call, outcome, arm, event_id)
             outcome = await self._call_upstream(call, decision.fallback_model, stream=False)
             arm, event_id = Arm.BASELINE, event_id + FALLBACK_SUFFIX
+        outcome.headers.extend(self._event_id_header(call, event_id))
         await _send_whole(send, outcome)
         added = time.perf_counter() - call.started - outcome.upstream_s
         _child(metrics.ADDED_LATENCY, call.kind.name).observe(added)
@@ -88,12 +96,20 @@ class Proxy:
             model, arm, event_id = decision.fallback_model, Arm.BASELINE, event_id + FALLBACK_SUFFIX
             opened = await self._call_upstream(call, model, stream=True)
         if isinstance(opened, Outcome):  # the upstream said no before streaming anything
+            opened.headers.extend(self._event_id_header(call, event_id))
             await _send_whole(send, opened)
             self._count(call, arm, opened.status)
             record_outcome(self._tap, call, opened, arm=arm, event_id=event_id)
             return
         response, upstream_started = opened
         await self._relay(call, response, upstream_started, model, arm, event_id, send, receive)
+
+    def _event_id_header(self, call: Call, event_id: str) -> list[tuple[bytes, bytes]]:
+        """The captured call's id for outcome reports; none when it is not captured
+        (embeddings) or the tap samples it out."""
+        if call.kind.capture_request is None or not self._tap.keeps(call.decision.route, event_id):
+            return []
+        return [(EVENT_ID_HEADER, event_id.encode())]
 
     @overload
     async def _call_upstream(
@@ -175,7 +191,7 @@ class Proxy:
                 state.client_gone = True
                 task.cancel()
 
-        headers = client_headers(response.raw_headers)
+        headers = client_headers(response.raw_headers) + self._event_id_header(call, event_id)
         await send({"type": "http.response.start", "status": 200, "headers": headers})
         # The gateway's own share of a stream: everything before the upstream call began.
         _child(metrics.ADDED_LATENCY, call.kind.name).observe(upstream_started - call.started)

@@ -64,6 +64,13 @@ class ArmCounts:
     ttft_ms: Moments = Moments()
     completion_tokens: Moments = Moments()
     cost_usd: Moments = Moments()
+    # User outcomes reported for this minute's calls (shadowcanary.outcomes): calls with
+    # any report, with a task outcome, abandoned tasks, thumbs down or retried, escalated.
+    outcomes: int = 0
+    tasks: int = 0
+    abandoned: int = 0
+    negative: int = 0
+    escalated: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -139,6 +146,11 @@ _ARM_COUNTS = (
     "json_invalid",
     "tool_schema_invalid",
     "slow",
+    "outcomes",
+    "tasks",
+    "abandoned",
+    "negative",
+    "escalated",
 )
 _ARM_MOMENTS = ("latency_ms", "ttft_ms", "completion_tokens", "cost_usd")
 _SHADOW_COUNTS = (
@@ -179,7 +191,14 @@ _AT_MOST = (
     + tuple(
         (f"{arm}.{a}", f"{arm}.{b}")
         for arm in ("baseline", "candidate")
-        for a, b in (("json_invalid", "json_expected"), ("slow", "latency_ms.n"))
+        for a, b in (
+            ("json_invalid", "json_expected"),
+            ("slow", "latency_ms.n"),
+            ("tasks", "outcomes"),
+            ("abandoned", "tasks"),
+            ("negative", "outcomes"),
+            ("escalated", "outcomes"),
+        )
     )
     + (
         ("shadow.candidate_json_invalid", "shadow.candidate_replays"),
@@ -203,6 +222,11 @@ def _arm_row(a: ArmCounts) -> tuple[float, ...]:
         a.json_invalid,
         a.tool_schema_invalid,
         a.slow,
+        a.outcomes,
+        a.tasks,
+        a.abandoned,
+        a.negative,
+        a.escalated,
         *_moments(a.latency_ms),
         *_moments(a.ttft_ms),
         *_moments(a.completion_tokens),

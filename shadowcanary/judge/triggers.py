@@ -35,6 +35,7 @@ import numpy.typing as npt
 
 from shadowcanary.judge import sequential as seq
 from shadowcanary.judge.evidence import EvidenceTable
+from shadowcanary.judge.outcome_rates import NO_OUTCOMES, OUTCOME_RATES, outcome_rate_columns
 from shadowcanary.plan import (
     MeanDeltaTrigger,
     QualityTrigger,
@@ -109,6 +110,8 @@ _QUALITY = {"quality": "shadow.similarity_diff", "judge_score": "shadow.judge_di
 
 def _rate_columns(name: str, t: EvidenceTable) -> tuple[_Array, _Array, _Array, _Array]:
     """Per bucket: candidate events and trials, baseline events and trials."""
+    if name in OUTCOME_RATES:
+        return outcome_rate_columns(name, t)
     if name == "shadow_invalid_json":
         return (
             t.column("shadow.candidate_json_invalid"),
@@ -214,7 +217,7 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
     pc, pb = _ratio(cx, cn), _ratio(bx, bn)
     base = _Base(name, "rate", config, ctx, bn, cn, config.margin, pb, pc)
     if cn == 0 and bn == 0:
-        return base.no_data("no observations")
+        return base.no_data(NO_OUTCOMES if name in OUTCOME_RATES else "no observations")
     trials = cns + bns
     share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
     log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio)

@@ -36,12 +36,14 @@ from shadowcanary.report.model import (
     TenantScope,
     TriggerSeries,
 )
+from shadowcanary.report.outcomes import outcome_section
 from shadowcanary.report.spend import spend_per_decision
 from shadowcanary.rollout_records import AuditEntry, RolloutRecord
 from shadowcanary.settings import ModelEndpoint, Settings
 from shadowcanary.store import report_reads as queries
 from shadowcanary.store.live_reads import rollout_live, tenant_live
 from shadowcanary.store.models import NAME
+from shadowcanary.store.outcomes import OutcomeStore, OutcomeSummary
 from shadowcanary.store.rollouts import RolloutStore, unavailable
 from shadowcanary.store.rollups import minute_of
 from shadowcanary.store.totals import LiveTotals
@@ -136,6 +138,21 @@ def load_report(
             starts_at_retention=starts_at_retention,
         )
     redactor = Redactor(settings.tap.redact_patterns)
+    cost = project_monthly_cost(
+        baseline_cost,
+        candidate_cost,
+        observed_requests=live.calls,
+        observed_since=live.first_call,
+        observed_until=live.last_call,
+        tenant=tenant,
+    )
+    # Outcomes are rolled up per rollout, not per tenant: a tenant's report leaves them out.
+    outcomes = None
+    if tenant is None:
+        reports = _outcome_summary(engine, settings, record, now)
+        outcomes = outcome_section(
+            totals, cost, reports, unknown_after_s=settings.outcomes.unknown_after_s
+        )
     return ReportData(
         rollout=_info(record),
         generated_at=now,
@@ -145,14 +162,7 @@ def load_report(
         arms=arms,
         series=bucket_series(live.rows, ARMS, since, until, bucket_minutes),
         steps=steps,
-        cost=project_monthly_cost(
-            baseline_cost,
-            candidate_cost,
-            observed_requests=live.calls,
-            observed_since=live.first_call,
-            observed_until=live.last_call,
-            tenant=tenant,
-        ),
+        cost=cost,
         similarity=similarity_histogram(counts, means, HISTOGRAM_BINS),
         triggers=triggers,
         last_decision=last_decision,
@@ -161,6 +171,18 @@ def load_report(
         tenant=tenant,
         tenant_scope=scope,
         shadow_spend=spend_per_decision(entries, spend),
+        outcomes=outcomes,
+    )
+
+
+def _outcome_summary(
+    engine: Engine, settings: Settings, record: RolloutRecord, now: datetime
+) -> OutcomeSummary:
+    return OutcomeStore(engine).summary(
+        since=record.started_at,
+        now=now,
+        unknown_after=timedelta(seconds=settings.outcomes.unknown_after_s),
+        rollout=record.name,
     )
 
 

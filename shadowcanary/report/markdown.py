@@ -12,6 +12,7 @@ import re
 
 from shadowcanary.report import formatting as fmt
 from shadowcanary.report.model import QUANTILES, ArmCost, ReportData
+from shadowcanary.report.outcomes import outcome_markdown
 
 _BACKTICKS = re.compile(r"`+")
 
@@ -124,7 +125,10 @@ def render_markdown(data: ReportData) -> str:
         )
     else:
         out.append(f"**Projected monthly cost delta:** {fmt.NO_DATA}.")
-    out += ["", f"_Assumption:_ {_text(cost.assumption)}", "", "## Similarity vs noise floor", ""]
+    out += ["", f"_Assumption:_ {_text(cost.assumption)}"]
+    if data.outcomes is not None:
+        out += outcome_markdown(data.outcomes, _cell)
+    out += ["", "## Similarity vs noise floor", ""]
     if sim.candidate_n or sim.noise_n:
         out.append(
             f"Candidate vs live: mean {fmt.number(sim.candidate_mean, 3)} over "

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # the section's module builds on this one
+    from shadowcanary.report.outcomes import OutcomeSection
 
 ARMS: tuple[str, ...] = ("baseline", "candidate")
 QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
@@ -231,6 +235,8 @@ class ReportData:
     tenant_scope: TenantScope | None = None
     # Replays, tokens and dollars of shadow traffic behind each recorded decision.
     shadow_spend: tuple[DecisionSpend, ...] = ()
+    # What services reported after the answers (shadowcanary.report.outcomes).
+    outcomes: OutcomeSection | None = None
 
     @property
     def has_live_data(self) -> bool:

@@ -151,14 +151,22 @@ def migrate(database_url: str) -> None:
     log.info("database migrated", head=head_revision())
 
 
-def newest_revision_file() -> str | None:
-    """The revision of the newest file in migrations/versions/ (``0003_x.py`` -> ``0003``).
+_REVISION_LINE = re.compile(r'^revision(?:: str)? = "([^"]+)"', re.MULTILINE)
 
-    Revisions are numbered in their file names; tests/integration/test_migrations.py
-    checks that this is Alembic's head, so the fast path below cannot skip a migration.
+
+def newest_revision_file() -> str | None:
+    """The revision id declared in the newest file of migrations/versions/.
+
+    Files are numbered (``0004_outcomes.py``); the id is read from the file's
+    ``revision = "..."`` line, since ids may name their issue (``0004_outcomes``).
+    tests/integration/test_migrations.py checks that this is Alembic's head, so the
+    fast path below cannot skip a migration.
     """
-    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
-    return names[-1].split("_", 1)[0] if names else None
+    paths = sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"), key=lambda p: p.name)
+    if not paths:
+        return None
+    declared = _REVISION_LINE.search(paths[-1].read_text(encoding="utf-8"))
+    return declared.group(1) if declared else paths[-1].name.split("_", 1)[0]
 
 
 def _already_at_head(database_url: str) -> bool:

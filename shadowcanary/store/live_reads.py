@@ -60,9 +60,21 @@ COUNTERS: tuple[str, ...] = (
     "cost_usd_sum",
     "cost_usd_sq_sum",
 )
+# User outcomes joined to the calls (shadowcanary.store.outcomes): rollups only, so a
+# tenant's report (read from raw captures) has none.
+OUTCOME_COUNTERS: tuple[str, ...] = (
+    "outcomes_reported",
+    "tasks_reported",
+    "tasks_abandoned",
+    "outcomes_negative",
+    "outcomes_escalated",
+    "outcome_value_n",
+    "outcome_value_sum",
+)
 MINUTE = timedelta(minutes=1)
 _INTEGERS = frozenset(("requests", "failures", "tokens_n", "prompt_tokens_sum"))
 _INTEGERS |= {"completion_tokens_sum", "cost_n"}
+_INTEGERS |= set(OUTCOME_COUNTERS) - {"outcome_value_sum"}
 
 Bin = tuple[str, int, int | None, int]  # arm, chart bucket, sketch key (None: zero), count
 
@@ -99,7 +111,7 @@ def rollout_live(
         select(
             LIVE.c.arm,
             bucket,
-            *(func.sum(LIVE.c[name]).label(name) for name in COUNTERS),
+            *(func.sum(LIVE.c[name]).label(name) for name in COUNTERS + OUTCOME_COUNTERS),
             func.sum(cast(LIVE.c.latency_sketch["zero"].astext, BigInteger)).label("zero"),
             func.min(LIVE.c.minute).filter(busy).label("first"),
             func.max(LIVE.c.minute).filter(busy).label("last"),
@@ -226,8 +238,8 @@ def _figures(
         at = (row["arm"], int(row["bucket"]))
         requests[at] += int(row["requests"] or 0)
         failures[at] += int(row["failures"] or 0)
-        for name in COUNTERS:
-            sums[row["arm"]][name] += float(row[name] or 0)
+        for name in COUNTERS + OUTCOME_COUNTERS:
+            sums[row["arm"]][name] += float(row.get(name) or 0)
         if row["first"] is not None:
             first = row["first"] if first is None else min(first, row["first"])
             last = row["last"] if last is None else max(last, row["last"])
@@ -268,4 +280,6 @@ def _figures(
 
 def _typed(sums: Mapping[str, float]) -> dict[str, int | float]:
     # Added up as floats (exact for integers below 2**53); counts go back to int.
-    return {n: int(sums[n]) if n in _INTEGERS else float(sums[n]) for n in COUNTERS}
+    return {
+        n: int(sums[n]) if n in _INTEGERS else float(sums[n]) for n in COUNTERS + OUTCOME_COUNTERS
+    }

@@ -25,6 +25,7 @@ from sqlalchemy import (
     SmallInteger,
     String,
     Text,
+    text,
 )
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -209,6 +210,19 @@ class LiveRollupRow(Base):
     cost_n: Mapped[int]
     cost_usd_sum: Mapped[float]
     cost_usd_sq_sum: Mapped[float]
+    # User outcomes joined to this minute's calls (shadowcanary.store.outcomes): calls
+    # with any outcome reported, with a task outcome, abandoned tasks, thumbs down or
+    # retried, escalated to a person, the optional value; ``outcome_updates`` grows on
+    # every join so the evidence cache sees late reports.
+    outcomes_reported: Mapped[int] = mapped_column(server_default=text("0"))
+    tasks_reported: Mapped[int] = mapped_column(server_default=text("0"))
+    tasks_abandoned: Mapped[int] = mapped_column(server_default=text("0"))
+    outcomes_negative: Mapped[int] = mapped_column(server_default=text("0"))
+    outcomes_escalated: Mapped[int] = mapped_column(server_default=text("0"))
+    outcome_value_n: Mapped[int] = mapped_column(server_default=text("0"))
+    outcome_value_sum: Mapped[float] = mapped_column(server_default=text("0"))
+    outcome_value_sq_sum: Mapped[float] = mapped_column(server_default=text("0"))
+    outcome_updates: Mapped[int] = mapped_column(server_default=text("0"))
     # shadowcanary.store.sketch.QuantileSketch.to_json() documents
     latency_sketch: Mapped[dict[str, Any]]
     ttft_sketch: Mapped[dict[str, Any]]
@@ -339,3 +353,39 @@ Index(
     RolloutAuditRow.at,
     postgresql_where=RolloutAuditRow.to_percent.is_not(None),
 )
+
+
+class OutcomeRow(Base):
+    """What services reported after one answer, merged per event id (shadowcanary.outcomes).
+
+    ``dirty`` rows have something not yet added to ``live_rollups``: new or changed
+    reports, or reports whose capture has not arrived (yet). ``counted`` is what the
+    row already added there, so a join adds only the difference (reports merge
+    monotonically: first value per field wins, flags only turn on).
+    """
+
+    __tablename__ = "outcomes"
+
+    event_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tenant: Mapped[str | None] = mapped_column(String(NAME))
+    rollout: Mapped[str | None] = mapped_column(String(NAME))  # as reported
+    task: Mapped[str | None] = mapped_column(String(16))
+    feedback: Mapped[str | None] = mapped_column(String(8))
+    retried: Mapped[bool]
+    escalated: Mapped[bool]
+    value: Mapped[float | None]
+    reports: Mapped[int]
+    first_reported_at: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(index=True)
+    # 'pending' (no capture joined yet), 'joined', 'refused' (see refused_reason).
+    state: Mapped[str] = mapped_column(String(16))
+    dirty: Mapped[bool]
+    refused_reason: Mapped[str | None] = mapped_column(String(NAME))
+    joined_rollout: Mapped[str | None] = mapped_column(String(NAME))
+    arm: Mapped[str | None] = mapped_column(String(16))
+    minute: Mapped[datetime | None]
+    counted: Mapped[dict[str, Any] | None] = mapped_column(JSONB)
+
+
+# The sweep looks for dirty rows only; once joined a row leaves this index.
+Index("ix_outcomes_dirty", OutcomeRow.received_at, postgresql_where=OutcomeRow.dirty)

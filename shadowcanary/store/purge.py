@@ -16,6 +16,7 @@ from shadowcanary.store.models import (
     ComparisonRow,
     DeadLetterRow,
     LiveRollupRow,
+    OutcomeRow,
     ReplayRow,
     ShadowRollupRow,
 )
@@ -26,12 +27,14 @@ COMPARISONS: Table = ComparisonRow.__table__  # type: ignore[assignment]
 DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
 LIVE_ROLLUPS: Table = LiveRollupRow.__table__  # type: ignore[assignment]
 SHADOW_ROLLUPS: Table = ShadowRollupRow.__table__  # type: ignore[assignment]
+OUTCOMES: Table = OutcomeRow.__table__  # type: ignore[assignment]
 
 PURGED_TABLES = (
     "captures",
     "replays",
     "comparisons",
     "dead_letters",
+    "outcomes",
     "live_rollups",
     "shadow_rollups",
 )
@@ -69,6 +72,23 @@ def dead_letters_batch(conn: Connection, older_than: datetime, batch_size: int) 
     )
     deleted = conn.execute(delete(DEAD_LETTERS).where(DEAD_LETTERS.c.id.in_(doomed))).rowcount
     return {"dead_letters": deleted}
+
+
+def outcomes_batch(conn: Connection, older_than: datetime, batch_size: int) -> dict[str, int]:
+    """Delete up to ``batch_size`` outcome reports received before ``older_than``.
+
+    What they added to the rollups stays; a duplicate of a purged report would count again.
+    """
+    doomed = (
+        select(OUTCOMES.c.event_id)
+        .where(OUTCOMES.c.received_at < older_than)
+        .order_by(OUTCOMES.c.received_at)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+        .scalar_subquery()
+    )
+    deleted = conn.execute(delete(OUTCOMES).where(OUTCOMES.c.event_id.in_(doomed))).rowcount
+    return {"outcomes": deleted}
 
 
 def rollups_batch(conn: Connection, older_than: datetime, batch_size: int) -> dict[str, int]:

@@ -225,15 +225,16 @@ class Store:
         """Delete raw rows older than ``older_than`` in batches; keep rollups unless told.
 
         Captures go by ``received_at`` (their replays and comparisons with them), dead
-        letters by ``recorded_at``, rollups (only when ``rollups_older_than`` is given)
-        by their minute. Rows locked by a writer right now are left for the next run.
-        Returns the number of rows deleted per table.
+        letters by ``recorded_at``, outcome reports by ``received_at``, rollups (only
+        when ``rollups_older_than`` is given) by their minute. Rows locked by a writer
+        right now are left for the next run. Returns the number of rows deleted per table.
         """
         _require_aware(older_than=older_than, rollups_older_than=rollups_older_than)
         deleted = dict.fromkeys(purge.PURGED_TABLES, 0)
         steps: list[tuple[str, Callable[[Connection], dict[str, int]]]] = [
             ("captures", lambda c: purge.captures_batch(c, older_than, batch_size)),
             ("dead_letters", lambda c: purge.dead_letters_batch(c, older_than, batch_size)),
+            ("outcomes", lambda c: purge.outcomes_batch(c, older_than, batch_size)),
         ]
         if rollups_older_than is not None:
             cutoff = rollups_older_than

@@ -64,6 +64,11 @@ _LIVE_COLUMNS = (
     "cost_n",
     "cost_usd_sum",
     "cost_usd_sq_sum",
+    "outcomes_reported",
+    "tasks_reported",
+    "tasks_abandoned",
+    "outcomes_negative",
+    "outcomes_escalated",
 )
 _SHADOW_COLUMNS = (
     "n",
@@ -96,7 +101,8 @@ class RollupReader:
     until: datetime
 
     def live_signatures(self, conn: Connection) -> dict[int, Signature]:
-        return self._signatures(conn, LIVE, LIVE.c.requests)
+        # Outcomes reported late change a row without adding requests.
+        return self._signatures(conn, LIVE, LIVE.c.requests + LIVE.c.outcome_updates)
 
     def shadow_signatures(self, conn: Connection) -> dict[int, Signature]:
         return self._signatures(conn, SHADOW, SHADOW.c.replays + SHADOW.c.paired_n)
@@ -218,7 +224,7 @@ def arm_counts(found: tuple[Row, int] | None) -> ArmCounts:
     row, slow = found
     (requests, failures, truncated, refusals, json_expected, json_invalid, schema_invalid,
      lat_sum, lat_sq, ttft_n, ttft_sum, ttft_sq, tokens_n, tokens_sum, tokens_sq,
-     cost_n, cost_sum, cost_sq) = row  # fmt: skip
+     cost_n, cost_sum, cost_sq, outcomes, tasks, abandoned, negative, escalated) = row  # fmt: skip
     return ArmCounts(
         requests=requests,
         failures=failures,
@@ -232,6 +238,11 @@ def arm_counts(found: tuple[Row, int] | None) -> ArmCounts:
         ttft_ms=Moments(ttft_n, ttft_sum, ttft_sq),
         completion_tokens=Moments(tokens_n, float(tokens_sum), tokens_sq),
         cost_usd=Moments(cost_n, cost_sum, cost_sq),
+        outcomes=outcomes,
+        tasks=tasks,
+        abandoned=abandoned,
+        negative=negative,
+        escalated=escalated,
     )
 
 

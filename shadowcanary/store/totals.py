@@ -59,6 +59,15 @@ class LiveTotals:
     cost_n: int = 0
     cost_usd_sum: float = 0.0
     cost_usd_sq_sum: float = 0.0
+    outcomes_reported: int = 0
+    tasks_reported: int = 0
+    tasks_abandoned: int = 0
+    outcomes_negative: int = 0
+    outcomes_escalated: int = 0
+    outcome_value_n: int = 0
+    outcome_value_sum: float = 0.0
+    outcome_value_sq_sum: float = 0.0
+    outcome_updates: int = 0
     latency_sketch: QuantileSketch = field(default_factory=QuantileSketch)
     ttft_sketch: QuantileSketch = field(default_factory=QuantileSketch)
 
@@ -85,6 +94,11 @@ class LiveTotals:
     def cost_per_request_usd(self) -> float | None:
         """Mean cost over the requests that reported a cost."""
         return _ratio(self.cost_usd_sum, self.cost_n)
+
+    @property
+    def completion_rate(self) -> float | None:
+        """Completed tasks among the calls whose service reported a task outcome."""
+        return _ratio(self.tasks_reported - self.tasks_abandoned, self.tasks_reported)
 
 
 @dataclass(frozen=True, slots=True)

@@ -1,7 +1,8 @@
 """The live path inside services: capture model calls without ever hurting them.
 
 ``Tap`` buffers and publishes captured calls (fail open, bounded, batched);
-``tap_openai`` captures every chat completion of an OpenAI client; ``Redactor`` and
+``tap_openai`` captures every chat completion of an OpenAI client (``last_event_id()``
+is the last captured call's id, for ``Tap.outcome``); ``Redactor`` and
 ``Sampler`` are what the tap applies before anything leaves the process.
 """
 
@@ -9,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from shadowcanary.tap.emitter import DropReason, Tap, TapStats
+    from shadowcanary.tap.event_ids import last_event_id
     from shadowcanary.tap.openai_wrapper import tap_openai
     from shadowcanary.tap.redaction import Redactor
     from shadowcanary.tap.sampling import Sampler
@@ -20,6 +22,7 @@ _EXPORTS = {
     "Tap": "shadowcanary.tap.emitter",
     "TapStats": "shadowcanary.tap.emitter",
     "tap_openai": "shadowcanary.tap.openai_wrapper",
+    "last_event_id": "shadowcanary.tap.event_ids",
     "Redactor": "shadowcanary.tap.redaction",
     "Sampler": "shadowcanary.tap.sampling",
 }
@@ -36,4 +39,4 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-__all__ = ["DropReason", "Redactor", "Sampler", "Tap", "TapStats", "tap_openai"]
+__all__ = ["DropReason", "Redactor", "Sampler", "Tap", "TapStats", "last_event_id", "tap_openai"]

@@ -23,15 +23,17 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from types import MappingProxyType, TracebackType
-from typing import Self
+from typing import Any, Self
 
 import redis
 import structlog
 
 from shadowcanary.errors import ServiceUnavailable
 from shadowcanary.events import CapturedCall
+from shadowcanary.outcomes import Feedback, OutcomeReport, TaskOutcome
 from shadowcanary.settings import TapSettings
 from shadowcanary.tap import metrics
+from shadowcanary.tap.outcome_buffer import OutcomeBuffer, OutcomeStats
 from shadowcanary.tap.publisher import BatchPublisher
 from shadowcanary.tap.redaction import Redactor
 from shadowcanary.tap.sampling import Sampler
@@ -119,6 +121,7 @@ class Tap:
         self._lock = threading.Lock()
         self._wake = threading.Event()
         self._buffer: list[CapturedCall] = []
+        self._outcomes = OutcomeBuffer(self._capacity, self._batch_size)
         self._publisher = BatchPublisher(
             self._redis_url, timeout_s=self._settings.publish_timeout_s
         )
@@ -146,6 +149,41 @@ class Tap:
                 self._buffer.append(event)
                 if len(self._buffer) == self._batch_size:
                     self._wake.set()
+
+    def outcome(
+        self,
+        event_id: str | None,
+        *,
+        task: TaskOutcome | str | None = None,
+        feedback: Feedback | str | None = None,
+        retried: bool = False,
+        escalated: bool = False,
+        value: float | None = None,
+        rollout: str | None = None,
+    ) -> bool:
+        """Report what happened after the answer of call ``event_id``; never raises.
+
+        ``event_id`` is the call's id: ``shadowcanary.tap.last_event_id()`` right after
+        a tapped call, or the gateway's ``x-shadowcanary-event-id`` response header.
+        ``task`` is "completed" or "abandoned", ``feedback`` "up" or "down"; ``retried``
+        (the user regenerated), ``escalated`` (handed to a person) and ``value`` (any
+        number) are optional too (shadowcanary/outcomes.py). Returns False when the
+        report was dropped: invalid (logged at warning), ``event_id`` None (the call
+        was not captured), or the buffer is full or closed; see ``outcome_stats()``.
+        """
+        fields: dict[str, Any] = {"task": task, "feedback": feedback, "retried": retried}
+        fields |= {"escalated": escalated, "value": value, "rollout": rollout}
+        added = self._outcomes.add(event_id, fields)
+        if added and self._outcomes.pending() >= self._batch_size:
+            self._wake.set()
+        return added
+
+    def outcome_report(self, report: OutcomeReport) -> bool:
+        """Queue an already validated report (the gateway's ``POST /v1/tap/outcomes``)."""
+        return self._outcomes.add_report(report)
+
+    def outcome_stats(self) -> OutcomeStats:
+        return self._outcomes.stats()
 
     def keeps(self, route: str, event_id: str) -> bool:
         """Whether an event would be sampled in: lets callers skip building unsampled events."""
@@ -182,6 +220,7 @@ class Tap:
         with self._lock:
             already = self._closed
             self._closed = True
+        self._outcomes.closed = True
         if not already:
             atexit.unregister(self.close)
         self._wake.set()
@@ -216,6 +255,9 @@ class Tap:
             try:
                 if events:
                     self._deliver(events)
+                if self._outcomes.pending():
+                    # After the events: a capture and its outcome usually go in that order.
+                    self._outcomes.flush(self._publisher.publish_outcomes)
                 self._report_metrics()
                 self._maybe_share_stats(force=stopping)
             except Exception as exc:  # a bug must not kill the thread for good
@@ -231,7 +273,7 @@ class Tap:
                 log.debug("tap_drain_failed_traceback", exc_info=True)
             if stopping:
                 with self._lock:
-                    if not self._buffer:
+                    if not self._buffer and not self._outcomes.pending():
                         return
 
     def _deliver(self, events: list[CapturedCall]) -> None:

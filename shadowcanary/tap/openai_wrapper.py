@@ -7,8 +7,10 @@ when they return or raise (the exception reaches the caller unchanged). Streamed
 calls return the SDK's own ``Stream``/``AsyncStream`` object yielding the same
 chunks (or Responses events) in the same order; the tap watches them go by,
 reassembles the answer and emits when the stream ends, fails or is closed early
-(status ``cancelled``). A Responses call continuing an earlier one of this client
-(``previous_response_id``) is captured with the earlier turns (bounded memory).
+(status ``cancelled``). Each captured call's event id is ``last_event_id()``
+(``shadowcanary.tap.event_ids``), for ``tap.outcome``. A Responses call continuing an
+earlier one of this client (``previous_response_id``) is captured with the earlier
+turns (bounded memory).
 
 Nothing in the tap path may hurt the call: any exception while capturing is caught,
 counted as ``tap_error`` and logged at warning (without prompt text).
@@ -53,6 +55,7 @@ from shadowcanary.tap.capture import (
     usage_of,
 )
 from shadowcanary.tap.emitter import Tap
+from shadowcanary.tap.event_ids import remember
 from shadowcanary.tap.responses_capture import (
     Conversations,
     ResponsesStreamAssembly,
@@ -237,11 +240,14 @@ def _begin(ctx: _Context, api: _Api, kwargs: dict[str, Any]) -> _Call | None:
                 value, str | list | tuple | openai.NotGiven | openai.Omit
             ):
                 kwargs[name] = list(value)
+        remember(None)  # until this call is known to be captured
         event_id = uuid.uuid4().hex
         if not ctx.tap.keeps(ctx.route, event_id):
             ctx.tap.record_sampled_out()
             return None
-        return _Call(ctx, api.request(ctx, kwargs), event_id, model, arm, key)
+        call = _Call(ctx, api.request(ctx, kwargs), event_id, model, arm, key)
+        remember(event_id)
+        return call
     except Exception as exc:  # noqa: BLE001 - the tap must never raise into the caller
         _tap_error(ctx, "request", exc)
         return None

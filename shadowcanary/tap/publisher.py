@@ -179,6 +179,28 @@ class BatchPublisher:
         except redis.RedisError as exc:  # sent all the same, only without the journal's copy
             log.info("tap_journal_write_failed", error=type(exc).__name__)
 
+    def publish_outcomes(self, reports: Sequence[dict[str, Any]]) -> None:
+        """Publish outcome reports (``OutcomeReport`` JSON) as ONE message on the ingest queue."""
+        try:
+            self._celery().send_task(
+                constants.TASK_OUTCOMES,
+                args=[list(reports)],
+                queue=constants.QUEUE_INGEST,
+                retry=False,
+                serializer=SERIALIZER,
+                compression=None,
+                headers={"compression": _ZLIB_CONTENT_TYPE},
+                argsrepr=f"[<{len(reports)} outcomes>]",
+                kwargsrepr="{}",
+            )
+        except Exception as exc:  # kombu and redis raise many types; all mean "not sent"
+            raise ServiceUnavailable(
+                f"could not publish {len(reports)} outcome reports to Redis at "
+                f"{without_password(self._broker_url)}: {_cause(exc)}",
+                hint="check that Redis at the tap's broker URL (SHADOWCANARY_REDIS_URL) is "
+                "running and reachable from this process; reports are dropped meanwhile",
+            ) from exc
+
     def close(self) -> None:
         """Release the broker connections."""
         if self._app is not None:

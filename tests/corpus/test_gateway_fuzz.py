@@ -8,8 +8,8 @@ surrogates escaped in JSON, NUL, deep nesting, wrong types). Properties:
 - the gateway never answers 500 (an internal error is a bug; the simulator behind
   it is fault-free, so upstream failures cannot be the cause);
 - every error is an OpenAI-style ``{"error": {"message": ...}}`` with a message;
-- ``/v1/tap/events`` never accepts what the event contract rejects (a 200/207 says
-  exactly which indexes were rejected);
+- ``/v1/tap/events`` and ``/v1/tap/outcomes`` never accept what their contract rejects
+  (a 200/207 says exactly which indexes were rejected);
 - the gateway keeps serving: still ready afterwards, and its log has no internal error.
 
 No schemathesis: the gateway publishes no OpenAPI document to drive it.
@@ -38,6 +38,7 @@ PATHS = [
     "/v1/models",
     "/v1/models/gpt-5.2",
     "/v1/tap/events",
+    "/v1/tap/outcomes",
     "/r/default/v1/chat/completions",
     "/r/no-such-route/v1/chat/completions",
     "/r//v1/tap/events",
@@ -67,6 +68,8 @@ hostile_values = st.recursive(
 def _valid_body(path: str) -> Any:
     if path.endswith("/tap/events"):
         return [good_event(tenant="test-service")]  # the test key's service
+    if path.endswith("/tap/outcomes"):
+        return [{"event_id": "gw0123456789", "task": "abandoned", "feedback": "down"}]
     if path.endswith("/embeddings") or path.endswith("/responses"):
         return {"model": "gpt-5.2", "input": "hello"}
     return {
@@ -141,19 +144,20 @@ def requests(draw: st.DrawFn, key: str) -> tuple[str, str, dict[str, str], bytes
 def _check_answer(path: str, body: bytes, response: httpx.Response) -> None:
     assert response.status_code != 500, f"{path}: {response.text[:500]}"
     is_json = response.headers.get("content-type", "").startswith("application/json")
-    if path.endswith("/tap/events") and response.status_code in (200, 207, 422) and is_json:
+    batch = path.endswith(("/tap/events", "/tap/outcomes"))
+    if batch and response.status_code in (200, 207, 422) and is_json:
         answer = response.json()
         if "accepted" in answer:  # a batch answer: which events were taken, and why not
-            _check_batch(body, answer)
+            _check_batch(body, answer, "outcomes" if path.endswith("/outcomes") else "events")
             return
     if response.status_code >= 400 and is_json:
         error = response.json()["error"]
         assert isinstance(error["message"], str) and error["message"], error
 
 
-def _check_batch(body: bytes, answer: dict[str, Any]) -> None:
+def _check_batch(body: bytes, answer: dict[str, Any], key: str) -> None:
     sent = json.loads(body)
-    events = sent.get("events") if isinstance(sent, dict) else sent
+    events = sent.get(key) if isinstance(sent, dict) else sent
     rejected = {r["index"] for r in answer["rejected"]}
     assert answer["accepted"] + len(rejected) == len(events)
     assert all(r["error"] for r in answer["rejected"])

@@ -38,7 +38,7 @@ from shadowcanary.testing.poll import wait_until
 pytestmark = pytest.mark.integration
 
 TICK = timedelta(microseconds=1)
-RAW_TABLES = {"captures", "replays", "comparisons", "dead_letters"}
+RAW_TABLES = {"captures", "replays", "comparisons", "dead_letters", "outcomes"}
 KEPT_TABLES = set(Base.metadata.tables) - RAW_TABLES
 
 

@@ -66,7 +66,10 @@ def test_minimal_plan_is_four_lines_with_defaults() -> None:
     assert exposure.min_duration == timedelta(minutes=10)
     enabled = plan.triggers.enabled()
     assert "judge_score" not in enabled  # only when a judge is configured
-    assert set(enabled) == set(TRIGGER_NAMES) - {"judge_score"}
+    # The user-outcome triggers too: only services can feed them (on when listed).
+    outcome_triggers = {"completion_rate", "negative_feedback", "escalation_rate"}
+    assert not outcome_triggers & set(enabled)
+    assert set(enabled) == set(TRIGGER_NAMES) - {"judge_score"} - outcome_triggers
     assert plan.triggers.error_rate.margin == 0.01
     assert plan.triggers.p99_latency.margin_ms == 200
     assert plan.triggers.cost.mode is TriggerMode.DRY_RUN
