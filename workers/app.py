@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from celery import Celery, signals
 from kombu.entity import Queue
 from kombu.exceptions import OperationalError
@@ -23,15 +24,19 @@ from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.logging import configure_logging
 from shadowcanary.replay.event_loop import ReplayRuntime
+from shadowcanary.replay.judging import JudgeService, PlanRubrics
 from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.judge_store import JudgeStore
 from shadowcanary.store.repository import Store
 from workers import metrics
 from workers.base_task import PUBLISH_RETRY_POLICY, RedeliveredOnFailedRetryTask
 from workers.sweeper import ReplaySweeper
 from workers.tasks import register_tasks
+
+log = structlog.get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,6 +45,7 @@ class _Services:
     runtime: ReplayRuntime
     ingest: IngestService
     replay: ReplayService
+    judge: JudgeService | None  # None: no judge model configured
 
 
 class WorkerContext:
@@ -63,11 +69,27 @@ class WorkerContext:
                 store = Store(engine)
                 runtime = ReplayRuntime(self.settings, self.urls.redis_url)
                 candidates = RolloutCandidates(engine, self.settings.candidate_model)
+                judge = None
+                if self.settings.judge.model is not None:
+                    judge_store = JudgeStore(engine)
+                    judge = JudgeService(
+                        self.settings,
+                        judge_store,
+                        runtime,
+                        rubric_for=PlanRubrics(judge_store.plan_rubric),
+                    )
                 self._services = _Services(
                     store=store,
                     runtime=runtime,
                     ingest=IngestService(self.settings, store, self.schedule_replays),
-                    replay=ReplayService(self.settings, store, runtime, candidates=candidates),
+                    replay=ReplayService(
+                        self.settings,
+                        store,
+                        runtime,
+                        candidates=candidates,
+                        baseline_again=judge.needs_baseline_again if judge else None,
+                    ),
+                    judge=judge,
                 )
             return self._services
 
@@ -86,6 +108,23 @@ class WorkerContext:
     @property
     def replay_service(self) -> ReplayService:
         return self._get().replay
+
+    @property
+    def judge_service(self) -> JudgeService | None:
+        return self._get().judge
+
+    def schedule_judging(self, event_ids: list[str]) -> None:
+        """Queue the judge for replayed events (a lost message only loses judgements)."""
+        try:
+            self._app.send_task(
+                constants.TASK_JUDGE,
+                args=[event_ids],
+                queue=constants.QUEUE_REPLAY,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except OperationalError as exc:
+            # The replays are recorded; their verdicts are a sample, missing some is fine.
+            log.warning("judge.schedule_failed", count=len(event_ids), error=type(exc).__name__)
 
     @property
     def thread_count(self) -> int:
@@ -163,6 +202,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         task_routes={
             constants.TASK_INGEST: {"queue": constants.QUEUE_INGEST},
             constants.TASK_REPLAY: {"queue": constants.QUEUE_REPLAY},
+            constants.TASK_JUDGE: {"queue": constants.QUEUE_REPLAY},
             constants.TASK_PURGE: {"queue": constants.QUEUE_INGEST},
         },
         # Replays are I/O bound and share one asyncio loop per process (ReplayRuntime):

@@ -72,8 +72,14 @@ class ShadowCounts:
 
     # D = sim(C, B1) - sim(B2, B1) per prompt sampled for the noise floor.
     similarity_diff: Moments = Moments()
-    # Judge score of C minus judge score of B2 (0..1 scale), when a judge is configured.
+    # Pairwise LLM judge (judge/pairwise.py), per judged pair: +1 loss, 0 tie, -1 win of
+    # the candidate against the baseline (net loss rate = mean) ...
     judge_diff: Moments = Moments()
+    # ... and of the baseline asked again against the baseline: the judge's noise floor.
+    judge_noise: Moments = Moments()
+    # Judge calls that failed (judge down, unparseable reply) or were not made (budget).
+    judge_failed: int = 0
+    judge_skipped_budget: int = 0
     # JSON validity of candidate replays against the baseline on the same kind of prompts.
     candidate_replays: int = 0
     candidate_json_invalid: int = 0
@@ -141,8 +147,10 @@ _SHADOW_COUNTS = (
     "candidate_json_invalid",
     "baseline_replays",
     "baseline_json_invalid",
+    "judge_failed",
+    "judge_skipped_budget",
 )
-_SHADOW_MOMENTS = ("similarity_diff", "judge_diff")
+_SHADOW_MOMENTS = ("similarity_diff", "judge_diff", "judge_noise")
 
 
 def _arm_columns(arm: str) -> tuple[str, ...]:
@@ -212,8 +220,11 @@ def _row(b: Bucket) -> tuple[float, ...]:
         s.candidate_json_invalid,
         s.baseline_replays,
         s.baseline_json_invalid,
+        s.judge_failed,
+        s.judge_skipped_budget,
         *_moments(s.similarity_diff),
         *_moments(s.judge_diff),
+        *_moments(s.judge_noise),
     )
 
 

@@ -104,7 +104,7 @@ class TriggerContext:
 _Array = npt.NDArray[np.float64]
 _SIMPLE_RATES = {"error_rate": "failures", "incomplete": "truncated", "refusals": "refusals"}
 _MEANS = {"ttft": "ttft_ms", "output_tokens": "completion_tokens", "cost": "cost_usd"}
-_QUALITY = {"quality": "shadow.similarity_diff", "judge_score": "shadow.judge_diff"}
+_QUALITY = {"quality": "shadow.similarity_diff"}
 
 
 def _rate_columns(name: str, t: EvidenceTable) -> tuple[_Array, _Array, _Array, _Array]:
@@ -151,6 +151,11 @@ def evaluate(name: str, config: TriggerConfig, ctx: TriggerContext) -> TriggerRe
         return _tail(name, config, ctx)
     if isinstance(config, MeanDeltaTrigger | RelativeMeanTrigger):
         return _mean(name, config, ctx)
+    if name == "judge_score":
+        # Imported here: judge_score builds on this module's TriggerResult.
+        from shadowcanary.judge.judge_score import evaluate_judge_score
+
+        return evaluate_judge_score(name, config, ctx)
     return _quality(name, config, ctx)
 
 

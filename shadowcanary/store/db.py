@@ -157,8 +157,15 @@ def newest_revision_file() -> str | None:
     Revisions are numbered in their file names; tests/integration/test_migrations.py
     checks that this is Alembic's head, so the fast path below cannot skip a migration.
     """
-    names = sorted(p.name for p in (MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"))
-    return names[-1].split("_", 1)[0] if names else None
+    paths = sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"), key=lambda p: p.name)
+    if not paths:
+        return None
+    # The id the file declares (e.g. "0005_judge"), else the number its name starts with.
+    declared = _REVISION_LINE.search(paths[-1].read_text(encoding="utf-8"))
+    return declared.group(1) if declared else paths[-1].name.split("_", 1)[0]
+
+
+_REVISION_LINE = re.compile(r"""^revision(?:\s*:\s*str)?\s*=\s*["']([^"']+)["']""", re.MULTILINE)
 
 
 def _already_at_head(database_url: str) -> bool:
