@@ -133,7 +133,13 @@ class JudgeService:
     def judge(self, event_ids: Sequence[str]) -> int:
         """Judge what is due among ``event_ids``; returns how many verdicts were new."""
         inputs = self._store.judge_inputs(event_ids)
-        pairs = [p for item in inputs.values() if self.wants(item.event) for p in _pairs(item)]
+        rates = self._settings.judge
+        pairs = [
+            pair
+            for item in inputs.values()
+            if rates.rate_for(item.event.route) > 0
+            for pair in _pairs(item, candidate=self.wants(item.event))
+        ]
         if not pairs:
             return 0
         records = self._runtime.run(self._judge_all(pairs))
@@ -234,13 +240,18 @@ def _live_answer(event: CapturedCall) -> str | None:
     return answer_text(event.response.model_dump(mode="json"))
 
 
-def _pairs(item: JudgeInputs) -> list[_Pair]:
-    """The pairs of one event that are due: each kind once, like with like."""
+def _pairs(item: JudgeInputs, *, candidate: bool) -> list[_Pair]:
+    """The pairs of one event that are due: each kind once, like with like.
+
+    ``candidate``: the event is in the judge's sample. Its noise-floor pair is judged
+    whenever the baseline was asked twice (on a route the judge covers), so the noise
+    floor is measured on as many pairs as the noise sample holds.
+    """
     event = item.event
     live = _live_answer(event)
     redacted = prompt_was_redacted(event)
     out: list[_Pair] = []
-    if ReplayKind.CANDIDATE not in item.judged and item.candidate:
+    if candidate and ReplayKind.CANDIDATE not in item.judged and item.candidate:
         if redacted:
             # Waits for the baseline asked again (a later replay batch brings it).
             if item.baseline_again:
