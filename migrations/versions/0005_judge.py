@@ -63,6 +63,7 @@ def upgrade() -> None:
         "judge_rollups",
         sa.Column("rollout", sa.String(length=200), nullable=False),
         sa.Column("kind", sa.String(length=16), nullable=False),
+        sa.Column("route", sa.String(length=200), nullable=False),
         sa.Column("minute", sa.DateTime(timezone=True), nullable=False),
         *(
             sa.Column(name, sa.BigInteger(), nullable=False)
@@ -82,7 +83,9 @@ def upgrade() -> None:
         sa.Column("prompt_tokens", sa.BigInteger(), nullable=False),
         sa.Column("completion_tokens", sa.BigInteger(), nullable=False),
         sa.Column("cost_usd", sa.Double(), nullable=False),
-        sa.PrimaryKeyConstraint("rollout", "kind", "minute", name=op.f("pk_judge_rollups")),
+        sa.PrimaryKeyConstraint(
+            "rollout", "kind", "route", "minute", name=op.f("pk_judge_rollups")
+        ),
     )
 
 

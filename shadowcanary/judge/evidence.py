@@ -88,6 +88,14 @@ class ShadowCounts:
 
 
 @dataclass(frozen=True, slots=True)
+class RouteJudgement:
+    """The LLM judge's per-pair net losses of one route since the rollout started."""
+
+    route: str
+    candidate: Moments = Moments()
+
+
+@dataclass(frozen=True, slots=True)
 class Bucket:
     """One minute of evidence. ``canary_percent`` is what the flag said in that minute."""
 
@@ -105,6 +113,8 @@ class Evidence:
     buckets: tuple[Bucket, ...] = ()
     # The latency the controller counted ``slow`` requests against (its sketch, this value).
     slow_threshold_ms: float | None = None
+    # Per route, so the judge can name the route a candidate is worse on.
+    judge_routes: tuple[RouteJudgement, ...] = ()
 
     def problems(self, table: EvidenceTable | None = None) -> list[str]:
         """Why these numbers cannot be trusted (empty when they can).

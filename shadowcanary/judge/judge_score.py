@@ -14,6 +14,11 @@ and certified when the confidence sequence's upper bound is below the margin: th
 machinery as the other mean-type triggers (judge/sequential.py). Variances are
 smoothed, (decisive + 1) / (n + 2) - mean^2, so a run of early ties cannot look certain.
 
+Routes: half of the trigger's alpha tests the rollout as a whole, the other half is
+split over up to ``ROUTE_TESTS`` routes, each tested the same way against the
+rollout's noise floor, so a candidate worse on one route only is rolled back with that
+route named in the reason.
+
 A judge that is down or out of budget makes the trigger ``insufficient`` with that
 reason (an act-mode trigger then holds the rollout); evidence of harm gathered before
 it went down still rolls back.
@@ -35,6 +40,11 @@ JUDGE_BURN_IN = 50
 NOISE_BURN_IN = 20
 # Judge health is read over this many of the newest closed minutes with judge activity.
 HEALTH_MINUTES = 3
+# The trigger's alpha is split in advance (Bonferroni over a fixed family): half for
+# the rollout as a whole, half over at most this many routes (by name), so a candidate
+# worse on one route is caught and named without a route adding false rollbacks.
+ROUTE_TESTS = 10
+OVERALL_ALPHA_SHARE = 0.5
 
 
 def _smoothed_variance(m: Moments) -> float:
@@ -125,10 +135,12 @@ def evaluate_judge_score(name: str, config: QualityTrigger, ctx: TriggerContext)
         )
         return result(Verdict.INSUFFICIENT, f"{down}; {waiting}" if down else waiting)
     harm = c.mean - noise.mean
-    variance = _smoothed_variance(c) / c.n + _smoothed_variance(noise) / noise.n
+    noise_variance = _smoothed_variance(noise) / noise.n
+    variance = _smoothed_variance(c) / c.n + noise_variance
     log_lambda = seq.msprt_one_sided_log_lambda(harm, variance, config.margin, config.margin)
     radius = seq.mixture_radius(variance, config.margin, ctx.certify_alpha)
     lower, upper = harm - radius, harm + radius
+    routes = _harmful_routes(config, ctx, noise.mean, noise_variance, burn_in)
     w, t, loss = wins_ties_losses(c)
     nw, nt, nl = wins_ties_losses(noise)
     detail = (
@@ -138,9 +150,38 @@ def evaluate_judge_score(name: str, config: QualityTrigger, ctx: TriggerContext)
         f"[{100 * lower:+.1f} %, {100 * upper:+.1f} %], margin {100 * config.margin:g} %; "
         f"Lambda={seq.e_value(log_lambda):.3g} vs {threshold:.3g}"
     )
-    if log_lambda >= -math.log(ctx.alpha):
+    if routes:
+        detail = "; ".join(routes) + f" (whole rollout: {detail})"
+    if log_lambda >= -math.log(ctx.alpha * OVERALL_ALPHA_SHARE) or routes:
         return result(Verdict.HARM, detail, harm, log_lambda, lower, upper)
     if down is not None:
         return result(Verdict.INSUFFICIENT, f"{down}; {detail}", harm, log_lambda, lower, upper)
     verdict = Verdict.CERTIFIED if upper < config.margin else Verdict.INCONCLUSIVE
     return result(verdict, detail, harm, log_lambda, lower, upper)
+
+
+def _harmful_routes(
+    config: QualityTrigger,
+    ctx: TriggerContext,
+    noise_mean: float,
+    noise_variance: float,
+    burn_in: int,
+) -> list[str]:
+    """The routes whose own net loss beyond the (rollout's) noise floor is proven harmful."""
+    alpha = ctx.alpha * (1.0 - OVERALL_ALPHA_SHARE) / ROUTE_TESTS
+    found = []
+    for route in sorted(ctx.judge_routes, key=lambda r: r.route)[:ROUTE_TESTS]:
+        m = route.candidate
+        if m.n < burn_in or m.mean is None:
+            continue
+        harm = m.mean - noise_mean
+        variance = _smoothed_variance(m) / m.n + noise_variance
+        log_lambda = seq.msprt_one_sided_log_lambda(harm, variance, config.margin, config.margin)
+        if log_lambda >= -math.log(alpha):
+            w, t, loss = wins_ties_losses(m)
+            found.append(
+                f"route {route.route!r}: {w} wins / {t} ties / {loss} losses, net loss beyond "
+                f"the noise floor {100 * harm:+.1f} % (margin {100 * config.margin:g} %, "
+                f"Lambda={seq.e_value(log_lambda):.3g} vs {1 / alpha:.3g})"
+            )
+    return found

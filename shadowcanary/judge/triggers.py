@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcanary.judge import sequential as seq
-from shadowcanary.judge.evidence import EvidenceTable
+from shadowcanary.judge.evidence import EvidenceTable, RouteJudgement
 from shadowcanary.plan import (
     MeanDeltaTrigger,
     QualityTrigger,
@@ -99,6 +99,7 @@ class TriggerContext:
     min_events: int  # per arm, from the current step's exposure
     slow_threshold_ms: float | None  # what the plan and state ask slow requests against
     counted_threshold_ms: float | None  # what the controller counted against
+    judge_routes: tuple[RouteJudgement, ...] = ()  # the judge's pairs per route
 
 
 _Array = npt.NDArray[np.float64]

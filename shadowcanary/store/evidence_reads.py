@@ -110,7 +110,7 @@ def load_evidence(
             stale = [c for c in hours.chunks if cache.chunks.get(c, (None,))[0] != signatures[c]]
             live = reader.live(conn, stale, slow_key) if stale else {}
             shadow = reader.shadow(conn, stale) if stale else {}
-            judged = judge_minutes(conn, record.plan.name, first, hours.end)
+            judged, judge_routes = judge_minutes(conn, record.plan.name, first, hours.end)
     except OperationalError as exc:
         raise unavailable("reading the rollout's evidence", exc) from exc
     built = {}
@@ -131,7 +131,11 @@ def load_evidence(
     cache.chunks = built
     caches[record.name] = cache
     buckets = tuple(b for _, chunk_buckets in built.values() for b in chunk_buckets)
-    return Evidence(buckets=with_judge(buckets, judged), slow_threshold_ms=threshold)
+    return Evidence(
+        buckets=with_judge(buckets, judged),
+        slow_threshold_ms=threshold,
+        judge_routes=judge_routes,
+    )
 
 
 @dataclass(frozen=True, slots=True)

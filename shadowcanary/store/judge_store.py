@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Connection, Table, func, select
 
 from shadowcanary.events import CapturedCall
-from shadowcanary.judge.evidence import Bucket, Moments
+from shadowcanary.judge.evidence import Bucket, Moments, RouteJudgement
 from shadowcanary.judge.pairwise import PairOutcome
 from shadowcanary.plan import JudgeRubric
 from shadowcanary.shadow_results import JudgeRecord, JudgeStatus, ReplayKind, ReplayStatus
@@ -132,20 +132,21 @@ class JudgeStore(Store):
                 )
             )
             new = [r for r in kept if (r.event_id, r.kind.value) in new_keys]
-            buckets: dict[tuple[str, str, datetime], dict[str, float]] = {}
+            buckets: dict[tuple[str, str, str, datetime], dict[str, float]] = {}
             for record in new:
                 capture = captured[record.event_id]
                 key = (
                     rollout_key(capture.rollout),
                     record.kind.value,
+                    capture.route,
                     minute_of(capture.started_at),
                 )
                 _add(buckets.setdefault(key, dict.fromkeys(JUDGE_COUNTERS, 0.0)), record)
             rows = [
-                {"rollout": k[0], "kind": k[1], "minute": k[2], **_typed(buckets[k])}
+                {"rollout": k[0], "kind": k[1], "route": k[2], "minute": k[3]} | _typed(buckets[k])
                 for k in sorted(buckets)
             ]
-            bulk.upsert_add(conn, JUDGE_ROLLUPS, rows, keys=("rollout", "kind", "minute"))
+            bulk.upsert_add(conn, JUDGE_ROLLUPS, rows, keys=("rollout", "kind", "route", "minute"))
             return len(new)
 
         return self._transaction("recording judge verdicts", work)
@@ -183,11 +184,12 @@ class JudgeStore(Store):
 
 def judge_minutes(
     conn: Connection, rollout: str, since: datetime, until: datetime
-) -> dict[datetime, JudgeMinute]:
-    """The rollout's judge rollups per minute in [since, until) (evidence reads)."""
+) -> tuple[dict[datetime, JudgeMinute], tuple[RouteJudgement, ...]]:
+    """The rollout's judge rollups per minute in [since, until), and per route (evidence)."""
     t = JUDGE_ROLLUPS
     stmt = select(
         t.c.kind,
+        t.c.route,
         t.c.minute,
         t.c.judged,
         t.c.score_sum,
@@ -195,22 +197,27 @@ def judge_minutes(
         t.c.failed,
         t.c.skipped_budget,
     ).where(t.c.rollout == rollout, t.c.minute >= since, t.c.minute < until)
-    found: dict[datetime, JudgeMinute] = {}
-    for kind, minute, judged, total, sq, failed, skipped in conn.execute(stmt):
-        at = minute_of(minute)
-        before = found.get(at, JudgeMinute())
+    minutes: dict[datetime, dict[str, Any]] = {}
+    routes: dict[str, Moments] = {}
+    for kind, route, minute, judged, total, sq, failed, skipped in conn.execute(stmt):
+        found = minutes.setdefault(
+            minute_of(minute),
+            {"candidate": Moments(), "noise": Moments(), "failed": 0, "skipped": 0},
+        )
         moments = Moments(int(judged), float(total), float(sq))
         if kind == ReplayKind.CANDIDATE.value:
-            before = JudgeMinute(moments, before.noise, before.failed, before.skipped_budget)
+            found["candidate"] += moments
+            routes[route] = routes.get(route, Moments()) + moments
         else:
-            before = JudgeMinute(before.candidate, moments, before.failed, before.skipped_budget)
-        found[at] = JudgeMinute(
-            before.candidate,
-            before.noise,
-            before.failed + int(failed),
-            before.skipped_budget + int(skipped),
-        )
-    return found
+            found["noise"] += moments
+        found["failed"] += int(failed)
+        found["skipped"] += int(skipped)
+    by_minute = {
+        at: JudgeMinute(f["candidate"], f["noise"], f["failed"], f["skipped"])
+        for at, f in minutes.items()
+    }
+    by_route = tuple(RouteJudgement(route, m) for route, m in sorted(routes.items()))
+    return by_minute, by_route
 
 
 def _verdict_row(record: JudgeRecord, capture: Any, recorded_at: datetime) -> dict[str, Any]:

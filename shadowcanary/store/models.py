@@ -379,7 +379,7 @@ class JudgeVerdictRow(Base):
 
 
 class JudgeRollupRow(Base):
-    """Judge verdicts of one kind for one rollout in one minute of the live call.
+    """Judge verdicts of one kind for one rollout and route in one minute of the live call.
 
     ``score_*`` accumulate the per-pair net loss (+1 loss, 0 tie, -1 win): the
     judge_score trigger's moments (judge/judge_score.py).
@@ -389,6 +389,7 @@ class JudgeRollupRow(Base):
 
     rollout: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    route: Mapped[str] = mapped_column(String(NAME), primary_key=True)
     minute: Mapped[datetime] = mapped_column(primary_key=True)
     judged: Mapped[int]
     wins: Mapped[int]

@@ -104,13 +104,14 @@ def _run(
     started = now_utc() - timedelta(minutes=1)
     record = RolloutStore(engine).create_rollout(plan, now=started, actor="test")
     with Tap(TapSettings(flush_interval_s=0.02), redis_url) as tap:
-        client = tap_openai(
-            openai.OpenAI(base_url=judge_sim.base_url, api_key="test", max_retries=0),
-            tap,
-            route="support",
-            rollout=name,
-        )
         for i, prompt in enumerate(prompts):
+            route = "billing" if "invoice" in prompt else "support"
+            client = tap_openai(
+                openai.OpenAI(base_url=judge_sim.base_url, api_key="test", max_retries=0),
+                tap,
+                route=route,
+                rollout=name,
+            )
             client.chat.completions.create(
                 model="gpt-5.2",
                 messages=[{"role": "user", "content": prompt}],
@@ -205,3 +206,21 @@ def test_a_judge_that_always_prefers_the_first_answer_gives_ties(
     candidate = totals[ReplayKind.CANDIDATE]
     assert candidate["ties"] == candidate["judged"] > 0
     assert candidate["position_disagreements"] == candidate["judged"]
+
+
+def test_a_candidate_worse_on_one_route_is_stopped_naming_the_route(
+    engine: Engine, judge_sim: SimHandle, redis_url: str, judging_worker: dict[str, str]
+) -> None:
+    """Worse on the billing route's prompts only: rolled back, and the reason names billing."""
+    judge_sim.set_profile("gpt-5.5", divergence=0.05, quality=0.0, quality_when={"invoice": -1.5})
+    prompts = [
+        f"Why is invoice {i} for the shop higher than last month?"
+        if i % 3
+        else f"How do I reset password {i} for the shop account?"
+        for i in range(CALLS)
+    ]
+    _, results, (decision, _) = _run(engine, judge_sim, redis_url, prompts)
+    result = _judge(results)
+    assert result.verdict is Verdict.HARM, result.detail
+    assert decision.kind is DecisionKind.ROLLBACK
+    assert "route 'billing'" in decision.reason and "route 'support'" not in decision.reason
