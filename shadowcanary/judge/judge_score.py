@@ -90,7 +90,8 @@ def evaluate_judge_score(name: str, config: QualityTrigger, ctx: TriggerContext)
     """The judge trigger's verdict on the evidence since the rollout started."""
     c = ctx.table.moments("shadow.judge_diff")
     noise = ctx.table.moments("shadow.judge_noise")
-    threshold = 1.0 / ctx.alpha
+    # The rollout-wide test spends its share of alpha; the routes spend the rest.
+    threshold = 1.0 / (ctx.alpha * OVERALL_ALPHA_SHARE)
 
     def result(
         verdict: Verdict,
@@ -152,7 +153,7 @@ def evaluate_judge_score(name: str, config: QualityTrigger, ctx: TriggerContext)
     )
     if routes:
         detail = "; ".join(routes) + f" (whole rollout: {detail})"
-    if log_lambda >= -math.log(ctx.alpha * OVERALL_ALPHA_SHARE) or routes:
+    if log_lambda >= math.log(threshold) or routes:
         return result(Verdict.HARM, detail, harm, log_lambda, lower, upper)
     if down is not None:
         return result(Verdict.INSUFFICIENT, f"{down}; {detail}", harm, log_lambda, lower, upper)

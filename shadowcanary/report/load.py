@@ -22,6 +22,7 @@ from shadowcanary.report.data import (
     step_marks,
     trigger_series,
 )
+from shadowcanary.report.judge_section import load_judge_section
 from shadowcanary.report.model import (
     ARMS,
     REASON_WITHHELD,
@@ -109,6 +110,14 @@ def load_report(
                 conn, name, since, HISTOGRAM_BINS, tenant=tenant
             )
             pair_rows = queries.most_divergent(conn, name, since, pairs, tenant=tenant)
+            redactor = Redactor(settings.tap.redact_patterns)
+            judge = (
+                load_judge_section(
+                    conn, name, since, lambda text: _clip(redactor.redact_text(text))
+                )
+                if tenant is None  # verdict rows hold no tenant
+                else None
+            )
     except OperationalError as exc:
         raise unavailable("reading the report", exc) from exc
 
@@ -132,7 +141,6 @@ def load_report(
             retention_days=settings.retention_days,
             starts_at_retention=starts_at_retention,
         )
-    redactor = Redactor(settings.tap.redact_patterns)
     return ReportData(
         rollout=_info(record),
         generated_at=now,
@@ -157,6 +165,7 @@ def load_report(
         audit_truncated=len(history) >= AUDIT_LIMIT,
         tenant=tenant,
         tenant_scope=scope,
+        judge=judge,
     )
 
 

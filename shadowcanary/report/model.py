@@ -9,6 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from shadowcanary.report.judge_section import JudgeSection
 
 ARMS: tuple[str, ...] = ("baseline", "candidate")
 QUANTILES: tuple[float, ...] = (0.5, 0.95, 0.99)
@@ -212,6 +216,8 @@ class ReportData:
     # evidence and decision reasons are left out. tenant_scope says what was counted.
     tenant: str | None = None
     tenant_scope: TenantScope | None = None
+    # The LLM judge's verdicts (None: a tenant's report, or not read).
+    judge: JudgeSection | None = None
 
     @property
     def has_live_data(self) -> bool:

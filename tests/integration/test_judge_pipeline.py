@@ -26,8 +26,10 @@ from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.launcher.sim import SimHandle, run_simulator
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.plan import parse_plan
+from shadowcanary.report.load import load_report
+from shadowcanary.report.markdown import render_markdown
 from shadowcanary.rollout_records import RolloutRecord
-from shadowcanary.settings import TapSettings
+from shadowcanary.settings import TapSettings, load_settings
 from shadowcanary.shadow_results import ReplayKind
 from shadowcanary.store.db import make_engine
 from shadowcanary.store.evidence_reads import load_evidence
@@ -78,7 +80,8 @@ def judging_worker(
         "SHADOWCANARY_DATABASE_URL": database_url,
         "SHADOWCANARY_REDIS_URL": redis_url,
         "SHADOWCANARY_MODELS": _models(judge_sim.base_url),
-        "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0.5",
+        # Every prompt asked of the baseline twice: a noise floor of ~75 pairs from 90 calls.
+        "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "1",
         "SHADOWCANARY_REPLAY__BACKOFF_BASE_S": "0.2",
         "SHADOWCANARY_REPLAY__BACKOFF_MAX_S": "1",
         "SHADOWCANARY_JUDGE__MODEL": "sim-judge",
@@ -180,6 +183,14 @@ def test_a_worse_but_similar_candidate_is_stopped_by_the_judge(
         ).all()
     assert rows and {r.reference for r in rows} == {"baseline_again"}
     assert all(r.rationale and r.prompt_tokens > 0 and r.cost_usd > 0 for r in rows)
+    # The report's judge section: verdicts per kind and route, and the pairs it lost.
+    report = render_markdown(
+        load_report(engine, load_settings({}), record.name, now=now_utc() + timedelta(minutes=2))
+    )
+    assert "## LLM judge (pairwise, both orders)" in report
+    assert "| candidate vs baseline | support |" in report
+    assert "baseline again vs baseline (noise floor)" in report
+    assert "### Lost pair 1" in report and "jane.doe" not in report
 
 
 def test_a_better_but_different_candidate_is_certified(
