@@ -70,16 +70,18 @@ def judge_health(ctx: TriggerContext) -> str | None:
         return None
     recent = active[-HEALTH_MINUTES:]
     ok, bad, spent = (int(c[recent].sum()) for c in (judged, failed, skipped))
-    if spent and not ok:
+    # A pair skipped for budget means the day's budget ran out (it only resets at 00:00
+    # UTC); failures outnumbering verdicts mean the judge cannot be relied on.
+    if spent:
         return (
             f"the judge's daily budget is spent ({spent} pairs not judged in the last "
             f"{len(recent)} minutes with judge activity); raise "
             "SHADOWCANARY_JUDGE__DAILY_USD_BUDGET or SHADOWCANARY_JUDGE__DAILY_TOKEN_BUDGET, "
             "or wait for tomorrow's budget"
         )
-    if bad and not ok:
+    if bad > ok:
         return (
-            f"the judge is down ({bad} judge calls failed and none succeeded in the last "
+            f"the judge is down ({bad} pairs failed to be judged, {ok} were, in the last "
             f"{len(recent)} minutes with judge activity); check the endpoint of "
             "SHADOWCANARY_JUDGE__MODEL"
         )

@@ -74,8 +74,9 @@ def _models(base_url: str) -> str:
 
 @pytest.fixture
 def judging_worker(
-    database_url: str, redis_url: str, judge_sim: SimHandle
+    database_url: str, redis_url: str, judge_sim: SimHandle, request: pytest.FixtureRequest
 ) -> Iterator[dict[str, str]]:
+    extra: dict[str, str] = getattr(request, "param", {})
     env = {
         "SHADOWCANARY_DATABASE_URL": database_url,
         "SHADOWCANARY_REDIS_URL": redis_url,
@@ -87,12 +88,15 @@ def judging_worker(
         "SHADOWCANARY_JUDGE__MODEL": "sim-judge",
         "SHADOWCANARY_JUDGE__SAMPLE_RATE": "1",
         "SHADOWCANARY_LOG_LEVEL": "info",
+        **extra,
     }
     with run_worker(env):
         yield env
     # Back to the fixture's profiles for the next test of the module.
     judge_sim.set_profile("gpt-5.5", **FAST_PROFILES["gpt-5.5"], quality=0.0, quality_when={})
-    judge_sim.set_profile("sim-judge", **JUDGE_PROFILES["sim-judge"], judge_position_bias=0.0)
+    judge_sim.set_profile(
+        "sim-judge", **JUDGE_PROFILES["sim-judge"], judge_position_bias=0.0, error_rate=0.0
+    )
 
 
 def _run(
@@ -235,3 +239,34 @@ def test_a_candidate_worse_on_one_route_is_stopped_naming_the_route(
     assert result.verdict is Verdict.HARM, result.detail
     assert decision.kind is DecisionKind.ROLLBACK
     assert "route 'billing'" in decision.reason and "route 'support'" not in decision.reason
+
+
+@pytest.mark.parametrize(
+    ("judging_worker", "reason"),
+    [
+        ({}, "the judge is down"),
+        ({"SHADOWCANARY_JUDGE__DAILY_USD_BUDGET": "0.000001"}, "the judge's daily budget is spent"),
+    ],
+    indirect=["judging_worker"],
+    ids=["judge-down", "budget-spent"],
+)
+def test_a_judge_that_cannot_judge_holds_the_rollout_with_the_reason(
+    engine: Engine,
+    judge_sim: SimHandle,
+    redis_url: str,
+    judging_worker: dict[str, str],
+    reason: str,
+) -> None:
+    """No verdicts because the judge fails or its budget is spent: HOLD, saying which."""
+    if reason == "the judge is down":
+        judge_sim.set_profile("sim-judge", error_rate=1.0)
+    prompts = [f"How do I reset password {i} for the shop account?" for i in range(40)]
+    _, results, (decision, totals) = _run(engine, judge_sim, redis_url, prompts)
+    result = _judge(results)
+    assert result.verdict is Verdict.INSUFFICIENT, result.detail
+    assert reason in result.detail
+    # Holds (in this shadow-only state the flag check speaks first; test_judge_pairwise
+    # shows the trigger's reason in a HOLD's "waiting for").
+    assert decision.kind is DecisionKind.HOLD
+    candidate = totals[ReplayKind.CANDIDATE]
+    assert candidate["failed" if "down" in reason else "skipped_budget"] > candidate["judged"]
