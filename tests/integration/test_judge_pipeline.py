@@ -14,12 +14,15 @@ import json
 import uuid
 from collections.abc import Iterator
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 import openai
 import pytest
 from sqlalchemy import Engine, text
+from typer.testing import CliRunner
 
+from shadowcanary.cli.rollout import rollout_app
 from shadowcanary.events import now_utc
 from shadowcanary.judge.decide import DecisionKind, decide
 from shadowcanary.judge.triggers import TriggerResult, Verdict
@@ -270,3 +273,28 @@ def test_a_judge_that_cannot_judge_holds_the_rollout_with_the_reason(
     assert decision.kind is DecisionKind.HOLD
     candidate = totals[ReplayKind.CANDIDATE]
     assert candidate["failed" if "down" in reason else "skipped_budget"] > candidate["judged"]
+
+
+def test_starting_a_plan_whose_trigger_nothing_feeds_is_refused(
+    database_url: str, judge_sim: SimHandle, tmp_path: Path
+) -> None:
+    """`rollout start` refuses judge_score with no judge model, naming the setting; then starts."""
+    plan_file = tmp_path / "judged.yaml"
+    plan_file.write_text(
+        "name: judged\nflag: judged-flag\nbaseline: gpt-5.2\ncandidate: gpt-5.5\n"
+        "triggers:\n  judge_score: act\n"
+    )
+    env = {"SHADOWCANARY_DATABASE_URL": database_url, "SHADOWCANARY_LOG_LEVEL": "warning"}
+    runner = CliRunner()
+    refused = runner.invoke(rollout_app, ["start", str(plan_file)], env=env)
+    assert refused.exit_code == 1, refused.output
+    assert "triggers.judge_score" in refused.output
+    assert "SHADOWCANARY_JUDGE__MODEL" in refused.output
+    assert "no rollout" in runner.invoke(rollout_app, ["status"], env=env).output.lower()
+    fed = {
+        **env,
+        "SHADOWCANARY_MODELS": _models(judge_sim.base_url),
+        "SHADOWCANARY_JUDGE__MODEL": "sim-judge",
+    }
+    started = runner.invoke(rollout_app, ["start", str(plan_file)], env=fed)
+    assert started.exit_code == 0, started.output
