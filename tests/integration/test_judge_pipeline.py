@@ -29,6 +29,7 @@ from shadowcanary.judge.triggers import TriggerResult, Verdict
 from shadowcanary.launcher.sim import SimHandle, run_simulator
 from shadowcanary.launcher.worker import run_worker
 from shadowcanary.plan import parse_plan
+from shadowcanary.report.html import render_html
 from shadowcanary.report.load import load_report
 from shadowcanary.report.markdown import render_markdown
 from shadowcanary.rollout_records import RolloutRecord
@@ -191,9 +192,10 @@ def test_a_worse_but_similar_candidate_is_stopped_by_the_judge(
     assert rows and {r.reference for r in rows} == {"baseline_again"}
     assert all(r.rationale and r.prompt_tokens > 0 and r.cost_usd > 0 for r in rows)
     # The report's judge section: verdicts per kind and route, and the pairs it lost.
-    report = render_markdown(
-        load_report(engine, load_settings({}), record.name, now=now_utc() + timedelta(minutes=2))
-    )
+    data = load_report(engine, load_settings({}), record.name, now=now_utc() + timedelta(minutes=2))
+    page = render_html(data)
+    assert 'id="judge"' in page and "lost in both orders" in page
+    report = render_markdown(data)
     assert "## LLM judge (pairwise, both orders)" in report
     assert "| candidate vs baseline | support |" in report
     assert "baseline again vs baseline (noise floor)" in report
