@@ -24,7 +24,7 @@ from shadowcanary.ingest.service import IngestService
 from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.logging import configure_logging
 from shadowcanary.replay.event_loop import ReplayRuntime
-from shadowcanary.replay.judging import JudgeService, PlanRubrics
+from shadowcanary.replay.judging import JudgeService, PlanJudging
 from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates
@@ -76,7 +76,7 @@ class WorkerContext:
                         self.settings,
                         judge_store,
                         runtime,
-                        rubric_for=PlanRubrics(judge_store.plan_rubric),
+                        plans=PlanJudging(judge_store.plan_judging),
                     )
                 self._services = _Services(
                     store=store,

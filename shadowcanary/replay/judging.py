@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import re
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,7 +52,6 @@ _PLACEHOLDER = re.compile(
     r"\[(?:EMAIL|PHONE|CARD|SSN|IBAN|IP|NATIONAL_ID|SECRET|REDACTED|PERSON|LOCATION)\]"
 )
 JUDGE_SCOPE = "judge"
-RubricFor = Callable[[str | None, str], tuple[str, ...]]
 
 
 def prompt_was_redacted(event: CapturedCall) -> bool:
@@ -95,7 +95,7 @@ class JudgeService:
         store: JudgeStore,
         runtime: ReplayRuntime,
         *,
-        rubric_for: RubricFor | None = None,
+        plans: PlanJudging | None = None,
         clock: Callable[[], datetime] = now_utc,
     ) -> None:
         model = settings.judge.model
@@ -106,7 +106,8 @@ class JudgeService:
         self._endpoint = settings.endpoint(model)
         self._store = store
         self._runtime = runtime
-        self._rubric_for = rubric_for or (lambda _rollout, _route: DEFAULT_JUDGE_RUBRIC)
+        # None: every rollout's events are judged with the default rubric (tests, tools).
+        self._plans = plans
         self._clock = clock
         redis = runtime.resources.redis
         judge = settings.judge
@@ -122,9 +123,17 @@ class JudgeService:
             RateLimit(requests_per_minute=judge.requests_per_minute, tokens_per_minute=None),
         )
 
+    def covers(self, event: CapturedCall) -> bool:
+        """Whether the event's rollout uses the judge and its route is sampled at all."""
+        if self._settings.judge.rate_for(event.route) <= 0 or event.rollout is None:
+            return False
+        return self._plans is None or self._plans.judged(event.rollout)
+
     def wants(self, event: CapturedCall) -> bool:
-        """Whether this event's pairs are judged (its route's judge sample rate)."""
-        return in_judge_sample(event.event_id, self._settings.judge.rate_for(event.route))
+        """Whether this event's candidate pair is judged (its route's judge sample rate)."""
+        return self.covers(event) and in_judge_sample(
+            event.event_id, self._settings.judge.rate_for(event.route)
+        )
 
     def needs_baseline_again(self, event: CapturedCall) -> bool:
         """A judged event whose prompt redaction changed needs the baseline asked again."""
@@ -133,11 +142,10 @@ class JudgeService:
     def judge(self, event_ids: Sequence[str]) -> int:
         """Judge what is due among ``event_ids``; returns how many verdicts were new."""
         inputs = self._store.judge_inputs(event_ids)
-        rates = self._settings.judge
         pairs = [
             pair
             for item in inputs.values()
-            if rates.rate_for(item.event.route) > 0
+            if self.covers(item.event)
             for pair in _pairs(item, candidate=self.wants(item.event))
         ]
         if not pairs:
@@ -159,7 +167,12 @@ class JudgeService:
         return list(records)
 
     async def _judge_pair(self, pair: _Pair) -> JudgeRecord:
-        rubric = self._rubric_for(pair.event.rollout, pair.event.route)
+        event = pair.event
+        rubric = (
+            self._plans.rubric(event.rollout, event.route)
+            if self._plans is not None
+            else DEFAULT_JUDGE_RUBRIC
+        )
         prompt = pair.event.prompt_text()
         first, second = await asyncio.gather(
             self._call(judge_messages(prompt, pair.reference, pair.other, rubric)),
@@ -277,17 +290,37 @@ def _pairs(item: JudgeInputs, *, candidate: bool) -> list[_Pair]:
     return out
 
 
-class PlanRubrics:
-    """The rubric of each rollout's plan per route (``judge:`` in the plan), cached."""
+class PlanJudging:
+    """Per rollout, from its plan: is ``judge_score`` on, and the rubric per route.
 
-    def __init__(self, rubric_of: Callable[[str], JudgeRubric | None]) -> None:
-        self._rubric_of = rubric_of
-        self._rubrics: dict[str, JudgeRubric | None] = {}
+    Rollouts whose plan does not use the judge are not judged (their spend would buy
+    nothing); answers are cached for a while per worker process.
+    """
 
-    def __call__(self, rollout: str | None, route: str) -> tuple[str, ...]:
-        if rollout is None:
-            return DEFAULT_JUDGE_RUBRIC
-        if rollout not in self._rubrics:
-            self._rubrics[rollout] = self._rubric_of(rollout)
-        rubric = self._rubrics[rollout]
-        return rubric.for_route(route) if rubric is not None else DEFAULT_JUDGE_RUBRIC
+    def __init__(
+        self,
+        judging_of: Callable[[str], tuple[JudgeRubric, bool] | None],
+        *,
+        ttl_s: float = 30.0,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._judging_of = judging_of
+        self._ttl_s = ttl_s
+        self._clock = clock
+        self._cache: dict[str, tuple[float, tuple[JudgeRubric, bool] | None]] = {}
+
+    def _get(self, rollout: str) -> tuple[JudgeRubric, bool] | None:
+        now = self._clock()
+        cached = self._cache.get(rollout)
+        if cached is None or cached[0] < now:
+            cached = (now + self._ttl_s, self._judging_of(rollout))
+            self._cache[rollout] = cached
+        return cached[1]
+
+    def judged(self, rollout: str | None) -> bool:
+        found = None if rollout is None else self._get(rollout)
+        return found is not None and found[1]
+
+    def rubric(self, rollout: str | None, route: str) -> tuple[str, ...]:
+        found = None if rollout is None else self._get(rollout)
+        return found[0].for_route(route) if found is not None else DEFAULT_JUDGE_RUBRIC

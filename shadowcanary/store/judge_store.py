@@ -151,17 +151,21 @@ class JudgeStore(Store):
 
         return self._transaction("recording judge verdicts", work)
 
-    def plan_rubric(self, rollout: str) -> JudgeRubric | None:
-        """The ``judge`` section of a rollout's plan (None: no such rollout)."""
+    def plan_judging(self, rollout: str) -> tuple[JudgeRubric, bool] | None:
+        """A rollout plan's rubric and whether its ``judge_score`` trigger is on (None: no
+        such rollout)."""
         found = self._read(
-            "reading a plan's judge rubric",
+            "reading a plan's judge settings",
             lambda conn: conn.exec_driver_sql(
-                "SELECT plan->'judge' FROM rollouts WHERE name = %s", (rollout,)
+                "SELECT plan->'judge', (plan->'triggers'->'judge_score'->>'enabled')::boolean"
+                " FROM rollouts WHERE name = %s",
+                (rollout,),
             ).first(),
         )
         if found is None:
             return None
-        return JudgeRubric.model_validate(found[0]) if found[0] else JudgeRubric()
+        rubric = JudgeRubric.model_validate(found[0]) if found[0] else JudgeRubric()
+        return rubric, bool(found[1])
 
     def judge_totals(self, rollout: str) -> dict[ReplayKind, dict[str, float]]:
         """Every judge counter of a rollout summed per kind (reports, tests)."""
