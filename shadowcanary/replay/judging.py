@@ -68,7 +68,7 @@ def in_judge_sample(event_id: str, rate: float) -> bool:
 
 
 @dataclass(frozen=True, slots=True)
-class _Pair:
+class DuePair:
     event: CapturedCall
     kind: ReplayKind
     reference: str
@@ -146,14 +146,14 @@ class JudgeService:
             pair
             for item in inputs.values()
             if self.covers(item.event)
-            for pair in _pairs(item, candidate=self.wants(item.event))
+            for pair in due_pairs(item, candidate=self.wants(item.event))
         ]
         if not pairs:
             return 0
         records = self._runtime.run(self._judge_all(pairs))
         return self._store.record_verdicts(records, recorded_at=self._clock())
 
-    async def _judge_all(self, pairs: Sequence[_Pair]) -> list[JudgeRecord]:
+    async def _judge_all(self, pairs: Sequence[DuePair]) -> list[JudgeRecord]:
         status = await self._budget.exhausted(self._clock())
         if status.exhausted:
             log.warning("judge.budget_exhausted", skipped=len(pairs))
@@ -166,7 +166,7 @@ class JudgeService:
         )
         return list(records)
 
-    async def _judge_pair(self, pair: _Pair) -> JudgeRecord:
+    async def _judge_pair(self, pair: DuePair) -> JudgeRecord:
         event = pair.event
         rubric = (
             self._plans.rubric(event.rollout, event.route)
@@ -217,7 +217,7 @@ class JudgeService:
 
     def _record(
         self,
-        pair: _Pair,
+        pair: DuePair,
         status: JudgeStatus,
         *,
         tokens: tuple[int, int] = (0, 0),
@@ -253,7 +253,7 @@ def _live_answer(event: CapturedCall) -> str | None:
     return answer_text(event.response.model_dump(mode="json"))
 
 
-def _pairs(item: JudgeInputs, *, candidate: bool) -> list[_Pair]:
+def due_pairs(item: JudgeInputs, *, candidate: bool) -> list[DuePair]:
     """The pairs of one event that are due: each kind once, like with like.
 
     ``candidate``: the event is in the judge's sample. Its noise-floor pair is judged
@@ -263,13 +263,13 @@ def _pairs(item: JudgeInputs, *, candidate: bool) -> list[_Pair]:
     event = item.event
     live = _live_answer(event)
     redacted = prompt_was_redacted(event)
-    out: list[_Pair] = []
+    out: list[DuePair] = []
     if candidate and ReplayKind.CANDIDATE not in item.judged and item.candidate:
         if redacted:
             # Waits for the baseline asked again (a later replay batch brings it).
             if item.baseline_again:
                 out.append(
-                    _Pair(
+                    DuePair(
                         event,
                         ReplayKind.CANDIDATE,
                         item.baseline_again,
@@ -280,12 +280,12 @@ def _pairs(item: JudgeInputs, *, candidate: bool) -> list[_Pair]:
                 )
         elif live:
             out.append(
-                _Pair(event, ReplayKind.CANDIDATE, live, item.candidate, JudgeReference.LIVE, False)
+                DuePair(event, ReplayKind.CANDIDATE, live, item.candidate, JudgeReference.LIVE, False)
             )
     # The noise floor only where the live prompt and the replayed one are the same.
     if ReplayKind.NOISE not in item.judged and item.baseline_again and live and not redacted:
         out.append(
-            _Pair(event, ReplayKind.NOISE, live, item.baseline_again, JudgeReference.LIVE, False)
+            DuePair(event, ReplayKind.NOISE, live, item.baseline_again, JudgeReference.LIVE, False)
         )
     return out
 
