@@ -280,7 +280,9 @@ def due_pairs(item: JudgeInputs, *, candidate: bool) -> list[DuePair]:
                 )
         elif live:
             out.append(
-                DuePair(event, ReplayKind.CANDIDATE, live, item.candidate, JudgeReference.LIVE, False)
+                DuePair(
+                    event, ReplayKind.CANDIDATE, live, item.candidate, JudgeReference.LIVE, False
+                )
             )
     # The noise floor only where the live prompt and the replayed one are the same.
     if ReplayKind.NOISE not in item.judged and item.baseline_again and live and not redacted:
