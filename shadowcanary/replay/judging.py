@@ -207,7 +207,14 @@ class JudgeService:
                 max_tokens=self._settings.judge.max_output_tokens,
                 temperature=0,
             )
+        except openai.RateLimitError as exc:
+            # Every worker backs off the judge, not only the one that was told.
+            wait = _retry_after_s(exc.response.headers.get("retry-after"))
+            if wait:
+                await self._limiter.penalize(wait)
+            return _Call(None, 0, 0, error=type(exc).__name__, error_class=type(exc).__name__)
         except openai.OpenAIError as exc:
+            # The message may quote the request (prompt text): only the class is kept.
             return _Call(None, 0, 0, error=type(exc).__name__, error_class=type(exc).__name__)
         usage = response.usage
         prompt_tokens = usage.prompt_tokens if usage else 0
@@ -245,6 +252,13 @@ class JudgeService:
             error_class=error_class,
             error_message=error,
         )
+
+
+def _retry_after_s(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None  # an HTTP date: the limiter's own pacing has to do
 
 
 def _live_answer(event: CapturedCall) -> str | None:

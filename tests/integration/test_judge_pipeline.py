@@ -99,7 +99,11 @@ def judging_worker(
     # Back to the fixture's profiles for the next test of the module.
     judge_sim.set_profile("gpt-5.5", **FAST_PROFILES["gpt-5.5"], quality=0.0, quality_when={})
     judge_sim.set_profile(
-        "sim-judge", **JUDGE_PROFILES["sim-judge"], judge_position_bias=0.0, error_rate=0.0
+        "sim-judge",
+        **JUDGE_PROFILES["sim-judge"],
+        judge_position_bias=0.0,
+        error_rate=0.0,
+        rate_limit_rate=0.0,
     )
 
 
@@ -250,10 +254,11 @@ def test_a_candidate_worse_on_one_route_is_stopped_naming_the_route(
     ("judging_worker", "reason"),
     [
         ({}, "the judge is down"),
+        ({}, "rate-limited"),
         ({"SHADOWCANARY_JUDGE__DAILY_USD_BUDGET": "0.000001"}, "the judge's daily budget is spent"),
     ],
     indirect=["judging_worker"],
-    ids=["judge-down", "budget-spent"],
+    ids=["judge-down", "judge-rate-limited", "budget-spent"],
 )
 def test_a_judge_that_cannot_judge_holds_the_rollout_with_the_reason(
     engine: Engine,
@@ -265,6 +270,9 @@ def test_a_judge_that_cannot_judge_holds_the_rollout_with_the_reason(
     """No verdicts because the judge fails or its budget is spent: HOLD, saying which."""
     if reason == "the judge is down":
         judge_sim.set_profile("sim-judge", error_rate=1.0)
+    if reason == "rate-limited":  # every call answered 429: the judge is down too
+        judge_sim.set_profile("sim-judge", rate_limit_rate=1.0, retry_after_s=0.05)
+        reason = "the judge is down"
     prompts = [f"How do I reset password {i} for the shop account?" for i in range(40)]
     _, results, (decision, totals) = _run(engine, judge_sim, redis_url, prompts)
     result = _judge(results)
