@@ -11,6 +11,7 @@ TASK_INGEST = "shadowcanary.ingest"  # args: [list[event dict]]
 TASK_REPLAY = "shadowcanary.replay"  # args: [list[event_id]]
 TASK_PURGE = "shadowcanary.purge"
 TASK_OUTCOMES = "shadowcanary.outcomes"  # args: [list[outcome report dict]]
+TASK_JUDGE = "shadowcanary.judge"  # args: [list[event_id]] (replayed events to judge)
 
 # Queues: ingest is cheap and must never wait behind slow replays.
 QUEUE_INGEST = "shadowcanary.ingest"

@@ -159,8 +159,10 @@ _TRIGGER_DEFAULTS: dict[str, dict[str, Any]] = {
     "cost": {"margin": 0.25, "alpha_share": 0.05, "mode": "dry-run"},
     "quality": {"margin": 0.05, "alpha_share": 0.1},
     "shadow_invalid_json": {"margin": 0.02, "null_ratio": 1.2, "alpha_share": 0.05},
-    # "quality score drop > 10 %" on a 0..1 judge score; on when listed in the plan.
-    "judge_score": {"margin": 0.1, "alpha_share": 0.05, "enabled": False},
+    # Pairwise LLM judge (judge/judge_score.py): the candidate's net loss rate (losses -
+    # wins per judged pair) beyond the baseline-vs-itself noise floor, 5 points tolerated.
+    # On when listed in the plan; needs SHADOWCANARY_JUDGE__MODEL (plan validation says so).
+    "judge_score": {"margin": 0.05, "alpha_share": 0.1, "enabled": False},
     # User outcomes the services report (shadowcanary.outcomes); on when listed in the
     # plan, and required: with no outcome reported the step holds (fail closed).
     # "completion_rate_drop > 5 %": abandoned / (completed + abandoned) up 5 points.
@@ -343,6 +345,26 @@ def _http_url(value: Any) -> Any:
     return value
 
 
+DEFAULT_JUDGE_RUBRIC: tuple[str, ...] = (
+    "correctness",
+    "helpfulness",
+    "instruction and format adherence",
+    "safety",
+)
+_Criterion = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f\x7f]+$")]
+
+
+class JudgeRubric(_Model):
+    """What the pairwise LLM judge compares answers on, in order of importance."""
+
+    rubric: tuple[_Criterion, ...] = Field(default=DEFAULT_JUDGE_RUBRIC, min_length=1)
+    # route -> its own rubric (e.g. a JSON-extraction route judged on format first).
+    routes: dict[str, tuple[_Criterion, ...]] = Field(default_factory=dict)
+
+    def for_route(self, route: str) -> tuple[str, ...]:
+        return self.routes.get(route) or self.rubric
+
+
 class Notify(_Model):
     webhooks: tuple[Annotated[str, BeforeValidator(_http_url)], ...] = ()
 
@@ -384,6 +406,8 @@ class RolloutPlan(_Model):
         if value is True or value == "on":
             return {}
         return value
+
+    judge: JudgeRubric = JudgeRubric()
 
     @field_validator("steps")
     @classmethod

@@ -183,6 +183,37 @@ class OutcomeSettings(_Section):
     sweep_interval_s: float = Field(default=5.0, gt=0)
 
 
+class JudgeSettings(_Section):
+    """The pairwise LLM judge the workers run on a sample of shadow pairs (judge/pairwise.py)."""
+
+    # A model in ``models`` (any OpenAI-compatible endpoint; the simulator's judge in the
+    # demo). None: no judge, and a plan's ``judge_score`` trigger is refused.
+    model: str | None = None
+    # Share of candidate replays judged (both orders: two judge calls per pair), per
+    # route overriding the default. Every noise-floor replay of a judged route is judged too.
+    sample_rate: float = Field(default=0.2, ge=0, le=1)
+    sample_rates: dict[str, float] = Field(default_factory=dict)
+    # The judge's own daily budget and rate limit, apart from the replays'.
+    daily_token_budget: int | None = Field(default=None, gt=0)
+    daily_usd_budget: float | None = Field(default=None, gt=0)
+    requests_per_minute: int | None = Field(default=None, gt=0)
+    max_output_tokens: int = Field(default=200, gt=0, le=4_096)
+
+    @model_validator(mode="after")
+    def _rates_are_probabilities(self) -> Self:
+        for route, rate in self.sample_rates.items():
+            if not 0.0 <= rate <= 1.0:
+                raise ValueError(f"sample_rates[{route!r}]={rate} must be between 0 and 1")
+        return self
+
+    def rate_for(self, route: str) -> float:
+        return self.sample_rates.get(route, self.sample_rate)
+
+    @property
+    def samples_anything(self) -> bool:
+        return self.sample_rate > 0 or any(r > 0 for r in self.sample_rates.values())
+
+
 class GatewayKey(_Section):
     """One service allowed to call the gateway: only the SHA-256 of its key is configured."""
 
@@ -352,6 +383,7 @@ class Settings(BaseSettings):
     tap: TapSettings = Field(default_factory=TapSettings)
     replay: ReplaySettings = Field(default_factory=ReplaySettings)
     outcomes: OutcomeSettings = Field(default_factory=OutcomeSettings)
+    judge: JudgeSettings = Field(default_factory=JudgeSettings)
     gateway: GatewaySettings = Field(default_factory=GatewaySettings)
 
     @model_validator(mode="after")
@@ -381,6 +413,11 @@ class Settings(BaseSettings):
                 raise ValueError(
                     f"{role}={name!r} has no endpoint; configured models: {sorted(self.models)}"
                 )
+        if self.judge.model is not None and self.judge.model not in self.models:
+            raise ValueError(
+                f"judge.model={self.judge.model!r} has no endpoint; configured models: "
+                f"{sorted(self.models)}"
+            )
         return self
 
     def endpoint(self, model: str) -> ModelEndpoint:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from typing import Any
 
 import redis
+import structlog
 from celery import Celery, signals
 from kombu.entity import Queue
 from kombu.exceptions import OperationalError
@@ -27,10 +28,12 @@ from shadowcanary.launcher.embedded_services import ServiceUrls, resolve_urls
 from shadowcanary.limits.replay_rate import ReplayRates
 from shadowcanary.logging import configure_logging
 from shadowcanary.replay.event_loop import ReplayRuntime
+from shadowcanary.replay.judging import JudgeService, PlanJudging
 from shadowcanary.replay.service import ReplayService
 from shadowcanary.settings import Settings, load_settings
 from shadowcanary.store.candidates import RolloutCandidates
 from shadowcanary.store.db import make_engine
+from shadowcanary.store.judge_store import JudgeStore
 from shadowcanary.store.outcomes import OutcomeStore
 from shadowcanary.store.repository import Store
 from shadowcanary.urls import redis_py_url
@@ -40,6 +43,8 @@ from workers.outcome_tasks import OutcomeSweeper, register_outcome_tasks
 from workers.sweeper import ReplaySweeper
 from workers.tasks import OUTAGE_BACKOFF_MAX_S, register_tasks
 
+log = structlog.get_logger(__name__)
+
 
 @dataclass(frozen=True, slots=True)
 class _Services:
@@ -48,6 +53,7 @@ class _Services:
     ingest: IngestService
     replay: ReplayService
     outcomes: OutcomeIngest
+    judge: JudgeService | None  # None: no judge model configured
 
 
 class WorkerContext:
@@ -75,6 +81,15 @@ class WorkerContext:
                 store = Store(engine)
                 runtime = ReplayRuntime(self.settings, self.urls.redis_url)
                 candidates = RolloutCandidates(engine, self.settings.candidate_model)
+                judge = None
+                if self.settings.judge.model is not None:
+                    judge_store = JudgeStore(engine)
+                    judge = JudgeService(
+                        self.settings,
+                        judge_store,
+                        runtime,
+                        plans=PlanJudging(judge_store.plan_judging),
+                    )
                 self._services = _Services(
                     store=store,
                     runtime=runtime,
@@ -84,8 +99,15 @@ class WorkerContext:
                         self.schedule_replays,
                         replay_rates=ReplayRates.from_url(self.urls.redis_url).rates,
                     ),
-                    replay=ReplayService(self.settings, store, runtime, candidates=candidates),
+                    replay=ReplayService(
+                        self.settings,
+                        store,
+                        runtime,
+                        candidates=candidates,
+                        baseline_again=judge.needs_baseline_again if judge else None,
+                    ),
                     outcomes=OutcomeIngest(store, OutcomeStore(engine)),
+                    judge=judge,
                 )
             return self._services
 
@@ -108,6 +130,23 @@ class WorkerContext:
     @property
     def outcome_ingest(self) -> OutcomeIngest:
         return self._get().outcomes
+
+    @property
+    def judge_service(self) -> JudgeService | None:
+        return self._get().judge
+
+    def schedule_judging(self, event_ids: list[str]) -> None:
+        """Queue the judge for replayed events (a lost message only loses judgements)."""
+        try:
+            self._app.send_task(
+                constants.TASK_JUDGE,
+                args=[event_ids],
+                queue=constants.QUEUE_REPLAY,
+                retry_policy=PUBLISH_RETRY_POLICY,
+            )
+        except OperationalError as exc:
+            # The replays are recorded; their verdicts are a sample, missing some is fine.
+            log.warning("judge.schedule_failed", count=len(event_ids), error=type(exc).__name__)
 
     @property
     def thread_count(self) -> int:
@@ -205,6 +244,7 @@ def create_app(settings: Settings, urls: ServiceUrls) -> Celery:
         task_routes={
             constants.TASK_INGEST: {"queue": constants.QUEUE_INGEST},
             constants.TASK_REPLAY: {"queue": constants.QUEUE_REPLAY},
+            constants.TASK_JUDGE: {"queue": constants.QUEUE_REPLAY},
             constants.TASK_PURGE: {"queue": constants.QUEUE_INGEST},
             constants.TASK_OUTCOMES: {"queue": constants.QUEUE_INGEST},
         },

@@ -44,3 +44,7 @@ SHADOW_COST_USD = Counter(
     "Dollars spent on shadow replays at the configured prices, by kind and model",
     ["kind", "model"],
 )
+JUDGED_PAIRS = Counter(
+    "shadowcanary_worker_judged_pairs_total",
+    "Pairs the LLM judge gave a new verdict on (or recorded as failed/skipped)",
+)

@@ -118,7 +118,31 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
                     kwargs={"outage_retries": outage_retries},
                     countdown=delay,
                 )
+        if context.settings.judge.model is not None:
+            answered = sorted({r.event_id for r in outcome.records if r.output is not None})
+            if answered:
+                context.schedule_judging(answered)
         return {"recorded": outcome.recorded, "retry": len(outcome.retry)}
+
+    @app.task(
+        name=constants.TASK_JUDGE,
+        shared=False,
+        bind=True,
+        acks_late=True,
+        reject_on_worker_lost=True,
+        max_retries=None,
+    )
+    def judge(self: Task, event_ids: list[str], outage_retries: int = 0) -> dict[str, int]:
+        service = context.judge_service
+        if service is None:
+            return {"judged": 0}
+        try:
+            judged = service.judge(event_ids)
+        except TransientError as exc:
+            # Postgres or Redis is down: judge the batch later (verdicts are idempotent).
+            raise _retry_outage(self, exc, [event_ids], outage_retries) from exc
+        metrics.JUDGED_PAIRS.inc(judged)
+        return {"judged": judged}
 
     @app.task(name=constants.TASK_PURGE, shared=False)
     def purge() -> dict[str, int]:

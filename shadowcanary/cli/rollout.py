@@ -128,9 +128,18 @@ def start(
 
     Example: shadowcanary rollout start checkout-gpt55.yaml
     """
-    from shadowcanary.plan import load_plan
+    from shadowcanary.judge.feeds import unfed_triggers
+    from shadowcanary.plan import PlanError, load_plan
+    from shadowcanary.settings import load_settings
 
     plan = load_plan(plan_file)
+    unfed = unfed_triggers(plan, load_settings())
+    if unfed:
+        raise PlanError(
+            f"{plan_file}: triggers that nothing in this deployment can feed (they would "
+            "never fire):\n" + "\n".join(f"  {problem}" for problem in unfed),
+            hint="configure what each line names, or turn those triggers off in the plan",
+        )
     record = _Context().operator().start(plan)
     steps = " -> ".join(f"{p} %" for p in plan.step_percents)
     _done(f"rollout {record.name} started on flag {plan.flag}: {steps}")

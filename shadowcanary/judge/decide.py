@@ -317,6 +317,7 @@ def _evaluate_triggers(
                 min_events=min_events,
                 slow_threshold_ms=wanted,
                 counted_threshold_ms=evidence.slow_threshold_ms,
+                judge_routes=evidence.judge_routes,
             ),
         )
         for name, config in plan.triggers.enabled().items()

@@ -79,8 +79,14 @@ class ShadowCounts:
 
     # D = sim(C, B1) - sim(B2, B1) per prompt sampled for the noise floor.
     similarity_diff: Moments = Moments()
-    # Judge score of C minus judge score of B2 (0..1 scale), when a judge is configured.
+    # Pairwise LLM judge (judge/pairwise.py), per judged pair: +1 loss, 0 tie, -1 win of
+    # the candidate against the baseline (net loss rate = mean) ...
     judge_diff: Moments = Moments()
+    # ... and of the baseline asked again against the baseline: the judge's noise floor.
+    judge_noise: Moments = Moments()
+    # Judge calls that failed (judge down, unparseable reply) or were not made (budget).
+    judge_failed: int = 0
+    judge_skipped_budget: int = 0
     # JSON validity of candidate replays against the baseline on the same kind of prompts.
     candidate_replays: int = 0
     candidate_json_invalid: int = 0
@@ -91,6 +97,14 @@ class ShadowCounts:
     rollback_replays: int = 0
     rollback_failed: int = 0
     rollback_latency_delta_ms: Moments = Moments()
+
+
+@dataclass(frozen=True, slots=True)
+class RouteJudgement:
+    """The LLM judge's per-pair net losses of one route since the rollout started."""
+
+    route: str
+    candidate: Moments = Moments()
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +125,8 @@ class Evidence:
     buckets: tuple[Bucket, ...] = ()
     # The latency the controller counted ``slow`` requests against (its sketch, this value).
     slow_threshold_ms: float | None = None
+    # Per route, so the judge can name the route a candidate is worse on.
+    judge_routes: tuple[RouteJudgement, ...] = ()
 
     def problems(self, table: EvidenceTable | None = None) -> list[str]:
         """Why these numbers cannot be trusted (empty when they can).
@@ -160,8 +176,10 @@ _SHADOW_COUNTS = (
     "baseline_json_invalid",
     "rollback_replays",
     "rollback_failed",
+    "judge_failed",
+    "judge_skipped_budget",
 )
-_SHADOW_MOMENTS = ("similarity_diff", "judge_diff", "rollback_latency_delta_ms")
+_SHADOW_MOMENTS = ("similarity_diff", "judge_diff", "rollback_latency_delta_ms", "judge_noise")
 
 
 def _arm_columns(arm: str) -> tuple[str, ...]:
@@ -246,9 +264,12 @@ def _row(b: Bucket) -> tuple[float, ...]:
         s.baseline_json_invalid,
         s.rollback_replays,
         s.rollback_failed,
+        s.judge_failed,
+        s.judge_skipped_budget,
         *_moments(s.similarity_diff),
         *_moments(s.judge_diff),
         *_moments(s.rollback_latency_delta_ms),
+        *_moments(s.judge_noise),
     )
 
 

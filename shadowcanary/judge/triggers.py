@@ -34,7 +34,7 @@ import numpy as np
 import numpy.typing as npt
 
 from shadowcanary.judge import sequential as seq
-from shadowcanary.judge.evidence import EvidenceTable
+from shadowcanary.judge.evidence import EvidenceTable, RouteJudgement
 from shadowcanary.judge.outcome_rates import NO_OUTCOMES, OUTCOME_RATES, outcome_rate_columns
 from shadowcanary.plan import (
     MeanDeltaTrigger,
@@ -100,12 +100,13 @@ class TriggerContext:
     min_events: int  # per arm, from the current step's exposure
     slow_threshold_ms: float | None  # what the plan and state ask slow requests against
     counted_threshold_ms: float | None  # what the controller counted against
+    judge_routes: tuple[RouteJudgement, ...] = ()  # the judge's pairs per route
 
 
 _Array = npt.NDArray[np.float64]
 _SIMPLE_RATES = {"error_rate": "failures", "incomplete": "truncated", "refusals": "refusals"}
 _MEANS = {"ttft": "ttft_ms", "output_tokens": "completion_tokens", "cost": "cost_usd"}
-_QUALITY = {"quality": "shadow.similarity_diff", "judge_score": "shadow.judge_diff"}
+_QUALITY = {"quality": "shadow.similarity_diff"}
 
 
 def _rate_columns(name: str, t: EvidenceTable) -> tuple[_Array, _Array, _Array, _Array]:
@@ -154,6 +155,11 @@ def evaluate(name: str, config: TriggerConfig, ctx: TriggerContext) -> TriggerRe
         return _tail(name, config, ctx)
     if isinstance(config, MeanDeltaTrigger | RelativeMeanTrigger):
         return _mean(name, config, ctx)
+    if name == "judge_score":
+        # Imported here: judge_score builds on this module's TriggerResult.
+        from shadowcanary.judge.judge_score import evaluate_judge_score
+
+        return evaluate_judge_score(name, config, ctx)
     return _quality(name, config, ctx)
 
 

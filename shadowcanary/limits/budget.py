@@ -66,6 +66,7 @@ class DailyBudget:
         *,
         token_limit: int | None,
         usd_limit: float | None,
+        scope: str = "",
     ) -> None:
         if token_limit is not None and token_limit <= 0:
             raise ConfigError(
@@ -80,6 +81,8 @@ class DailyBudget:
                 "or leave it unset for no cap",
             )
         self._redis = redis
+        # "" is the shadow replays' budget; another scope (e.g. "judge") counts apart.
+        self._scope = scope
         self.token_limit = token_limit
         self.usd_limit = usd_limit
 
@@ -90,7 +93,7 @@ class DailyBudget:
 
     async def spent(self, day: date) -> Spend:
         """What ``day`` (a UTC date; a datetime is taken as its UTC day) has cost so far."""
-        keys = _keys(utc_day(day) if isinstance(day, datetime) else day)
+        keys = _keys(utc_day(day) if isinstance(day, datetime) else day, self._scope)
         try:
             tokens, micros = await self._redis.mget(keys)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -132,7 +135,7 @@ class DailyBudget:
             raise ValueError(f"a charge cannot be negative (tokens={tokens}, usd={usd})")
         # Rounded to the nearest micro-dollar per call: at most $0.0000005 of error each.
         micros = round(usd * _MICROS_PER_USD)
-        tokens_key, micros_key = _keys(utc_day(now))
+        tokens_key, micros_key = _keys(utc_day(now), self._scope)
         try:
             async with self._redis.pipeline(transaction=True) as pipe:
                 pipe.incrby(tokens_key, tokens)
@@ -145,8 +148,8 @@ class DailyBudget:
         return _spend(total_tokens, total_micros)
 
 
-def _keys(day: date) -> list[str]:
-    stamp = day.isoformat()
+def _keys(day: date, scope: str = "") -> list[str]:
+    stamp = f"{scope}:{day.isoformat()}" if scope else day.isoformat()
     return [budget_key(stamp, "tokens"), budget_key(stamp, "usd_micros")]
 
 

@@ -112,8 +112,12 @@ class ReplayService:
         *,
         candidates: RolloutCandidates | None = None,
         clock: Callable[[], datetime] = now_utc,
+        baseline_again: Callable[[CapturedCall], bool] | None = None,
     ) -> None:
         self._settings = settings
+        # Events that need the baseline asked again besides the noise sample (the judge's
+        # redacted prompts: replay/judging.py).
+        self._baseline_again = baseline_again
         self._store = store
         self._runtime = runtime
         self._candidates = candidates
@@ -212,7 +216,9 @@ class ReplayService:
             kinds = [ReplayKind.ROLLBACK_TARGET]
             return tuple(k for k in kinds if (event.event_id, k) not in done)
         kinds = [ReplayKind.CANDIDATE]
-        if in_noise_sample(event.event_id, self._settings.replay.noise_floor_rate):
+        if in_noise_sample(event.event_id, self._settings.replay.noise_floor_rate) or (
+            self._baseline_again is not None and self._baseline_again(event)
+        ):
             kinds.append(ReplayKind.NOISE)
         return tuple(k for k in kinds if (event.event_id, k) not in done)
 

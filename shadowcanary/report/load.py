@@ -23,6 +23,7 @@ from shadowcanary.report.data import (
     step_marks,
     trigger_series,
 )
+from shadowcanary.report.judge_section import load_judge_section
 from shadowcanary.report.model import (
     ARMS,
     REASON_WITHHELD,
@@ -114,6 +115,14 @@ def load_report(
             )
             pair_rows = queries.most_divergent(conn, name, since, pairs, tenant=tenant)
             spend = [] if tenant else queries.shadow_spend_by_minute(conn, name, since)
+            redactor = Redactor(settings.tap.redact_patterns)
+            judge = (
+                load_judge_section(
+                    conn, name, since, lambda text: _clip(redactor.redact_text(text))
+                )
+                if tenant is None  # verdict rows hold no tenant
+                else None
+            )
     except OperationalError as exc:
         raise unavailable("reading the report", exc) from exc
 
@@ -137,7 +146,6 @@ def load_report(
             retention_days=settings.retention_days,
             starts_at_retention=starts_at_retention,
         )
-    redactor = Redactor(settings.tap.redact_patterns)
     cost = project_monthly_cost(
         baseline_cost,
         candidate_cost,
@@ -172,6 +180,7 @@ def load_report(
         tenant_scope=scope,
         shadow_spend=spend_per_decision(entries, spend),
         outcomes=outcomes,
+        judge=judge,
     )
 
 

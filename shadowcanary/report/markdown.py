@@ -11,6 +11,7 @@ import html
 import re
 
 from shadowcanary.report import formatting as fmt
+from shadowcanary.report.judge_section import judge_markdown
 from shadowcanary.report.model import QUANTILES, ArmCost, ReportData
 from shadowcanary.report.outcomes import outcome_markdown
 
@@ -195,6 +196,8 @@ def render_markdown(data: ReportData) -> str:
             )
     else:
         out.append(f"_{fmt.NO_DATA}_")
+    if data.tenant is None:
+        out += judge_markdown(data.judge, _fence)
     out += ["", "## Most divergent prompts", ""]
     if not data.divergent:
         out.append(f"_{fmt.NO_DATA}_")

@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # the section's module builds on this one
+    from shadowcanary.report.judge_section import JudgeSection
     from shadowcanary.report.outcomes import OutcomeSection
 
 ARMS: tuple[str, ...] = ("baseline", "candidate")
@@ -237,6 +238,8 @@ class ReportData:
     shadow_spend: tuple[DecisionSpend, ...] = ()
     # What services reported after the answers (shadowcanary.report.outcomes).
     outcomes: OutcomeSection | None = None
+    # The LLM judge's verdicts (None: a tenant's report, or not read).
+    judge: JudgeSection | None = None
 
     @property
     def has_live_data(self) -> bool:

@@ -28,7 +28,7 @@ import re
 from collections.abc import Mapping
 from importlib import resources
 from pathlib import Path
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -79,6 +79,19 @@ class ModelProfile(BaseModel):
     # ``prompt.REASONING_TOKENS`` (0: a model that does not reason).
     reasoning_scale: float = Field(default=1.0, ge=0.0, le=100.0)
 
+    # What the simulated LLM judge (``role: judge``, sim/judging.py) thinks of this
+    # model's answers: a latent quality on a logit-like scale (0 = the baseline's), and
+    # per prompt substring an override (a model worse on one route's prompts only).
+    quality: float = Field(default=0.0, ge=-10.0, le=10.0)
+    quality_when: dict[str, float] = Field(default_factory=dict)
+    # role "judge": answers a judge prompt (judge/pairwise.py) with a verdict. Share of
+    # verdicts that pick answer A whatever it says (position bias), the spread of its
+    # reading of the quality difference, and the difference it calls a tie.
+    role: Literal["model", "judge"] = "model"
+    judge_position_bias: float = Probability
+    judge_noise: float = Field(default=0.5, ge=0.0, le=10.0)
+    judge_tie_margin: float = Field(default=0.25, ge=0.0, le=10.0)
+
     input_usd_per_mtok: float = Field(default=0.0, ge=0.0)
     output_usd_per_mtok: float = Field(default=0.0, ge=0.0)
     embedding_dimensions: int = Field(default=256, ge=8, le=4_096)
@@ -120,6 +133,13 @@ class ModelProfile(BaseModel):
             return latency_ms * self.ttft_share
         p99 = self.ttft_p99_ms if self.ttft_p99_ms is not None else self.ttft_median_ms * 3
         return min(latency_ms, _lognormal(rng, self.ttft_median_ms, p99))
+
+    def quality_on(self, prompt_text: str) -> float:
+        """The latent quality the simulated judge sees in this model's answer to a prompt."""
+        for needle, value in self.quality_when.items():
+            if needle in prompt_text:
+                return value
+        return self.quality
 
     def cost_usd(self, prompt_tokens: int, completion_tokens: int) -> float:
         return (

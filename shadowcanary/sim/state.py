@@ -12,6 +12,7 @@ import secrets
 import time
 from collections import Counter, OrderedDict, defaultdict
 
+from shadowcanary.sim.judging import AnswerQualities, judge_answer
 from shadowcanary.sim.output import SimAnswer, add_sampling_noise, simulate
 from shadowcanary.sim.profiles import ModelProfile, ProfileSet
 from shadowcanary.sim.prompt import SimPrompt
@@ -59,6 +60,8 @@ class SimState:
         # Stored Responses (``store`` not false): id -> the conversation so far, without
         # instructions, for ``previous_response_id``. Bounded like the answer cache.
         self._responses: OrderedDict[str, tuple[tuple[str, str], ...]] = OrderedDict()
+        # Who wrote each served answer, for the simulated judge (sim/judging.py).
+        self.qualities = AnswerQualities()
         self._id_prefix = secrets.token_hex(4)
         self._next_id = 0
 
@@ -97,7 +100,13 @@ class SimState:
         return Timing(latency_ms / 1000, ttft_ms / 1000)
 
     def answer(self, model: str, prompt: SimPrompt) -> SimAnswer:
-        """The pure simulated answer (cached), plus per-call sampling noise if configured."""
+        """The pure simulated answer (cached), plus per-call sampling noise if configured.
+
+        A judge model's answer is a verdict instead (sim/judging.py).
+        """
+        profile = self.profiles[model]
+        if profile.role == "judge":
+            return judge_answer(prompt, profile, self.qualities, self.rng)
         key = (self.version, model, prompt.key, prompt.max_tokens)
         cached = self._cache.get(key)
         if cached is None:
@@ -107,8 +116,12 @@ class SimState:
                 self._cache.popitem(last=False)
         else:
             self._cache.move_to_end(key)
-        noise = self.profiles[model].sampling_noise
-        return add_sampling_noise(cached, noise, self.rng) if noise > 0 else cached
+        noise = profile.sampling_noise
+        served = add_sampling_noise(cached, noise, self.rng) if noise > 0 else cached
+        if served.content:
+            prompt_text = "\n".join(text for _, text in prompt.messages)
+            self.qualities.remember(served.content, profile.quality_on(prompt_text))
+        return served
 
     def store_response(self, response_id: str, turns: tuple[tuple[str, str], ...]) -> None:
         self._responses[response_id] = turns

@@ -165,6 +165,7 @@ def newest_revision_file() -> str | None:
     paths = sorted((MIGRATIONS_DIR / "versions").glob("[0-9]*_*.py"), key=lambda p: p.name)
     if not paths:
         return None
+    # The id the file declares (e.g. "0005_judge"), else the number its name starts with.
     declared = _REVISION_LINE.search(paths[-1].read_text(encoding="utf-8"))
     return declared.group(1) if declared else paths[-1].name.split("_", 1)[0]
 

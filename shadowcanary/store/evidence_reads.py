@@ -27,6 +27,7 @@ from sqlalchemy.exc import OperationalError
 from shadowcanary.judge.decide import slow_threshold_ms
 from shadowcanary.judge.evidence import Bucket, Evidence
 from shadowcanary.rollout_records import RolloutRecord
+from shadowcanary.store.judge_store import judge_minutes, with_judge
 from shadowcanary.store.rollouts import RolloutStore, timeline, unavailable
 from shadowcanary.store.rollup_reads import (
     BASELINE,
@@ -109,6 +110,7 @@ def load_evidence(
             stale = [c for c in hours.chunks if cache.chunks.get(c, (None,))[0] != signatures[c]]
             live = reader.live(conn, stale, slow_key) if stale else {}
             shadow = reader.shadow(conn, stale) if stale else {}
+            judged, judge_routes = judge_minutes(conn, record.plan.name, first, hours.end)
     except OperationalError as exc:
         raise unavailable("reading the rollout's evidence", exc) from exc
     built = {}
@@ -129,7 +131,11 @@ def load_evidence(
     cache.chunks = built
     caches[record.name] = cache
     buckets = tuple(b for _, chunk_buckets in built.values() for b in chunk_buckets)
-    return Evidence(buckets=buckets, slow_threshold_ms=threshold)
+    return Evidence(
+        buckets=with_judge(buckets, judged),
+        slow_threshold_ms=threshold,
+        judge_routes=judge_routes,
+    )
 
 
 @dataclass(frozen=True, slots=True)

@@ -389,3 +389,73 @@ class OutcomeRow(Base):
 
 # The sweep looks for dirty rows only; once joined a row leaves this index.
 Index("ix_outcomes_dirty", OutcomeRow.received_at, postgresql_where=OutcomeRow.dirty)
+
+
+class JudgeVerdictRow(Base):
+    """One pair judged by the LLM judge in both orders (judge/pairwise.py), with its cost.
+
+    ``kind`` 'candidate': the candidate against ``reference`` (the live answer, or the
+    baseline asked again where redaction changed the prompt); 'noise': the baseline
+    asked again against the live answer (the judge's noise floor).
+    """
+
+    __tablename__ = "judge_verdicts"
+
+    event_id: Mapped[str] = mapped_column(
+        String(128), ForeignKey("captures.event_id", ondelete="CASCADE"), primary_key=True
+    )
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    rollout: Mapped[str | None] = mapped_column(String(NAME))
+    route: Mapped[str] = mapped_column(String(NAME))
+    recorded_at: Mapped[datetime] = mapped_column(index=True)
+    status: Mapped[str] = mapped_column(String(32))
+    judge_model: Mapped[str] = mapped_column(String(NAME))
+    reference: Mapped[str] = mapped_column(String(32))
+    prompt_redacted: Mapped[bool]
+    outcome: Mapped[str | None] = mapped_column(String(8))  # win | tie | loss
+    reference_first: Mapped[str | None] = mapped_column(String(8))  # first | second | tie
+    other_first: Mapped[str | None] = mapped_column(String(8))
+    position_disagreement: Mapped[bool | None]
+    rationale: Mapped[str | None] = mapped_column(Text)
+    reference_chars: Mapped[int | None] = mapped_column(Integer)
+    other_chars: Mapped[int | None] = mapped_column(Integer)
+    prompt_tokens: Mapped[int]
+    completion_tokens: Mapped[int]
+    cost_usd: Mapped[float]
+    error_class: Mapped[str | None] = mapped_column(String(NAME))
+    error_message: Mapped[str | None] = mapped_column(Text)
+
+    __table_args__ = (Index("ix_judge_verdicts_rollout_recorded_at", "rollout", "recorded_at"),)
+
+
+class JudgeRollupRow(Base):
+    """Judge verdicts of one kind for one rollout and route in one minute of the live call.
+
+    ``score_*`` accumulate the per-pair net loss (+1 loss, 0 tie, -1 win): the
+    judge_score trigger's moments (judge/judge_score.py).
+    """
+
+    __tablename__ = "judge_rollups"
+
+    rollout: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(16), primary_key=True)
+    route: Mapped[str] = mapped_column(String(NAME), primary_key=True)
+    minute: Mapped[datetime] = mapped_column(primary_key=True)
+    judged: Mapped[int]
+    wins: Mapped[int]
+    ties: Mapped[int]
+    losses: Mapped[int]
+    position_disagreements: Mapped[int]
+    redacted: Mapped[int]  # judged pairs whose prompt redaction had changed
+    failed: Mapped[int]
+    skipped_budget: Mapped[int]
+    score_sum: Mapped[float]
+    score_sq_sum: Mapped[float]
+    prompt_tokens: Mapped[int]
+    completion_tokens: Mapped[int]
+    cost_usd: Mapped[float]
+
+
+JUDGE_COUNTERS: tuple[str, ...] = tuple(
+    c.name for c in JudgeRollupRow.__table__.columns if not c.primary_key
+)

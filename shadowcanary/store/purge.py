@@ -15,6 +15,8 @@ from shadowcanary.store.models import (
     CaptureRow,
     ComparisonRow,
     DeadLetterRow,
+    JudgeRollupRow,
+    JudgeVerdictRow,
     LiveRollupRow,
     OutcomeRow,
     ReplayRow,
@@ -28,6 +30,8 @@ DEAD_LETTERS: Table = DeadLetterRow.__table__  # type: ignore[assignment]
 LIVE_ROLLUPS: Table = LiveRollupRow.__table__  # type: ignore[assignment]
 SHADOW_ROLLUPS: Table = ShadowRollupRow.__table__  # type: ignore[assignment]
 OUTCOMES: Table = OutcomeRow.__table__  # type: ignore[assignment]
+VERDICTS: Table = JudgeVerdictRow.__table__  # type: ignore[assignment]
+JUDGE_ROLLUPS: Table = JudgeRollupRow.__table__  # type: ignore[assignment]
 
 PURGED_TABLES = (
     "captures",
@@ -37,6 +41,8 @@ PURGED_TABLES = (
     "outcomes",
     "live_rollups",
     "shadow_rollups",
+    "judge_verdicts",
+    "judge_rollups",
 )
 
 
@@ -55,9 +61,15 @@ def captures_batch(conn: Connection, older_than: datetime, batch_size: int) -> d
         return {"captures": 0}
     # Explicit child deletes (the foreign keys would cascade) so the counts are exact.
     comparisons = conn.execute(delete(COMPARISONS).where(COMPARISONS.c.event_id.in_(ids))).rowcount
+    verdicts = conn.execute(delete(VERDICTS).where(VERDICTS.c.event_id.in_(ids))).rowcount
     replays = conn.execute(delete(REPLAYS).where(REPLAYS.c.event_id.in_(ids))).rowcount
     captures = conn.execute(delete(CAPTURES).where(CAPTURES.c.event_id.in_(ids))).rowcount
-    return {"captures": captures, "replays": replays, "comparisons": comparisons}
+    return {
+        "captures": captures,
+        "replays": replays,
+        "comparisons": comparisons,
+        "judge_verdicts": verdicts,
+    }
 
 
 def dead_letters_batch(conn: Connection, older_than: datetime, batch_size: int) -> dict[str, int]:
@@ -106,4 +118,13 @@ def rollups_batch(conn: Connection, older_than: datetime, batch_size: int) -> di
             .with_for_update(skip_locked=True)
         )
         deleted[name] = conn.execute(delete(table).where(key.in_(doomed))).rowcount
+    judge = JUDGE_ROLLUPS.c
+    doomed = (
+        select(judge.rollout, judge.kind, judge.route, judge.minute)
+        .where(judge.minute < older_than)
+        .limit(batch_size)
+        .with_for_update(skip_locked=True)
+    )
+    key = tuple_(judge.rollout, judge.kind, judge.route, judge.minute)
+    deleted["judge_rollups"] = conn.execute(delete(JUDGE_ROLLUPS).where(key.in_(doomed))).rowcount
     return deleted

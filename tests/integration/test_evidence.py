@@ -314,7 +314,10 @@ def test_a_tick_reads_rollup_ranges_and_never_raw_captures(
     assert sum("jsonb_each_text" in s for s in first) == 1
     with Statements(engine) as second:
         load_evidence(controller_store, rollout, now=NOW)
-    assert len(second) == 3  # timeline and the two signature queries: nothing changed
+    # Timeline, the two signature queries and the judge rollups (one small range read,
+    # rows only where the judge ran): nothing changed, nothing else is read.
+    assert len(second) == 4
+    assert sum("judge_rollups" in s for s in second) == 1
     assert not any("jsonb_each_text" in s for s in second)
 
 

@@ -54,7 +54,7 @@ baseline: gpt-5.2
 candidate: gpt-5.5
 unleash: {{environment: development}}
 steps: [50, 100]
-shadow: off  # the outcome triggers on the steps; tests/integration/test_rollout_phases.py has the gate
+shadow: off  # the outcome triggers judge the steps (test_rollout_phases.py: the gate)
 watch: off
 exposure: {{min_canary_requests: 100, min_events_per_arm: 25, min_duration: 10s, deadline: 1h}}
 sample_ratio: {{grace: 0s}}

@@ -38,7 +38,7 @@ from shadowcanary.testing.poll import wait_until
 pytestmark = pytest.mark.integration
 
 TICK = timedelta(microseconds=1)
-RAW_TABLES = {"captures", "replays", "comparisons", "dead_letters", "outcomes"}
+RAW_TABLES = {"captures", "replays", "comparisons", "dead_letters", "outcomes", "judge_verdicts"}
 KEPT_TABLES = set(Base.metadata.tables) - RAW_TABLES
 
 
@@ -120,7 +120,14 @@ def _check(engine: Engine, placed: Placed, kept_before: dict[str, list[Any]]) ->
 def test_the_purge_table_list_covers_every_raw_table() -> None:
     """Every table is either purged as raw data or deliberately kept (a new table must choose)."""
     assert set(PURGED_TABLES) >= RAW_TABLES
-    assert {"live_rollups", "shadow_rollups", "rollouts", "rollout_audit", "flags"} == KEPT_TABLES
+    assert {
+        "live_rollups",
+        "shadow_rollups",
+        "judge_rollups",
+        "rollouts",
+        "rollout_audit",
+        "flags",
+    } == KEPT_TABLES
 
 
 def test_store_purge_keeps_the_row_at_the_cutoff_and_deletes_the_one_a_microsecond_older(
