@@ -14,11 +14,17 @@ observed share of requests per minute, not the flag's percentage.
 1. paused / overridden / invalid or missing evidence -> HOLD
 2. at the last step (100 %: no baseline left to compare) -> COMPLETE
 3. guardrails: canary errors certainly above the catastrophe limit -> ROLLBACK
-4. harm: an act trigger with E >= 1/alpha_m (evidence since the rollout start) -> ROLLBACK
+4. harm: an act trigger with E >= 1/alpha_m (live triggers: this step's minutes) -> ROLLBACK
 5. stale data, flag disagreeing with the step, sample-ratio mismatch -> HOLD
 6. minimum exposure met and every act trigger certified -> ADVANCE, else HOLD
 7. past the step's deadline, every HOLD escalates to a person.
 Dry-run triggers are evaluated and recorded (and named in the reason) but never act.
+
+Live triggers (on canary traffic) see the closed minutes of the current step only, at
+their share of alpha spent across the judged steps (``triggers.step_alpha``): a step is
+certified on its own evidence, and a regression that starts at 50 % meets a fresh test
+instead of an e-process worn down by the healthy steps before it. Shadow triggers see
+the whole rollout. docs/guarantees.md section 6 gives the accounting.
 """
 
 from __future__ import annotations
@@ -46,7 +52,8 @@ from shadowcanary.judge.triggers import (
     TriggerResult,
     Verdict,
     evaluate,
-    trigger_alpha,
+    is_live,
+    step_alpha,
 )
 from shadowcanary.plan import RolloutPlan, TailLatencyTrigger, TriggerMode
 
@@ -142,11 +149,16 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
     started = _minute(state.rollout_started_at)
     is_closed = [started <= b.start and b.start + BUCKET <= now for b in evidence.buckets]
     closed = tuple(b for b, keep in zip(evidence.buckets, is_closed, strict=True) if keep)
+    # The step's minutes: the one the flag changed in belongs to the new step.
+    step_start = _minute(state.step_started_at)
+    in_step = [
+        keep and b.start >= step_start for b, keep in zip(evidence.buckets, is_closed, strict=True)
+    ]
     results = _evaluate_triggers(
         plan,
         state,
         evidence,
-        table.rows(np.array(is_closed, dtype=bool)),
+        (table.rows(np.array(in_step, dtype=bool)), table.rows(np.array(is_closed, dtype=bool))),
         exposure.min_events_per_arm,
     )
     hold = replace(hold, triggers=results)
@@ -185,9 +197,7 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
             escalate=any(c.name != "freshness" for c in failed),
         )
 
-    step_start = _minute(state.step_started_at)
-    in_step = [b for b in closed if b.start >= step_start]
-    canary_requests = sum(b.candidate.requests for b in in_step)
+    canary_requests = sum(b.candidate.requests for b in closed if b.start >= step_start)
     elapsed = now - state.step_started_at
     waiting = []
     if canary_requests < exposure.min_canary_requests:
@@ -292,17 +302,18 @@ def _evaluate_triggers(
     plan: RolloutPlan,
     state: RolloutState,
     evidence: Evidence,
-    table: EvidenceTable,
+    tables: tuple[EvidenceTable, EvidenceTable],
     min_events: int,
 ) -> tuple[TriggerResult, ...]:
+    """Every enabled trigger; ``tables``: (this step's closed minutes, the rollout's)."""
     wanted = slow_threshold_ms(plan, state)
     return tuple(
         evaluate(
             name,
             config,
             TriggerContext(
-                table=table,
-                alpha=trigger_alpha(plan, name),
+                table=tables[0] if is_live(name) else tables[1],
+                alpha=step_alpha(plan, name),
                 certify_alpha=plan.certify_alpha,
                 min_events=min_events,
                 slow_threshold_ms=wanted,
