@@ -171,6 +171,26 @@ def rate_difference_variance(
     return pc * (1 - pc) / max(canary_trials, 1) + pb * (1 - pb) / max(baseline_trials, 1)
 
 
+def shrunk_difference_variance(
+    canary_events: int,
+    canary_trials: int,
+    baseline_events: int,
+    baseline_trials: int,
+    pseudo_trials: float = 2.0,
+) -> float:
+    """Var of p_C - p_B with each arm's rate shrunk towards the arms' pooled rate.
+
+    For rare events (a tail share near 1 %) the uniform prior of ``smoothed_rate``
+    adds half an event per arm, which dominates the variance of a small canary with
+    none: 0 of 91 would count as 1.1 %. Here each arm's rate borrows
+    ``pseudo_trials`` trials at the pooled (smoothed) rate instead.
+    """
+    pooled = smoothed_rate(canary_events + baseline_events, canary_trials + baseline_trials)
+    pc = (canary_events + pseudo_trials * pooled) / (canary_trials + pseudo_trials)
+    pb = (baseline_events + pseudo_trials * pooled) / (baseline_trials + pseudo_trials)
+    return pc * (1 - pc) / max(canary_trials, 1) + pb * (1 - pb) / max(baseline_trials, 1)
+
+
 def sample_ratio_log_e(
     canary_requests: npt.ArrayLike,
     baseline_requests: npt.ArrayLike,
