@@ -307,6 +307,10 @@ def _evaluate_triggers(
 ) -> tuple[TriggerResult, ...]:
     """Every enabled trigger; ``tables``: (this step's closed minutes, the rollout's)."""
     wanted = slow_threshold_ms(plan, state)
+    history = tables[1]
+    # A step number per closed bucket (a new one wherever the flag's percentage changes):
+    # clustering is measured around each step's own rate ratio.
+    steps = np.cumsum(np.abs(np.diff(history.column("canary_percent"), prepend=0.0)) > 0)
     return tuple(
         evaluate(
             name,
@@ -318,6 +322,8 @@ def _evaluate_triggers(
                 min_events=min_events,
                 slow_threshold_ms=wanted,
                 counted_threshold_ms=evidence.slow_threshold_ms,
+                history=history,
+                history_steps=steps.astype(np.float64),
             ),
         )
         for name, config in plan.triggers.enabled().items()

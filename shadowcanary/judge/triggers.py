@@ -15,9 +15,12 @@ Rates: the rollback test is the count e-process on the rate *ratio* (valid howev
 the split moves); the ADVANCE bound is the normal-mixture confidence sequence on the
 rate *difference* p_C - p_B (smoothed variances), because a margin in points stays
 meaningful at rare rates, where a ratio cannot be bounded by a few thousand requests.
-Events are counted per request, not per user: failures that cluster on a few heavy
-users make the test anti-conservative (docs/judge.md: "with per-user routing, count per
-user"), which needs per-user rollups the store does not keep yet.
+Events are counted per request, and the e-process is tempered by how clustered they
+are, as measured on the data (``seq.share_dispersion``: a failed call and its SDK
+retries land in one arm together and make each minute's split swing more than
+binomial). Heavy users pinned to one arm are not covered: a heavy user's own rate is
+a steady difference between the arms that per-minute, per-arm counts cannot tell from
+the model's; that needs outcomes per stickiness key (docs/guarantees.md 6.6).
 
 Tail latency: "p99 + margin" counts, minute by minute, the requests of *both* arms
 slower than T = (baseline p99 frozen before the canary) + margin, and compares the two
@@ -105,6 +108,10 @@ class TriggerContext:
     min_events: int  # per arm, from the current step's exposure
     slow_threshold_ms: float | None  # what the plan and state ask slow requests against
     counted_threshold_ms: float | None  # what the controller counted against
+    # Closed buckets of the whole rollout and the step each belongs to: only how events
+    # cluster (``seq.share_dispersion``) is learnt from them, never harm or a certificate.
+    history: EvidenceTable | None = None
+    history_steps: npt.NDArray[np.float64] | None = None
 
 
 _Array = npt.NDArray[np.float64]
@@ -250,11 +257,13 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         return base.no_data("no observations")
     trials = cns + bns
     share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
-    log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio)
+    dispersion = _dispersion(name, ctx)
+    log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio, dispersion=dispersion)
     estimate = lower = upper = None
     if pc is not None and pb is not None:
         estimate = pc - pb
-        variance = seq.rate_difference_variance(cx, cn, bx, bn)
+        # Clustered events carry less information: the variance grows with phi too.
+        variance = dispersion * seq.rate_difference_variance(cx, cn, bx, bn)
         radius = seq.mixture_radius(variance, config.margin, ctx.certify_alpha)
         lower, upper = estimate - radius, estimate + radius
     if log_e >= base.harm_threshold():
@@ -265,10 +274,21 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         verdict = Verdict.CERTIFIED if upper < config.margin else Verdict.INCONCLUSIVE
     detail = (
         f"canary {cx}/{cn} ({_pct(pc)}) vs baseline {bx}/{bn} ({_pct(pb)}); "
-        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for ratio > {config.null_ratio:g}; "
+        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for ratio > {config.null_ratio:g} "
+        f"(clustering phi {dispersion:.2f}); "
         f"increase {_pct(estimate)} in [{_pct(lower)}, {_pct(upper)}], margin {_pct(config.margin)}"
     )
     return base.result(verdict, detail, estimate, log_e, lower, upper)
+
+
+def _dispersion(name: str, ctx: TriggerContext) -> float:
+    """How clustered this trigger's events are, learnt from the whole rollout so far."""
+    table = ctx.table if ctx.history is None else ctx.history
+    cxs, cns, bxs, bns = _rate_columns(name, table)
+    trials = cns + bns
+    share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
+    groups = ctx.history_steps if ctx.history is not None else None
+    return seq.share_dispersion(cxs, bxs, share, groups)
 
 
 def _tail(name: str, config: TailLatencyTrigger, ctx: TriggerContext) -> TriggerResult:
