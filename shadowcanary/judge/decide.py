@@ -58,6 +58,7 @@ from shadowcanary.judge.triggers import (
 from shadowcanary.plan import RolloutPlan, TailLatencyTrigger, TriggerMode
 
 BUCKET = timedelta(minutes=1)
+DISPERSION_WINDOW = 1440  # minutes
 # Guardrails roll back only on counts this improbable from a canary at the limit.
 GUARDRAIL_P_VALUE = 1e-6
 
@@ -146,20 +147,17 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.HOLD, reason, None, escalate=True)
     exposure = plan.exposure_at(state.step_index)
     # Only closed minutes since the rollout started: an open bucket still changes.
-    started = _minute(state.rollout_started_at)
-    is_closed = [started <= b.start and b.start + BUCKET <= now for b in evidence.buckets]
-    closed = tuple(b for b, keep in zip(evidence.buckets, is_closed, strict=True) if keep)
+    starts = table.starts
+    is_closed = (starts >= _minute(state.rollout_started_at).timestamp()) & (
+        starts + BUCKET.total_seconds() <= now.timestamp()
+    )
+    closed_rows = np.flatnonzero(is_closed)
     # The step's minutes: the one the flag changed in belongs to the new step.
     step_start = _minute(state.step_started_at)
-    in_step = [
-        keep and b.start >= step_start for b, keep in zip(evidence.buckets, is_closed, strict=True)
-    ]
+    in_step = is_closed & (starts >= step_start.timestamp())
+    history = table.rows(is_closed)
     results = _evaluate_triggers(
-        plan,
-        state,
-        evidence,
-        (table.rows(np.array(in_step, dtype=bool)), table.rows(np.array(is_closed, dtype=bool))),
-        exposure.min_events_per_arm,
+        plan, state, evidence, (table.rows(in_step), history), exposure.min_events_per_arm
     )
     hold = replace(hold, triggers=results)
     # A person already holds these rollouts: no deadline escalation on top.
@@ -170,10 +168,12 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.HOLD, reason, None)
     if state.step_index == len(plan.steps) - 1:
         return hold.make(DecisionKind.COMPLETE, "the candidate serves 100 % of users", 100)
-    if not closed:
+    if not len(closed_rows):
         return hold("no complete minute of data since the rollout started")
 
-    guardrail = _guardrail(plan, closed, now)
+    window_start = (now - plan.guardrails.window - BUCKET).timestamp()
+    recent = tuple(evidence.buckets[i] for i in closed_rows[starts[closed_rows] > window_start])
+    guardrail = _guardrail(plan, recent, now)
     checks: tuple[Check, ...] = (guardrail,)
     if not guardrail.ok:
         return hold.make(DecisionKind.ROLLBACK, f"guardrail: {guardrail.detail}", 0, checks)
@@ -183,7 +183,9 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.ROLLBACK, reason, 0, checks)
 
     settled = _minute(state.step_started_at) + plan.sample_ratio.grace
-    step_buckets = tuple(b for b in closed if b.start >= settled)
+    step_buckets = tuple(
+        evidence.buckets[i] for i in closed_rows[starts[closed_rows] >= settled.timestamp()]
+    )
     checks += (
         _freshness(plan, state, now),
         _flag_agrees(state, step_buckets),
@@ -197,7 +199,7 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
             escalate=any(c.name != "freshness" for c in failed),
         )
 
-    canary_requests = sum(b.candidate.requests for b in closed if b.start >= step_start)
+    canary_requests = int(table.rows(in_step).total("candidate.requests"))
     elapsed = now - state.step_started_at
     waiting = []
     if canary_requests < exposure.min_canary_requests:
@@ -307,7 +309,9 @@ def _evaluate_triggers(
 ) -> tuple[TriggerResult, ...]:
     """Every enabled trigger; ``tables``: (this step's closed minutes, the rollout's)."""
     wanted = slow_threshold_ms(plan, state)
-    history = tables[1]
+    # Clustering is measured over the last day of minutes: enough to see it, and a tick's
+    # cost does not grow with the rollout's length.
+    history = tables[1].last(DISPERSION_WINDOW)
     # A step number per closed bucket (a new one wherever the flag's percentage changes):
     # clustering is measured around each step's own rate ratio.
     steps = np.cumsum(np.abs(np.diff(history.column("canary_percent"), prepend=0.0)) > 0)
@@ -330,7 +334,7 @@ def _evaluate_triggers(
     )
 
 
-def _guardrail(plan: RolloutPlan, closed: tuple[Bucket, ...], now: datetime) -> Check:
+def _guardrail(plan: RolloutPlan, recent: tuple[Bucket, ...], now: datetime) -> Check:
     """Roll back at once when the canary's recent error rate is certainly catastrophic.
 
     Over the guardrail window: P(X >= canary failures) for a canary failing at
@@ -338,7 +342,7 @@ def _guardrail(plan: RolloutPlan, closed: tuple[Bucket, ...], now: datetime) -> 
     baseline (a provider outage hits both arms) is not rolled back by this check.
     """
     limit = plan.guardrails.max_error_rate
-    recent = [b for b in closed if b.start + BUCKET > now - plan.guardrails.window]
+    # ``recent``: the closed buckets that end inside the window (b.start + 1 min > now - window).
     cx = sum(b.candidate.failures for b in recent)
     cn = sum(b.candidate.requests for b in recent)
     bx = sum(b.baseline.failures for b in recent)

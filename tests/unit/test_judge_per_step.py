@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from datetime import timedelta
 
 import pytest
 
 from shadowcanary.judge.decide import Decision, DecisionKind, decide
-from shadowcanary.judge.evidence import Bucket, Evidence, RolloutState, ShadowCounts
+from shadowcanary.judge.evidence import (
+    Bucket,
+    Evidence,
+    EvidenceTable,
+    RolloutState,
+    ShadowCounts,
+)
 from shadowcanary.judge.triggers import Verdict, judged_steps, step_alpha, trigger_alpha
 from shadowcanary.plan import TriggerMode, parse_plan
 from tests.unit.test_decide import HEALTHY, PLAN, T0, _arm, _moments, _trigger
@@ -109,3 +116,33 @@ def test_alpha_is_spent_across_the_judged_steps(steps: str, judged: int) -> None
         trigger_alpha(plan, "error_rate") / judged
     )
     assert step_alpha(plan, "quality") == pytest.approx(trigger_alpha(plan, "quality"))
+
+
+def test_cached_rows_follow_the_buckets_handed_in() -> None:
+    """A tick handed a changed minute (a new Bucket object) sees its numbers, not a cached row."""
+    buckets = _minutes(0, 5, 10, {}, {})
+    first = EvidenceTable.of(buckets).column("candidate.failures").copy()
+    changed = replace(buckets[2], candidate=replace(buckets[2].candidate, failures=77))
+    again = EvidenceTable.of([*buckets[:2], changed, *buckets[3:]]).column("candidate.failures")
+    assert again[2] == 77 and first[2] != 77
+    assert list(EvidenceTable.of(buckets).column("candidate.failures")) == list(first)
+
+
+def test_a_reused_minute_is_checked_on_every_tick() -> None:
+    """A minute with impossible numbers holds every tick, not only the tick that first saw it."""
+    buckets = _minutes(0, 30, 10, {}, {})
+    buckets[4] = replace(buckets[4], candidate=replace(buckets[4].candidate, failures=-1))
+    first, again = _decide(buckets), _decide([*buckets, *_minutes(30, 1, 10, {}, {})])
+    for decision in (first, again):
+        assert decision.kind is DecisionKind.HOLD and "failures is negative" in decision.reason
+
+
+def test_decisions_from_cached_rows_equal_decisions_from_scratch() -> None:
+    """Ticks that reuse converted rows decide exactly as a table built anew would."""
+    buckets = _minutes(0, 40, 10, {}, {"error": 0.012})
+    reused = [_decide(buckets[:n]).to_json() for n in range(20, 41)]
+    fresh = []
+    for n in range(20, 41):
+        copies = [replace(b) for b in buckets[:n]]  # new objects: nothing to reuse
+        fresh.append(_decide(copies).to_json())
+    assert reused == fresh
