@@ -115,7 +115,7 @@ class RateTrigger(_Trigger):
     canary's rate is shown to be above ``null_ratio`` times the baseline's. With the
     default ratio 1 a candidate inside the margin may still be rolled back (README,
     family ``error_1to1.5_within_margin``): raise ``null_ratio`` to tolerate more, at
-    the cost of slower detection (docs/guarantees.md 6.7).
+    the cost of slower detection (docs/guarantees.md 7.8).
     """
 
     margin: float = Field(

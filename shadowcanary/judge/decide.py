@@ -24,7 +24,7 @@ Live triggers (on canary traffic) see the closed minutes of the current step onl
 their share of alpha spent across the judged steps (``triggers.step_alpha``): a step is
 certified on its own evidence, and a regression that starts at 50 % meets a fresh test
 instead of an e-process worn down by the healthy steps before it. Shadow triggers see
-the whole rollout. docs/guarantees.md section 6 gives the accounting.
+the whole rollout. docs/guarantees.md section 7 gives the accounting.
 """
 
 from __future__ import annotations

@@ -20,7 +20,7 @@ are, as measured on the data (``seq.share_dispersion``: a failed call and its SD
 retries land in one arm together and make each minute's split swing more than
 binomial). Heavy users pinned to one arm are not covered: a heavy user's own rate is
 a steady difference between the arms that per-minute, per-arm counts cannot tell from
-the model's; that needs outcomes per stickiness key (docs/guarantees.md 6.6).
+the model's; that needs outcomes per stickiness key (docs/guarantees.md 7.6).
 
 Tail latency: "p99 + margin" counts, minute by minute, the requests of *both* arms
 slower than T = (baseline p99 frozen before the canary) + margin, and compares the two
@@ -30,7 +30,7 @@ Live triggers (rates of live requests, tail, means) judge the current step's min
 only, at ``step_alpha``: their share of alpha spent across the judged steps, so a
 regression that starts at 50 % meets a fresh test and a step is certified on its own
 evidence. Shadow triggers (quality, judge score, shadow JSON) keep the whole rollout:
-the shadow does not change with the step. docs/guarantees.md section 6 has the account.
+the shadow does not change with the step. docs/guarantees.md section 7 has the account.
 """
 
 from __future__ import annotations
