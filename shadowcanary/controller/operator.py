@@ -26,7 +26,8 @@ Semantics an SRE can rely on:
   out of the pre-canary phase freezes the baseline p99 first, as the controller's
   first step does (without it the tail-latency trigger could never judge); with too
   little pre-canary baseline traffic to freeze it, the promote goes ahead and its audit
-  entry says plainly that the p99 trigger cannot judge.
+  entry says plainly that the p99 trigger cannot judge until a later tick freezes it
+  from the baseline arm's traffic.
 - ``rollback``: flag to 0 % at once; idempotent; the controller keeps it at 0 %
   (if the flag cannot be written now, the rollback is recorded and every tick
   retries until it is).

@@ -200,6 +200,8 @@ class _Tick:
     # -- the judge's decision ------------------------------------------------------
 
     def _decide_and_apply(self, record: RolloutRecord, flags: FlagBackend) -> TickResult:
+        if record.baseline_p99_ms is None and record.plan.triggers.p99_latency.enabled:
+            record = self._freeze_late(record)
         with _guard("postgres"):
             evidence = self.ports.evidence_for(record, self.now)
         state = record.judge_state(newest_data_at(evidence))
@@ -257,6 +259,23 @@ class _Tick:
         )
         metrics.observe_decision(record.name, decision)
         return self._move(replace(record, baseline_p99_ms=p99), flags, decision, None, first)
+
+    def _freeze_late(self, record: RolloutRecord) -> RolloutRecord:
+        """Freeze the p99 a promote could not (too little pre-canary traffic) once the
+        baseline arm has served enough. The tail trigger compares both arms above the
+        frozen p99 + margin, so the p99 only places the comparison and may come from
+        baseline traffic served alongside the canary (docs/guarantees.md 7.10)."""
+        with _guard("postgres"):
+            p99 = self.ports.baseline_p99_for(record, self.now)
+        if p99 is None:
+            return record
+        reason = (
+            f"baseline p99 frozen at {p99:.0f} ms from the baseline arm's traffic so far "
+            "(it was not frozen before the canary); the p99_latency trigger judges from now on"
+        )
+        entry = self._entry(record, AuditAction.HOLD, record.percent, None, reason)
+        log.info("baseline p99 frozen late", rollout=record.name, p99_ms=round(p99))
+        return self._save(replace(record, baseline_p99_ms=p99, updated_at=self.now), entry)
 
     def _waiting_for_baseline(self, record: RolloutRecord) -> str:
         """The pre-canary HOLD's reason: how many baseline requests of how many, and how."""

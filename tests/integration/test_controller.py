@@ -532,7 +532,7 @@ def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) 
 
 
 def test_promote_without_enough_baseline_traffic_says_the_p99_cannot_judge(rig: Rig) -> None:
-    """Too little pre-canary traffic to freeze the p99: the promote goes, and says so plainly."""
+    """Too little pre-canary traffic: the promote goes and says so; a later tick freezes it."""
     plan = small_plan("promote-blind", "promote-blind-flag")
     rig.clock.at(0, 5)
     rig.operator().start(plan)
@@ -542,6 +542,17 @@ def test_promote_without_enough_baseline_traffic_says_the_p99_cannot_judge(rig: 
     assert (promoted.percent, promoted.baseline_p99_ms) == (10, None)
     entry = rig.ports().store.history("promote-blind")[0]
     assert "p99 is NOT frozen" in entry.reason and "cannot" in entry.reason
+    # Once the baseline arm has served enough, a tick freezes it and the tail judges.
+    insert_minute(rig.store, "promote-blind", 1, baseline=600, candidate=60, latency_ms=700.0)
+    decided = rig.tick("promote-blind", 2)
+    assert decided.record is not None
+    assert decided.record.baseline_p99_ms == pytest.approx(700.0, rel=0.02)
+    history = rig.ports().store.history("promote-blind")
+    frozen = next(e for e in history if "not frozen before the canary" in e.reason)
+    assert "frozen at" in frozen.reason and "judges from now on" in frozen.reason
+    assert decided.decision is not None
+    tail = next(t for t in decided.decision.triggers if t.name == "p99_latency")
+    assert "no baseline p99 frozen yet" not in tail.detail, tail.detail
 
 
 def test_changes_while_overridden_are_recorded_never_acted_on(rig: Rig, sink: WebhookSink) -> None:
