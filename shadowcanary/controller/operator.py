@@ -285,7 +285,7 @@ class Operator:
             return None, (
                 f"; the baseline p99 is NOT frozen (fewer than {MIN_P99_REQUESTS} baseline "
                 "requests since an hour before the start): the p99_latency trigger cannot "
-                "judge this rollout"
+                "judge until the baseline arm has served enough for a tick to freeze it"
             )
         return p99, f"; baseline p99 frozen at {p99:.0f} ms"
 
