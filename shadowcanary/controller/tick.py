@@ -69,6 +69,10 @@ log = structlog.get_logger(__name__)
 
 # Pre-canary traffic this far before the rollout's start counts for the baseline p99.
 PRE_CANARY_LOOKBACK = timedelta(hours=1)
+# At every ADVANCE the tail threshold is placed again from the baseline arm's traffic of
+# this window (when it has enough): the next step compares both arms near the tail as
+# the baseline is now, not as it was before the canary.
+RECENT_P99_WINDOW = timedelta(minutes=30)
 
 FlagsFor = Callable[[RolloutPlan], FlagBackend]
 EvidenceFor = Callable[[RolloutRecord, datetime], Evidence]
@@ -111,6 +115,8 @@ class TickPorts:
     operation_lock: OperationLock = lambda _name: nullcontext()
     actor: str = CONTROLLER_ACTOR
     baseline_seen_for: BaselineSeenFor | None = None
+    # The baseline arm's p99 over [now - RECENT_P99_WINDOW, now); None: not enough traffic.
+    recent_baseline_p99_for: BaselineP99For | None = None
 
 
 class _Down(Exception):
@@ -346,8 +352,28 @@ class _Tick:
                 percent=target,
                 step_started_at=self.now,
                 updated_at=self.now,
+                baseline_p99_ms=self._recent_p99(record),
             )
+            if moved.baseline_p99_ms != record.baseline_p99_ms:
+                placed = f"; tail threshold placed at baseline p99 {moved.baseline_p99_ms:.0f} ms"
+                entry = replace(entry, reason=entry.reason + placed + " (last 30 min)")
         return self._applied(self._save(moved, entry), decision, changed=True)
+
+    def _recent_p99(self, record: RolloutRecord) -> float | None:
+        """The p99 the next step's tail trigger compares both arms at (docs/guarantees 7.3).
+
+        Taken from the baseline arm's traffic before the step starts, so the step's own
+        minutes do not place the threshold they are tested at. Kept when that window
+        has too little baseline traffic, or Postgres cannot say.
+        """
+        find = self.ports.recent_baseline_p99_for
+        if find is None or not record.plan.triggers.p99_latency.enabled:
+            return record.baseline_p99_ms
+        try:
+            recent = find(record, self.now)
+        except ServiceUnavailable:  # the flag is written: keep the old threshold, never fail
+            return record.baseline_p99_ms
+        return record.baseline_p99_ms if recent is None else recent
 
     def _write_flag(self, flags: FlagBackend, flag: str, percent: int | None) -> _Down | None:
         """Set the flag (None: disable it); the failure, if any, instead of raising it."""

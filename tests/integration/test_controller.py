@@ -511,6 +511,20 @@ def test_rollback_with_the_flag_backend_down_is_recorded_and_enforced(rig: Rig) 
     assert enforced.flag_changed and rig.percent("late-flag") == 0
 
 
+def test_each_advance_places_the_tail_threshold_at_the_baseline_as_it_is_now(rig: Rig) -> None:
+    """Both arms slowed down during 10 %: the 30 % step compares them at the new baseline p99."""
+    name = started(rig, "replace-p99", "replace-p99-flag")
+    frozen = rig.ports().store.get(name).baseline_p99_ms
+    assert frozen == pytest.approx(850.0, rel=0.02)
+    insert_minute(rig.store, name, 1, baseline=900, candidate=100, latency_ms=1700.0)
+    moved = rig.tick(name, 2)
+    assert moved.decision is not None and moved.decision.kind is DecisionKind.ADVANCE
+    assert moved.record is not None and moved.record.percent == 30
+    assert moved.record.baseline_p99_ms == pytest.approx(1700.0, rel=0.02)
+    advance = rig.ports().store.history(name)[0]
+    assert "tail threshold placed at baseline p99 1" in advance.reason, advance.reason
+
+
 def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) -> None:
     """A promote before the first step freezes the p99 as the first tick would, so p99 judges."""
     plan = small_plan("promote-early", "promote-early-flag")
