@@ -129,8 +129,9 @@ class RateTrigger(_Trigger):
 class TailLatencyTrigger(_Trigger):
     """ "p99 + margin_ms", judged against the concurrent baseline.
 
-    Both arms count their requests slower than T = (baseline quantile frozen before the
-    canary) + ``margin_ms``, in the same minutes. Roll back: the canary's share above T
+    Both arms count their requests slower than T = (baseline quantile) + ``margin_ms``,
+    in the same minutes; the quantile is frozen before the canary and placed again from
+    the baseline arm's last 30 minutes at every ADVANCE. Roll back: the canary's share above T
     is shown larger than the baseline's. Advance: it is shown at most 0.6 of the
     quantile's tail larger (0.6 point for p99). A slowdown of both arms moves both
     shares together; the frozen quantile only places T.

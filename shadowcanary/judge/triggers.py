@@ -294,7 +294,8 @@ def _dispersion(name: str, ctx: TriggerContext) -> float:
 def _tail(name: str, config: TailLatencyTrigger, ctx: TriggerContext) -> TriggerResult:
     """ "p99 + margin" against the concurrent baseline: both arms' requests slower than T.
 
-    T = the baseline quantile frozen before the canary + ``margin_ms``; it only fixes
+    T = the baseline quantile (frozen before the canary, placed again at every ADVANCE
+    by the controller from the baseline arm's recent traffic) + ``margin_ms``; it only fixes
     *where* the arms are compared, and both arms are counted against the same T in the
     same minutes, so a slowdown of both (provider, load, incident) moves both shares
     together and is no evidence of harm, and the frozen quantile's own sampling error
