@@ -22,7 +22,7 @@ starts at 50 %, p99 +250 ms, an increase inside the margin), ``--family-runs`` e
 with ``examples/rollout.yaml`` as the plan, as a table with 95 % intervals.
 
 Last stdout line: one JSON object (see ``summary`` and ``judge_families.headline``).
-Runs in about 15 minutes on 2 cores with the defaults.
+Runs in about 40 minutes with the defaults on the 2-vCPU VM at a load average of 8-14.
 """
 
 from __future__ import annotations
