@@ -423,7 +423,7 @@ def wilson(hits: int, n: int) -> tuple[float, float]:
     return (max(0.0, centre - half), min(1.0, centre + half))
 
 
-def summarise(results: dict[str, list[Outcome]]) -> dict[str, object]:
+def summarise(results: dict[str, list[Outcome]]) -> dict[str, dict[str, object]]:
     """Per family: the rate that matters with its 95 % interval, the rule's beside it."""
     rows: dict[str, dict[str, object]] = {}
     for family in FAMILIES:
@@ -478,7 +478,10 @@ def headline(rows: dict[str, dict[str, object]]) -> dict[str, object]:
         "worst_family_aa_false_rollback_rate": aa[worst]["rate"] if worst else None,
         "worst_family": worst,
     }
-    get = lambda name, key="rate": rows[name][key] if name in rows else None  # noqa: E731
+
+    def get(name: str, key: str = "rate") -> object:
+        return rows[name][key] if name in rows else None
+
     out["late_regression_caught_before_100_rate"] = get("error_1to3_from_50")
     out["p99_250ms_detect_power"] = get("p99_plus_250ms")
     out["certify_within_3000_rate"] = get("aa_stationary", "first_step_certified_within_3000")
@@ -496,7 +499,8 @@ def table(rows: dict[str, dict[str, object]]) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
-        low, high = r["ci95"]  # type: ignore[misc]
+        interval: list[float] = r["ci95"]  # type: ignore[assignment]
+        low, high = interval
         lines.append(
             f"| {name} | {r['runs']} | {r['metric']} | {100 * float(r['rate']):.1f} % | "  # type: ignore[arg-type]
             f"{100 * low:.1f}-{100 * high:.1f} % | {100 * float(r['threshold_rule_rate']):.1f} % | "  # type: ignore[arg-type]
