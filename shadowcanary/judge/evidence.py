@@ -340,7 +340,8 @@ class RolloutState:
     step_percent: int  # the canary percentage the controller set for this step
     rollout_started_at: datetime
     step_started_at: datetime
-    # Baseline p99 latency frozen before the first canary step (None until measured).
+    # Baseline p99 latency: frozen before the first canary step, placed again at every
+    # ADVANCE by the controller; it places the tail comparison (None until measured).
     baseline_p99_ms: float | None = None
     last_data_at: datetime | None = None  # newest data the controller has seen
     paused: bool = False

@@ -23,7 +23,7 @@ a steady difference between the arms that per-minute, per-arm counts cannot tell
 the model's; that needs outcomes per stickiness key (docs/guarantees.md 7.6).
 
 Tail latency: "p99 + margin" counts, minute by minute, the requests of *both* arms
-slower than T = (baseline p99 frozen before the canary) + margin, and compares the two
+slower than T = (baseline p99, placed again at every step) + margin, and compares the two
 arms (``_tail``): a slowdown that hits both arms is no evidence of harm.
 
 Live triggers (rates of live requests, tail, means) judge the current step's minutes
