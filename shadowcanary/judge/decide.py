@@ -147,17 +147,16 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.HOLD, reason, None, escalate=True)
     exposure = plan.exposure_at(state.step_index)
     # Only closed minutes since the rollout started: an open bucket still changes.
-    starts = table.starts
-    is_closed = (starts >= _minute(state.rollout_started_at).timestamp()) & (
-        starts + BUCKET.total_seconds() <= now.timestamp()
-    )
-    closed_rows = np.flatnonzero(is_closed)
+    # Starts increase strictly (checked above), so every selection is a slice.
+    last_closed = (now - BUCKET).timestamp()
+    first, end = table.span(_minute(state.rollout_started_at).timestamp(), last_closed)
+    closed_rows = np.arange(first, end)
+    history = table.rows(slice(first, end))
     # The step's minutes: the one the flag changed in belongs to the new step.
     step_start = _minute(state.step_started_at)
-    in_step = is_closed & (starts >= step_start.timestamp())
-    history = table.rows(is_closed)
+    in_step = table.rows(slice(*table.span(step_start.timestamp(), last_closed)))
     results = _evaluate_triggers(
-        plan, state, evidence, (table.rows(in_step), history), exposure.min_events_per_arm
+        plan, state, evidence, (in_step, history), exposure.min_events_per_arm
     )
     hold = replace(hold, triggers=results)
     # A person already holds these rollouts: no deadline escalation on top.
@@ -172,7 +171,9 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold("no complete minute of data since the rollout started")
 
     window_start = (now - plan.guardrails.window - BUCKET).timestamp()
-    recent = tuple(evidence.buckets[i] for i in closed_rows[starts[closed_rows] > window_start])
+    recent = tuple(
+        evidence.buckets[i] for i in closed_rows[table.starts[closed_rows] > window_start]
+    )
     guardrail = _guardrail(plan, recent, now)
     checks: tuple[Check, ...] = (guardrail,)
     if not guardrail.ok:
@@ -183,13 +184,11 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.ROLLBACK, reason, 0, checks)
 
     settled = _minute(state.step_started_at) + plan.sample_ratio.grace
-    step_buckets = tuple(
-        evidence.buckets[i] for i in closed_rows[starts[closed_rows] >= settled.timestamp()]
-    )
+    settled_rows = table.rows(slice(*table.span(settled.timestamp(), last_closed)))
     checks += (
         _freshness(plan, state, now),
-        _flag_agrees(state, step_buckets),
-        _sample_ratio(plan, step_buckets),
+        _flag_agrees(state, settled_rows),
+        _sample_ratio(plan, settled_rows),
     )
     failed = [c for c in checks if not c.ok]
     if failed:
@@ -199,7 +198,7 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
             escalate=any(c.name != "freshness" for c in failed),
         )
 
-    canary_requests = int(table.rows(in_step).total("candidate.requests"))
+    canary_requests = int(in_step.total("candidate.requests"))
     elapsed = now - state.step_started_at
     waiting = []
     if canary_requests < exposure.min_canary_requests:
@@ -373,10 +372,9 @@ def _freshness(plan: RolloutPlan, state: RolloutState, now: datetime) -> Check:
     )
 
 
-def _flag_agrees(state: RolloutState, step_buckets: tuple[Bucket, ...]) -> Check:
-    other = sorted(
-        {b.canary_percent for b in step_buckets if b.canary_percent != state.step_percent}
-    )
+def _flag_agrees(state: RolloutState, step_rows: EvidenceTable) -> Check:
+    percents = step_rows.column("canary_percent")
+    other = sorted({float(p) for p in np.unique(percents[percents != state.step_percent])})
     if other:
         return Check(
             "flag_percent",
@@ -389,12 +387,12 @@ def _flag_agrees(state: RolloutState, step_buckets: tuple[Bucket, ...]) -> Check
     )
 
 
-def _sample_ratio(plan: RolloutPlan, step_buckets: tuple[Bucket, ...]) -> Check:
+def _sample_ratio(plan: RolloutPlan, step_rows: EvidenceTable) -> Check:
     """Sample-ratio mismatch of the canary's share of requests against the flag's %."""
     config = plan.sample_ratio
-    canary = np.array([b.candidate.requests for b in step_buckets], dtype=np.float64)
-    baseline = np.array([b.baseline.requests for b in step_buckets], dtype=np.float64)
-    share = np.array([b.canary_percent / 100.0 for b in step_buckets], dtype=np.float64)
+    canary = step_rows.column("candidate.requests")
+    baseline = step_rows.column("baseline.requests")
+    share = step_rows.column("canary_percent") / 100.0
     log_e = seq.sample_ratio_log_e(canary, baseline, share, config.max_odds_ratio)
     total = canary.sum() + baseline.sum()
     observed = f"{100 * canary.sum() / total:.1f} %" if total else "n/a"

@@ -282,8 +282,17 @@ class EvidenceTable:
             _remember(buckets, fresh)
         return fresh
 
-    def rows(self, keep: npt.NDArray[np.bool_]) -> EvidenceTable:
-        """The table of the buckets where ``keep`` is true."""
+    def span(self, first: float, last: float) -> tuple[int, int]:
+        """Row range [i, j) of the buckets starting in [first, last] (POSIX seconds).
+
+        Only for strictly increasing starts (``Evidence.problems`` checks them).
+        """
+        i = int(np.searchsorted(self.starts, first, side="left"))
+        j = int(np.searchsorted(self.starts, last, side="right"))
+        return i, max(i, j)
+
+    def rows(self, keep: npt.NDArray[np.bool_] | slice) -> EvidenceTable:
+        """The table of the buckets where ``keep`` is true (a slice: a view, no copy)."""
         return EvidenceTable(self.values[keep], self.starts[keep], self.bad_rows()[keep])
 
     def last(self, count: int) -> EvidenceTable:
