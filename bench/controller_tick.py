@@ -16,8 +16,13 @@ path (``Store.insert_captures`` / ``record_replays``), so each tick re-reads the
 newest hour as in production; ``first_tick_ms`` is a controller's first tick after
 it starts or takes over, when every minute's slow count is computed once.
 
+A third database holds a ``--long-days`` (14) rollout with the small database's row
+count, ticked in the same loop: its ``*_14d`` figures against the small (3-day) one say
+whether a tick's cost grows with the rollout's length.
+
 Last stdout line is one JSON object: tick_ms_p50, tick_ms_p99, rows (the big
-database), the same for the small one, their ratio, and context.
+database), the same for the small one, their ratio, the 14-day figures
+(``decide_ms_p50_14d``, ``tick_ms_p99_14d``, ``ratio_p50_14d_over_3d``) and context.
 """
 
 from __future__ import annotations
@@ -358,6 +363,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10_000_000, help="raw captures, big database")
     parser.add_argument("--days", type=float, default=3.0, help="span of the rollout's traffic")
     parser.add_argument("--ticks", type=int, default=100, help="timed ticks per database")
+    parser.add_argument(
+        "--long-days", type=float, default=14.0, help="span of the long rollout (small's rows)"
+    )
     args = parser.parse_args()
     configure_logging("warning", json=False)
     directory = Path(tempfile.mkdtemp(prefix="sc-bench-tick-"))
@@ -370,17 +378,21 @@ def main() -> None:
         small_rows = args.rows // 10
         big_url, big_seed = _seed(server, "tick_big", args.rows, span)
         small_url, small_seed = _seed(server, "tick_small", small_rows, span)
+        long_span = Span(
+            start=end - timedelta(days=args.long_days), length=timedelta(days=args.long_days)
+        )
+        long_url, long_seed = _seed(server, "tick_long", small_rows, long_span)
         now = span.end + timedelta(seconds=20)
-        big, small = Ticker(big_url, now), Ticker(small_url, now)
-        for ticker in (big, small):
+        big, small, long = Ticker(big_url, now), Ticker(small_url, now), Ticker(long_url, now)
+        for ticker in (big, small, long):
             began_cold = time.perf_counter()
             ticker.tick(keep=False)
             ticker.cold_ms = (time.perf_counter() - began_cold) * 1000
         for _ in range(3):  # warm pools; not timed
-            big.tick(keep=False)
-            small.tick(keep=False)
-        for _ in range(args.ticks):  # interleaved, so drift hits both alike
-            for ticker in (big, small):
+            for ticker in (big, small, long):
+                ticker.tick(keep=False)
+        for _ in range(args.ticks):  # interleaved, so drift hits all alike
+            for ticker in (big, small, long):
                 ticker.arrive()
                 ticker.tick(keep=True)
     finally:
@@ -390,7 +402,12 @@ def main() -> None:
     print(
         f"rollout span {args.days:g} days: {big.buckets} buckets per arm; decision {big.decision}"
     )
-    for label, ticker, rows in (("big", big, args.rows), ("small", small, small_rows)):
+    p50_long = statistics.median(long.total)
+    for label, ticker, rows in (
+        ("big", big, args.rows),
+        ("small", small, small_rows),
+        (f"{args.long_days:g}d", long, small_rows),
+    ):
         print(
             f"{label:5} {rows:>12,} rows: tick p50 {statistics.median(ticker.total):6.1f} ms, "
             f"p90 {_p(ticker.total, 0.9):6.1f} ms, p99 {_p(ticker.total, 0.99):6.1f} ms "
@@ -399,6 +416,10 @@ def main() -> None:
             f"{statistics.median(ticker.judge):.1f} ms); first tick {ticker.cold_ms:.0f} ms"
         )
     print(f"big / small tick time at 10x the rows: {p50 / p50_small:.2f}")
+    print(
+        f"{args.long_days:g}-day / {args.days:g}-day tick time at the same rows: "
+        f"{p50_long / p50_small:.2f} ({long.buckets} buckets per arm)"
+    )
     print(
         json.dumps(
             {
@@ -417,7 +438,15 @@ def main() -> None:
                 "buckets": big.buckets,
                 "days": args.days,
                 "ticks": args.ticks,
-                "seed_s": round(big_seed + small_seed, 1),
+                "decide_ms_p50_14d": round(statistics.median(long.judge), 2),
+                "tick_ms_p50_14d": round(p50_long, 2),
+                "tick_ms_p99_14d": round(_p(long.total, 0.99), 2),
+                "load_evidence_ms_p50_14d": round(statistics.median(long.load), 2),
+                "decide_ms_p50_3d_small": round(statistics.median(small.judge), 2),
+                "ratio_p50_14d_over_3d": round(p50_long / p50_small, 3),
+                "first_tick_ms_14d": round(long.cold_ms, 1),
+                "long_days": args.long_days,
+                "seed_s": round(big_seed + small_seed + long_seed, 1),
                 "total_s": round(time.perf_counter() - began, 1),
                 "target_ms": 100,
                 # Other work on this machine slows every figure alike; here for context.

@@ -16,7 +16,13 @@ window has no canary requests (Flagger's "no values found"), and a rollback afte
 - Regression: the candidate fails 3 % of requests from the 10 % step on. Canary
   requests until each rule rolls back.
 
-Last stdout line: one JSON object (see ``summary``). Runs in a few minutes on 2 cores.
+Then the production-shaped families of ``bench/judge_families.py`` (shared slowdowns,
+daily load, shared incidents, retry chains, heavy sticky users, a regression that
+starts at 50 %, p99 +250 ms, an increase inside the margin), ``--family-runs`` each,
+with ``examples/rollout.yaml`` as the plan, as a table with 95 % intervals.
+
+Last stdout line: one JSON object (see ``summary`` and ``judge_families.headline``).
+Runs in about 40 minutes with the defaults on the 2-vCPU VM at a load average of 8-14.
 """
 
 from __future__ import annotations
@@ -36,6 +42,7 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
+from bench import judge_families
 from shadowcanary.judge.decide import DecisionKind, decide, slow_threshold_ms
 from shadowcanary.judge.evidence import (
     ArmCounts,
@@ -226,6 +233,22 @@ def _parallel(seeds: list[int], regression: bool, workers: int) -> list[RunResul
         return [r for batch in batches for r in batch]
 
 
+def _families(runs: int, seed: int, workers: int) -> dict[str, dict[str, object]]:
+    """Every production-shaped family (bench/judge_families.py), ``runs`` rollouts each."""
+    if runs <= 0:
+        return {}
+    jobs = [
+        (family.name, [seed + 20_000_000 + 1_000_000 * k + i for i in range(j, runs, 4)])
+        for k, family in enumerate(judge_families.FAMILIES)
+        for j in range(4)
+    ]
+    results: dict[str, list[judge_families.Outcome]] = {}
+    with ProcessPoolExecutor(max_workers=workers) as pool:
+        for (name, _), outs in zip(jobs, pool.map(judge_families.run_batch, jobs), strict=True):
+            results.setdefault(name, []).extend(outs)
+    return judge_families.summarise(results)
+
+
 def _matched_failed_checks(aa: list[RunResult], target: float) -> int:
     """The fewest failed checks for which the rule's A/A false rollbacks are <= target."""
     counts = np.array([len(r.rule_failed_at) for r in aa])
@@ -283,6 +306,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--aa-runs", type=int, default=1000)
     parser.add_argument("--regression-runs", type=int, default=1000)
+    parser.add_argument(
+        "--family-runs", type=int, default=300, help="rollouts per production-shaped family"
+    )
     parser.add_argument("--seed", type=int, default=20260701)
     parser.add_argument("--workers", type=int, default=min(4, os.cpu_count() or 1))
     args = parser.parse_args()
@@ -291,6 +317,7 @@ def main() -> None:
     reg_seeds = [args.seed + 10_000_000 + i for i in range(args.regression_runs)]
     reg = _parallel(reg_seeds, True, args.workers)
     result = summary(aa, reg)
+    families = _families(args.family_runs, args.seed, args.workers)
     elapsed = time.perf_counter() - started
     steps = np.array([r.certified_at for r in aa if len(r.certified_at) == 3], dtype=float)
     print(
@@ -325,7 +352,10 @@ def main() -> None:
             f"{r['certify_first_step_median_beyond_min_exposure']:.0f}, "
             f"p90 {r['certify_first_step_p90_beyond_min_exposure']:.0f}"
         )
-    print(json.dumps(result))
+    print(judge_families.table(families))
+    for name, row in families.items():
+        print(f"{name}: rolled back by {row['rolled_back_by']}")
+    print(json.dumps({**result, **(judge_families.headline(families) if families else {})}))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,7 @@ from urllib.parse import urlsplit, urlunsplit
 
 from shadowcanary.judge.decide import Decision
 from shadowcanary.judge.outcome_rates import NO_OUTCOMES
-from shadowcanary.judge.triggers import TriggerResult, Verdict
+from shadowcanary.judge.triggers import TriggerResult, Verdict, tail_excess_margin
 from shadowcanary.plan import (
     MeanDeltaTrigger,
     QualityTrigger,
@@ -263,10 +263,10 @@ def plan_margin(config: TriggerConfig) -> str:
     if isinstance(config, RateTrigger):
         return f"+{100 * config.margin:.2f} pt over baseline"
     if isinstance(config, TailLatencyTrigger):
-        allowed, quantile = 100 * (1 - config.quantile), 100 * config.quantile
+        allowed, quantile = 100 * tail_excess_margin(config), 100 * config.quantile
         return (
-            f"at most {allowed:.2g} % of canary requests slower than baseline "
-            f"p{quantile:g} + {config.margin_ms:g} ms"
+            f"+{allowed:.2g} pt of requests slower than baseline p{quantile:g} + "
+            f"{config.margin_ms:g} ms over the concurrent baseline's"
         )
     if isinstance(config, MeanDeltaTrigger):
         return f"+{config.margin_ms:g} ms over baseline"

@@ -108,16 +108,36 @@ class _Trigger(_Model):
 
 
 class RateTrigger(_Trigger):
-    """A failure rate, canary against the concurrent baseline (count e-process)."""
+    """A failure rate, canary against the concurrent baseline (count e-process).
 
-    margin: float = Field(gt=0, lt=1, description="tolerated absolute rate increase")
-    null_ratio: float = Field(default=1.0, ge=1, le=10, description="rho0 of the harm test")
+    Two numbers, two meanings: the step advances only once the canary's rate is shown
+    to be at most ``margin`` points above the baseline's; it rolls back once the
+    canary's rate is shown to be above ``null_ratio`` times the baseline's. With the
+    default ratio 1 a candidate inside the margin may still be rolled back (README,
+    family ``error_1to1.5_within_margin``): raise ``null_ratio`` to tolerate more, at
+    the cost of slower detection (docs/guarantees.md 7.8).
+    """
+
+    margin: float = Field(
+        gt=0, lt=1, description="advance: increase shown below this many points (0.01 = +1 pt)"
+    )
+    null_ratio: float = Field(
+        default=1.0, ge=1, le=10, description="roll back: canary/baseline ratio shown above this"
+    )
 
 
 class TailLatencyTrigger(_Trigger):
-    """A latency quantile against a threshold frozen from the pre-canary baseline."""
+    """ "p99 + margin_ms", judged against the concurrent baseline.
 
-    margin_ms: float = Field(gt=0)
+    Both arms count their requests slower than T = (baseline quantile) + ``margin_ms``,
+    in the same minutes; the quantile is frozen before the canary and placed again from
+    the baseline arm's last 30 minutes at every ADVANCE. Roll back: the canary's share above T
+    is shown larger than the baseline's. Advance: it is shown at most 0.6 of the
+    quantile's tail larger (0.6 point for p99). A slowdown of both arms moves both
+    shares together; the frozen quantile only places T.
+    """
+
+    margin_ms: float = Field(gt=0, description="where the tail is compared: baseline p99 + this")
     quantile: float = Field(default=0.99, ge=0.5, lt=1)
 
 

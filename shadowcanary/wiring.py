@@ -21,7 +21,7 @@ from flags.base import FlagBackend
 from runbooks.hook import RunbookHook
 from shadowcanary.controller.notify import Notifier
 from shadowcanary.controller.policy import controller_actor
-from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, TickPorts
+from shadowcanary.controller.tick import PRE_CANARY_LOOKBACK, RECENT_P99_WINDOW, TickPorts
 from shadowcanary.errors import ConfigError
 from shadowcanary.judge.evidence import Evidence
 from shadowcanary.limits.replay_rate import ReplayRates
@@ -132,6 +132,15 @@ def build_ports(
             quantile=record.plan.triggers.p99_latency.quantile,
         )
 
+    def recent_baseline_p99_for(record: RolloutRecord, now: datetime) -> float | None:
+        return freeze_baseline_p99(
+            engine,
+            record.name,
+            since=now - RECENT_P99_WINDOW,
+            until=now,
+            quantile=record.plan.triggers.p99_latency.quantile,
+        )
+
     def baseline_seen_for(record: RolloutRecord, now: datetime) -> tuple[int, int]:
         seen = count_baseline_requests(
             engine, record.name, since=record.started_at - PRE_CANARY_LOOKBACK, until=now
@@ -145,6 +154,7 @@ def build_ports(
         clock=clock,
         evidence_for=evidence_for,
         baseline_p99_for=baseline_p99_for,
+        recent_baseline_p99_for=recent_baseline_p99_for,
         runbook=RunbookHook.from_settings(settings, store),
         operation_lock=lambda name: operation_lock(lock_engine, name),
         actor=actor or controller_actor(instance_name()),

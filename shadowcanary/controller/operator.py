@@ -26,7 +26,8 @@ Semantics an SRE can rely on:
   out of the pre-canary phase freezes the baseline p99 first, as the controller's
   first step does (without it the tail-latency trigger could never judge); with too
   little pre-canary baseline traffic to freeze it, the promote goes ahead and its audit
-  entry says plainly that the p99 trigger cannot judge.
+  entry says plainly that the p99 trigger cannot judge until a later tick freezes it
+  from the baseline arm's traffic.
 - ``rollback``: flag to 0 % at once; idempotent; the controller keeps it at 0 %
   (if the flag cannot be written now, the rollback is recorded and every tick
   retries until it is).
@@ -288,7 +289,7 @@ class Operator:
             return None, (
                 f"; the baseline p99 is NOT frozen (fewer than {MIN_P99_REQUESTS} baseline "
                 "requests since an hour before the start): the p99_latency trigger cannot "
-                "judge this rollout"
+                "judge until the baseline arm has served enough for a tick to freeze it"
             )
         return p99, f"; baseline p99 frozen at {p99:.0f} ms"
 

@@ -70,6 +70,10 @@ log = structlog.get_logger(__name__)
 
 # Pre-canary traffic this far before the rollout's start counts for the baseline p99.
 PRE_CANARY_LOOKBACK = timedelta(hours=1)
+# At every ADVANCE the tail threshold is placed again from the baseline arm's traffic of
+# this window (when it has enough): the next step compares both arms near the tail as
+# the baseline is now, not as it was before the canary.
+RECENT_P99_WINDOW = timedelta(minutes=30)
 
 FlagsFor = Callable[[RolloutPlan], FlagBackend]
 EvidenceFor = Callable[[RolloutRecord, datetime], Evidence]
@@ -114,6 +118,8 @@ class TickPorts:
     baseline_seen_for: BaselineSeenFor | None = None
     # Where the adaptive replay rate goes after each decision (judge/sampling.py).
     publish_replay_rate: Callable[[str, float], None] | None = None
+    # The baseline arm's p99 over [now - RECENT_P99_WINDOW, now); None: not enough traffic.
+    recent_baseline_p99_for: BaselineP99For | None = None
 
 
 class _Down(Exception):
@@ -215,6 +221,8 @@ class _Tick:
         return decision, json_inputs(DecisionInputs(record.plan, state, evidence, self.now))
 
     def _decide_and_apply(self, record: RolloutRecord, flags: FlagBackend) -> TickResult:
+        if record.baseline_p99_ms is None and record.plan.triggers.p99_latency.enabled:
+            record = self._freeze_late(record)
         decision, inputs = self._judge(record)
         metrics.observe_decision(record.name, decision)
         log.info(
@@ -283,6 +291,23 @@ class _Tick:
             )
             metrics.observe_decision(record.name, decision)
         return self._move(replace(record, baseline_p99_ms=p99), flags, decision, inputs, first)
+
+    def _freeze_late(self, record: RolloutRecord) -> RolloutRecord:
+        """Freeze the p99 a promote could not (too little pre-canary traffic) once the
+        baseline arm has served enough. The tail trigger compares both arms above the
+        frozen p99 + margin, so the p99 only places the comparison and may come from
+        baseline traffic served alongside the canary (docs/guarantees.md 7.10)."""
+        with _guard("postgres"):
+            p99 = self.ports.baseline_p99_for(record, self.now)
+        if p99 is None:
+            return record
+        reason = (
+            f"baseline p99 frozen at {p99:.0f} ms from the baseline arm's traffic so far "
+            "(it was not frozen before the canary); the p99_latency trigger judges from now on"
+        )
+        entry = self._entry(record, AuditAction.HOLD, record.percent, None, reason)
+        log.info("baseline p99 frozen late", rollout=record.name, p99_ms=round(p99))
+        return self._save(replace(record, baseline_p99_ms=p99, updated_at=self.now), entry)
 
     def _waiting_for_baseline(self, record: RolloutRecord) -> str:
         """The pre-canary HOLD's reason: how many baseline requests of how many, and how."""
@@ -353,8 +378,28 @@ class _Tick:
                 percent=target,
                 step_started_at=self.now,
                 updated_at=self.now,
+                baseline_p99_ms=self._recent_p99(record),
             )
+            if moved.baseline_p99_ms != record.baseline_p99_ms:
+                placed = f"; tail threshold placed at baseline p99 {moved.baseline_p99_ms:.0f} ms"
+                entry = replace(entry, reason=entry.reason + placed + " (last 30 min)")
         return self._applied(self._save(moved, entry), decision, changed=True)
+
+    def _recent_p99(self, record: RolloutRecord) -> float | None:
+        """The p99 the next step's tail trigger compares both arms at (docs/guarantees 7.3).
+
+        Taken from the baseline arm's traffic before the step starts, so the step's own
+        minutes do not place the threshold they are tested at. Kept when that window
+        has too little baseline traffic, or Postgres cannot say.
+        """
+        find = self.ports.recent_baseline_p99_for
+        if find is None or not record.plan.triggers.p99_latency.enabled:
+            return record.baseline_p99_ms
+        try:
+            recent = find(record, self.now)
+        except ServiceUnavailable:  # the flag is written: keep the old threshold, never fail
+            return record.baseline_p99_ms
+        return record.baseline_p99_ms if recent is None else recent
 
     def _write_flag(self, flags: FlagBackend, flag: str, percent: int | None) -> _Down | None:
         """Set the flag (None: disable it); the failure, if any, instead of raising it."""

@@ -51,7 +51,7 @@ from shadowcanary.judge.text import (
     normalize,
     normalized_match,
 )
-from shadowcanary.judge.triggers import TriggerResult, Verdict, trigger_alpha
+from shadowcanary.judge.triggers import TriggerResult, Verdict, step_alpha, trigger_alpha
 from shadowcanary.judge.types import CallOutput, Comparison, OutputFlags
 
 __all__ = [
@@ -96,6 +96,7 @@ __all__ = [
     "paired_difference",
     "response_schema_errors",
     "slow_threshold_ms",
+    "step_alpha",
     "tool_args_schema_errors",
     "tool_calls_agree",
     "trigger_alpha",

@@ -15,12 +15,18 @@ observed share of requests per minute, not the flag's percentage.
 2. at the last step (100 %: no baseline left to compare) -> COMPLETE, or the watch
    when the plan has one (``phases.watch_decision``)
 3. guardrails: canary errors certainly above the catastrophe limit -> ROLLBACK
-4. harm: an act trigger with E >= 1/alpha_m (evidence since the rollout start) -> ROLLBACK
+4. harm: an act trigger with E >= 1/alpha_m (live triggers: this step's minutes) -> ROLLBACK
 5. stale data, flag disagreeing with the step, sample-ratio mismatch -> HOLD
 6. minimum exposure met and every act trigger certified -> ADVANCE, else HOLD
 7. past the step's deadline, every HOLD escalates to a person.
 Dry-run triggers are evaluated and recorded (and named in the reason) but never act.
 Before the first step a plan with a ``shadow`` gate is decided by ``phases.gate_decision``.
+
+Live triggers (on canary traffic) see the closed minutes of the current step only, at
+their share of alpha spent across the judged steps (``triggers.step_alpha``): a step is
+certified on its own evidence, and a regression that starts at 50 % meets a fresh test
+instead of an e-process worn down by the healthy steps before it. Shadow triggers see
+the whole rollout. docs/guarantees.md section 7 gives the accounting.
 """
 
 from __future__ import annotations
@@ -48,11 +54,13 @@ from shadowcanary.judge.triggers import (
     TriggerResult,
     Verdict,
     evaluate,
-    trigger_alpha,
+    is_live,
+    step_alpha,
 )
 from shadowcanary.plan import RolloutPlan, TailLatencyTrigger, TriggerMode
 
 BUCKET = timedelta(minutes=1)
+DISPERSION_WINDOW = 1440  # minutes
 # Guardrails roll back only on counts this improbable from a canary at the limit.
 GUARDRAIL_P_VALUE = 1e-6
 
@@ -146,15 +154,16 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.HOLD, reason, None, escalate=True)
     exposure = plan.exposure_at(state.step_index)
     # Only closed minutes since the rollout started: an open bucket still changes.
-    started = _minute(state.rollout_started_at)
-    is_closed = [started <= b.start and b.start + BUCKET <= now for b in evidence.buckets]
-    closed = tuple(b for b, keep in zip(evidence.buckets, is_closed, strict=True) if keep)
+    # Starts increase strictly (checked above), so every selection is a slice.
+    last_closed = (now - BUCKET).timestamp()
+    first, end = table.span(_minute(state.rollout_started_at).timestamp(), last_closed)
+    closed_rows = np.arange(first, end)
+    history = table.rows(slice(first, end))
+    # The step's minutes: the one the flag changed in belongs to the new step.
+    step_start = _minute(state.step_started_at)
+    in_step = table.rows(slice(*table.span(step_start.timestamp(), last_closed)))
     results = _evaluate_triggers(
-        plan,
-        state,
-        evidence,
-        table.rows(np.array(is_closed, dtype=bool)),
-        exposure.min_events_per_arm,
+        plan, state, evidence, (in_step, history), exposure.min_events_per_arm
     )
     hold = replace(hold, triggers=results)
     # A person already holds these rollouts: no deadline escalation on top.
@@ -165,13 +174,18 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.HOLD, reason, None)
     if state.step_index == len(plan.steps) - 1 and plan.watch is not None:
         freshness = _freshness(plan, state, now)
+        closed = tuple(evidence.buckets[i] for i in closed_rows)
         return phases.watch_decision(plan, state, evidence, now, closed, freshness, _guardrail)
     if state.step_index == len(plan.steps) - 1:
         return hold.make(DecisionKind.COMPLETE, "the candidate serves 100 % of users", 100)
-    if not closed:
+    if not len(closed_rows):
         return hold("no complete minute of data since the rollout started")
 
-    guardrail = _guardrail(plan, closed, now)
+    window_start = (now - plan.guardrails.window - BUCKET).timestamp()
+    recent = tuple(
+        evidence.buckets[i] for i in closed_rows[table.starts[closed_rows] > window_start]
+    )
+    guardrail = _guardrail(plan, recent, now)
     checks: tuple[Check, ...] = (guardrail,)
     if not guardrail.ok:
         return hold.make(DecisionKind.ROLLBACK, f"guardrail: {guardrail.detail}", 0, checks)
@@ -181,11 +195,11 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
         return hold.make(DecisionKind.ROLLBACK, reason, 0, checks)
 
     settled = _minute(state.step_started_at) + plan.sample_ratio.grace
-    step_buckets = tuple(b for b in closed if b.start >= settled)
+    settled_rows = table.rows(slice(*table.span(settled.timestamp(), last_closed)))
     checks += (
         _freshness(plan, state, now),
-        _flag_agrees(state, step_buckets),
-        _sample_ratio(plan, step_buckets),
+        _flag_agrees(state, settled_rows),
+        _sample_ratio(plan, settled_rows),
     )
     failed = [c for c in checks if not c.ok]
     if failed:
@@ -195,9 +209,7 @@ def decide(plan: RolloutPlan, state: RolloutState, evidence: Evidence, now: date
             escalate=any(c.name != "freshness" for c in failed),
         )
 
-    step_start = _minute(state.step_started_at)
-    in_step = [b for b in closed if b.start >= step_start]
-    canary_requests = sum(b.candidate.requests for b in in_step)
+    canary_requests = int(in_step.total("candidate.requests"))
     elapsed = now - state.step_started_at
     waiting = []
     if canary_requests < exposure.min_canary_requests:
@@ -302,29 +314,38 @@ def _evaluate_triggers(
     plan: RolloutPlan,
     state: RolloutState,
     evidence: Evidence,
-    table: EvidenceTable,
+    tables: tuple[EvidenceTable, EvidenceTable],
     min_events: int,
 ) -> tuple[TriggerResult, ...]:
+    """Every enabled trigger; ``tables``: (this step's closed minutes, the rollout's)."""
     wanted = slow_threshold_ms(plan, state)
+    # Clustering is measured over the last day of minutes: enough to see it, and a tick's
+    # cost does not grow with the rollout's length.
+    history = tables[1].last(DISPERSION_WINDOW)
+    # A step number per closed bucket (a new one wherever the flag's percentage changes):
+    # clustering is measured around each step's own rate ratio.
+    steps = np.cumsum(np.abs(np.diff(history.column("canary_percent"), prepend=0.0)) > 0)
     return tuple(
         evaluate(
             name,
             config,
             TriggerContext(
-                table=table,
-                alpha=trigger_alpha(plan, name),
+                table=tables[0] if is_live(name) else tables[1],
+                alpha=step_alpha(plan, name),
                 certify_alpha=plan.certify_alpha,
                 min_events=min_events,
                 slow_threshold_ms=wanted,
                 counted_threshold_ms=evidence.slow_threshold_ms,
                 judge_routes=evidence.judge_routes,
+                history=history,
+                history_steps=steps.astype(np.float64),
             ),
         )
         for name, config in plan.triggers.enabled().items()
     )
 
 
-def _guardrail(plan: RolloutPlan, closed: tuple[Bucket, ...], now: datetime) -> Check:
+def _guardrail(plan: RolloutPlan, recent: tuple[Bucket, ...], now: datetime) -> Check:
     """Roll back at once when the canary's recent error rate is certainly catastrophic.
 
     Over the guardrail window: P(X >= canary failures) for a canary failing at
@@ -332,7 +353,7 @@ def _guardrail(plan: RolloutPlan, closed: tuple[Bucket, ...], now: datetime) -> 
     baseline (a provider outage hits both arms) is not rolled back by this check.
     """
     limit = plan.guardrails.max_error_rate
-    recent = [b for b in closed if b.start + BUCKET > now - plan.guardrails.window]
+    # ``recent``: the closed buckets that end inside the window (b.start + 1 min > now - window).
     cx = sum(b.candidate.failures for b in recent)
     cn = sum(b.candidate.requests for b in recent)
     bx = sum(b.baseline.failures for b in recent)
@@ -363,10 +384,9 @@ def _freshness(plan: RolloutPlan, state: RolloutState, now: datetime) -> Check:
     )
 
 
-def _flag_agrees(state: RolloutState, step_buckets: tuple[Bucket, ...]) -> Check:
-    other = sorted(
-        {b.canary_percent for b in step_buckets if b.canary_percent != state.step_percent}
-    )
+def _flag_agrees(state: RolloutState, step_rows: EvidenceTable) -> Check:
+    percents = step_rows.column("canary_percent")
+    other = sorted({float(p) for p in np.unique(percents[percents != state.step_percent])})
     if other:
         return Check(
             "flag_percent",
@@ -379,12 +399,12 @@ def _flag_agrees(state: RolloutState, step_buckets: tuple[Bucket, ...]) -> Check
     )
 
 
-def _sample_ratio(plan: RolloutPlan, step_buckets: tuple[Bucket, ...]) -> Check:
+def _sample_ratio(plan: RolloutPlan, step_rows: EvidenceTable) -> Check:
     """Sample-ratio mismatch of the canary's share of requests against the flag's %."""
     config = plan.sample_ratio
-    canary = np.array([b.candidate.requests for b in step_buckets], dtype=np.float64)
-    baseline = np.array([b.baseline.requests for b in step_buckets], dtype=np.float64)
-    share = np.array([b.canary_percent / 100.0 for b in step_buckets], dtype=np.float64)
+    canary = step_rows.column("candidate.requests")
+    baseline = step_rows.column("baseline.requests")
+    share = step_rows.column("canary_percent") / 100.0
     log_e = seq.sample_ratio_log_e(canary, baseline, share, config.max_odds_ratio)
     total = canary.sum() + baseline.sum()
     observed = f"{100 * canary.sum() / total:.1f} %" if total else "n/a"

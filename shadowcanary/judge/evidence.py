@@ -9,9 +9,10 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import operator
 import types
 from collections.abc import Sequence
-from dataclasses import dataclass, fields, is_dataclass
+from dataclasses import dataclass, fields, is_dataclass, replace
 from datetime import datetime
 from enum import Enum
 from typing import Any, TypeVar, Union, get_args, get_origin, get_type_hints
@@ -134,16 +135,16 @@ class Evidence:
         ``table`` is ``EvidenceTable.of(self.buckets)`` when the caller has built it.
         """
         found: list[str] = []
-        previous: datetime | None = None
-        for bucket in self.buckets:
-            if bucket.start.tzinfo is None:
-                return [f"bucket {bucket.start.isoformat()}: start has no timezone"]
-            if previous is not None and bucket.start <= previous:
-                found.append(f"bucket {bucket.start.isoformat()}: not after the bucket before it")
-            previous = bucket.start
+        table = EvidenceTable.of(self.buckets) if table is None else table
+        naive = np.flatnonzero(np.isnan(table.starts))
+        if len(naive):
+            return [f"bucket {self.buckets[naive[0]].start.isoformat()}: start has no timezone"]
+        for row in np.flatnonzero(np.diff(table.starts) <= 0) + 1:
+            found.append(
+                f"bucket {self.buckets[row].start.isoformat()}: not after the bucket before it"
+            )
         if self.slow_threshold_ms is not None and not math.isfinite(self.slow_threshold_ms):
             found.append(f"slow_threshold_ms is {self.slow_threshold_ms}")
-        table = EvidenceTable.of(self.buckets) if table is None else table
         bad_rows = np.flatnonzero(table.bad_rows())
         for row in bad_rows[:3]:
             found.append(f"bucket {self.buckets[row].start.isoformat()}: {table.describe(row)}")
@@ -273,6 +274,24 @@ def _row(b: Bucket) -> tuple[float, ...]:
     )
 
 
+# The last few tables built, keyed by the id of their first bucket (one per rollout the
+# process judges); each entry holds its buckets, so an id is never reused while cached.
+_ROW_CACHE: dict[int, tuple[tuple[Bucket, ...], EvidenceTable]] = {}
+_ROW_CACHE_SIZE = 16
+
+
+def _start_seconds(bucket: Bucket) -> float:
+    """A bucket's start in POSIX seconds; NaN when it has no timezone."""
+    return math.nan if bucket.start.tzinfo is None else bucket.start.timestamp()
+
+
+def _remember(buckets: tuple[Bucket, ...], table: EvidenceTable) -> None:
+    _ROW_CACHE.pop(id(buckets[0]), None)
+    _ROW_CACHE[id(buckets[0])] = (buckets, table)
+    while len(_ROW_CACHE) > _ROW_CACHE_SIZE:
+        del _ROW_CACHE[next(iter(_ROW_CACHE))]  # the oldest entry (dicts keep order)
+
+
 @dataclass(frozen=True, slots=True, eq=False)
 class EvidenceTable:
     """Every number of a run of buckets as one float matrix: a row per bucket.
@@ -281,15 +300,61 @@ class EvidenceTable:
     """
 
     values: npt.NDArray[np.float64]
+    starts: npt.NDArray[np.float64]  # each bucket's start in POSIX seconds (NaN: naive)
+    bad: npt.NDArray[np.bool_] | None = None  # ``bad_rows``, when already known
 
     @classmethod
     def of(cls, buckets: Sequence[Bucket]) -> EvidenceTable:
-        rows = [_row(b) for b in buckets]
-        return cls(np.array(rows, dtype=np.float64).reshape(len(rows), len(COLUMNS)))
+        """The table of these buckets; rows of buckets seen by the last call are reused.
 
-    def rows(self, keep: npt.NDArray[np.bool_]) -> EvidenceTable:
-        """The table of the buckets where ``keep`` is true."""
-        return EvidenceTable(self.values[keep])
+        The controller hands every tick the same Bucket objects for the minutes that did
+        not change (``store.evidence_reads`` caches them per hour), so only the newest
+        minutes are converted: a tick's conversion cost does not grow with the rollout.
+        Rows follow the objects (a changed minute is a new Bucket), so the table is the
+        same as one built from scratch.
+        """
+        buckets = tuple(buckets)
+        reused = _ROW_CACHE.get(id(buckets[0])) if buckets else None
+        kept = 0
+        if reused is not None:
+            same = list(map(operator.is_, reused[0], buckets))
+            kept = same.index(False) if False in same else len(same)
+            if kept == len(buckets) == len(reused[0]):
+                return reused[1]
+        fresh_rows = np.array([_row(b) for b in buckets[kept:]], dtype=np.float64)
+        fresh = cls(
+            fresh_rows.reshape(len(buckets) - kept, len(COLUMNS)),
+            np.array([_start_seconds(b) for b in buckets[kept:]], dtype=np.float64),
+        )
+        fresh = replace(fresh, bad=fresh.bad_rows())
+        if reused is not None and kept:
+            old = reused[1]
+            fresh = cls(
+                np.vstack((old.values[:kept], fresh.values)),
+                np.concatenate((old.starts[:kept], fresh.starts)),
+                np.concatenate((old.bad_rows()[:kept], fresh.bad_rows())),
+            )
+        if buckets:
+            _remember(buckets, fresh)
+        return fresh
+
+    def span(self, first: float, last: float) -> tuple[int, int]:
+        """Row range [i, j) of the buckets starting in [first, last] (POSIX seconds).
+
+        Only for strictly increasing starts (``Evidence.problems`` checks them).
+        """
+        i = int(np.searchsorted(self.starts, first, side="left"))
+        j = int(np.searchsorted(self.starts, last, side="right"))
+        return i, max(i, j)
+
+    def rows(self, keep: npt.NDArray[np.bool_] | slice) -> EvidenceTable:
+        """The table of the buckets where ``keep`` is true (a slice: a view, no copy)."""
+        return EvidenceTable(self.values[keep], self.starts[keep], self.bad_rows()[keep])
+
+    def last(self, count: int) -> EvidenceTable:
+        """The table of the last ``count`` buckets."""
+        start = max(0, len(self.values) - count)
+        return EvidenceTable(self.values[start:], self.starts[start:], self.bad_rows()[start:])
 
     def column(self, name: str) -> npt.NDArray[np.float64]:
         return self.values[:, _INDEX[name]]
@@ -304,6 +369,8 @@ class EvidenceTable:
 
     def bad_rows(self) -> npt.NDArray[np.bool_]:
         """Rows with a non-finite number, a negative count or a part above its whole."""
+        if self.bad is not None:
+            return self.bad
         v = self.values
         bad = ~np.isfinite(v).all(axis=1) | (v[:, _COUNT_COLUMNS] < 0).any(axis=1)
         bad |= v[:, 0] > 100.0
@@ -338,7 +405,8 @@ class RolloutState:
     step_percent: int  # the canary percentage the controller set for this step
     rollout_started_at: datetime
     step_started_at: datetime
-    # Baseline p99 latency frozen before the first canary step (None until measured).
+    # Baseline p99 latency: frozen before the first canary step, placed again at every
+    # ADVANCE by the controller; it places the tail comparison (None until measured).
     baseline_p99_ms: float | None = None
     last_data_at: datetime | None = None  # newest data the controller has seen
     paused: bool = False

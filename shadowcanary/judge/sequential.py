@@ -53,6 +53,7 @@ def count_log_e(
     null_ratio: float = 1.0,
     multipliers: Sequence[float] = RATIO_MULTIPLIERS,
     weights: Sequence[float] = RATIO_WEIGHTS,
+    dispersion: float = 1.0,
 ) -> float:
     """log E_t of the count e-process for H0: canary/baseline rate ratio rho <= rho0.
 
@@ -68,6 +69,12 @@ def count_log_e(
     canary's share of its events is binomial for rare events (Poisson counts) and less
     spread than binomial otherwise (hypergeometric), which only makes the test
     conservative. Buckets where an arm saw nothing carry no evidence and are skipped.
+
+    ``dispersion`` phi >= 1 tempers each likelihood ratio to the power 1/phi (events
+    counted as 1/phi of an event each). When events come in clusters of at most phi
+    that land in one arm together (a failed call and its retries), a cluster of k
+    events then weighs k/phi <= 1 trials, and by Jensen's inequality each factor keeps
+    a mean <= 1: the product stays a supermartingale under H0 (``share_dispersion``).
     """
     c = np.asarray(canary_events, dtype=np.float64)
     b = np.asarray(baseline_events, dtype=np.float64)
@@ -79,7 +86,59 @@ def count_log_e(
     q0 = _share_under(w, null_ratio)[:, None]
     qk = _share_under(w[:, None], null_ratio * np.asarray(multipliers)[None, :])
     per_alternative = c @ np.log(qk / q0) + b @ np.log((1.0 - qk) / (1.0 - q0))
-    return _log_mix(per_alternative, weights)
+    return _log_mix(per_alternative / max(1.0, dispersion), weights)
+
+
+# ``share_dispersion`` shrinks towards phi = 1 with this many pseudo-buckets. No
+# clustering is assumed before the data show it: assuming clusters of 3 for the first
+# minutes cost the early power a badly failing canary needs (a 25 %-failing canary on
+# 114 requests was no longer rolled back).
+DISPERSION_PRIOR = 1.0
+DISPERSION_PRIOR_BUCKETS = 10.0
+
+
+def share_dispersion(
+    canary_events: npt.ArrayLike,
+    baseline_events: npt.ArrayLike,
+    canary_share: npt.ArrayLike,
+    groups: npt.ArrayLike | None = None,
+) -> float:
+    """phi: how much more the canary's share of each bucket's events varies than binomial.
+
+    Independent events split between the arms binomially given each bucket's total;
+    clustered events (retry chains, a user's burst) move together, so the split varies
+    more. Pearson's statistic around a rate ratio fitted per group (Mantel-Haenszel;
+    groups are the rollout's steps, so a regression that starts at a step is not
+    mistaken for clustering) over its degrees of freedom, shrunk towards
+    ``DISPERSION_PRIOR`` with ``DISPERSION_PRIOR_BUCKETS`` pseudo-buckets, never below
+    1. It depends
+    only on how each bucket's events split, not on how many there are, so a shift
+    that moves both arms' rates together is no clustering.
+
+    An estimate, not a bound: the tempered test is valid for clusters up to phi
+    events, and phi is learnt from the data (quasi-likelihood), so the guarantee is
+    approximate where the clustering itself must be estimated; the benchmark's retry
+    family measures it.
+    """
+    c = np.asarray(canary_events, dtype=np.float64)
+    b = np.asarray(baseline_events, dtype=np.float64)
+    w = np.asarray(canary_share, dtype=np.float64)
+    g = np.zeros_like(c) if groups is None else np.asarray(groups, dtype=np.float64)
+    keep = (w > 0.0) & (w < 1.0) & ((c + b) > 0.0)
+    pearson, dof = 0.0, 0
+    for group in np.unique(g[keep]):
+        at = keep & (g == group)
+        cg, bg, wg = c[at], b[at], w[at]
+        if len(cg) < 2:
+            continue
+        # Mantel-Haenszel rate ratio, smoothed so that zero counts stay finite.
+        ratio = (float(cg @ (1.0 - wg)) + 0.5) / (float(bg @ wg) + 0.5)
+        q = _share_under(wg, ratio)
+        m = cg + bg
+        pearson += float(np.sum((cg - m * q) ** 2 / (m * q * (1.0 - q))))
+        dof += len(cg) - 1
+    prior = DISPERSION_PRIOR_BUCKETS
+    return max(1.0, (pearson + prior * DISPERSION_PRIOR) / (dof + prior))
 
 
 def rate_log_e(
@@ -168,6 +227,26 @@ def rate_difference_variance(
     """Var of p_C - p_B from smoothed proportions (plug-in, as Johari et al. do)."""
     pc = smoothed_rate(canary_events, canary_trials)
     pb = smoothed_rate(baseline_events, baseline_trials)
+    return pc * (1 - pc) / max(canary_trials, 1) + pb * (1 - pb) / max(baseline_trials, 1)
+
+
+def shrunk_difference_variance(
+    canary_events: int,
+    canary_trials: int,
+    baseline_events: int,
+    baseline_trials: int,
+    pseudo_trials: float = 2.0,
+) -> float:
+    """Var of p_C - p_B with each arm's rate shrunk towards the arms' pooled rate.
+
+    For rare events (a tail share near 1 %) the uniform prior of ``smoothed_rate``
+    adds half an event per arm, which dominates the variance of a small canary with
+    none: 0 of 91 would count as 1.1 %. Here each arm's rate borrows
+    ``pseudo_trials`` trials at the pooled (smoothed) rate instead.
+    """
+    pooled = smoothed_rate(canary_events + baseline_events, canary_trials + baseline_trials)
+    pc = (canary_events + pseudo_trials * pooled) / (canary_trials + pseudo_trials)
+    pb = (baseline_events + pseudo_trials * pooled) / (baseline_trials + pseudo_trials)
     return pc * (1 - pc) / max(canary_trials, 1) + pb * (1 - pb) / max(baseline_trials, 1)
 
 

@@ -15,13 +15,22 @@ Rates: the rollback test is the count e-process on the rate *ratio* (valid howev
 the split moves); the ADVANCE bound is the normal-mixture confidence sequence on the
 rate *difference* p_C - p_B (smoothed variances), because a margin in points stays
 meaningful at rare rates, where a ratio cannot be bounded by a few thousand requests.
-Events are counted per request, not per user: failures that cluster on a few heavy
-users make the test anti-conservative (docs/judge.md: "with per-user routing, count per
-user"), which needs per-user rollups the store does not keep yet.
+Events are counted per request, and the e-process is tempered by how clustered they
+are, as measured on the data (``seq.share_dispersion``: a failed call and its SDK
+retries land in one arm together and make each minute's split swing more than
+binomial). Heavy users pinned to one arm are not covered: a heavy user's own rate is
+a steady difference between the arms that per-minute, per-arm counts cannot tell from
+the model's; that needs outcomes per stickiness key (docs/guarantees.md 7.6).
 
-Tail latency: "p99 + margin" is tested as the canary's share of requests slower than
-T = (baseline p99 frozen before the canary) + margin against 1 %, a one-sample
-e-process; the concurrent baseline's share above T is reported next to it.
+Tail latency: "p99 + margin" counts, minute by minute, the requests of *both* arms
+slower than T = (baseline p99, placed again at every step) + margin, and compares the two
+arms (``_tail``): a slowdown that hits both arms is no evidence of harm.
+
+Live triggers (rates of live requests, tail, means) judge the current step's minutes
+only, at ``step_alpha``: their share of alpha spent across the judged steps, so a
+regression that starts at 50 % meets a fresh test and a step is certified on its own
+evidence. Shadow triggers (quality, judge score, shadow JSON) keep the whole rollout:
+the shadow does not change with the step. docs/guarantees.md section 7 has the account.
 """
 
 from __future__ import annotations
@@ -94,13 +103,17 @@ class TriggerResult:
 class TriggerContext:
     """What every trigger evaluation needs besides its own configuration."""
 
-    table: EvidenceTable  # closed buckets since the rollout started
-    alpha: float  # this trigger's share of the false-rollback budget
+    table: EvidenceTable  # closed buckets: this step's (live triggers) or the rollout's
+    alpha: float  # this trigger's share of the false-rollback budget (per step if live)
     certify_alpha: float
     min_events: int  # per arm, from the current step's exposure
     slow_threshold_ms: float | None  # what the plan and state ask slow requests against
     counted_threshold_ms: float | None  # what the controller counted against
     judge_routes: tuple[RouteJudgement, ...] = ()  # the judge's pairs per route
+    # Closed buckets of the whole rollout and the step each belongs to: only how events
+    # cluster (``seq.share_dispersion``) is learnt from them, never harm or a certificate.
+    history: EvidenceTable | None = None
+    history_steps: npt.NDArray[np.float64] | None = None
 
 
 _Array = npt.NDArray[np.float64]
@@ -147,8 +160,35 @@ def trigger_alpha(plan: RolloutPlan, name: str) -> float:
     return plan.alpha * config.alpha_share / max(1.0, shares)
 
 
+# Triggers on the shadow replays: the shadow sample does not depend on the step.
+SHADOW_TRIGGERS = frozenset({"quality", "judge_score", "shadow_invalid_json"})
+
+
+def is_live(name: str) -> bool:
+    """A trigger on live canary traffic: restarted at every step (``step_alpha``)."""
+    return name not in SHADOW_TRIGGERS
+
+
+def judged_steps(plan: RolloutPlan) -> int:
+    """Steps with canary traffic and a baseline left to compare against (0 < % < 100)."""
+    return max(1, sum(1 for step in plan.steps if 0 < step.percent < 100))
+
+
+def step_alpha(plan: RolloutPlan, name: str) -> float:
+    """The trigger's alpha for one step: live triggers spend their share across steps.
+
+    A live trigger's harm test restarts at every judged step on that step's minutes,
+    each restart at ``trigger_alpha / judged_steps``. Each restart is an e-process of
+    its own, started at a stopping time (the ADVANCE), so by Ville's inequality and the
+    union bound P(any false rollback over the steps) <= trigger_alpha. Shadow triggers
+    run once over the whole rollout at their full share.
+    """
+    alpha = trigger_alpha(plan, name)
+    return alpha / judged_steps(plan) if is_live(name) else alpha
+
+
 def evaluate(name: str, config: TriggerConfig, ctx: TriggerContext) -> TriggerResult:
-    """The verdict of one trigger on the evidence since the rollout started."""
+    """The verdict of one trigger on the evidence it is handed (``ctx.table``)."""
     if isinstance(config, RateTrigger):
         return _rate(name, config, ctx)
     if isinstance(config, TailLatencyTrigger):
@@ -226,11 +266,13 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         return base.no_data(NO_OUTCOMES if name in OUTCOME_RATES else "no observations")
     trials = cns + bns
     share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
-    log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio)
+    dispersion = _dispersion(name, ctx)
+    log_e = seq.count_log_e(cxs, bxs, share, config.null_ratio, dispersion=dispersion)
     estimate = lower = upper = None
     if pc is not None and pb is not None:
         estimate = pc - pb
-        variance = seq.rate_difference_variance(cx, cn, bx, bn)
+        # Clustered events carry less information: the variance grows with phi too.
+        variance = dispersion * seq.rate_difference_variance(cx, cn, bx, bn)
         radius = seq.mixture_radius(variance, config.margin, ctx.certify_alpha)
         lower, upper = estimate - radius, estimate + radius
     if log_e >= base.harm_threshold():
@@ -241,18 +283,51 @@ def _rate(name: str, config: RateTrigger, ctx: TriggerContext) -> TriggerResult:
         verdict = Verdict.CERTIFIED if upper < config.margin else Verdict.INCONCLUSIVE
     detail = (
         f"canary {cx}/{cn} ({_pct(pc)}) vs baseline {bx}/{bn} ({_pct(pb)}); "
-        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for ratio > {config.null_ratio:g}; "
+        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for ratio > {config.null_ratio:g} "
+        f"(clustering phi {dispersion:.2f}); "
         f"increase {_pct(estimate)} in [{_pct(lower)}, {_pct(upper)}], margin {_pct(config.margin)}"
     )
     return base.result(verdict, detail, estimate, log_e, lower, upper)
 
 
+def _dispersion(name: str, ctx: TriggerContext) -> float:
+    """How clustered this trigger's events are, learnt from the whole rollout so far."""
+    table = ctx.table if ctx.history is None else ctx.history
+    cxs, cns, bxs, bns = _rate_columns(name, table)
+    trials = cns + bns
+    share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
+    groups = ctx.history_steps if ctx.history is not None else None
+    return seq.share_dispersion(cxs, bxs, share, groups)
+
+
 def _tail(name: str, config: TailLatencyTrigger, ctx: TriggerContext) -> TriggerResult:
-    limit = 1.0 - config.quantile  # share of canary requests allowed above the threshold
+    """ "p99 + margin" against the concurrent baseline: both arms' requests slower than T.
+
+    T = the baseline quantile (frozen before the canary, placed again at every ADVANCE
+    by the controller from the baseline arm's recent traffic) + ``margin_ms``; it only fixes
+    *where* the arms are compared, and both arms are counted against the same T in the
+    same minutes, so a slowdown of both (provider, load, incident) moves both shares
+    together and is no evidence of harm, and the frozen quantile's own sampling error
+    does not enter the test's alpha.
+
+    - Rollback: the canary's share above T is shown larger than the baseline's (the
+      two-arm count e-process at ratio 1, each minute at its observed split): more of
+      the canary's requests than the baseline's are slower than p99 + margin.
+    - Certify: the canary's excess share above T, P_C(>T) - P_B(>T), is shown below
+      ``tail_excess_margin`` (0.6 point for p99) by the confidence sequence.
+
+    A candidate whose whole tail is slower by less than the margin still has a small
+    excess above T; it is usually certified before the rollback test can tell it apart
+    (README, family ``p99_plus_100ms_inside_margin``), while one slower by more than
+    the margin is usually rolled back first (``p99_plus_250ms``): the margin places the
+    comparison, it is not an indifference zone (docs/guarantees.md 7.9).
+    """
     t = ctx.table
-    cx, cn = int(t.total("candidate.slow")), int(t.total("candidate.latency_ms.n"))
-    bx, bn = int(t.total("baseline.slow")), int(t.total("baseline.latency_ms.n"))
-    base = _Base(name, "tail", config, ctx, bn, cn, limit, _ratio(bx, bn), _ratio(cx, cn))
+    cxs, cns = t.column("candidate.slow"), t.column("candidate.latency_ms.n")
+    bxs, bns = t.column("baseline.slow"), t.column("baseline.latency_ms.n")
+    cx, cn, bx, bn = (int(a.sum()) for a in (cxs, cns, bxs, bns))
+    allowed = tail_excess_margin(config)
+    base = _Base(name, "tail", config, ctx, bn, cn, allowed, _ratio(bx, bn), _ratio(cx, cn))
     wanted, counted = ctx.slow_threshold_ms, ctx.counted_threshold_ms
     if wanted is None:
         return base.result(Verdict.INSUFFICIENT, "no baseline p99 frozen yet")
@@ -262,25 +337,40 @@ def _tail(name: str, config: TailLatencyTrigger, ctx: TriggerContext) -> Trigger
         )
     if cn == 0 and bn == 0:
         return base.no_data("no latencies")
-    log_e = seq.rate_log_e(cx, cn, limit)
+    trials = cns + bns
+    share = np.divide(cns, trials, out=np.zeros_like(trials), where=trials > 0)
+    log_e = seq.count_log_e(cxs, bxs, share, 1.0)
     estimate = lower = upper = None
-    if cn:
-        estimate = cx / cn
-        smoothed = seq.smoothed_rate(cx, cn)
-        radius = seq.mixture_radius(smoothed * (1 - smoothed) / cn, limit, ctx.certify_alpha)
-        lower, upper = max(0.0, estimate - radius), estimate + radius
+    if cn and bn:
+        estimate = cx / cn - bx / bn
+        variance = seq.shrunk_difference_variance(cx, cn, bx, bn)
+        radius = seq.mixture_radius(variance, allowed, ctx.certify_alpha)
+        lower, upper = estimate - radius, estimate + radius
     if log_e >= base.harm_threshold():
         verdict = Verdict.HARM
-    elif cn < ctx.min_events or upper is None:
+    elif min(cn, bn) < ctx.min_events or upper is None:
         verdict = Verdict.INSUFFICIENT
     else:
-        verdict = Verdict.CERTIFIED if upper < limit else Verdict.INCONCLUSIVE
+        verdict = Verdict.CERTIFIED if upper < allowed else Verdict.INCONCLUSIVE
     detail = (
-        f"canary {cx}/{cn} ({_pct(estimate)}) slower than {wanted:.0f} ms (baseline p99 + "
-        f"{config.margin_ms:g} ms; baseline {bx}/{bn}); allowed {_pct(limit)}, upper bound "
-        f"{_pct(upper)}; E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g}"
+        f"canary {cx}/{cn} ({_pct(_ratio(cx, cn))}) vs baseline {bx}/{bn} "
+        f"({_pct(_ratio(bx, bn))}) slower than {wanted:.0f} ms (baseline p99 + "
+        f"{config.margin_ms:g} ms); "
+        f"excess {_pct(estimate)} in [{_pct(lower)}, {_pct(upper)}], allowed {_pct(allowed)}; "
+        f"E={seq.e_value(log_e):.3g} vs {1 / ctx.alpha:.3g} for canary share > baseline's"
     )
     return base.result(verdict, detail, estimate, log_e, lower, upper)
+
+
+def tail_excess_margin(config: TailLatencyTrigger) -> float:
+    """How much larger the canary's share above p99 + margin may be shown to be.
+
+    0.6 of the quantile's tail (0.6 point for p99). With log-normal latencies (p99
+    2.6 s, README) a canary 100 ms slower is certified and completes in 92 % of
+    rollouts (``p99_plus_100ms_inside_margin``, 8 % rolled back), and one 250 ms slower
+    (half a point of excess) is rolled back in 98 % (``p99_plus_250ms``).
+    """
+    return 0.6 * (1.0 - config.quantile)
 
 
 def _mean(

@@ -511,6 +511,20 @@ def test_rollback_with_the_flag_backend_down_is_recorded_and_enforced(rig: Rig) 
     assert enforced.flag_changed and rig.percent("late-flag") == 0
 
 
+def test_each_advance_places_the_tail_threshold_at_the_baseline_as_it_is_now(rig: Rig) -> None:
+    """Both arms slowed down during 10 %: the 30 % step compares them at the new baseline p99."""
+    name = started(rig, "replace-p99", "replace-p99-flag")
+    frozen = rig.ports().store.get(name).baseline_p99_ms
+    assert frozen == pytest.approx(850.0, rel=0.02)
+    insert_minute(rig.store, name, 1, baseline=900, candidate=100, latency_ms=1700.0)
+    moved = rig.tick(name, 2)
+    assert moved.decision is not None and moved.decision.kind is DecisionKind.ADVANCE
+    assert moved.record is not None and moved.record.percent == 30
+    assert moved.record.baseline_p99_ms == pytest.approx(1700.0, rel=0.02)
+    advance = rig.ports().store.history(name)[0]
+    assert "tail threshold placed at baseline p99 1" in advance.reason, advance.reason
+
+
 def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) -> None:
     """A promote before the first step freezes the p99 as the first tick would, so p99 judges."""
     plan = small_plan("promote-early", "promote-early-flag")
@@ -532,7 +546,7 @@ def test_promote_out_of_the_pre_canary_phase_freezes_the_baseline_p99(rig: Rig) 
 
 
 def test_promote_without_enough_baseline_traffic_says_the_p99_cannot_judge(rig: Rig) -> None:
-    """Too little pre-canary traffic to freeze the p99: the promote goes, and says so plainly."""
+    """Too little pre-canary traffic: the promote goes and says so; a later tick freezes it."""
     plan = small_plan("promote-blind", "promote-blind-flag")
     rig.clock.at(0, 5)
     rig.operator().start(plan)
@@ -542,6 +556,17 @@ def test_promote_without_enough_baseline_traffic_says_the_p99_cannot_judge(rig: 
     assert (promoted.percent, promoted.baseline_p99_ms) == (10, None)
     entry = rig.ports().store.history("promote-blind")[0]
     assert "p99 is NOT frozen" in entry.reason and "cannot" in entry.reason
+    # Once the baseline arm has served enough, a tick freezes it and the tail judges.
+    insert_minute(rig.store, "promote-blind", 1, baseline=600, candidate=60, latency_ms=700.0)
+    decided = rig.tick("promote-blind", 2)
+    assert decided.record is not None
+    assert decided.record.baseline_p99_ms == pytest.approx(700.0, rel=0.02)
+    history = rig.ports().store.history("promote-blind")
+    frozen = next(e for e in history if "not frozen before the canary" in e.reason)
+    assert "frozen at" in frozen.reason and "judges from now on" in frozen.reason
+    assert decided.decision is not None
+    tail = next(t for t in decided.decision.triggers if t.name == "p99_latency")
+    assert "no baseline p99 frozen yet" not in tail.detail, tail.detail
 
 
 def test_changes_while_overridden_are_recorded_never_acted_on(rig: Rig, sink: WebhookSink) -> None:

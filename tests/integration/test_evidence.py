@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy import Engine, event
 
 from shadowcanary.events import Arm, CallStatus
-from shadowcanary.judge import Decision, DecisionKind, decide
+from shadowcanary.judge import Decision, DecisionKind, Verdict, decide
 from shadowcanary.judge.decide import DecisionInputs
 from shadowcanary.judge.evidence import ArmCounts, Moments
 from shadowcanary.plan import RolloutPlan
@@ -252,12 +252,14 @@ def test_decide_accepts_the_evidence_and_replays_from_the_audit_row(
     assert newest_data_at(evidence) == minute(5)
     state = rollout.judge_state(newest_data_at(evidence))
     decision = decide(rollout.plan, state, evidence, NOW)
-    # 6 of 8 canary requests above 1000 ms against 1 % allowed: the tail trigger fires.
-    assert decision.kind is DecisionKind.ROLLBACK
-    assert decision.reason.startswith("p99_latency: canary 6/8")
+    # The 30 % step's closed minutes (3, where the flag changed, and 4; not the open 5):
+    # 5 of 7 canary requests above 1000 ms against 0 of 13 baseline ones. Far too few
+    # slow requests for the two-arm tail test to roll back (E = 15 of 3,000): it holds.
+    assert decision.kind is DecisionKind.HOLD
     tail = next(t for t in decision.triggers if t.name == "p99_latency")
-    assert tail.n_candidate == 1 + 3 + 4  # closed minutes only: the open minute 5 is left out
-    assert "slower than 1000 ms" in tail.detail
+    assert (tail.n_candidate, tail.n_baseline) == (3 + 4, 7 + 6)
+    assert tail.verdict is Verdict.INSUFFICIENT
+    assert "canary 5/7 (71.43 %) vs baseline 0/13 (0.00 %) slower than 1000 ms" in tail.detail
     inputs = DecisionInputs(rollout.plan, state, evidence, NOW)
     controller_store.append_audit(
         AuditEntry(

@@ -296,8 +296,8 @@ def test_decide_branches(
     assert reason in decision.reason
 
 
-def test_advance_carries_evidence_across_steps() -> None:
-    """At 30 % the step needs only its own minimum exposure: harm evidence spans the rollout."""
+def test_each_step_is_judged_on_its_own_minutes() -> None:
+    """At 30 % the live triggers count only the 30 % step's minutes, and its exposure suffices."""
     plan = parse_plan(PLAN)
     buckets = [_bucket(m, 10, HEALTHY) for m in range(40)] + [
         _bucket(m, 30, HEALTHY) for m in range(40, 50)
@@ -307,7 +307,7 @@ def test_advance_carries_evidence_across_steps() -> None:
     decision = decide(plan, state, Evidence(tuple(buckets), 2000.0), now)
     assert decision.kind is DecisionKind.ADVANCE
     assert (decision.from_percent, decision.to_percent) == (30, 50)
-    assert _trigger(decision, "error_rate").n_candidate == 40 * 100 + 10 * 300
+    assert _trigger(decision, "error_rate").n_candidate == 10 * 300
 
 
 def test_flag_disagreeing_with_the_step_holds() -> None:
@@ -425,7 +425,7 @@ def test_rollback_reason_names_the_trigger_and_its_numbers() -> None:
     assert result.verdict is Verdict.HARM
     assert (result.n_candidate, result.n_baseline) == (2000, 18000)
     assert result.candidate_value == pytest.approx(0.05)
-    assert result.threshold == pytest.approx(1 / 0.004)
+    assert result.threshold == pytest.approx(3 / 0.004)  # alpha_m spent over 3 steps
     assert "canary 100/2000 (5.00 %) vs baseline 180/18000 (1.00 %)" in decision.reason
 
 

@@ -197,15 +197,15 @@ def test_no_decision_yet_shows_the_plans_margins() -> None:
 
 
 def test_tail_latency_row_says_what_the_test_counts() -> None:
-    """The p99 row reads as a share of canary requests over the frozen baseline quantile."""
+    """The p99 row reads as the canary's excess share of slow requests over the baseline's."""
     example = build()
     started = replace(example.record, status=RolloutStatus.RUNNING, step_index=-1, percent=0)
     text = render_runbook(RunbookInputs(started, ()))
     tail = example.record.plan.triggers.p99_latency
-    share, quantile = 100 * (1 - tail.quantile), 100 * tail.quantile
+    quantile = 100 * tail.quantile
     assert (
-        f"| p99_latency | act | no decision yet | at most {share:g} % of canary requests slower "
-        f"than baseline p{quantile:g} + {tail.margin_ms:g} ms |"
+        "| p99_latency | act | no decision yet | +0.6 pt of requests slower than baseline "
+        f"p{quantile:g} + {tail.margin_ms:g} ms over the concurrent baseline's |"
     ) in text
 
 
