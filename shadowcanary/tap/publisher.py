@@ -135,32 +135,7 @@ class BatchPublisher:
         """
         journal_id = uuid.uuid4().hex
         events = [orjson.Fragment(piece) for piece in pieces]
-        try:
-            self._celery().send_task(
-                constants.TASK_INGEST,
-                args=[events],
-                kwargs={"journal_id": journal_id},
-                queue=constants.QUEUE_INGEST,
-                retry=False,
-                serializer=SERIALIZER,
-                # Prompts repeat (system prompts, JSON keys): zlib shrinks a batch ~5-30x, which
-                # costs less CPU than base64 + JSON-wrapping + sending the raw bytes, and keeps
-                # Redis small while workers are behind. SERIALIZER already compressed the body;
-                # this header (kombu's own) makes workers decompress it transparently.
-                compression=None,
-                headers={"compression": _ZLIB_CONTENT_TYPE},
-                # Celery would otherwise put a repr of every event (prompts!) in the headers.
-                argsrepr=f"[<{count} events>]",
-                kwargsrepr="{}",
-            )
-        except Exception as exc:  # kombu and redis raise many types; all mean "not sent"
-            # redis-py already dropped the broken socket; the next publish reconnects.
-            raise ServiceUnavailable(
-                f"could not publish {count} events to Redis at "
-                f"{without_password(self._broker_url)}: {_cause(exc)}",
-                hint="check that Redis at the tap's broker URL (SHADOWCANARY_REDIS_URL) is "
-                "running and reachable from this process; events are dropped meanwhile",
-            ) from exc
+        self._send(constants.TASK_INGEST, events, {"journal_id": journal_id}, f"{count} events")
         self._write_journal(journal_id, events)
 
     def _write_journal(self, journal_id: str, events: list[orjson.Fragment]) -> None:
@@ -181,24 +156,35 @@ class BatchPublisher:
 
     def publish_outcomes(self, reports: Sequence[dict[str, Any]]) -> None:
         """Publish outcome reports (``OutcomeReport`` JSON) as ONE message on the ingest queue."""
+        self._send(constants.TASK_OUTCOMES, list(reports), {}, f"{len(reports)} outcome reports")
+
+    def _send(self, task: str, items: list[Any], kwargs: dict[str, Any], what: str) -> None:
+        """One message carrying ``items`` as the task's only argument; raises when not sent."""
         try:
             self._celery().send_task(
-                constants.TASK_OUTCOMES,
-                args=[list(reports)],
+                task,
+                args=[items],
+                kwargs=kwargs,
                 queue=constants.QUEUE_INGEST,
                 retry=False,
                 serializer=SERIALIZER,
+                # Prompts repeat (system prompts, JSON keys): zlib shrinks a batch ~5-30x, which
+                # costs less CPU than base64 + JSON-wrapping + sending the raw bytes, and keeps
+                # Redis small while workers are behind. SERIALIZER already compressed the body;
+                # this header (kombu's own) makes workers decompress it transparently.
                 compression=None,
                 headers={"compression": _ZLIB_CONTENT_TYPE},
-                argsrepr=f"[<{len(reports)} outcomes>]",
+                # Celery would otherwise put a repr of every item (prompts!) in the headers.
+                argsrepr=f"[<{what}>]",
                 kwargsrepr="{}",
             )
         except Exception as exc:  # kombu and redis raise many types; all mean "not sent"
+            # redis-py already dropped the broken socket; the next publish reconnects.
             raise ServiceUnavailable(
-                f"could not publish {len(reports)} outcome reports to Redis at "
+                f"could not publish {what} to Redis at "
                 f"{without_password(self._broker_url)}: {_cause(exc)}",
                 hint="check that Redis at the tap's broker URL (SHADOWCANARY_REDIS_URL) is "
-                "running and reachable from this process; reports are dropped meanwhile",
+                "running and reachable from this process; they are dropped meanwhile",
             ) from exc
 
     def close(self) -> None:
