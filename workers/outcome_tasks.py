@@ -9,7 +9,6 @@ for the metric and the log.
 
 from __future__ import annotations
 
-import random
 import threading
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -22,10 +21,10 @@ from prometheus_client import Counter, Gauge
 from shadowcanary import constants
 from shadowcanary.errors import TransientError
 from shadowcanary.events import now_utc
-from shadowcanary.replay.backoff import retry_delay
 from shadowcanary.settings import OutcomeSettings
 from shadowcanary.store.outcomes import OutcomeStore
 from workers import metrics
+from workers.tasks import retry_outage
 
 if TYPE_CHECKING:
     from workers.app import WorkerContext
@@ -41,8 +40,6 @@ OUTCOMES_UNKNOWN = Gauge(
     "shadowcanary_worker_outcomes_unknown",
     "Outcome reports of the last day whose event id no capture matched after unknown_after_s",
 )
-_OUTAGE_BACKOFF_BASE_S = 0.5
-_OUTAGE_BACKOFF_MAX_S = 10.0
 # A capture is published before its answer reaches the user: one arriving a day after
 # its outcome report will not come. Reports older than this are not looked at again.
 _LOOKBACK = timedelta(days=1)
@@ -66,20 +63,7 @@ def register_outcome_tasks(app: Celery, context: WorkerContext) -> None:
             result = context.outcome_ingest.ingest(raw_reports)
         except TransientError as exc:
             # Postgres is down: re-queue the batch (merging makes a redelivery harmless).
-            delay = retry_delay(
-                outage_retries + 1,
-                base_s=_OUTAGE_BACKOFF_BASE_S,
-                max_s=_OUTAGE_BACKOFF_MAX_S,
-                retry_after_s=None,
-                jitter=random.random(),
-            )
-            metrics.RETRIES.labels(type(exc).__name__).inc()
-            raise self.retry(
-                args=[raw_reports],
-                kwargs={"outage_retries": outage_retries + 1},
-                countdown=delay,
-                exc=exc,
-            ) from exc
+            raise retry_outage(self, exc, [raw_reports], outage_retries) from exc
         OUTCOMES_INGESTED.labels("accepted").inc(result.accepted)
         OUTCOMES_INGESTED.labels("joined").inc(result.joined)
         if result.rejected:

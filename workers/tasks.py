@@ -44,7 +44,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
         except TransientError as exc:
             # Postgres (or Redis) is down: a failed task would be acked and its events
             # lost. Re-queue the batch (the broker keeps it) until the service is back.
-            raise _retry_outage(
+            raise retry_outage(
                 self, exc, [raw_events], outage_retries, journal_id=journal_id
             ) from exc
         context.journal.settle(journal_id)
@@ -74,7 +74,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
         except TransientError as exc:
             # Postgres or Redis (budget, rate limiter) is down: retry the whole batch
             # later rather than fail it (a failed task is acked: its events were lost).
-            raise _retry_outage(self, exc, [event_ids], outage_retries) from exc
+            raise retry_outage(self, exc, [event_ids], outage_retries) from exc
         metrics.REPLAY_BATCH_SECONDS.observe(time.perf_counter() - started)
         for record in outcome.records:
             metrics.REPLAYS.labels(record.kind.value, record.status.value).inc()
@@ -140,7 +140,7 @@ def register_tasks(app: Celery, context: WorkerContext) -> None:
             judged = service.judge(event_ids)
         except TransientError as exc:
             # Postgres or Redis is down: judge the batch later (verdicts are idempotent).
-            raise _retry_outage(self, exc, [event_ids], outage_retries) from exc
+            raise retry_outage(self, exc, [event_ids], outage_retries) from exc
         metrics.JUDGED_PAIRS.inc(judged)
         return {"judged": judged}
 
@@ -154,7 +154,7 @@ _OUTAGE_BACKOFF_BASE_S = 0.5
 OUTAGE_BACKOFF_MAX_S = 10.0
 
 
-def _retry_outage(
+def retry_outage(
     task: Task,
     exc: TransientError,
     args: list[Any],
