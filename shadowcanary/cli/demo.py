@@ -29,8 +29,15 @@ import openai
 from rich.console import Console
 
 from flags.router import EmbeddedEvaluator, ModelRouter
-from shadowcanary.cli.demo_plans import Scenario, demo_plan, models_json, scenarios, sim_profiles
-from shadowcanary.cli.demo_view import DemoView, LaneView, print_where_to_look
+from shadowcanary.cli.demo_plans import (
+    JUDGE,
+    Scenario,
+    demo_plan,
+    models_json,
+    scenarios,
+    sim_profiles,
+)
+from shadowcanary.cli.demo_view import DemoView, LaneView, print_judged_pair, print_where_to_look
 from shadowcanary.controller.notify import WebhookNotifier
 from shadowcanary.controller.operator import Operator
 from shadowcanary.controller.policy import TickMemory
@@ -160,7 +167,12 @@ def run_demo(
     try:
         view.phase("starting the model simulator and the worker")
         with run_simulator(sim_profiles()) as sim:
-            demo_settings = settings.model_copy(update={"models": _models(settings, sim)})
+            demo_settings = settings.model_copy(
+                update={
+                    "models": _models(settings, sim),
+                    "judge": settings.judge.model_copy(update={"model": JUDGE}),
+                }
+            )
             worker_env = _worker_env(urls, sim)
             with (
                 view.live(),
@@ -179,6 +191,7 @@ def run_demo(
         statuses = {lane.scenario.name: lane.view.status for lane in lanes}
         expected = {lane.scenario.name: lane.scenario.expected for lane in lanes}
         result = DemoResult(statuses, expected, minutes, time.monotonic() - started)
+        print_judged_pair(console, engine, lanes[0].scenario.name)
         print_where_to_look(console, demo_settings, engine, [lane.scenario.name for lane in lanes])
         return result
     finally:
@@ -362,6 +375,9 @@ def _worker_env(urls: ServiceUrls, sim: SimHandle) -> dict[str, str]:
         "SHADOWCANARY_REPLAY__NOISE_FLOOR_RATE": "0.3",
         # The watch after 100 % keeps the baseline warm with half the candidate's calls.
         "SHADOWCANARY_REPLAY__ROLLBACK_TARGET_RATE": "0.5",
+        # The LLM judge (the simulator's) on a fifth of the pairs, both orders each.
+        "SHADOWCANARY_JUDGE__MODEL": JUDGE,
+        "SHADOWCANARY_JUDGE__SAMPLE_RATE": "0.2",
         "SHADOWCANARY_REPLAY__BACKOFF_BASE_S": "0.2",
         "SHADOWCANARY_REPLAY__BACKOFF_MAX_S": "1",
         "SHADOWCANARY_LOG_LEVEL": "warning",

@@ -198,6 +198,45 @@ def _pipeline_line(counts: Any, tap: Any) -> Panel:
     )
 
 
+def print_judged_pair(console: Console, engine: Any, rollout: str) -> None:
+    """One pair the LLM judge decided in both orders, the two answers side by side."""
+    from datetime import UTC, datetime, timedelta
+
+    from rich.columns import Columns
+    from rich.panel import Panel
+
+    from shadowcanary.report.judge_section import judged_pairs
+
+    since = datetime.now(UTC) - timedelta(days=1)
+    pairs: tuple[Any, ...] = ()
+    with engine.connect() as conn:
+        for outcome in ("win", "loss", "tie"):
+            pairs = judged_pairs(conn, rollout, since, _clip, outcome=outcome, limit=1)
+            if pairs:
+                break
+    console.print("\n[bold]The LLM judge on one pair[/] (" + rollout + ")")
+    if not pairs:
+        console.print("  no pair judged the same way in both orders yet")
+        return
+    pair = pairs[0]
+    console.print(f"  prompt ({pair.route}): {pair.prompt}")
+    reference = "asked again" if pair.reference == "baseline_again" else "live"
+    console.print(
+        Columns(
+            [
+                Panel(pair.baseline_answer, title=f"baseline ({reference})", width=48),
+                Panel(pair.candidate_answer, title="candidate", width=48),
+            ]
+        )
+    )
+    verdict = {"win": "candidate better", "loss": "baseline better", "tie": "a tie"}[outcome]
+    console.print(f"  verdict, in both orders: {verdict}; the judge: {pair.rationale}")
+
+
+def _clip(text: str, limit: int = 400) -> str:
+    return text if len(text) <= limit else text[:limit] + " …"
+
+
 def print_where_to_look(
     console: Console, settings: Settings, engine: Any, rollouts: Sequence[str]
 ) -> list[Path]:

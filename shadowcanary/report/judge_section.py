@@ -29,7 +29,8 @@ KIND_LABEL = {
 
 @dataclass(frozen=True, slots=True)
 class JudgedLoss:
-    """A pair the candidate lost in both orders, with the judge's rationale (redacted texts)."""
+    """A pair the judge called the same in both orders (a loss, in the report), with its
+    rationale (redacted texts)."""
 
     event_id: str
     route: str
@@ -55,8 +56,25 @@ def load_judge_section(
     conn: Connection, rollout: str, since: datetime, clean: Callable[[str], str]
 ) -> JudgeSection:
     """``clean`` redacts and clips a text for the report (as the divergent pairs are)."""
-    worst = []
-    for row in judge_worst(conn, rollout, since, WORST_PAIRS):
+    return JudgeSection(
+        rows=tuple(judge_totals(conn, rollout, since)),
+        by_length=tuple(judge_by_length(conn, rollout, since)),
+        worst=judged_pairs(conn, rollout, since, clean, outcome="loss", limit=WORST_PAIRS),
+    )
+
+
+def judged_pairs(
+    conn: Connection,
+    rollout: str,
+    since: datetime,
+    clean: Callable[[str], str],
+    *,
+    outcome: str,
+    limit: int,
+) -> tuple[JudgedLoss, ...]:
+    """The newest pairs the judge called ``outcome`` for the candidate in both orders."""
+    pairs = []
+    for row in judge_worst(conn, rollout, since, limit, outcome):
         messages = row.event.get("request", {}).get("messages", [])
         prompt = "\n\n".join(
             f"[{m.get('role')}] {m.get('content') if isinstance(m.get('content'), str) else ''}"
@@ -66,7 +84,7 @@ def load_judge_section(
             baseline = answer_text(row.baseline_again_output) or ""
         else:
             baseline = answer_text(row.event.get("response")) or ""
-        worst.append(
+        pairs.append(
             JudgedLoss(
                 event_id=row.event_id,
                 route=row.route,
@@ -77,11 +95,7 @@ def load_judge_section(
                 candidate_answer=clean(answer_text(row.candidate_output) or ""),
             )
         )
-    return JudgeSection(
-        rows=tuple(judge_totals(conn, rollout, since)),
-        by_length=tuple(judge_by_length(conn, rollout, since)),
-        worst=tuple(worst),
-    )
+    return tuple(pairs)
 
 
 def _pct(part: int, whole: int) -> str:

@@ -86,16 +86,19 @@ def judge_by_length(conn: Connection, rollout: str, since: datetime) -> list[Jud
     return [found[label] for label in order if label in found]
 
 
-def judge_worst(conn: Connection, rollout: str, since: datetime, limit: int) -> list[JudgeLossRow]:
-    """The newest candidate losses the judge was sure of (no position disagreement)."""
+def judge_worst(
+    conn: Connection, rollout: str, since: datetime, limit: int, outcome: str = "loss"
+) -> list[JudgeLossRow]:
+    """The newest candidate ``outcome``s (losses by default) the judge was sure of (no
+    position disagreement)."""
     rows = conn.exec_driver_sql(
         "SELECT v.event_id, v.route, v.reference, v.rationale, c.event,"
         " (SELECT output FROM replays r WHERE r.event_id = v.event_id AND r.kind = 'candidate'),"
         " (SELECT output FROM replays r WHERE r.event_id = v.event_id AND r.kind = 'noise')"
         " FROM judge_verdicts v JOIN captures c USING (event_id)"
-        " WHERE v.rollout = %s AND v.kind = 'candidate' AND v.outcome = 'loss'"
+        " WHERE v.rollout = %s AND v.kind = 'candidate' AND v.outcome = %s"
         " AND NOT v.position_disagreement AND v.recorded_at >= %s"
         " ORDER BY v.recorded_at DESC, v.event_id LIMIT %s",
-        (rollout, since, limit),
+        (rollout, outcome, since, limit),
     ).all()
     return [JudgeLossRow(*row) for row in rows]

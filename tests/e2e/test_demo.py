@@ -47,7 +47,8 @@ def embedded(
 def test_demo_fast_completes_one_rollout_and_rolls_back_the_other(
     embedded: tuple[Settings, ServiceUrls], tmp_path: Path
 ) -> None:
-    """Healthy: ADVANCE 10->30->50->100 then COMPLETED; regressing: ROLLBACK on error_rate, 0 %."""
+    """Healthy: ADVANCE 10->30->50->100 then COMPLETED; regressing: ROLLBACK on error_rate, 0 %;
+    the LLM judge's verdict on one pair is shown."""
     settings, urls = embedded
     out = io.StringIO()
     result = run_demo(settings, urls, fast=True, console=Console(file=out, width=200), run_id="t1")
@@ -86,4 +87,7 @@ def test_demo_fast_completes_one_rollout_and_rolls_back_the_other(
 
     text = out.getvalue()
     assert "shadowcanary rollout history demo-regressing-t1" in text
+    # The LLM judge ran on the healthy rollout's pairs; one is shown side by side.
+    assert "The LLM judge on one pair (demo-healthy-t1)" in text, text[-4000:]
+    assert "verdict, in both orders:" in text, text[-4000:]
     assert (tmp_path / "runbooks" / "generated" / "demo-regressing-t1.md").exists()

@@ -20,6 +20,7 @@ from shadowcanary.rollout_records import RolloutStatus
 BASELINE = "gpt-5.2"
 HEALTHY = "gpt-5.5"
 REGRESSING = "gpt-5.5-regressing"
+JUDGE = "sim-judge"
 REGRESSED_ERROR_RATE = 0.15  # HTTP 500s from the regressing candidate once it regresses
 REGRESS_AT_PERCENT = 30  # the regression starts once this step is reached
 
@@ -27,6 +28,7 @@ _PRICES = {
     BASELINE: (1.75, 14.0),
     HEALTHY: (5.0, 30.0),
     REGRESSING: (5.0, 30.0),
+    JUDGE: (0.25, 2.0),
 }
 
 
@@ -38,6 +40,8 @@ def _candidate_profile(description: str) -> dict[str, Any]:
         "diverge_from": BASELINE,
         "divergence": 0.02,
         "verbosity": 1.1,
+        # Somewhat better answers than the baseline's, as the judge sees them.
+        "quality": 0.5,
         "input_usd_per_mtok": _PRICES[HEALTHY][0],
         "output_usd_per_mtok": _PRICES[HEALTHY][1],
     }
@@ -55,12 +59,23 @@ def sim_profiles() -> dict[str, dict[str, Any]]:
         },
         HEALTHY: _candidate_profile("healthy candidate (simulated)"),
         REGRESSING: _candidate_profile("candidate that regresses mid-rollout (simulated)"),
+        JUDGE: {
+            "description": "pairwise LLM judge (simulated): prefers the better answer",
+            "role": "judge",
+            "median_ms": 15,
+            "p99_ms": 60,
+            "judge_position_bias": 0.1,
+            "judge_noise": 0.5,
+            "judge_tie_margin": 0.25,
+            "input_usd_per_mtok": _PRICES[JUDGE][0],
+            "output_usd_per_mtok": _PRICES[JUDGE][1],
+        },
         "text-embedding-3-small": {"median_ms": 2, "p99_ms": 10},
     }
 
 
 def models_json(base_url: str) -> str:
-    """``SHADOWCANARY_MODELS``: the three models, all served by the simulator."""
+    """``SHADOWCANARY_MODELS``: the models and the judge, all served by the simulator."""
     return json.dumps(
         {
             name: {"base_url": base_url, "input_usd_per_mtok": i, "output_usd_per_mtok": o}
@@ -128,6 +143,7 @@ triggers:
   shadow_invalid_json: {{margin: 0.10}}
   p99_latency: {{margin_ms: 300, quantile: 0.95}}
   quality: {{margin: 0.05}}
+  judge_score: dry-run  # the LLM judge's verdicts, recorded and shown, not acted on
 # Time-compressed: a real plan keeps the defaults (7 d of shadow traffic, a 24 h watch).
 shadow: {{min_comparisons: 100, min_duration: 1m, deadline: 1h}}
 watch: {{duration: 2m, min_baseline_replays: 20}}
