@@ -17,6 +17,8 @@ INSTALLED := $(VENV)/.installed
 PYTEST_ARGS ?=
 # Test processes (pytest-xdist). Each has its own Redis, Postgres, Unleash and simulator;
 # much of the suite waits on real outages and workers, so two overlap well on two cores.
+# worksteal: a process that runs out of tests takes some of the other's, so the long
+# end-to-end tests do not leave one process working alone for the last minutes.
 TEST_WORKERS ?= 2
 DEMO_ARGS ?=
 # The real Unleash server for the flag tests (npm, pinned by its package-lock.json).
@@ -61,7 +63,7 @@ down: venv  ## stop the embedded Postgres and Redis started by demo/up
 	$(BIN)/shadowcanary services stop
 
 test: venv test-servers  ## run the test suite (fails when no test ran)
-	@rc=0; $(BIN)/pytest -q -n $(TEST_WORKERS) $(PYTEST_ARGS) || rc=$$?; \
+	@rc=0; $(BIN)/pytest -q -n $(TEST_WORKERS) --dist worksteal $(PYTEST_ARGS) || rc=$$?; \
 	if [ $$rc -eq 5 ]; then \
 	  echo "make test: pytest collected no tests; that is a failure, not a pass" >&2; exit 1; \
 	fi; \
