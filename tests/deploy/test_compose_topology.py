@@ -61,6 +61,10 @@ candidate: gpt-5.5
 unleash: {environment: production}
 exposure: {min_canary_requests: 50, min_events_per_arm: 20, min_duration: 5s, deadline: 1h}
 sample_ratio: {grace: 0s}
+# The topology is under test, not the phases (tests/integration/test_rollout_phases.py):
+# no week-long shadow gate before the first step, no watch after 100 %.
+shadow: off
+watch: off
 # The simulator's default candidate is measurably less similar to the baseline: its
 # quality trigger would (rightly) roll back. This test is about the topology, so quality
 # only observes; the judge has its own tests.

@@ -392,6 +392,9 @@ def test_purge_deletes_old_raw_rows_and_keeps_rollups(store: Store, engine: Engi
         "dead_letters": 1,
         "live_rollups": 0,
         "shadow_rollups": 0,
+        "outcomes": 0,
+        "judge_verdicts": 0,
+        "judge_rollups": 0,
     }
     assert set(store.get_captures(old + recent)) == set(recent)
     counts = table_counts(engine)
@@ -522,7 +525,11 @@ def test_counts_and_headline(store: Store) -> None:
     assert headline.noise_lexical_mean == pytest.approx(0.9)
     assert headline.paired_n == 4
     assert headline.paired_diff_mean == pytest.approx(-0.2)
-    assert headline.compared == {ReplayKind.CANDIDATE: 10, ReplayKind.NOISE: 4}
+    assert headline.compared == {
+        ReplayKind.CANDIDATE: 10,
+        ReplayKind.NOISE: 4,
+        ReplayKind.ROLLBACK_TARGET: 0,
+    }
     b, c = headline.arms[Arm.BASELINE], headline.arms[Arm.CANDIDATE]
     assert (b.requests, b.error_rate) == (50, 0.0)
     assert c.error_rate == pytest.approx(1 / 21)
