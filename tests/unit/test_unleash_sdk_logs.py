@@ -8,6 +8,7 @@ lines at debug. ``start()`` returns without waiting on the server, even one that
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 from pathlib import Path
@@ -76,16 +77,25 @@ def test_an_unreachable_unleash_is_one_warning_and_tracebacks_stay_at_debug(
 
 def test_start_returns_while_a_hanging_unleash_has_not_answered(tmp_path: Path) -> None:
     """start() leaves the first fetch to the background; flags fail open meanwhile."""
-    # A listening socket that never accepts: the SDK's request connects and then hangs
-    # for its whole 60 s timeout. Had start() waited on it, it would return only after
+    # A listening socket that never answers: the SDK's request connects and then hangs
+    # for its whole 20 s timeout. Had start() waited on it, it would return only after
     # that fetch failed, with the outage already recorded.
     with socket.create_server(("127.0.0.1", 0)) as hanging:
-        evaluator = _evaluator(hanging.getsockname()[1], seconds=60, cache=tmp_path)
+        evaluator = _evaluator(hanging.getsockname()[1], seconds=20, cache=tmp_path)
         evaluator.start()
         outages_at_return = evaluator.reachability.outages
         router = ModelRouter(evaluator, "any-flag", "gpt-5.2", stickiness="userId")
         routed = {router.model_for({"user_id": f"user-{i}"}) for i in range(20)}
-    # Closing the listener resets the hanging connection, so close() is quick.
-    evaluator.close()
+        _hang_up(hanging)
+    evaluator.close()  # waits at most one request timeout for a request still hanging
     assert outages_at_return == 0, "start() returned only after the fetch had failed"
     assert routed == {"gpt-5.2"}
+
+
+def _hang_up(server: socket.socket) -> None:
+    """Accept and close what the SDK has connected so far: its hung requests fail now."""
+    server.settimeout(0.2)
+    with contextlib.suppress(OSError):  # the timeout: nothing more is waiting
+        while True:
+            connection, _ = server.accept()
+            connection.close()
