@@ -11,9 +11,11 @@ and the sweep publishes it again. Ingest is idempotent by event id, so a batch t
 slow is stored once all the same.
 
 The tap writes the journal after the message is sent and never fails on it (a batch
-whose entry could not be written is only as safe as before). Worker-side calls are
-best effort too: a settle that fails leaves an entry the sweep republishes, a duplicate
-that ingest absorbs.
+whose entry could not be written is only as safe as before). A worker fast enough to
+store the batch before the tap's write lands leaves an entry behind: the sweep
+republishes it once, ingest finds every event already stored, and the entry goes.
+Worker-side calls are best effort too: a settle that fails leaves an entry the sweep
+republishes, a duplicate that ingest absorbs.
 """
 
 from __future__ import annotations
